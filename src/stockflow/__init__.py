@@ -1,0 +1,60 @@
+"""stockflow: no unit sold twice in event-driven commerce.
+
+Every stock command is partitioned by product id; one single-threaded writer per partition
+checks *and* reserves in one step against a changelogged table and publishes the decision as an
+event. Orders with several lines are reserved all-or-nothing by a saga.
+
+Importing ``stockflow`` only defines names. Faust is imported when you ask for it:
+``stockflow.create_app()``, ``stockflow.install(app)``, or ``stockflow.app`` (the standalone
+app built from ``STOCKFLOW_*`` settings, which is what ``faust -A stockflow worker`` loads).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stockflow.errors import (
+    BrokerError,
+    ConfigurationError,
+    InvariantViolation,
+    StockflowError,
+    WorkerError,
+)
+from stockflow.settings import Settings
+
+if TYPE_CHECKING:
+    from stockflow.application import Stockflow, create_app, install
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BrokerError",
+    "ConfigurationError",
+    "InvariantViolation",
+    "Settings",
+    "Stockflow",
+    "StockflowError",
+    "WorkerError",
+    "__version__",
+    "app",
+    "create_app",
+    "install",
+]
+
+_LAZY = {"create_app", "install", "Stockflow"}
+_app: Any = None
+
+
+def __getattr__(name: str) -> Any:
+    global _app
+    if name in _LAZY:
+        from stockflow import application
+
+        return getattr(application, name)
+    if name == "app":
+        if _app is None:
+            from stockflow.application import create_app
+
+            _app = create_app()
+        return _app
+    raise AttributeError(f"module 'stockflow' has no attribute {name!r}")

@@ -1,0 +1,173 @@
+"""Building stockflow into a Faust app: standalone (:func:`create_app`) or embedded
+(:func:`install` into an app you already run)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from stockflow.agents import (
+    register_inventory_agent,
+    register_orders_agent,
+    register_products_agent,
+    register_scheduler,
+)
+from stockflow.agents.publish import Publisher
+from stockflow.core.policy import Policy
+from stockflow.processing import InventoryRouter, OrderDesk, ProductWriter, Role
+from stockflow.settings import Settings
+from stockflow.tables import SelfHealingTableManager, TableStore, create_state_table
+from stockflow.transport import TunedTransport, use_tuned_transport
+
+__all__ = ["Stockflow", "create_app", "install"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stockflow:
+    """What :func:`install` added to an app: topics, tables, processors and agents."""
+
+    app: Any
+    settings: Settings
+    topics: dict[str, Any]
+    product_table: Any
+    order_table: Any
+    product_store: TableStore
+    order_store: TableStore
+    products: ProductWriter
+    orders: OrderDesk
+
+
+def create_app(settings: Settings | None = None) -> faust.App:
+    """A standalone Faust app running stockflow, configured from ``settings`` (default: the
+    ``STOCKFLOW_*`` environment)."""
+    settings = settings or Settings()
+    app = faust.App(
+        **settings.faust_kwargs(),
+        TableManager=SelfHealingTableManager,
+        autodiscover=False,
+    )
+    use_tuned_transport(app, settings.fetch_max_wait_ms)
+    handle = install(app, settings)
+    app.stockflow = handle  # type: ignore[attr-defined]
+    return app
+
+
+def install(app: Any, settings: Settings | None = None) -> Stockflow:
+    """Add stockflow's topics, tables, agents and timer scheduler to an existing Faust app.
+
+    Names come from ``settings`` (topic names, partitions); agent and table names are prefixed
+    with ``settings.app_id`` so that they cannot clash with the app's own. Call it before the
+    app declares its own topics to also get stockflow's transport fixes, and create the app
+    with ``TableManager=stockflow.tables.SelfHealingTableManager`` for self-healing recovery.
+    """
+    settings = settings or Settings()
+    transport = getattr(app, "_transport", None)
+    if transport is None:
+        use_tuned_transport(app, settings.fetch_max_wait_ms)
+    elif not isinstance(transport, TunedTransport):
+        log.warning("stockflow.install: app transport exists already; fetch-wait fix not applied")
+    policy = Policy.from_seconds(
+        reservation_ttl=settings.reservation_ttl,
+        saga_timeout=settings.saga_timeout,
+        retention=settings.retention,
+        max_lines=settings.max_lines,
+    )
+    prefix = settings.app_id
+
+    def topic(name: str) -> Any:
+        return app.topic(
+            name,
+            partitions=settings.partitions,
+            replicas=settings.replication_factor,
+            key_serializer="raw",
+            value_serializer="raw",
+            internal=True,  # created with the right partition count if missing
+        )
+
+    topics: dict[str, Any] = {
+        "orders": topic(settings.orders_topic),
+        "inventory": topic(settings.inventory_topic),
+        "reservations": topic(settings.reservations_topic),
+        "dead_letters": topic(settings.dead_letter_topic),
+        "product_commands": topic(settings.product_commands_topic),
+        "order_replies": topic(settings.order_replies_topic),
+    }
+    product_table = create_state_table(
+        app,
+        f"{prefix}-products",
+        partitions=settings.partitions,
+        help="stock, reservation ledger and timers, by product",
+    )
+    order_table = create_state_table(
+        app,
+        f"{prefix}-orders",
+        partitions=settings.partitions,
+        help="order sagas and their timers",
+    )
+    product_store = TableStore(product_table)
+    order_store = TableStore(order_table)
+    writer = ProductWriter(product_store, policy)
+    desk = OrderDesk(order_store, policy)
+    roles: dict[Role, Any] = {
+        "reservations": topics["reservations"],
+        "dead_letters": topics["dead_letters"],
+        "product_commands": topics["product_commands"],
+        "order_replies": topics["order_replies"],
+    }
+    publisher = Publisher(app, roles)
+    register_products_agent(
+        app,
+        name=f"{prefix}.products",
+        topic=topics["product_commands"],
+        writer=writer,
+        store=product_store,
+        publisher=publisher,
+    )
+    order_stream = app.topic(
+        settings.orders_topic,
+        settings.order_replies_topic,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    register_orders_agent(
+        app,
+        name=f"{prefix}.orders",
+        topic=order_stream,
+        orders_topic=settings.orders_topic,
+        desk=desk,
+        store=order_store,
+        publisher=publisher,
+    )
+    register_inventory_agent(
+        app,
+        name=f"{prefix}.inventory",
+        topic=topics["inventory"],
+        router=InventoryRouter(),
+        store=product_store,
+        publisher=publisher,
+    )
+    register_scheduler(
+        app,
+        name=f"{prefix}.timers",
+        interval=settings.timer_interval,
+        targets={
+            settings.product_commands_topic: (topics["product_commands"], product_store),
+            settings.order_replies_topic: (topics["order_replies"], order_store),
+        },
+    )
+    return Stockflow(
+        app=app,
+        settings=settings,
+        topics=topics,
+        product_table=product_table,
+        order_table=order_table,
+        product_store=product_store,
+        order_store=order_store,
+        products=writer,
+        orders=desk,
+    )

@@ -1,0 +1,20 @@
+"""The pure decision core: plain functions over plain, immutable state. No Faust, no I/O.
+
+``stock``  decides for one product (check-and-reserve, confirm, release, stock changes).
+``saga``   decides for one order (fan-out, answers, payment, cancellation, timeouts).
+``policy`` carries the business settings the decisions depend on.
+"""
+
+from stockflow.core.policy import Policy
+from stockflow.core.saga import LineState, Saga, SagaDecision
+from stockflow.core.stock import Reservation, Stock, StockDecision
+
+__all__ = [
+    "LineState",
+    "Policy",
+    "Reservation",
+    "Saga",
+    "SagaDecision",
+    "Stock",
+    "StockDecision",
+]

@@ -1,0 +1,425 @@
+"""Decisions for one order: the saga that reserves every line all-or-nothing (or partially).
+
+The saga is the single decision point for everything that happens to an order after it is
+placed: the order-level outcome, payment, cancellation, expiry and compensation. Because all of
+an order's commands and timeouts reach the saga through one partition of one stream, races (a
+payment against an expiry, a late line answer against a timeout) are decided by log order and
+by the records' own timestamps, never by which thread wins.
+
+State per line::
+
+    answer   pending -> reserved | refused          what the product writer said
+    action   reserve -> confirm | release | none    the last command the saga sent for it
+
+Every step returns the full set of commands and events implied by the new state when the input
+was a duplicate; the product writer is idempotent, so re-sending is always safe, and it is what
+repairs a crash that lost the first emission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from stockflow.core.policy import Policy
+from stockflow.models import (
+    Confirm,
+    Fulfilment,
+    LineAnswer,
+    LineRefusal,
+    OrderCancelIgnored,
+    OrderLine,
+    OrderRejected,
+    OrderReserved,
+    RefusalReason,
+    RejectionReason,
+    Release,
+    ReleaseReason,
+    ReservationConfirmFailed,
+    Reserve,
+    ReservedLine,
+    iso_from_ms,
+)
+
+__all__ = [
+    "LineState",
+    "Saga",
+    "SagaDecision",
+    "SagaStatus",
+    "TimerKind",
+    "answer",
+    "cancel",
+    "fire_timer",
+    "merge_lines",
+    "pay",
+    "place",
+]
+
+SagaStatus = Literal["reserving", "reserved", "rejected", "confirmed", "cancelled", "expired"]
+TimerKind = Literal["deadline", "expiry", "forget"]
+Action = Literal["reserve", "confirm", "release", "none"]
+SagaEvent = OrderReserved | OrderRejected | ReservationConfirmFailed | OrderCancelIgnored
+ProductCommand = Reserve | Confirm | Release
+
+FINISHED: frozenset[str] = frozenset({"rejected", "confirmed", "cancelled", "expired"})
+
+
+@dataclass(frozen=True, slots=True)
+class LineState:
+    product_id: str
+    quantity: int
+    answer: Literal["pending", "reserved", "refused"] = "pending"
+    reason: RefusalReason | None = None
+    available: int | None = None
+    action: Action = "reserve"
+    release_reason: ReleaseReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Saga:
+    order_id: str
+    lines: tuple[LineState, ...]
+    fulfilment: Fulfilment
+    status: SagaStatus
+    placed_at_ms: int
+    deadline_ms: int
+    expires_at_ms: int
+    reply_partition: int
+    rejection: RejectionReason | None = None
+    pay_requested: bool = False
+    cancel_requested: bool = False
+    finished_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SagaDecision:
+    """``saga`` is the new state (``None``: unchanged), ``forget`` deletes it. ``timers`` are
+    (due, kind) pairs to arm; a timer that fires for a saga that moved on is ignored."""
+
+    saga: Saga | None = None
+    events: tuple[SagaEvent, ...] = ()
+    commands: tuple[ProductCommand, ...] = ()
+    timers: tuple[tuple[int, TimerKind], ...] = ()
+    forget: bool = False
+
+
+NOTHING = SagaDecision()
+
+
+def merge_lines(lines: Iterable[OrderLine]) -> tuple[LineState, ...]:
+    """One line per product, quantities summed, in first-appearance order. Two lines for the
+    same product are checked as one (checking them separately oversells: Medusa #16502)."""
+    totals: dict[str, int] = {}
+    for line in lines:
+        totals[line.product_id] = totals.get(line.product_id, 0) + line.quantity
+    return tuple(LineState(product_id=pid, quantity=qty) for pid, qty in totals.items())
+
+
+def place(
+    saga: Saga | None,
+    *,
+    order_id: str,
+    lines: Iterable[OrderLine],
+    fulfilment: Fulfilment,
+    ttl_ms: int | None,
+    now_ms: int,
+    reply_partition: int,
+    policy: Policy,
+) -> SagaDecision:
+    """A new order fans out one Reserve per product; a duplicate re-derives what it caused."""
+    if saga is not None:
+        return _effects(saga)
+    merged = merge_lines(lines)
+    ttl = policy.reservation_ttl_ms if ttl_ms is None else min(ttl_ms, policy.reservation_ttl_ms)
+    new = Saga(
+        order_id=order_id,
+        lines=merged,
+        fulfilment=fulfilment,
+        status="reserving",
+        placed_at_ms=now_ms,
+        deadline_ms=now_ms + policy.saga_timeout_ms,
+        expires_at_ms=now_ms + ttl,
+        reply_partition=reply_partition,
+    )
+    if len(merged) > policy.max_lines:
+        rejected = replace(
+            new,
+            status="rejected",
+            rejection="invalid_order",
+            lines=tuple(replace(line, action="none") for line in merged),
+            finished_at_ms=now_ms,
+        )
+        return _with_effects(rejected, timers=((now_ms + policy.retention_ms, "forget"),))
+    return _with_effects(new, timers=((new.deadline_ms, "deadline"),))
+
+
+def answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy) -> SagaDecision:
+    """A product writer answered a Reserve (or acknowledged a Confirm/Release)."""
+    if saga is None:
+        # No saga (forgotten after retention, or never placed): never leave units held.
+        if reply.status == "reserved":
+            return SagaDecision(
+                commands=(
+                    Release(
+                        order_id=reply.order_id,
+                        product_id=reply.product_id,
+                        reason="compensation",
+                    ),
+                )
+            )
+        return NOTHING
+    index = _line_index(saga, reply.product_id)
+    if index is None or reply.status not in ("reserved", "refused"):
+        return NOTHING
+    line = saga.lines[index]
+    if line.answer != "pending" or saga.status != "reserving":
+        # Already known, or decided without it (a timeout released it): nothing new happens.
+        return _effects(saga) if line.answer != "pending" else NOTHING
+    if reply.status == "reserved":
+        updated = replace(line, answer="reserved")
+    else:
+        updated = replace(
+            line, answer="refused", reason=reply.reason, available=reply.available, action="none"
+        )
+    lines = (*saga.lines[:index], updated, *saga.lines[index + 1 :])
+    return _decide(replace(saga, lines=lines), now_ms=now_ms, policy=policy)
+
+
+def _decide(saga: Saga, *, now_ms: int, policy: Policy) -> SagaDecision:
+    refused = [line for line in saga.lines if line.answer == "refused"]
+    waiting = any(line.answer == "pending" for line in saga.lines)
+    if refused and saga.fulfilment == "all_or_nothing":
+        first = refused[0].reason
+        reason: RejectionReason = (
+            "unknown_product" if first == "unknown_product" else ("insufficient_stock")
+        )
+        return _reject(saga, reason, now_ms=now_ms, policy=policy)
+    if waiting:
+        return SagaDecision(saga=saga)
+    if not any(line.answer == "reserved" for line in saga.lines):
+        first_reason = refused[0].reason if refused else None
+        reason = "unknown_product" if first_reason == "unknown_product" else "insufficient_stock"
+        return _reject(saga, reason, now_ms=now_ms, policy=policy)
+    held = replace(saga, status="reserved")
+    if held.cancel_requested:
+        return _finish_holding(
+            held, "cancelled", now_ms=now_ms, policy=policy, extra=_outcome(held)
+        )
+    if held.pay_requested:
+        return _confirm_all(held, now_ms=now_ms, policy=policy, extra=_outcome(held))
+    return _with_effects(held, timers=((held.expires_at_ms, "expiry"),))
+
+
+def _reject(saga: Saga, reason: RejectionReason, *, now_ms: int, policy: Policy) -> SagaDecision:
+    lines = tuple(
+        replace(line, action="release", release_reason="compensation")
+        if line.action == "reserve"
+        else line
+        for line in saga.lines
+    )
+    done = replace(saga, lines=lines, status="rejected", rejection=reason, finished_at_ms=now_ms)
+    extra: tuple[SagaEvent, ...] = ()
+    if saga.pay_requested:
+        extra = (ReservationConfirmFailed(order_id=saga.order_id, reason="rejected"),)
+    return _with_effects(done, timers=((now_ms + policy.retention_ms, "forget"),), extra=extra)
+
+
+def pay(saga: Saga | None, *, order_id: str, now_ms: int, policy: Policy) -> SagaDecision:
+    """Payment confirms every line at once, so an order is never half-confirmed."""
+    if saga is None:
+        return SagaDecision(
+            events=(ReservationConfirmFailed(order_id=order_id, reason="unknown_order"),)
+        )
+    if saga.status == "reserving":
+        return SagaDecision(saga=replace(saga, pay_requested=True))
+    if saga.status == "reserved" and now_ms >= saga.expires_at_ms:
+        # The payment is stamped after the deadline: the reservation had already expired,
+        # whether or not the expiry timer has run yet.
+        expired = _finish_holding(saga, "expired", now_ms=now_ms, policy=policy)
+        assert expired.saga is not None
+        return replace(
+            expired,
+            events=(*expired.events, ReservationConfirmFailed(order_id=order_id, reason="expired")),
+        )
+    if saga.status == "reserved":
+        return _confirm_all(saga, now_ms=now_ms, policy=policy)
+    if saga.status == "confirmed":
+        return _effects(saga, outcome=False)
+    failure: Literal["expired", "cancelled", "rejected"] = (
+        "expired"
+        if saga.status == "expired"
+        else "cancelled"
+        if saga.status == "cancelled"
+        else "rejected"
+    )
+    return SagaDecision(events=(ReservationConfirmFailed(order_id=order_id, reason=failure),))
+
+
+def _confirm_all(
+    saga: Saga, *, now_ms: int, policy: Policy, extra: tuple[SagaEvent, ...] = ()
+) -> SagaDecision:
+    lines = tuple(
+        replace(line, action="confirm") if line.answer == "reserved" else line
+        for line in saga.lines
+    )
+    done = replace(saga, lines=lines, status="confirmed", finished_at_ms=now_ms)
+    return _with_effects(
+        done, timers=((now_ms + policy.retention_ms, "forget"),), extra=extra, outcome=False
+    )
+
+
+def cancel(saga: Saga | None, *, order_id: str, now_ms: int, policy: Policy) -> SagaDecision:
+    """The customer walked away: release every held line; after payment it changes nothing."""
+    if saga is None:
+        return SagaDecision(events=(OrderCancelIgnored(order_id=order_id, reason="unknown_order"),))
+    if saga.status == "reserving":
+        return SagaDecision(saga=replace(saga, cancel_requested=True))
+    if saga.status == "reserved":
+        return _finish_holding(saga, "cancelled", now_ms=now_ms, policy=policy)
+    if saga.status == "confirmed":
+        return SagaDecision(
+            events=(OrderCancelIgnored(order_id=order_id, reason="already_confirmed"),)
+        )
+    if saga.status == "cancelled":
+        return _effects(saga, outcome=False)
+    return SagaDecision(events=(OrderCancelIgnored(order_id=order_id, reason="already_released"),))
+
+
+def _finish_holding(
+    saga: Saga,
+    status: Literal["cancelled", "expired"],
+    *,
+    now_ms: int,
+    policy: Policy,
+    extra: tuple[SagaEvent, ...] = (),
+) -> SagaDecision:
+    reason: ReleaseReason = "cancelled" if status == "cancelled" else "expired"
+    lines = tuple(
+        replace(line, action="release", release_reason=reason)
+        if line.answer == "reserved" and line.action == "reserve"
+        else line
+        for line in saga.lines
+    )
+    done = replace(saga, lines=lines, status=status, finished_at_ms=now_ms)
+    return _with_effects(
+        done, timers=((now_ms + policy.retention_ms, "forget"),), extra=extra, outcome=False
+    )
+
+
+def fire_timer(saga: Saga | None, kind: TimerKind, *, now_ms: int, policy: Policy) -> SagaDecision:
+    """A due timer: answer deadline, reservation expiry, or the end of retention."""
+    if saga is None:
+        return NOTHING
+    # A timer that already fired in this very tick (same now_ms) is being replayed after a
+    # crash: re-derive its effects. Any other tick finding a moved-on saga does nothing.
+    replayed = saga.finished_at_ms == now_ms
+    if kind == "deadline":
+        if saga.status != "reserving" or now_ms < saga.deadline_ms:
+            timed_out = saga.status == "rejected" and saga.rejection == "timeout"
+            return _effects(saga) if timed_out and replayed else NOTHING
+        lines = tuple(
+            replace(line, answer="refused", reason="timeout") if line.answer == "pending" else line
+            for line in saga.lines
+        )
+        return _reject(replace(saga, lines=lines), "timeout", now_ms=now_ms, policy=policy)
+    if kind == "expiry":
+        if saga.status == "reserved" and now_ms >= saga.expires_at_ms:
+            return _finish_holding(saga, "expired", now_ms=now_ms, policy=policy)
+        return _effects(saga, outcome=False) if saga.status == "expired" and replayed else NOTHING
+    finished = saga.finished_at_ms
+    if (
+        saga.status in FINISHED
+        and finished is not None
+        and now_ms >= finished + policy.retention_ms
+    ):
+        return SagaDecision(forget=True)
+    return NOTHING
+
+
+def _line_index(saga: Saga, product_id: str) -> int | None:
+    for index, line in enumerate(saga.lines):
+        if line.product_id == product_id:
+            return index
+    return None
+
+
+def _with_effects(
+    saga: Saga,
+    *,
+    timers: tuple[tuple[int, TimerKind], ...] = (),
+    extra: tuple[SagaEvent, ...] = (),
+    outcome: bool = True,
+) -> SagaDecision:
+    effects = _effects(saga, outcome=outcome)
+    return SagaDecision(
+        saga=saga, events=effects.events + extra, commands=effects.commands, timers=timers
+    )
+
+
+def _effects(saga: Saga, *, outcome: bool = True) -> SagaDecision:
+    """Everything the current state implies downstream: the outcome once decided, and the
+    command for every line. Used for first emissions and, identically, for redeliveries."""
+    commands: list[ProductCommand] = []
+    for line in saga.lines:
+        if line.action == "reserve" and saga.status == "reserving" and line.answer == "pending":
+            commands.append(
+                Reserve(
+                    order_id=saga.order_id,
+                    product_id=line.product_id,
+                    quantity=line.quantity,
+                    expires_at_ms=saga.expires_at_ms,
+                    reply_partition=saga.reply_partition,
+                )
+            )
+        elif line.action == "confirm":
+            commands.append(Confirm(order_id=saga.order_id, product_id=line.product_id))
+        elif line.action == "release" and line.release_reason is not None:
+            commands.append(
+                Release(
+                    order_id=saga.order_id,
+                    product_id=line.product_id,
+                    reason=line.release_reason,
+                )
+            )
+    event = _outcome(saga) if outcome else ()
+    return SagaDecision(events=event, commands=tuple(commands))
+
+
+def _outcome(saga: Saga) -> tuple[SagaEvent, ...]:
+    if saga.status == "reserving":
+        return ()
+    if saga.status == "rejected":
+        assert saga.rejection is not None
+        return (
+            OrderRejected(
+                order_id=saga.order_id,
+                reason=saga.rejection,
+                lines=[_refusal(line, saga.rejection) for line in saga.lines],
+            ),
+        )
+    held = [line for line in saga.lines if line.answer == "reserved"]
+    refused = [line for line in saga.lines if line.answer == "refused"]
+    return (
+        OrderReserved(
+            order_id=saga.order_id,
+            lines=[
+                ReservedLine(product_id=line.product_id, quantity=line.quantity) for line in held
+            ],
+            expires_at=iso_from_ms(saga.expires_at_ms),
+            partial=bool(refused),
+            refused=[_refusal(line, None) for line in refused],
+        ),
+    )
+
+
+def _refusal(line: LineState, rejection: RejectionReason | None) -> LineRefusal:
+    if line.answer == "refused" and line.reason is not None:
+        return LineRefusal(
+            product_id=line.product_id,
+            quantity=line.quantity,
+            reason=line.reason,
+            available=line.available,
+        )
+    reason: RefusalReason = "invalid_order" if rejection == "invalid_order" else "compensated"
+    return LineRefusal(product_id=line.product_id, quantity=line.quantity, reason=reason)

@@ -1,0 +1,305 @@
+"""Decisions for one product: check-and-reserve, confirm, release, recount and adjustment.
+
+Every function takes the product's current state and one command and returns a
+:class:`StockDecision`: the new state, the public events and the answer to the order's saga.
+Nothing here reads a clock or a table: the shell passes in what it read, and the same inputs
+always give the same decision, which is what makes redelivery and replay safe.
+
+Idempotence is by order id: a command for an order that already has a ledger entry re-derives
+the same events from that entry instead of applying twice. Re-deriving (rather than staying
+silent) matters after a crash, when the first emission may have been lost with the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from stockflow.errors import InvariantViolation
+from stockflow.models import (
+    LineAnswer,
+    ProductReserved,
+    ReleaseReason,
+    ReservationConfirmed,
+    ReservationReleased,
+    StockShortfall,
+    iso_from_ms,
+)
+
+__all__ = [
+    "Reservation",
+    "ReservationStatus",
+    "Stock",
+    "StockDecision",
+    "adjust_stock",
+    "confirm",
+    "release",
+    "reserve",
+    "set_stock",
+    "shortfall",
+]
+
+ReservationStatus = Literal["pending", "confirmed", "released"]
+PublicEvent = ProductReserved | ReservationConfirmed | ReservationReleased | StockShortfall
+
+
+@dataclass(frozen=True, slots=True)
+class Stock:
+    """One product's counters. ``available = on_hand - reserved``; ``next_seq`` numbers
+    reservations so that a shortfall can name the newest ones."""
+
+    on_hand: int
+    reserved: int = 0
+    next_seq: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """One order's hold on one product: the reservation ledger entry."""
+
+    order_id: str
+    product_id: str
+    quantity: int
+    seq: int
+    expires_at_ms: int
+    status: ReservationStatus = "pending"
+    release_reason: ReleaseReason | None = None
+    finished_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StockDecision:
+    """What one command did. ``stock``/``entry`` are ``None`` when unchanged."""
+
+    stock: Stock | None = None
+    entry: Reservation | None = None
+    events: tuple[PublicEvent, ...] = ()
+    answer: LineAnswer | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.stock is not None or self.entry is not None
+
+
+NOTHING = StockDecision()
+
+
+def _reserved_event(entry: Reservation) -> ProductReserved:
+    return ProductReserved(
+        order_id=entry.order_id,
+        product_id=entry.product_id,
+        quantity=entry.quantity,
+        expires_at=iso_from_ms(entry.expires_at_ms),
+    )
+
+
+def _answer(entry: Reservation) -> LineAnswer:
+    status: Literal["reserved", "confirmed", "released"] = (
+        "reserved" if entry.status == "pending" else entry.status
+    )
+    return LineAnswer(
+        order_id=entry.order_id,
+        product_id=entry.product_id,
+        status=status,
+        quantity=entry.quantity,
+    )
+
+
+def _check(stock: Stock) -> Stock:
+    # reserved may exceed on_hand after a recount (a reported shortfall), never go negative.
+    if stock.on_hand < 0 or stock.reserved < 0:
+        raise InvariantViolation(f"negative stock counters: {stock!r}")
+    return stock
+
+
+def reserve(
+    stock: Stock | None,
+    entry: Reservation | None,
+    *,
+    order_id: str,
+    product_id: str,
+    quantity: int,
+    expires_at_ms: int,
+) -> StockDecision:
+    """Check and reserve in one step: held only if ``available >= quantity``."""
+    if entry is not None:  # redelivered: answer as the first time, change nothing
+        events: tuple[PublicEvent, ...] = (
+            (_reserved_event(entry),) if entry.status == "pending" else ()
+        )
+        return StockDecision(events=events, answer=_answer(entry))
+    if stock is None:
+        return StockDecision(
+            answer=LineAnswer(
+                order_id=order_id,
+                product_id=product_id,
+                status="refused",
+                quantity=quantity,
+                reason="unknown_product",
+                available=0,
+            )
+        )
+    if stock.available < quantity:
+        return StockDecision(
+            answer=LineAnswer(
+                order_id=order_id,
+                product_id=product_id,
+                status="refused",
+                quantity=quantity,
+                reason="insufficient_stock",
+                available=max(stock.available, 0),
+            )
+        )
+    held = Reservation(
+        order_id=order_id,
+        product_id=product_id,
+        quantity=quantity,
+        seq=stock.next_seq,
+        expires_at_ms=expires_at_ms,
+    )
+    new_stock = _check(
+        replace(stock, reserved=stock.reserved + quantity, next_seq=stock.next_seq + 1)
+    )
+    return StockDecision(
+        stock=new_stock, entry=held, events=(_reserved_event(held),), answer=_answer(held)
+    )
+
+
+def confirm(
+    stock: Stock | None,
+    entry: Reservation | None,
+    *,
+    now_ms: int,
+    pending: Callable[[], Iterable[Reservation]],
+) -> StockDecision:
+    """Payment: the held units leave stock (``on_hand -= q``, ``reserved -= q``).
+
+    The order's saga is the only one that confirms or releases, in its own log order, so a
+    pending entry is always confirmable here. If a recount left fewer units on hand than are
+    being confirmed, ``on_hand`` stops at 0 and a :class:`StockShortfall` says so.
+    """
+    if entry is None or stock is None or entry.status == "released":
+        return NOTHING
+    if entry.status == "confirmed":
+        return StockDecision(events=(_confirmed_event(entry),), answer=_answer(entry))
+    done = replace(entry, status="confirmed", finished_at_ms=now_ms)
+    short = stock.on_hand < entry.quantity
+    new_stock = _check(
+        replace(
+            stock,
+            on_hand=max(stock.on_hand - entry.quantity, 0),
+            reserved=stock.reserved - entry.quantity,
+        )
+    )
+    events: tuple[PublicEvent, ...] = (_confirmed_event(done),)
+    if short:
+        warning = shortfall(new_stock, product_id=entry.product_id, pending=pending, force=True)
+        if warning is not None:
+            events += (warning,)
+    return StockDecision(stock=new_stock, entry=done, events=events, answer=_answer(done))
+
+
+def _confirmed_event(entry: Reservation) -> ReservationConfirmed:
+    return ReservationConfirmed(
+        order_id=entry.order_id, product_id=entry.product_id, quantity=entry.quantity
+    )
+
+
+def release(
+    stock: Stock | None,
+    entry: Reservation | None,
+    *,
+    reason: ReleaseReason,
+    now_ms: int,
+) -> StockDecision:
+    """Cancel, expiry or compensation: the units are available again at once.
+
+    Releasing a reservation that does not exist is a no-op (never a negative count); releasing a
+    confirmed one changes nothing (the units have left).
+    """
+    if entry is None or stock is None or entry.status == "confirmed":
+        return NOTHING
+    if entry.status == "released":
+        return StockDecision(events=(_released_event(entry),), answer=_answer(entry))
+    done = replace(entry, status="released", release_reason=reason, finished_at_ms=now_ms)
+    new_stock = _check(replace(stock, reserved=stock.reserved - entry.quantity))
+    return StockDecision(
+        stock=new_stock, entry=done, events=(_released_event(done),), answer=_answer(done)
+    )
+
+
+def _released_event(entry: Reservation) -> ReservationReleased:
+    assert entry.release_reason is not None
+    return ReservationReleased(
+        order_id=entry.order_id,
+        product_id=entry.product_id,
+        quantity=entry.quantity,
+        reason=entry.release_reason,
+    )
+
+
+def set_stock(
+    stock: Stock | None,
+    *,
+    product_id: str,
+    on_hand: int,
+    pending: Callable[[], Iterable[Reservation]],
+) -> StockDecision:
+    """A recount: ``on_hand`` becomes the counted number; reservations stay as they are."""
+    base = stock if stock is not None else Stock(on_hand=0)
+    return _new_on_hand(base, product_id=product_id, on_hand=on_hand, pending=pending)
+
+
+def adjust_stock(
+    stock: Stock | None,
+    *,
+    product_id: str,
+    delta: int,
+    pending: Callable[[], Iterable[Reservation]],
+) -> StockDecision:
+    """A receipt (positive) or a loss (negative). ``on_hand`` never goes below zero."""
+    base = stock if stock is not None else Stock(on_hand=0)
+    return _new_on_hand(
+        base, product_id=product_id, on_hand=max(base.on_hand + delta, 0), pending=pending
+    )
+
+
+def _new_on_hand(
+    stock: Stock, *, product_id: str, on_hand: int, pending: Callable[[], Iterable[Reservation]]
+) -> StockDecision:
+    new_stock = _check(replace(stock, on_hand=on_hand))
+    warning = shortfall(new_stock, product_id=product_id, pending=pending)
+    return StockDecision(stock=new_stock, events=(warning,) if warning else ())
+
+
+def shortfall(
+    stock: Stock,
+    *,
+    product_id: str,
+    pending: Callable[[], Iterable[Reservation]],
+    force: bool = False,
+) -> StockShortfall | None:
+    """``None`` when stock covers every pending reservation; otherwise the newest pending
+    reservations whose quantities together cover the deficit (they cannot all be honoured)."""
+    deficit = stock.reserved - stock.on_hand
+    if deficit <= 0 and not force:
+        return None
+    at_risk: list[str] = []
+    covered = 0
+    newest_first = sorted(
+        (entry for entry in pending() if entry.status == "pending"),
+        key=lambda entry: entry.seq,
+        reverse=True,
+    )
+    for entry in newest_first:
+        if covered >= deficit:
+            break
+        at_risk.append(entry.order_id)
+        covered += entry.quantity
+    return StockShortfall(
+        product_id=product_id, on_hand=stock.on_hand, reserved=stock.reserved, at_risk=at_risk
+    )

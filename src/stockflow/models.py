@@ -1,0 +1,375 @@
+"""The public event contract (JSON, one object per Kafka record) and stockflow's internal commands.
+
+Input topics
+    ``orders`` (key = order id): :class:`OrderPlaced`, :class:`OrderPaid`, :class:`OrderCancelled`.
+    ``inventory`` (key = product id): :class:`StockSet`, :class:`StockAdjusted`.
+Output topics
+    ``reservations`` (key = order id; :class:`StockShortfall` is keyed by product id):
+    :class:`ProductReserved`, :class:`OrderReserved`, :class:`OrderRejected`,
+    :class:`ReservationConfirmed`, :class:`ReservationReleased`, :class:`ReservationConfirmFailed`,
+    :class:`OrderCancelIgnored`, :class:`StockShortfall`.
+    ``stockflow-dead-letters``: :class:`DeadLetter`.
+
+Every event carries a ``type`` discriminator. Extra fields on inputs are allowed and ignored.
+Internal commands (topics ``{app_id}-product-commands`` and ``{app_id}-order-replies``) are not
+part of the contract and may change between releases.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, TypeAdapter
+
+__all__ = [
+    "INPUT_EVENT_TYPES",
+    "OUTPUT_EVENT_TYPES",
+    "AdjustStock",
+    "AnswerStatus",
+    "Confirm",
+    "DeadLetter",
+    "Event",
+    "FireTimers",
+    "Fulfilment",
+    "InventoryEvent",
+    "LineAnswer",
+    "LineRefusal",
+    "OrderCancelIgnored",
+    "OrderCancelled",
+    "OrderEvent",
+    "OrderLine",
+    "OrderPaid",
+    "OrderPlaced",
+    "OrderRejected",
+    "OrderReserved",
+    "OutputEvent",
+    "ProductCommand",
+    "ProductReserved",
+    "RefusalReason",
+    "RejectionReason",
+    "Release",
+    "ReleaseReason",
+    "ReplyCommand",
+    "ReservationConfirmFailed",
+    "ReservationConfirmed",
+    "ReservationReleased",
+    "Reserve",
+    "SetStock",
+    "StockAdjusted",
+    "StockSet",
+    "StockShortfall",
+    "iso_from_ms",
+]
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Quantity = Annotated[StrictInt, Field(gt=0, le=1_000_000_000)]
+Count = Annotated[StrictInt, Field(ge=0, le=1_000_000_000_000)]
+
+RejectionReason = Literal["insufficient_stock", "unknown_product", "invalid_order", "timeout"]
+RefusalReason = Literal[
+    "insufficient_stock", "unknown_product", "timeout", "compensated", "invalid_order"
+]
+ReleaseReason = Literal["cancelled", "expired", "compensation"]
+Fulfilment = Literal["all_or_nothing", "partial"]
+AnswerStatus = Literal["reserved", "refused", "confirmed", "released"]
+
+
+class _Input(BaseModel):
+    """Inputs accept unknown fields (producers may add their own) but never coerce types."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- inputs: orders ------------------------------------------------------------------------
+
+
+class OrderLine(_Input):
+    product_id: Id
+    quantity: Quantity
+
+
+class OrderPlaced(_Input):
+    """A customer's order. ``lines`` are reserved all-or-nothing unless ``fulfilment="partial"``.
+
+    Example: ``{"type": "OrderPlaced", "order_id": "o-1", "lines": [{"product_id": "sku-1",
+    "quantity": 2}]}``
+    """
+
+    type: Literal["OrderPlaced"]
+    order_id: Id
+    lines: Annotated[list[OrderLine], Field(min_length=1)]
+    fulfilment: Fulfilment = "all_or_nothing"
+    reservation_ttl: Annotated[float, Field(gt=0, le=365 * 24 * 3600)] | None = None
+    """Seconds; may only shorten the configured TTL."""
+
+
+class OrderPaid(_Input):
+    """Payment captured: confirm every reservation of the order."""
+
+    type: Literal["OrderPaid"]
+    order_id: Id
+
+
+class OrderCancelled(_Input):
+    """The customer walked away: release every reservation of the order."""
+
+    type: Literal["OrderCancelled"]
+    order_id: Id
+    reason: Annotated[str, StringConstraints(max_length=1024)] | None = None
+
+
+OrderEvent = Annotated[OrderPlaced | OrderPaid | OrderCancelled, Field(discriminator="type")]
+
+
+# --- inputs: inventory -----------------------------------------------------------------------
+
+
+class StockSet(_Input):
+    """Absolute count from a warehouse recount."""
+
+    type: Literal["StockSet"]
+    product_id: Id
+    on_hand: Count
+
+
+class StockAdjusted(_Input):
+    """Relative change (receipt, damage), applied once per ``adjustment_id``."""
+
+    type: Literal["StockAdjusted"]
+    product_id: Id
+    delta: Annotated[StrictInt, Field(ge=-1_000_000_000_000, le=1_000_000_000_000)]
+    adjustment_id: Id
+
+
+InventoryEvent = Annotated[StockSet | StockAdjusted, Field(discriminator="type")]
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+class ProductReserved(_Output):
+    """One line's units are held for the order until ``expires_at`` (UTC, ISO 8601)."""
+
+    type: Literal["ProductReserved"] = "ProductReserved"
+    order_id: str
+    product_id: str
+    quantity: int
+    expires_at: str
+
+
+class ReservedLine(_Output):
+    product_id: str
+    quantity: int
+
+
+class LineRefusal(_Output):
+    """Why one line of an order was not reserved; ``available`` is the stock seen at decision."""
+
+    product_id: str
+    quantity: int
+    reason: RefusalReason
+    available: int | None = None
+
+
+class OrderReserved(_Output):
+    """The order-level outcome when its lines are held. ``partial`` orders list refused lines."""
+
+    type: Literal["OrderReserved"] = "OrderReserved"
+    order_id: str
+    lines: list[ReservedLine]
+    expires_at: str
+    partial: bool = False
+    refused: list[LineRefusal] = Field(default_factory=list)
+
+
+class OrderRejected(_Output):
+    """The order-level outcome when nothing is held for the order."""
+
+    type: Literal["OrderRejected"] = "OrderRejected"
+    order_id: str
+    reason: RejectionReason
+    lines: list[LineRefusal]
+
+
+class ReservationConfirmed(_Output):
+    """Paid: the units left stock (``on_hand`` and ``reserved`` both went down)."""
+
+    type: Literal["ReservationConfirmed"] = "ReservationConfirmed"
+    order_id: str
+    product_id: str
+    quantity: int
+
+
+class ReservationReleased(_Output):
+    """The units are available again (cancelled, expired, or compensation of a failed saga)."""
+
+    type: Literal["ReservationReleased"] = "ReservationReleased"
+    order_id: str
+    product_id: str
+    quantity: int
+    reason: ReleaseReason
+
+
+class ReservationConfirmFailed(_Output):
+    """An ``OrderPaid`` that could not be applied; the payment must be refunded."""
+
+    type: Literal["ReservationConfirmFailed"] = "ReservationConfirmFailed"
+    order_id: str
+    reason: Literal["expired", "cancelled", "rejected", "unknown_order"]
+
+
+class OrderCancelIgnored(_Output):
+    """An ``OrderCancelled`` that changed nothing, and why."""
+
+    type: Literal["OrderCancelIgnored"] = "OrderCancelIgnored"
+    order_id: str
+    reason: Literal["already_confirmed", "already_released", "unknown_order"]
+
+
+class StockShortfall(_Output):
+    """Stock fell below what is promised: ``at_risk`` names the newest pending reservations
+    (order ids) that can no longer all be honoured. New orders are refused until it is covered."""
+
+    type: Literal["StockShortfall"] = "StockShortfall"
+    product_id: str
+    on_hand: int
+    reserved: int
+    at_risk: list[str]
+
+
+class DeadLetter(_Output):
+    """An input that could not be parsed or validated, with its original bytes (base64)."""
+
+    type: Literal["DeadLetter"] = "DeadLetter"
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key_b64: str | None
+    value_b64: str | None
+    error: str
+
+
+OutputEvent = Annotated[
+    ProductReserved
+    | OrderReserved
+    | OrderRejected
+    | ReservationConfirmed
+    | ReservationReleased
+    | ReservationConfirmFailed
+    | OrderCancelIgnored
+    | StockShortfall,
+    Field(discriminator="type"),
+]
+
+# --- internal commands --------------------------------------------------------------------------
+
+
+class _Internal(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Reserve(_Internal):
+    type: Literal["Reserve"] = "Reserve"
+    order_id: str
+    product_id: str
+    quantity: int
+    expires_at_ms: int
+    reply_partition: int
+
+
+class Confirm(_Internal):
+    type: Literal["Confirm"] = "Confirm"
+    order_id: str
+    product_id: str
+
+
+class Release(_Internal):
+    type: Literal["Release"] = "Release"
+    order_id: str
+    product_id: str
+    reason: ReleaseReason
+
+
+class SetStock(_Internal):
+    """A StockSet forwarded from ``inventory``; ``source`` identifies the input record so that a
+    redelivery is applied once while a new recount with the same number is applied again."""
+
+    type: Literal["SetStock"] = "SetStock"
+    product_id: str
+    on_hand: int
+    source: str
+
+
+class AdjustStock(_Internal):
+    type: Literal["AdjustStock"] = "AdjustStock"
+    product_id: str
+    delta: int
+    adjustment_id: str
+
+
+class FireTimers(_Internal):
+    """Tick: fire this partition's timers due at ``now_ms``. Sent by each worker's scheduler into
+    the partition it owns, so that timeouts are decided inside the single-writer stream."""
+
+    type: Literal["FireTimers"] = "FireTimers"
+    partition: int
+    now_ms: int
+
+
+class LineAnswer(_Internal):
+    """A product writer's answer to a saga about one line."""
+
+    type: Literal["LineAnswer"] = "LineAnswer"
+    order_id: str
+    product_id: str
+    status: AnswerStatus
+    quantity: int
+    reason: RefusalReason | None = None
+    available: int | None = None
+
+
+ProductCommand = Annotated[
+    Reserve | Confirm | Release | SetStock | AdjustStock | FireTimers, Field(discriminator="type")
+]
+ReplyCommand = Annotated[LineAnswer | FireTimers, Field(discriminator="type")]
+
+Event = OrderPlaced | OrderPaid | OrderCancelled | StockSet | StockAdjusted
+
+INPUT_EVENT_TYPES: tuple[type[BaseModel], ...] = (
+    OrderPlaced,
+    OrderPaid,
+    OrderCancelled,
+    StockSet,
+    StockAdjusted,
+)
+OUTPUT_EVENT_TYPES: tuple[type[BaseModel], ...] = (
+    ProductReserved,
+    OrderReserved,
+    OrderRejected,
+    ReservationConfirmed,
+    ReservationReleased,
+    ReservationConfirmFailed,
+    OrderCancelIgnored,
+    StockShortfall,
+    DeadLetter,
+)
+
+ORDER_EVENT_ADAPTER: TypeAdapter[OrderPlaced | OrderPaid | OrderCancelled] = TypeAdapter(OrderEvent)
+INVENTORY_EVENT_ADAPTER: TypeAdapter[StockSet | StockAdjusted] = TypeAdapter(InventoryEvent)
+PRODUCT_COMMAND_ADAPTER: TypeAdapter[
+    Reserve | Confirm | Release | SetStock | AdjustStock | FireTimers
+] = TypeAdapter(ProductCommand)
+REPLY_COMMAND_ADAPTER: TypeAdapter[LineAnswer | FireTimers] = TypeAdapter(ReplyCommand)
+OUTPUT_EVENT_ADAPTER: TypeAdapter[object] = TypeAdapter(OutputEvent)
+
+
+def iso_from_ms(epoch_ms: int) -> str:
+    """UTC ISO 8601 with millisecond precision, e.g. ``2026-11-25T09:00:00.000Z``."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"

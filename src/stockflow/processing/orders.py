@@ -1,0 +1,116 @@
+"""The order desk: runs each order's saga. Consumes ``orders`` and the reply topic, both
+partitioned the same way, so one stream owns an order's whole life."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from stockflow.core import saga as decide
+from stockflow.core.policy import Policy
+from stockflow.core.saga import Saga, SagaDecision, TimerKind
+from stockflow.models import (
+    ORDER_EVENT_ADAPTER,
+    REPLY_COMMAND_ADAPTER,
+    FireTimers,
+    LineAnswer,
+    OrderCancelled,
+    OrderPaid,
+    OrderPlaced,
+)
+from stockflow.processing.codec import dead_letter, decode_saga, encode, encode_saga, parse
+from stockflow.processing.keys import saga_key, timer_key
+from stockflow.processing.records import Meta, Out, Step
+from stockflow.processing.store import StateStore
+from stockflow.processing.timers import due_timers
+
+__all__ = ["OrderDesk"]
+
+
+class OrderDesk:
+    """One instance per worker; each call is one step of the stream owning ``meta.partition``."""
+
+    def __init__(self, store: StateStore, policy: Policy) -> None:
+        self.store = store
+        self.policy = policy
+
+    def handle_order(self, raw: bytes | None, meta: Meta) -> Step:
+        """A record from the public ``orders`` topic."""
+        event = parse(ORDER_EVENT_ADAPTER, raw)
+        if isinstance(event, str):
+            return Step(outputs=[dead_letter(meta, raw, event)])
+        if meta.key is not None and meta.key != event.order_id.encode():
+            # The key decides the partition, and so which saga sees the order's later payment or
+            # cancellation: a record keyed by something else would orphan them.
+            error = f"record key {meta.key!r} does not match order_id {event.order_id!r}"
+            return Step(outputs=[dead_letter(meta, raw, error)])
+        saga = self._load(event.order_id)
+        now = meta.timestamp_ms
+        if isinstance(event, OrderPlaced):
+            ttl_ms = None if event.reservation_ttl is None else round(event.reservation_ttl * 1000)
+            decision = decide.place(
+                saga,
+                order_id=event.order_id,
+                lines=event.lines,
+                fulfilment=event.fulfilment,
+                ttl_ms=ttl_ms,
+                now_ms=now,
+                reply_partition=meta.partition,
+                policy=self.policy,
+            )
+        elif isinstance(event, OrderPaid):
+            decision = decide.pay(saga, order_id=event.order_id, now_ms=now, policy=self.policy)
+        else:
+            assert isinstance(event, OrderCancelled)
+            decision = decide.cancel(saga, order_id=event.order_id, now_ms=now, policy=self.policy)
+        return self._apply(event.order_id, meta.partition, decision)
+
+    def handle_reply(self, raw: bytes | None, meta: Meta) -> Step:
+        """A record from the internal reply topic: a line answer or a timer tick."""
+        command = parse(REPLY_COMMAND_ADAPTER, raw)
+        if isinstance(command, str):
+            return Step(outputs=[dead_letter(meta, raw, command)])
+        if isinstance(command, FireTimers):
+            return self._fire(meta.partition, command.now_ms)
+        assert isinstance(command, LineAnswer)
+        saga = self._load(command.order_id)
+        decision = decide.answer(saga, command, now_ms=meta.timestamp_ms, policy=self.policy)
+        return self._apply(command.order_id, meta.partition, decision)
+
+    def saga(self, order_id: str) -> Saga | None:
+        """The order's current state (for the read model)."""
+        return self._load(order_id)
+
+    def _load(self, order_id: str) -> Saga | None:
+        raw = self.store.get(saga_key(order_id))
+        return None if raw is None else decode_saga(raw)
+
+    def _apply(self, order_id: str, partition: int, decision: SagaDecision) -> Step:
+        # Timers first, then the saga: a timer without its saga is ignored when it fires, and a
+        # redelivered input re-arms timers whose write was lost.
+        for due, kind in decision.timers:
+            self.store.put(timer_key(partition, due, kind, order_id), b"")
+        key = saga_key(order_id)
+        if decision.forget:
+            self.store.delete(key)
+        elif decision.saga is not None:
+            self.store.put(key, encode_saga(decision.saga))
+        outputs = [
+            Out(role="reservations", key=event.order_id.encode(), value=encode(event))
+            for event in decision.events
+        ]
+        outputs.extend(
+            Out(role="product_commands", key=command.product_id.encode(), value=encode(command))
+            for command in decision.commands
+        )
+        return Step(outputs=outputs)
+
+    def _fire(self, partition: int, now_ms: int) -> Step:
+        step = Step()
+        for timer in list(due_timers(self.store, partition, now_ms)):
+            saga = self._load(timer.ref)
+            kind = cast(TimerKind, timer.kind)
+            decision = decide.fire_timer(saga, kind, now_ms=now_ms, policy=self.policy)
+            step.outputs.extend(self._apply(timer.ref, partition, decision).outputs)
+            # Deleted only after what it caused is durable (see Step.after_flush).
+            step.after_flush.append(timer.key)
+        return step

@@ -1,0 +1,188 @@
+"""The single writer for a partition of products: applies product commands to stock and the
+reservation ledger, publishes the product-level events, answers the orders' sagas."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from stockflow.core import stock as decide
+from stockflow.core.policy import Policy
+from stockflow.core.stock import Reservation, Stock, StockDecision
+from stockflow.models import (
+    PRODUCT_COMMAND_ADAPTER,
+    AdjustStock,
+    Confirm,
+    FireTimers,
+    Release,
+    Reserve,
+    SetStock,
+)
+from stockflow.processing.codec import (
+    StockRecord,
+    dead_letter,
+    decode_entry,
+    decode_stock,
+    encode,
+    encode_entry,
+    encode_stock,
+    parse,
+)
+from stockflow.processing.keys import entry_key, ledger_prefix, marker_key, stock_key, timer_key
+from stockflow.processing.records import Meta, Out, Step
+from stockflow.processing.store import StateStore
+from stockflow.processing.timers import due_timers
+
+__all__ = ["ProductWriter"]
+
+
+class ProductWriter:
+    """Processes ``{app_id}-product-commands``. One instance per worker; every call is one
+    step of the stream that owns ``meta.partition``."""
+
+    def __init__(self, store: StateStore, policy: Policy) -> None:
+        self.store = store
+        self.policy = policy
+
+    def handle(self, raw: bytes | None, meta: Meta) -> Step:
+        command = parse(PRODUCT_COMMAND_ADAPTER, raw)
+        if isinstance(command, str):
+            return Step(outputs=[dead_letter(meta, raw, command)])
+        if isinstance(command, FireTimers):
+            self._fire(meta.partition, command.now_ms)
+            return Step()
+        product_id = command.product_id
+        partition = meta.partition
+        stock = self._load(product_id)
+        now = meta.timestamp_ms
+        if isinstance(command, Reserve):
+            entry = self._entry(product_id, command.order_id)
+            decision = decide.reserve(
+                stock,
+                entry,
+                order_id=command.order_id,
+                product_id=product_id,
+                quantity=command.quantity,
+                expires_at_ms=command.expires_at_ms,
+            )
+            step = self._apply(product_id, meta.partition, decision)
+            if decision.answer is not None:
+                step.outputs.append(
+                    Out(
+                        role="order_replies",
+                        key=command.order_id.encode(),
+                        value=encode(decision.answer),
+                        partition=command.reply_partition,
+                    )
+                )
+            return step
+        if isinstance(command, Confirm):
+            entry = self._entry(product_id, command.order_id)
+            decision = decide.confirm(
+                stock, entry, now_ms=now, pending=lambda: self._ledger(product_id, partition)
+            )
+            return self._apply(product_id, meta.partition, decision)
+        if isinstance(command, Release):
+            entry = self._entry(product_id, command.order_id)
+            decision = decide.release(stock, entry, reason=command.reason, now_ms=now)
+            return self._apply(product_id, meta.partition, decision)
+        source = command.source if isinstance(command, SetStock) else command.adjustment_id
+        marker = marker_key(product_id, source)
+        if self.store.get(marker) is not None:
+            return Step()  # this recount or adjustment was applied already
+        if isinstance(command, SetStock):
+            decision = decide.set_stock(
+                stock,
+                product_id=product_id,
+                on_hand=command.on_hand,
+                pending=lambda: self._ledger(product_id, partition),
+            )
+        else:
+            assert isinstance(command, AdjustStock)
+            decision = decide.adjust_stock(
+                stock,
+                product_id=product_id,
+                delta=command.delta,
+                pending=lambda: self._ledger(product_id, partition),
+            )
+        return self._apply(product_id, meta.partition, decision, marker=(marker, now))
+
+    # --- state ------------------------------------------------------------------------------
+
+    def _load(self, product_id: str) -> Stock | None:
+        raw = self.store.get(stock_key(product_id))
+        if raw is None:
+            return None
+        record = decode_stock(raw)
+        if record.wal_key is not None and record.wal_value is not None:
+            # Repair a second write lost in a crash (see StockRecord).
+            wal_value = record.wal_value.encode()
+            if self.store.get(record.wal_key) != wal_value:
+                self.store.put(record.wal_key, wal_value)
+        return record.stock
+
+    def _entry(self, product_id: str, order_id: str) -> Reservation | None:
+        raw = self.store.get(entry_key(product_id, order_id))
+        return None if raw is None else decode_entry(raw)
+
+    def _ledger(self, product_id: str, partition: int) -> Iterator[Reservation]:
+        for _key, raw in self.store.scan(ledger_prefix(product_id), partition=partition):
+            yield decode_entry(raw)
+
+    def _apply(
+        self,
+        product_id: str,
+        partition: int,
+        decision: StockDecision,
+        *,
+        marker: tuple[str, int] | None = None,
+    ) -> Step:
+        # Write order matters: timers, then counters (with a copy of the second key), then the
+        # second key. Any prefix of these writes is repaired or harmless on redelivery.
+        second: tuple[str, bytes] | None = None
+        if decision.entry is not None:
+            entry = decision.entry
+            second = (entry_key(product_id, entry.order_id), encode_entry(entry))
+            if entry.finished_at_ms is not None:
+                due = entry.finished_at_ms + self.policy.retention_ms
+                self.store.put(timer_key(partition, due, "gc", second[0]), b"")
+        elif marker is not None:
+            second = (marker[0], str(marker[1]).encode())
+            due = marker[1] + self.policy.retention_ms
+            self.store.put(timer_key(partition, due, "gc", marker[0]), b"")
+        if decision.stock is not None:
+            record = StockRecord(
+                stock=decision.stock,
+                wal_key=second[0] if second else None,
+                wal_value=second[1].decode() if second else None,
+            )
+            self.store.put(stock_key(product_id), encode_stock(record))
+        if second is not None:
+            self.store.put(*second)
+        outputs = [
+            Out(role="reservations", key=_event_key(event), value=encode(event))
+            for event in decision.events
+        ]
+        return Step(outputs=outputs)
+
+    def _fire(self, partition: int, now_ms: int) -> None:
+        """Retention: forget finished reservations and applied markers. Deleting produces no
+        output, so timers are removed at once."""
+        for timer in list(due_timers(self.store, partition, now_ms)):
+            target = timer.ref
+            raw = self.store.get(target)
+            if raw is not None and target.startswith("r:"):
+                entry = decode_entry(raw)
+                finished = entry.finished_at_ms
+                if finished is not None and finished + self.policy.retention_ms <= now_ms:
+                    self.store.delete(target)
+            elif raw is not None:
+                self.store.delete(target)
+            self.store.delete(timer.key)
+
+
+def _event_key(event: object) -> bytes:
+    order_id = getattr(event, "order_id", None)
+    if isinstance(order_id, str):
+        return order_id.encode()
+    product_id = getattr(event, "product_id", "")
+    return str(product_id).encode()

@@ -1,0 +1,46 @@
+"""What a processor is given (:class:`Meta` + raw bytes) and what it returns (:class:`Step`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["Meta", "Out", "Role", "Step"]
+
+Role = Literal["reservations", "product_commands", "order_replies", "dead_letters"]
+"""Logical output topics; the shell maps them to the configured topic names."""
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Where an input record came from. ``timestamp_ms`` is the record's own timestamp: the
+    only clock decisions use, so that a replay decides exactly as the first run did."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """One record to publish. ``partition=None`` lets the producer partition by key."""
+
+    role: Role
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+@dataclass(slots=True)
+class Step:
+    """The result of processing one input record.
+
+    ``after_flush`` lists state keys to delete only once ``outputs`` are durable on the broker:
+    a fired timer must survive a crash that lost what it caused, so that the replayed tick fires
+    it again.
+    """
+
+    outputs: list[Out] = field(default_factory=list)
+    after_flush: list[str] = field(default_factory=list)

@@ -1,0 +1,234 @@
+"""One frozen settings object, read from ``STOCKFLOW_*`` environment variables.
+
+Every field documents its default and its environment variable. Faust and aiokafka arguments
+are derived at the edge (:meth:`Settings.faust_kwargs`), so the rest of stockflow never sees an
+untyped option dictionary.
+
+Example::
+
+    STOCKFLOW_BROKER=kafka://kafka-1:9092 STOCKFLOW_PARTITIONS=12 faust -A stockflow worker
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+_MS = 1000
+
+
+class Settings(BaseSettings):
+    """stockflow's configuration. Immutable; build a new one with :meth:`model_copy`."""
+
+    model_config = SettingsConfigDict(env_prefix="STOCKFLOW_", frozen=True, extra="forbid")
+
+    # --- identity and broker -------------------------------------------------------------
+    app_id: str = "stockflow"
+    """Faust app id and consumer group. Default ``stockflow``; env ``STOCKFLOW_APP_ID``."""
+
+    broker: str = "kafka://127.0.0.1:9092"
+    """Broker URL(s), ``kafka://host:port[;kafka://host2:port]``. Env ``STOCKFLOW_BROKER``."""
+
+    store: str = "rocksdb://"
+    """Table store: ``rocksdb://`` (durable, default) or ``memory://``. Env ``STOCKFLOW_STORE``."""
+
+    datadir: Path | None = None
+    """Where RocksDB keeps state; default Faust's ``{app_id}-data``. Env ``STOCKFLOW_DATADIR``."""
+
+    web_port: int = 6066
+    """HTTP port of the worker (read model, metrics). Default 6066; env ``STOCKFLOW_WEB_PORT``."""
+
+    web_bind: str = "0.0.0.0"
+    """Interface the HTTP server listens on. Default all; env ``STOCKFLOW_WEB_BIND``."""
+
+    web_enabled: bool = True
+    """Serve HTTP at all. Default true; env ``STOCKFLOW_WEB_ENABLED``."""
+
+    # --- topics ----------------------------------------------------------------------------
+    orders_topic: str = "orders"
+    """Input: OrderPlaced/OrderPaid/OrderCancelled keyed by order id.
+    Default ``orders``; env ``STOCKFLOW_ORDERS_TOPIC``."""
+
+    inventory_topic: str = "inventory"
+    """Input: StockSet/StockAdjusted keyed by product id.
+    Default ``inventory``; env ``STOCKFLOW_INVENTORY_TOPIC``."""
+
+    reservations_topic: str = "reservations"
+    """Output: decisions keyed by order id.
+    Default ``reservations``; env ``STOCKFLOW_RESERVATIONS_TOPIC``."""
+
+    dead_letter_topic: str = "stockflow-dead-letters"
+    """Output: inputs that could not be parsed or validated.
+    Default ``stockflow-dead-letters``; env ``STOCKFLOW_DEAD_LETTER_TOPIC``."""
+
+    partitions: int = Field(default=8, ge=1, le=1024)
+    """Partitions of every stockflow topic. All topics must agree (they are co-partitioned).
+    Default 8; env ``STOCKFLOW_PARTITIONS``."""
+
+    replication_factor: int = Field(default=1, ge=1)
+    """Replication of the topics stockflow creates.
+    Default 1; env ``STOCKFLOW_REPLICATION_FACTOR``."""
+
+    # --- business rules --------------------------------------------------------------------
+    reservation_ttl: float = Field(default=900.0, gt=0)
+    """Seconds a pending reservation lives before it expires. Default 900; env
+    ``STOCKFLOW_RESERVATION_TTL``. An order may ask for a shorter one."""
+
+    saga_timeout: float = Field(default=30.0, gt=0)
+    """Seconds an order waits for all its lines to answer before it is rejected and whatever was
+    reserved is released. Default 30; env ``STOCKFLOW_SAGA_TIMEOUT``."""
+
+    retention: float = Field(default=7 * 24 * 3600.0, gt=0)
+    """Seconds a finished reservation or order is kept to answer late duplicates the same way
+    before its state is deleted. Default 7 days; env ``STOCKFLOW_RETENTION``."""
+
+    max_lines: int = Field(default=100, ge=1)
+    """Orders with more lines are rejected as ``invalid_order``. Default 100; env
+    ``STOCKFLOW_MAX_LINES``."""
+
+    timer_interval: float = Field(default=0.5, gt=0)
+    """How often each worker checks its partitions for due timers (expiry, saga deadlines,
+    retention). Default 0.5 s; env ``STOCKFLOW_TIMER_INTERVAL``."""
+
+    # --- Faust / aiokafka tuning -------------------------------------------------------------
+    session_timeout: float = Field(default=6.0, gt=0)
+    """Consumer-group session timeout in seconds. Faust's default (60 s) makes a worker wait
+    30-110 s for partitions on tansu; 6 s gives ready-in-seconds while tolerating short event
+    loop stalls. Default 6; env ``STOCKFLOW_SESSION_TIMEOUT``."""
+
+    heartbeat_interval: float = Field(default=1.0, gt=0)
+    """Default 1 s (a sixth of the session); env ``STOCKFLOW_HEARTBEAT_INTERVAL``."""
+
+    rebalance_timeout: float = Field(default=6.0, gt=0)
+    """Default 6 s; env ``STOCKFLOW_REBALANCE_TIMEOUT``."""
+
+    commit_interval: float = Field(default=0.5, gt=0)
+    """Offset commit interval. Shorter means less reprocessing after a crash (which is always
+    safe, only slower). Default 0.5 s; env ``STOCKFLOW_COMMIT_INTERVAL``."""
+
+    fetch_max_wait_ms: int = Field(default=50, ge=0, le=1500)
+    """Longest a fetch waits for data. Faust hard-codes 1500 ms, which adds up to ~750 ms to
+    every hop on tansu; stockflow's transport applies this instead. Default 50; env
+    ``STOCKFLOW_FETCH_MAX_WAIT_MS``."""
+
+    producer_linger_ms: int = Field(default=5, ge=0)
+    """Producer linger: small batches cost throughput, long ones latency. Default 5 ms; env
+    ``STOCKFLOW_PRODUCER_LINGER_MS``."""
+
+    standby_replicas: int = Field(default=1, ge=0)
+    """Standby copies of each table partition on other workers. Default 1; env
+    ``STOCKFLOW_STANDBY_REPLICAS``."""
+
+    # --- security (passed to the client, never logged) ---------------------------------------
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """Env ``STOCKFLOW_SECURITY_PROTOCOL``."""
+
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """Env ``STOCKFLOW_SASL_MECHANISM``."""
+
+    sasl_username: str | None = None
+    """Env ``STOCKFLOW_SASL_USERNAME``."""
+
+    sasl_password: SecretStr | None = None
+    """Env ``STOCKFLOW_SASL_PASSWORD``; kept as a secret, never printed."""
+
+    ssl_cafile: Path | None = None
+    """CA bundle for TLS. Env ``STOCKFLOW_SSL_CAFILE``."""
+
+    ssl_certfile: Path | None = None
+    """Client certificate for mutual TLS. Env ``STOCKFLOW_SSL_CERTFILE``."""
+
+    ssl_keyfile: Path | None = None
+    """Client key for mutual TLS. Env ``STOCKFLOW_SSL_KEYFILE``."""
+
+    log_json: bool = False
+    """Log one JSON object per line. Default false; env ``STOCKFLOW_LOG_JSON``."""
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if not value.startswith(("rocksdb://", "memory://")):
+            raise ValueError("store must be rocksdb:// or memory://")
+        return value
+
+    # --- derived names -----------------------------------------------------------------------
+    @property
+    def product_commands_topic(self) -> str:
+        """Internal, keyed by product id: every stock command for one product, in order."""
+        return f"{self.app_id}-product-commands"
+
+    @property
+    def order_replies_topic(self) -> str:
+        """Internal, written to explicit partitions: line answers and timer ticks for sagas."""
+        return f"{self.app_id}-order-replies"
+
+    def all_topics(self) -> tuple[str, ...]:
+        """Every topic stockflow reads or writes (changelogs are Faust's)."""
+        return (
+            self.orders_topic,
+            self.inventory_topic,
+            self.reservations_topic,
+            self.dead_letter_topic,
+            self.product_commands_topic,
+            self.order_replies_topic,
+        )
+
+    def faust_kwargs(self) -> dict[str, Any]:
+        """Arguments for :class:`faust.App`, derived from these settings."""
+        kwargs: dict[str, Any] = {
+            "id": self.app_id,
+            "broker": self.broker,
+            "store": self.store,
+            "topic_partitions": self.partitions,
+            "topic_replication_factor": self.replication_factor,
+            "table_standby_replicas": self.standby_replicas,
+            "broker_session_timeout": self.session_timeout,
+            "broker_heartbeat_interval": self.heartbeat_interval,
+            "broker_rebalance_timeout": self.rebalance_timeout,
+            "broker_commit_interval": self.commit_interval,
+            "producer_linger": self.producer_linger_ms / _MS,
+            # acks=all: a decision is only committed once every replica has it.
+            "producer_acks": -1,
+            "web_port": self.web_port,
+            "web_bind": self.web_bind,
+            "web_enabled": self.web_enabled,
+            "web_in_thread": False,
+            # Decisions are events on topics; nothing is served from Faust's key/value JSON.
+            "value_serializer": "raw",
+            "key_serializer": "raw",
+        }
+        if self.datadir is not None:
+            kwargs["datadir"] = str(self.datadir)
+        kwargs.update(self._security_kwargs())
+        return kwargs
+
+    def _security_kwargs(self) -> dict[str, Any]:
+        import faust  # the edge: only here do settings become Faust objects
+
+        ssl_context = None
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            ssl_context = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+            )
+        if self.security_protocol.startswith("SASL"):
+            mechanism = self.sasl_mechanism or "PLAIN"
+            password = self.sasl_password.get_secret_value() if self.sasl_password else ""
+            credentials = faust.SASLCredentials(
+                username=self.sasl_username or "",
+                password=password,
+                mechanism=mechanism,
+                ssl_context=ssl_context,
+            )
+            return {"broker_credentials": credentials}
+        if ssl_context is not None:
+            return {"broker_credentials": faust.SSLCredentials(ssl_context)}
+        return {}

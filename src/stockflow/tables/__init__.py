@@ -1,0 +1,6 @@
+"""Faust tables: the store adapter, and recovery that survives broker and crash defects."""
+
+from stockflow.tables.recovery import SelfHealingRecovery, SelfHealingTableManager
+from stockflow.tables.store import TableStore, create_state_table
+
+__all__ = ["SelfHealingRecovery", "SelfHealingTableManager", "TableStore", "create_state_table"]

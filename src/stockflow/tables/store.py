@@ -1,0 +1,85 @@
+"""A Faust table seen through the :class:`stockflow.processing.StateStore` interface.
+
+Writes (``put``/``delete``) must happen inside the agent that owns the table's partition:
+Faust sends each one to the changelog partition of the event being processed. Reads and scans
+are allowed anywhere (the timer scheduler reads outside the stream).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["TableStore", "create_state_table"]
+
+
+class TableStore:
+    """Adapts one Faust table with raw (bytes) keys and values."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str) -> bytes | None:
+        value = self.table.get(key)
+        if value is None or isinstance(value, bytes):
+            return value
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+    def put(self, key: str, value: bytes) -> None:
+        self.table[key] = value
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(KeyError):  # already gone: deletes are idempotent
+            del self.table[key]
+
+    def scan(
+        self, prefix: str, *, partition: int, start: str | None = None
+    ) -> Iterator[tuple[str, bytes]]:
+        """Keys with ``prefix`` in one partition, ascending. Only for partitions this worker
+        holds (actively or as standby)."""
+        store = self.table.data
+        first = max(prefix, start or prefix)
+        if hasattr(store, "_db_for_partition"):  # RocksDB: an ordered range read
+            db = store._db_for_partition(partition)
+            wanted = prefix.encode()
+            for raw_key, value in db.items(from_key=first.encode()):
+                if not raw_key.startswith(wanted):
+                    return
+                yield raw_key.decode(), value
+            return
+        # Memory store: a dictionary; sort the matching keys (memory:// is for tests and demos).
+        data = store.data
+        matching = sorted(
+            key_str
+            for key_str in (_as_str(key) for key in list(data))
+            if key_str.startswith(prefix) and key_str >= first
+        )
+        for key_str in matching:
+            value = data.get(key_str)
+            if value is None:
+                value = data.get(key_str.encode())
+            if value is not None:
+                yield key_str, bytes(value)
+
+
+def _as_str(key: Any) -> str:
+    return key.decode() if isinstance(key, bytes | bytearray) else str(key)
+
+
+def create_state_table(app: Any, name: str, *, partitions: int, help: str) -> Any:
+    """A changelogged table of raw bytes; stockflow encodes keys and values itself."""
+    import faust
+
+    schema: Any = faust.Schema(
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    return app.Table(
+        name,
+        default=None,
+        partitions=partitions,
+        schema=schema,
+        key_type=bytes,
+        value_type=bytes,
+        help=help,
+    )

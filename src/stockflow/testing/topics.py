@@ -1,0 +1,150 @@
+"""Reading and writing whole topics, for tests, the demo and ``stockflow audit``.
+
+Reads go from the beginning to the high watermark that Fetch responses report (correct on every
+broker, unlike ListOffsets on tansu 0.6), without a consumer group, so they never disturb the
+workers' offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from stockflow.errors import BrokerError
+
+__all__ = ["Record", "produce", "read_topic", "read_topics", "wait_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+    def json(self) -> Any:
+        """The value parsed as JSON (raises for values that are not JSON)."""
+        assert self.value is not None
+        return json.loads(self.value)
+
+
+def _encode(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value).encode()
+
+
+async def produce(
+    bootstrap: str,
+    records: Iterable[tuple[str, Any, Any]],
+    *,
+    linger_ms: int = 5,
+    client_kwargs: Mapping[str, Any] | None = None,
+) -> int:
+    """Send ``(topic, key, value)`` records; dicts become JSON, str becomes UTF-8. Returns the
+    number sent once every one is acknowledged."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", **dict(client_kwargs or {})
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, key=_encode(key), value=_encode(value))
+            for topic, key, value in records
+        ]
+        await producer.flush()
+        for future in futures:
+            await future
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+async def read_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    timeout: float = 30.0,
+    client_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, list[Record]]:
+    """Every record of each topic, from the beginning to its current end."""
+    names = list(dict.fromkeys(topics))
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        **dict(client_kwargs or {}),
+    )
+    await consumer.start()
+    try:
+        partitions: list[TopicPartition] = []
+        for name in names:
+            ids = consumer.partitions_for_topic(name)
+            if ids is None:
+                await consumer._client.force_metadata_update()  # first look at a new topic
+                ids = consumer.partitions_for_topic(name)
+            partitions.extend(TopicPartition(name, p) for p in sorted(ids or ()))
+        result: dict[str, list[Record]] = {name: [] for name in names}
+        if not partitions:
+            return result
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending = set(partitions)
+        while pending:
+            if loop.time() > deadline:
+                raise BrokerError(f"reading {names} did not reach the end in {timeout}s")
+            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for tp, messages in batch.items():
+                result[tp.topic].extend(
+                    Record(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
+                    for m in messages
+                )
+            for tp in list(pending):
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    pending.discard(tp)
+        for records in result.values():
+            records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+        return result
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, **kwargs: Any) -> list[Record]:
+    return (await read_topics(bootstrap, [topic], **kwargs))[topic]
+
+
+def wait_for(
+    bootstrap: str,
+    topics: Iterable[str],
+    done: Any,
+    *,
+    timeout: float = 60.0,
+    interval: float = 0.5,
+) -> dict[str, list[Record]]:
+    """Re-read ``topics`` until ``done(records_by_topic)`` is true; the last read is returned.
+    Raises :class:`BrokerError` with what was seen when ``timeout`` passes."""
+    names = list(topics)
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = asyncio.run(read_topics(bootstrap, names))
+        if done(seen):
+            return seen
+        if time.monotonic() > deadline:
+            counts = {name: len(records) for name, records in seen.items()}
+            raise BrokerError(f"condition not met in {timeout}s; records seen: {counts}")
+        time.sleep(interval)
