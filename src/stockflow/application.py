@@ -19,7 +19,12 @@ from stockflow.agents.publish import Publisher
 from stockflow.core.policy import Policy
 from stockflow.processing import InventoryRouter, OrderDesk, ProductWriter, Role
 from stockflow.settings import Settings
-from stockflow.tables import SelfHealingTableManager, TableStore, create_state_table
+from stockflow.tables import (
+    SelfHealingTableManager,
+    TableStore,
+    UncleanShutdownGuard,
+    create_state_table,
+)
 from stockflow.transport import TunedTransport, use_tuned_transport
 
 __all__ = ["Stockflow", "create_app", "install"]
@@ -108,6 +113,11 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         f"{prefix}-orders",
         partitions=settings.partitions,
         help="order sagas and their timers",
+    )
+    app.sensors.add(
+        UncleanShutdownGuard(
+            app, [product_table.name, order_table.name], name=f"{prefix}-stockflow"
+        )
     )
     product_store = TableStore(product_table)
     order_store = TableStore(order_table)

@@ -1,6 +1,13 @@
 """Faust tables: the store adapter, and recovery that survives broker and crash defects."""
 
+from stockflow.tables.guard import UncleanShutdownGuard
 from stockflow.tables.recovery import SelfHealingRecovery, SelfHealingTableManager
 from stockflow.tables.store import TableStore, create_state_table
 
-__all__ = ["SelfHealingRecovery", "SelfHealingTableManager", "TableStore", "create_state_table"]
+__all__ = [
+    "SelfHealingRecovery",
+    "SelfHealingTableManager",
+    "TableStore",
+    "UncleanShutdownGuard",
+    "create_state_table",
+]

@@ -87,8 +87,8 @@ async def read_topics(
         max_partition_fetch_bytes=4 * 1024 * 1024,
         **dict(client_kwargs or {}),
     )
-    await consumer.start()
     try:
+        await consumer.start()
         partitions: list[TopicPartition] = []
         for name in names:
             ids = consumer.partitions_for_topic(name)

@@ -1,0 +1,212 @@
+"""One embedded broker, stockflow's topics, and worker processes: what an integration test,
+the demo or a chaos run needs, with helpers to send events and read decisions and state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from stockflow.settings import Settings
+from stockflow.testing.broker import EmbeddedBroker, create_topics
+from stockflow.testing.topics import Record, produce, read_topics, wait_for
+from stockflow.testing.worker import WorkerProcess, fast_test_env
+
+__all__ = ["OUTCOME_TYPES", "Harness", "fold_changelog", "outcome_counts"]
+
+OUTCOME_TYPES = frozenset({"OrderReserved", "OrderRejected"})
+
+
+def fold_changelog(records: Iterable[Record]) -> dict[str, bytes]:
+    """A table's current contents from its changelog: the last value per key, deletes applied."""
+    state: dict[str, bytes] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        if record.key is None:
+            continue
+        key = record.key.decode()
+        if record.value is None:
+            state.pop(key, None)
+        else:
+            state[key] = record.value
+    return state
+
+
+class Harness:
+    """A broker on a free port, every stockflow topic created, workers started on demand.
+
+    ``env`` overrides ``STOCKFLOW_*`` settings for every worker. Everything is stopped by PID in
+    :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        *,
+        partitions: int = 4,
+        env: Mapping[str, str] | None = None,
+        workdir: Path | None = None,
+        broker_url: str | None = None,
+    ) -> None:
+        """``broker_url`` (``kafka://host:port``) uses a running broker instead of starting an
+        embedded one."""
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="stockflow-"))
+        self.external_url = broker_url
+        self.broker = EmbeddedBroker(log_path=self.workdir / "broker.log")
+        self.partitions = partitions
+        app_id = f"sf{uuid.uuid4().hex[:8]}"
+        self.env: dict[str, str] = {
+            **fast_test_env(),
+            "STOCKFLOW_APP_ID": app_id,
+            "STOCKFLOW_PARTITIONS": str(partitions),
+            **dict(env or {}),
+        }
+        self.workers: list[WorkerProcess] = []
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Harness:
+        if self.external_url is None:
+            self.broker.start()
+        self.env["STOCKFLOW_BROKER"] = self.external_url or self.broker.url
+        asyncio.run(
+            create_topics(self.bootstrap, self.settings.all_topics(), partitions=self.partitions)
+        )
+        return self
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.broker.stop()
+
+    def __enter__(self) -> Harness:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def settings(self) -> Settings:
+        env = {k.removeprefix("STOCKFLOW_").lower(): v for k, v in self.env.items()}
+        return Settings.model_validate(env)
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port[,host:port]`` of the broker in use."""
+        if self.external_url is None:
+            return self.broker.bootstrap
+        return ",".join(url.split("://", 1)[-1] for url in self.external_url.split(";"))
+
+    def worker(self, name: str | None = None, **env: str) -> WorkerProcess:
+        """A new (not yet started) worker with its own data directory."""
+        name = name or f"worker{len(self.workers) + 1}"
+        worker = WorkerProcess(
+            {**self.env, **env},
+            datadir=self.workdir / name,
+            log_path=self.workdir / f"{name}.log",
+        )
+        self.workers.append(worker)
+        return worker
+
+    def start_worker(self, name: str | None = None, *, timeout: float = 60.0) -> WorkerProcess:
+        worker = self.worker(name).start()
+        worker.wait_ready(timeout)
+        return worker
+
+    @staticmethod
+    def wipe_state(worker: WorkerProcess) -> None:
+        """Delete a stopped worker's local RocksDB state (it must restore from changelogs)."""
+        for child in worker.datadir.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+
+    # --- events --------------------------------------------------------------------------------
+
+    def send(self, records: Iterable[tuple[str, Any, Any]]) -> int:
+        """Send ``(logical topic, key, value)``: ``orders``/``inventory`` map to the settings."""
+        names = {"orders": self.settings.orders_topic, "inventory": self.settings.inventory_topic}
+        return asyncio.run(
+            produce(self.bootstrap, [(names.get(t, t), k, v) for t, k, v in records])
+        )
+
+    def stock(self, product_id: str, on_hand: int) -> None:
+        event = {"type": "StockSet", "product_id": product_id, "on_hand": on_hand}
+        self.send([("inventory", product_id, event)])
+
+    def read(self, *topics: str) -> dict[str, list[Record]]:
+        return asyncio.run(read_topics(self.bootstrap, topics))
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """Every record on the reservations topic, parsed."""
+        name = self.settings.reservations_topic
+        return [record.json() for record in self.read(name)[name]]
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        name = self.settings.dead_letter_topic
+        return [record.json() for record in self.read(name)[name]]
+
+    def wait_outcomes(
+        self, order_ids: Iterable[str], *, timeout: float = 60.0
+    ) -> list[dict[str, Any]]:
+        """Wait until every order has an outcome; returns all decisions."""
+        wanted = set(order_ids)
+        name = self.settings.reservations_topic
+
+        def done(seen: dict[str, list[Record]]) -> bool:
+            decided = {
+                r.json()["order_id"] for r in seen[name] if r.json()["type"] in OUTCOME_TYPES
+            }
+            return wanted <= decided
+
+        seen = wait_for(self.bootstrap, [name], done, timeout=timeout)
+        return [record.json() for record in seen[name]]
+
+    def wait_decisions(self, predicate: Any, *, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Wait until ``predicate(decisions)`` holds; returns all decisions."""
+        name = self.settings.reservations_topic
+
+        def done(seen: dict[str, list[Record]]) -> bool:
+            return bool(predicate([record.json() for record in seen[name]]))
+
+        seen = wait_for(self.bootstrap, [name], done, timeout=timeout)
+        return [record.json() for record in seen[name]]
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def changelog(self, table: str) -> dict[str, bytes]:
+        """Current contents of ``products`` or ``orders`` state, folded from the changelog."""
+        app_id = self.settings.app_id
+        topic = f"{app_id}-{app_id}-{table}-changelog"
+        return fold_changelog(self.read(topic)[topic])
+
+    def stock_state(self) -> dict[str, dict[str, int]]:
+        """``{product_id: {"on_hand", "reserved", "pending_sum"}}`` from the changelog."""
+        result: dict[str, dict[str, int]] = {}
+        state = self.changelog("products")
+        for key, value in state.items():
+            if key.startswith("s:"):
+                product = _id_of(key[2:])
+                stock = json.loads(value)["stock"]
+                result.setdefault(product, {"pending_sum": 0}).update(
+                    on_hand=stock["on_hand"], reserved=stock["reserved"]
+                )
+        for key, value in state.items():
+            if key.startswith("r:"):
+                entry = json.loads(value)
+                if entry["status"] == "pending":
+                    result.setdefault(entry["product_id"], {"pending_sum": 0})
+                    result[entry["product_id"]]["pending_sum"] += entry["quantity"]
+        return result
+
+
+def _id_of(length_prefixed: str) -> str:
+    length, _, rest = length_prefixed.partition(":")
+    return rest[: int(length)]
+
+
+def outcome_counts(decisions: Iterable[Mapping[str, Any]]) -> Counter[str]:
+    return Counter(d["type"] for d in decisions)

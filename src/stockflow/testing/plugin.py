@@ -1,0 +1,39 @@
+"""pytest fixtures for testing services against stockflow (registered as a ``pytest11`` entry
+point, so installing stockflow makes them available).
+
+``stockflow_harness``: an embedded broker with every stockflow topic, stopped after the test;
+start workers with ``stockflow_harness.start_worker()``.
+``stockflow_worker``: the harness with one worker running.
+``stockflow_pipeline``: an in-process pipeline running the same decision code, no broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stockflow.testing.harness import Harness
+from stockflow.testing.worker import WorkerProcess
+
+__all__ = ["stockflow_harness", "stockflow_pipeline", "stockflow_worker"]
+
+
+@pytest.fixture
+def stockflow_harness(tmp_path: Path) -> Iterator[Harness]:
+    harness = Harness(workdir=tmp_path)
+    with harness:
+        yield harness
+
+
+@pytest.fixture
+def stockflow_worker(stockflow_harness: Harness) -> WorkerProcess:
+    return stockflow_harness.start_worker()
+
+
+@pytest.fixture
+def stockflow_pipeline() -> object:
+    from stockflow.processing.pipeline import LocalPipeline
+
+    return LocalPipeline()
