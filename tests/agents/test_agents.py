@@ -1,0 +1,122 @@
+"""The Faust agents move records between topics, tables and the processors, and nothing else."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from conftest import AgentWorld, put_from
+from stockflow.models import Confirm, FireTimers, LineAnswer, Reserve
+from stockflow.processing.codec import encode
+from stockflow.processing.keys import entry_key, saga_key, stock_key
+
+
+def _placed(order_id: str, *lines: tuple[str, int]) -> bytes:
+    event = {
+        "type": "OrderPlaced",
+        "order_id": order_id,
+        "lines": [{"product_id": p, "quantity": q} for p, q in lines],
+    }
+    return json.dumps(event).encode()
+
+
+async def test_inventory_agent_rekeys_stock_events_by_product(world: AgentWorld) -> None:
+    topic = world.handle.settings.inventory_topic
+    stock_set = {"type": "StockSet", "product_id": "sku", "on_hand": 7}
+    async with world.agent("inventory").test_context() as agent:
+        await put_from(agent, topic, json.dumps(stock_set).encode(), key=None, partition=2)
+    (command,) = world.sent_to("product_commands")
+    assert command.key == b"sku"
+    assert command.json() == {
+        "type": "SetStock",
+        "product_id": "sku",
+        "on_hand": 7,
+        "source": f"{topic}/2/0",
+    }
+
+
+async def test_product_agent_reserves_and_answers_the_saga_partition(world: AgentWorld) -> None:
+    topic = world.handle.settings.product_commands_topic
+    set_stock = {"type": "SetStock", "product_id": "sku", "on_hand": 1, "source": "inv/0/0"}
+    reserve = Reserve(
+        order_id="o1", product_id="sku", quantity=1, expires_at_ms=10_000, reply_partition=3
+    )
+    late = Reserve(
+        order_id="o2", product_id="sku", quantity=1, expires_at_ms=10_000, reply_partition=1
+    )
+    async with world.agent("products").test_context() as agent:
+        await put_from(agent, topic, json.dumps(set_stock).encode(), key=b"sku")
+        await put_from(agent, topic, encode(reserve), key=b"sku")
+        await put_from(agent, topic, encode(late), key=b"sku")
+
+    replies = world.sent_to("order_replies")
+    assert [(r.partition, r.json()["status"]) for r in replies] == [(3, "reserved"), (1, "refused")]
+    assert [r.json()["type"] for r in world.sent_to("reservations")] == ["ProductReserved"]
+    store = world.handle.product_store
+    stock = json.loads(store.get(stock_key("sku")))["stock"]
+    assert (stock["on_hand"], stock["reserved"]) == (1, 1)
+    assert json.loads(store.get(entry_key("sku", "o1")))["status"] == "pending"
+    assert store.get(entry_key("sku", "o2")) is None
+
+
+async def test_order_agent_runs_the_saga_across_both_topics(world: AgentWorld) -> None:
+    settings = world.handle.settings
+    answer = LineAnswer(order_id="o1", product_id="sku", status="reserved", quantity=2)
+    async with world.agent("orders").test_context() as agent:
+        await put_from(
+            agent, settings.orders_topic, _placed("o1", ("sku", 2)), key=b"o1", partition=2
+        )
+        (reserve,) = world.sent_to("product_commands")
+        assert reserve.key == b"sku" and reserve.json()["reply_partition"] == 2
+        await put_from(agent, settings.order_replies_topic, encode(answer), key=b"o1", partition=2)
+        paid = json.dumps({"type": "OrderPaid", "order_id": "o1"}).encode()
+        await put_from(agent, settings.orders_topic, paid, key=b"o1", partition=2)
+
+    (outcome,) = world.sent_to("reservations")
+    assert outcome.key == b"o1" and outcome.json()["type"] == "OrderReserved"
+    confirm = world.sent_to("product_commands")[-1]
+    assert confirm.json() == json.loads(encode(Confirm(order_id="o1", product_id="sku")))
+    saga = json.loads(world.handle.order_store.get(saga_key("o1")))
+    assert saga["status"] == "confirmed"
+
+
+async def test_bad_input_goes_to_dead_letters_with_its_bytes(world: AgentWorld) -> None:
+    raw = b"\x00\xffnot json"
+    async with world.agent("orders").test_context() as agent:
+        await put_from(agent, world.handle.settings.orders_topic, raw, key=b"k", partition=1)
+        await put_from(
+            agent, world.handle.settings.orders_topic, _placed("ok", ("p", 1)), key=b"ok"
+        )
+    (letter,) = world.sent_to("dead_letters")
+    body = letter.json()
+    assert base64.b64decode(body["value_b64"]) == raw
+    assert (body["topic"], body["partition"], body["key_b64"]) == (
+        world.handle.settings.orders_topic,
+        1,
+        base64.b64encode(b"k").decode(),
+    )
+    # The agent went on: the next order fanned out its reserve.
+    assert [c.json()["order_id"] for c in world.sent_to("product_commands")] == ["ok"]
+
+
+async def test_fired_saga_timers_are_deleted_only_after_a_flush(
+    world: AgentWorld, monkeypatch: object
+) -> None:
+    settings = world.handle.settings
+    flushed: list[int] = []
+
+    async def flush() -> None:
+        flushed.append(len(world.sent))
+
+    world.app.producer.flush = flush  # type: ignore[method-assign]
+    async with world.agent("orders").test_context() as agent:
+        await put_from(agent, settings.orders_topic, _placed("o1", ("sku", 1)), key=b"o1")
+        placed_at = json.loads(world.handle.order_store.get(saga_key("o1")))["placed_at_ms"]
+        tick = FireTimers(partition=0, now_ms=placed_at + 10 * 60_000)
+        await put_from(agent, settings.order_replies_topic, encode(tick), key=None)
+
+    rejected = world.sent_to("reservations")[-1].json()
+    assert rejected["type"] == "OrderRejected" and rejected["reason"] == "timeout"
+    assert flushed == [len(world.sent)]  # flushed once, after the timeout's outputs were sent
+    remaining = list(world.handle.order_store.scan("t:", partition=0))
+    assert all(":deadline:" not in key for key, _ in remaining)
