@@ -203,8 +203,11 @@ def _decide(saga: Saga, *, now_ms: int, policy: Policy) -> SagaDecision:
         return _reject(saga, reason, now_ms=now_ms, policy=policy)
     held = replace(saga, status="reserved")
     if held.cancel_requested:
+        # A payment deferred alongside the cancellation cannot be applied: say so, or nobody
+        # refunds it (re-derived by _effects from pay_requested).
+        refund = _payment_failure(replace(held, status="cancelled"))
         return _finish_holding(
-            held, "cancelled", now_ms=now_ms, policy=policy, extra=_outcome(held)
+            held, "cancelled", now_ms=now_ms, policy=policy, extra=(*_outcome(held), *refund)
         )
     if held.pay_requested:
         return _confirm_all(held, now_ms=now_ms, policy=policy, extra=_outcome(held))
@@ -219,10 +222,8 @@ def _reject(saga: Saga, reason: RejectionReason, *, now_ms: int, policy: Policy)
         for line in saga.lines
     )
     done = replace(saga, lines=lines, status="rejected", rejection=reason, finished_at_ms=now_ms)
-    extra: tuple[SagaEvent, ...] = ()
-    if saga.pay_requested:
-        extra = (ReservationConfirmFailed(order_id=saga.order_id, reason="rejected"),)
-    return _with_effects(done, timers=((now_ms + policy.retention_ms, "forget"),), extra=extra)
+    # A deferred payment's ReservationConfirmFailed comes with the outcome (see _effects).
+    return _with_effects(done, timers=((now_ms + policy.retention_ms, "forget"),))
 
 
 def pay(saga: Saga | None, *, order_id: str, now_ms: int, policy: Policy) -> SagaDecision:
@@ -236,7 +237,9 @@ def pay(saga: Saga | None, *, order_id: str, now_ms: int, policy: Policy) -> Sag
     if saga.status == "reserved" and now_ms >= saga.expires_at_ms:
         # The payment is stamped after the deadline: the reservation had already expired,
         # whether or not the expiry timer has run yet.
-        expired = _finish_holding(saga, "expired", now_ms=now_ms, policy=policy)
+        # pay_requested records that this payment, not the timer, ended it (see below).
+        paid = replace(saga, pay_requested=True)
+        expired = _finish_holding(paid, "expired", now_ms=now_ms, policy=policy)
         assert expired.saga is not None
         return replace(
             expired,
@@ -246,6 +249,13 @@ def pay(saga: Saga | None, *, order_id: str, now_ms: int, policy: Policy) -> Sag
         return _confirm_all(saga, now_ms=now_ms, policy=policy)
     if saga.status == "confirmed":
         return _effects(saga, outcome=False)
+    if saga.status == "expired" and saga.pay_requested and saga.finished_at_ms == now_ms:
+        # This very payment expired it (above) and is being redelivered: re-derive the
+        # releases it sent too, which a crash may have lost (no expiry tick will re-send them).
+        return SagaDecision(
+            events=(ReservationConfirmFailed(order_id=order_id, reason="expired"),),
+            commands=_effects(saga, outcome=False).commands,
+        )
     failure: Literal["expired", "cancelled", "rejected"] = (
         "expired"
         if saga.status == "expired"
@@ -382,8 +392,19 @@ def _effects(saga: Saga, *, outcome: bool = True) -> SagaDecision:
                     reason=line.release_reason,
                 )
             )
-    event = _outcome(saga) if outcome else ()
+    event = (*_outcome(saga), *_payment_failure(saga)) if outcome else ()
     return SagaDecision(events=event, commands=tuple(commands))
+
+
+def _payment_failure(saga: Saga) -> tuple[SagaEvent, ...]:
+    """The refund signal owed to a payment that arrived while reserving and was never applied
+    because the order was then rejected or cancelled."""
+    if not saga.pay_requested or saga.status not in ("rejected", "cancelled"):
+        return ()
+    reason: Literal["rejected", "cancelled"] = (
+        "rejected" if saga.status == "rejected" else "cancelled"
+    )
+    return (ReservationConfirmFailed(order_id=saga.order_id, reason=reason),)
 
 
 def _outcome(saga: Saga) -> tuple[SagaEvent, ...]:

@@ -197,7 +197,12 @@ def confirm(
     )
     events: tuple[PublicEvent, ...] = (_confirmed_event(done),)
     if short:
-        warning = shortfall(new_stock, product_id=entry.product_id, pending=pending, force=True)
+        # The ledger still holds this entry as pending (it is written after the decision), but
+        # its units just left stock: only the *other* pending reservations can be at risk.
+        def others() -> Iterable[Reservation]:
+            return (other for other in pending() if other.order_id != entry.order_id)
+
+        warning = shortfall(new_stock, product_id=entry.product_id, pending=others, force=True)
         if warning is not None:
             events += (warning,)
     return StockDecision(stock=new_stock, entry=done, events=events, answer=_answer(done))

@@ -174,10 +174,27 @@ class ProductWriter:
                 entry = decode_entry(raw)
                 finished = entry.finished_at_ms
                 if finished is not None and finished + self.policy.retention_ms <= now_ms:
-                    self.store.delete(target)
+                    self._forget(entry.product_id, target)
             elif raw is not None:
-                self.store.delete(target)
+                self._forget(_marker_product(target), target)
             self.store.delete(timer.key)
+
+    def _forget(self, product_id: str, key: str) -> None:
+        # The product's StockRecord may still carry this key as its write-ahead copy (when it
+        # was the last step that changed the counters); drop the copy first, or the next
+        # _load would "repair" the deleted key back to life, with no timer left to forget it.
+        stock_raw = self.store.get(stock_key(product_id))
+        if stock_raw is not None:
+            record = decode_stock(stock_raw)
+            if record.wal_key == key:
+                self.store.put(stock_key(product_id), encode_stock(StockRecord(record.stock)))
+        self.store.delete(key)
+
+
+def _marker_product(key: str) -> str:
+    """The product id in a :func:`marker_key` (``m:{len}:{product}:{source}``)."""
+    _m, length, rest = key.split(":", 2)
+    return rest[: int(length)]
 
 
 def _event_key(event: object) -> bytes:

@@ -1,0 +1,334 @@
+"""Shared helpers for the unit tier: input records as bytes, decoding what came out, and
+reading the processors' state back out of a :class:`MemoryStore`.
+
+Imported as a plain module (``from fixtures import ...``); pytest puts ``tests/unit`` on
+``sys.path`` because the tier has no package ``__init__``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from stockflow.core import saga as saga_core
+from stockflow.core.policy import Policy
+from stockflow.core.saga import Saga, SagaDecision
+from stockflow.core.stock import Reservation, Stock
+from stockflow.models import (
+    OUTPUT_EVENT_ADAPTER,
+    DeadLetter,
+    LineAnswer,
+    OrderLine,
+    OrderRejected,
+    OrderReserved,
+)
+from stockflow.processing.codec import decode_entry, decode_saga, decode_stock
+from stockflow.processing.keys import ledger_prefix, saga_key, stock_key
+from stockflow.processing.pipeline import Emitted, LocalPipeline
+from stockflow.processing.records import Meta, Out, Step
+from stockflow.processing.store import MemoryStore
+
+# --- input records ----------------------------------------------------------------------------
+
+
+def raw(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def order_placed(
+    order_id: str,
+    *lines: tuple[str, int],
+    fulfilment: str | None = None,
+    ttl: float | None = None,
+) -> bytes:
+    payload: dict[str, Any] = {
+        "type": "OrderPlaced",
+        "order_id": order_id,
+        "lines": [{"product_id": pid, "quantity": qty} for pid, qty in lines],
+    }
+    if fulfilment is not None:
+        payload["fulfilment"] = fulfilment
+    if ttl is not None:
+        payload["reservation_ttl"] = ttl
+    return raw(payload)
+
+
+def order_paid(order_id: str) -> bytes:
+    return raw({"type": "OrderPaid", "order_id": order_id})
+
+
+def order_cancelled(order_id: str) -> bytes:
+    return raw({"type": "OrderCancelled", "order_id": order_id})
+
+
+def stock_set(product_id: str, on_hand: int) -> bytes:
+    return raw({"type": "StockSet", "product_id": product_id, "on_hand": on_hand})
+
+
+def stock_adjusted(product_id: str, delta: int, adjustment_id: str) -> bytes:
+    return raw(
+        {
+            "type": "StockAdjusted",
+            "product_id": product_id,
+            "delta": delta,
+            "adjustment_id": adjustment_id,
+        }
+    )
+
+
+def meta(
+    topic: str = "orders",
+    *,
+    partition: int = 0,
+    offset: int = 0,
+    timestamp_ms: int = 0,
+    key: bytes | None = None,
+) -> Meta:
+    return Meta(topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp_ms, key=key)
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+def decode_event(value: bytes) -> BaseModel:
+    """A record published to ``reservations`` or the dead-letter topic, as its model."""
+    if b'"type":"DeadLetter"' in value:
+        return DeadLetter.model_validate_json(value)
+    event = OUTPUT_EVENT_ADAPTER.validate_json(value)
+    assert isinstance(event, BaseModel)
+    return event
+
+
+def events_of(records: Iterable[Emitted | Out]) -> list[BaseModel]:
+    return [decode_event(record.value) for record in records]
+
+
+def outcomes(records: Iterable[Emitted | Out]) -> dict[str, set[bytes]]:
+    """Distinct order-level outcome records (OrderReserved/OrderRejected) per order id."""
+    found: dict[str, set[bytes]] = {}
+    for record in records:
+        event = decode_event(record.value)
+        if isinstance(event, OrderReserved | OrderRejected):
+            found.setdefault(event.order_id, set()).add(record.value)
+    return found
+
+
+# --- state ------------------------------------------------------------------------------------
+
+
+def stock_of(store: MemoryStore, product_id: str) -> Stock | None:
+    value = store.get(stock_key(product_id))
+    return None if value is None else decode_stock(value).stock
+
+
+def ledger_of(store: MemoryStore, product_id: str) -> list[Reservation]:
+    return [decode_entry(value) for _key, value in store.scan(ledger_prefix(product_id))]
+
+
+def saga_of(store: MemoryStore, order_id: str) -> Saga | None:
+    value = store.get(saga_key(order_id))
+    return None if value is None else decode_saga(value)
+
+
+# --- a pipeline with a clock ------------------------------------------------------------------
+
+
+@dataclass
+class Shop:
+    """A :class:`LocalPipeline` driven by a monotonic clock."""
+
+    policy: Policy = field(default_factory=Policy)
+    partitions: int = 4
+    now: int = 1_000
+
+    def __post_init__(self) -> None:
+        self.pipeline = LocalPipeline(policy=self.policy, partitions=self.partitions)
+
+    def feed(self, topic: str, key: str, value: bytes, *, at: int | None = None) -> list[Emitted]:
+        timestamp = self.now if at is None else at
+        self.now = max(self.now, timestamp)
+        return self.pipeline.feed(topic, key.encode(), value, timestamp)
+
+    def tick(self, ms: int = 1) -> list[Emitted]:
+        self.now += ms
+        return self.pipeline.advance(self.now)
+
+    # inputs
+    def set_stock(self, product_id: str, on_hand: int) -> list[Emitted]:
+        return self.feed("inventory", product_id, stock_set(product_id, on_hand))
+
+    def adjust(self, product_id: str, delta: int, adjustment_id: str) -> list[Emitted]:
+        return self.feed("inventory", product_id, stock_adjusted(product_id, delta, adjustment_id))
+
+    def place(self, order_id: str, *lines: tuple[str, int], **kwargs: Any) -> list[Emitted]:
+        return self.feed("orders", order_id, order_placed(order_id, *lines, **kwargs))
+
+    def pay(self, order_id: str) -> list[Emitted]:
+        return self.feed("orders", order_id, order_paid(order_id))
+
+    def cancel(self, order_id: str) -> list[Emitted]:
+        return self.feed("orders", order_id, order_cancelled(order_id))
+
+    # reads
+    @property
+    def emitted(self) -> list[Emitted]:
+        return self.pipeline.emitted
+
+    def events(self) -> list[BaseModel]:
+        return events_of(self.pipeline.emitted)
+
+    def stock(self, product_id: str) -> Stock | None:
+        return stock_of(self.pipeline.product_store, product_id)
+
+    def ledger(self, product_id: str) -> list[Reservation]:
+        return ledger_of(self.pipeline.product_store, product_id)
+
+    def saga(self, order_id: str) -> Saga | None:
+        return saga_of(self.pipeline.order_store, order_id)
+
+
+# --- driving one saga through the pure core ---------------------------------------------------
+
+
+def as_json(items: Iterable[BaseModel]) -> list[str]:
+    return [item.model_dump_json() for item in items]
+
+
+@dataclass
+class SagaDriver:
+    """Applies saga decisions the way the order desk does, and keeps everything they emitted.
+
+    ``inputs`` records every input with its timestamp so a test can redeliver any of them.
+    """
+
+    policy: Policy
+    order_id: str = "o-1"
+    reply_partition: int = 0
+    saga: Saga | None = None
+    events: list[BaseModel] = field(default_factory=list)
+    commands: list[BaseModel] = field(default_factory=list)
+    timers: list[tuple[int, str]] = field(default_factory=list)
+    inputs: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
+    decisions: list[SagaDecision] = field(default_factory=list)
+    """What each of ``inputs`` decided the first time."""
+
+    def decide(self, kind: str, now: int, **kwargs: Any) -> SagaDecision:
+        """What the saga would decide for this input now, without applying it."""
+        if kind == "place":
+            return saga_core.place(
+                self.saga,
+                order_id=self.order_id,
+                lines=kwargs["lines"],
+                fulfilment=kwargs.get("fulfilment", "all_or_nothing"),
+                ttl_ms=kwargs.get("ttl_ms"),
+                now_ms=now,
+                reply_partition=self.reply_partition,
+                policy=self.policy,
+            )
+        if kind == "answer":
+            return saga_core.answer(self.saga, kwargs["reply"], now_ms=now, policy=self.policy)
+        if kind == "pay":
+            return saga_core.pay(self.saga, order_id=self.order_id, now_ms=now, policy=self.policy)
+        if kind == "cancel":
+            return saga_core.cancel(
+                self.saga, order_id=self.order_id, now_ms=now, policy=self.policy
+            )
+        assert kind == "timer"
+        return saga_core.fire_timer(self.saga, kwargs["timer"], now_ms=now, policy=self.policy)
+
+    def apply(self, decision: SagaDecision) -> SagaDecision:
+        if decision.forget:
+            self.saga = None
+        elif decision.saga is not None:
+            self.saga = decision.saga
+        self.events.extend(decision.events)
+        self.commands.extend(decision.commands)
+        self.timers.extend(decision.timers)
+        return decision
+
+    def do(self, kind: str, now: int, **kwargs: Any) -> SagaDecision:
+        self.inputs.append((kind, now, kwargs))
+        self.decisions.append(self.apply(self.decide(kind, now, **kwargs)))
+        return self.decisions[-1]
+
+    # shorthands
+    def place(self, *lines: tuple[str, int], now: int, **kwargs: Any) -> SagaDecision:
+        order_lines = [OrderLine(product_id=pid, quantity=qty) for pid, qty in lines]
+        return self.do("place", now, lines=order_lines, **kwargs)
+
+    def answer(
+        self,
+        product_id: str,
+        status: str = "reserved",
+        *,
+        now: int,
+        quantity: int = 1,
+        reason: str | None = None,
+        available: int | None = None,
+    ) -> SagaDecision:
+        if status == "refused" and reason is None:
+            reason = "insufficient_stock"
+        reply = LineAnswer(
+            order_id=self.order_id,
+            product_id=product_id,
+            status=status,  # type: ignore[arg-type]
+            quantity=quantity,
+            reason=reason,  # type: ignore[arg-type]
+            available=available,
+        )
+        return self.do("answer", now, reply=reply)
+
+    def pay(self, *, now: int) -> SagaDecision:
+        return self.do("pay", now)
+
+    def cancel(self, *, now: int) -> SagaDecision:
+        return self.do("cancel", now)
+
+    def fire(self, timer: str, *, now: int) -> SagaDecision:
+        return self.do("timer", now, timer=timer)
+
+    def outcomes(self) -> set[str]:
+        return {
+            event.model_dump_json()
+            for event in self.events
+            if isinstance(event, OrderReserved | OrderRejected)
+        }
+
+
+class RecordingPipeline(LocalPipeline):
+    """A LocalPipeline that remembers every input record as delivered (with its offset), so a
+    test can deliver it again the way Kafka redelivers after a crash: same topic, partition,
+    offset, key, value and timestamp."""
+
+    echo: Callable[[Out], bool] | None = None
+    """Asked for every internal record (product command, saga reply): ``True`` delivers it a
+    second time, behind whatever is queued by then, as at-least-once delivery may."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.delivered: list[tuple[str, bytes | None, Meta]] = []
+
+    def _route(self, out: Out, ts: int) -> None:
+        super()._route(out, ts)
+        internal = out.role in ("product_commands", "order_replies")
+        if internal and self.echo is not None and self.echo(out):
+            super()._route(out, ts)
+
+    def _dispatch(self, topic: str, value: bytes | None, meta: Meta) -> Step:
+        if topic in ("orders", "inventory"):
+            self.delivered.append((topic, value, meta))
+        return super()._dispatch(topic, value, meta)
+
+    def redeliver(self, topic: str, value: bytes | None, meta: Meta) -> list[Emitted]:
+        start = len(self.emitted)
+        step = super()._dispatch(topic, value, meta)
+        for out in step.outputs:
+            self._route(out, meta.timestamp_ms)
+        self._drain()
+        for key in step.after_flush:
+            self.order_store.delete(key)
+        return self.emitted[start:]

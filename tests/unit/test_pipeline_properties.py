@@ -1,0 +1,283 @@
+"""Properties of the whole in-process pipeline (the worker's processors, routed in order):
+
+* for any interleaving of orders against stock, exactly the orders that fit are reserved,
+  ``reserved <= on_hand`` always, and redelivering any prefix of the inputs changes nothing;
+* for any sequence of reserve/pay/cancel/expiry/recount/adjustment (with duplicates), after
+  every product command ``reserved`` equals the pending ledger, ``on_hand >= 0``, holds exist
+  only for held orders, and every order gets exactly one distinct outcome.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fixtures import (
+    RecordingPipeline,
+    decode_event,
+    ledger_of,
+    order_cancelled,
+    order_paid,
+    order_placed,
+    outcomes,
+    saga_of,
+    stock_adjusted,
+    stock_of,
+    stock_set,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stockflow.core.policy import Policy
+from stockflow.models import (
+    OrderCancelIgnored,
+    OrderRejected,
+    OrderReserved,
+    ReservationConfirmed,
+    ReservationConfirmFailed,
+    ReservationReleased,
+)
+from stockflow.processing.keys import saga_key
+
+T0 = 1_700_000_000_000
+PRODUCTS = ["p", "q", "r"]
+SETTINGS = settings(max_examples=120, deadline=None, derandomize=True, database=None)
+
+
+def echoes(pattern: list[bool]) -> Callable[[object], bool]:
+    """Duplicates internal records following ``pattern``, cyclically."""
+    counter = itertools.count()
+    return lambda _out: bool(pattern) and pattern[next(counter) % len(pattern)]
+
+
+def check_counters(pipeline: RecordingPipeline, products: list[str]) -> None:
+    for product in products:
+        stock = stock_of(pipeline.product_store, product)
+        if stock is None:
+            assert ledger_of(pipeline.product_store, product) == []
+            continue
+        pending = [e for e in ledger_of(pipeline.product_store, product) if e.status == "pending"]
+        assert stock.reserved == sum(entry.quantity for entry in pending), product
+        assert stock.on_hand >= 0
+        assert stock.reserved >= 0
+
+
+# --- any interleaving of N orders against stock K ----------------------------------------------
+
+
+@SETTINGS
+@given(
+    stock=st.fixed_dictionaries({}, optional={pid: st.integers(0, 20) for pid in PRODUCTS[:2]}),
+    orders=st.lists(
+        st.tuples(st.sampled_from(PRODUCTS), st.integers(1, 8)), min_size=1, max_size=20
+    ),
+    data=st.data(),
+)
+def test_exactly_the_orders_that_fit_are_reserved(stock, orders, data) -> None:
+    pipeline = RecordingPipeline(partitions=3)
+    pipeline.echo = echoes(data.draw(st.lists(st.booleans(), max_size=16)))
+    now = T0
+    for product, on_hand in stock.items():
+        pipeline.feed("inventory", product.encode(), stock_set(product, on_hand), now)
+
+    inputs: list[tuple[bytes, bytes]] = []
+    for number, (product, quantity) in enumerate(orders):
+        order_id = f"o-{number}"
+        inputs.append((order_id.encode(), order_placed(order_id, (product, quantity))))
+        # Any earlier order may be delivered again (a producer retry) at any point.
+        retries = data.draw(st.lists(st.sampled_from(inputs), max_size=2))
+        for key, value in [*retries, inputs[-1]]:
+            now += data.draw(st.integers(1, 200))
+            pipeline.feed("orders", key, value, now)
+            check_counters(pipeline, PRODUCTS)
+            for product in stock:
+                held = stock_of(pipeline.product_store, product)
+                assert held is not None and held.reserved <= held.on_hand
+
+    # The model: stock is consumed in arrival order; an order is held iff it fits then.
+    remaining = dict(stock)
+    expected: dict[str, str] = {}
+    for number, (product, quantity) in enumerate(orders):
+        if product not in remaining:
+            expected[f"o-{number}"] = "unknown_product"
+        elif quantity <= remaining[product]:
+            remaining[product] -= quantity
+            expected[f"o-{number}"] = "reserved"
+        else:
+            expected[f"o-{number}"] = "insufficient_stock"
+
+    found = outcomes(pipeline.emitted)
+    assert set(found) == set(expected)
+    for order_id, values in found.items():
+        assert len(values) == 1, order_id  # duplicates re-announce, never decide anew
+        event = decode_event(next(iter(values)))
+        if expected[order_id] == "reserved":
+            assert isinstance(event, OrderReserved)
+        else:
+            assert isinstance(event, OrderRejected) and event.reason == expected[order_id]
+    for product, on_hand in stock.items():
+        held = stock_of(pipeline.product_store, product)
+        assert held is not None
+        assert held.on_hand == on_hand
+        assert held.reserved == on_hand - remaining[product]
+
+    # Redelivering any prefix of what was delivered (same offsets) changes nothing.
+    products_before = pipeline.product_store.items()
+    orders_before = pipeline.order_store.items()
+    seen = {record.value for record in pipeline.emitted}
+    prefix = data.draw(st.integers(0, len(pipeline.delivered)))
+    for topic, value, meta in list(pipeline.delivered[:prefix]):
+        again = pipeline.redeliver(topic, value, meta)
+        assert {record.value for record in again} <= seen
+    assert pipeline.product_store.items() == products_before
+    assert pipeline.order_store.items() == orders_before
+
+
+# --- any sequence of commands ---------------------------------------------------------------------
+
+POLICY = Policy(reservation_ttl_ms=10_000, saga_timeout_ms=5_000, retention_ms=24 * 3600 * 1000)
+ORDER_IDS = st.sampled_from([f"o-{n}" for n in range(6)])
+LINE = st.tuples(st.sampled_from(PRODUCTS), st.integers(1, 5))
+OPS = st.one_of(
+    st.tuples(
+        st.just("place"),
+        ORDER_IDS,
+        st.lists(LINE, min_size=1, max_size=3),
+        st.sampled_from([None, "partial"]),
+    ),
+    st.tuples(st.just("pay"), ORDER_IDS),
+    st.tuples(st.just("cancel"), ORDER_IDS),
+    st.tuples(st.just("advance"), st.sampled_from([1, 50, 2_000, 6_000, 12_000])),
+    st.tuples(st.just("recount"), st.sampled_from(PRODUCTS), st.integers(0, 15)),
+    st.tuples(
+        st.just("adjust"),
+        st.sampled_from(PRODUCTS),
+        st.integers(-6, 6),
+        st.sampled_from(["a-1", "a-2", "a-3"]),
+    ),
+    st.tuples(st.just("again"), st.integers(0, 1_000)),
+)
+
+
+def _record(op: tuple[Any, ...]) -> tuple[str, bytes, bytes] | None:
+    kind = op[0]
+    if kind == "place":
+        _kind, order_id, lines, fulfilment = op
+        return "orders", order_id.encode(), order_placed(order_id, *lines, fulfilment=fulfilment)
+    if kind == "pay":
+        return "orders", op[1].encode(), order_paid(op[1])
+    if kind == "cancel":
+        return "orders", op[1].encode(), order_cancelled(op[1])
+    if kind == "recount":
+        return "inventory", op[1].encode(), stock_set(op[1], op[2])
+    if kind == "adjust":
+        return "inventory", op[1].encode(), stock_adjusted(op[1], op[2], op[3])
+    return None
+
+
+@SETTINGS
+@given(
+    initial=st.fixed_dictionaries({pid: st.integers(0, 15) for pid in PRODUCTS}),
+    ops=st.lists(OPS, max_size=40),
+    duplicates=st.lists(st.booleans(), max_size=16),
+)
+def test_counters_match_the_ledger_after_every_command(initial, ops, duplicates) -> None:
+    pipeline = RecordingPipeline(policy=POLICY, partitions=3)
+    pipeline.echo = echoes(duplicates)
+    writer_handle = pipeline.products.handle
+
+    def checked(raw: bytes | None, meta: Any) -> Any:
+        before = {pid: stock_of(pipeline.product_store, pid) for pid in PRODUCTS}
+        step = writer_handle(raw, meta)
+        check_counters(pipeline, PRODUCTS)
+        for pid in PRODUCTS:
+            old, new = before[pid], stock_of(pipeline.product_store, pid)
+            if old is not None and new is not None and new.next_seq > old.next_seq:
+                # A new hold is only ever taken when it fits.
+                assert new.reserved <= new.on_hand
+        return step
+
+    pipeline.products.handle = checked  # type: ignore[method-assign]
+
+    now = T0
+    for pid, on_hand in initial.items():
+        pipeline.feed("inventory", pid.encode(), stock_set(pid, on_hand), now)
+    fed: list[tuple[str, bytes, bytes]] = []
+    placed: set[str] = set()
+    ordered: dict[str, dict[str, int]] = {}
+    for op in ops:
+        if op[0] == "advance":
+            now += op[1]
+            pipeline.advance(now)
+            check_orders(pipeline, placed)
+            continue
+        record = _record(op) if op[0] != "again" else (fed[op[1] % len(fed)] if fed else None)
+        if record is None:
+            continue
+        fed.append(record)
+        now += 1
+        topic, key, value = record
+        emitted = pipeline.feed(topic, key, value, now)
+        if b'"OrderPlaced"' in value and key.decode() not in placed:
+            placed.add(key.decode())
+            ordered[key.decode()] = merged(value)
+        events = [decode_event(record.value) for record in emitted]
+        mine = [e for e in events if getattr(e, "order_id", None) == key.decode()]
+        if b'"OrderPaid"' in value:  # every payment is applied or refused, explicitly
+            assert any(isinstance(e, ReservationConfirmed | ReservationConfirmFailed) for e in mine)
+        if b'"OrderCancelled"' in value:
+            assert any(isinstance(e, ReservationReleased | OrderCancelIgnored) for e in mine)
+        check_orders(pipeline, placed)
+    for order_id, quantities in ordered.items():
+        # Lines for one product are reserved as one line of their summed quantity.
+        saga = saga_of(pipeline.order_store, order_id)
+        assert saga is not None
+        assert {line.product_id: line.quantity for line in saga.lines} == quantities
+        for line in saga.lines:
+            for entry in ledger_of(pipeline.product_store, line.product_id):
+                if entry.order_id == order_id:
+                    assert entry.quantity == line.quantity
+
+
+def merged(value: bytes) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for line in json.loads(value)["lines"]:
+        totals[line["product_id"]] = totals.get(line["product_id"], 0) + line["quantity"]
+    return totals
+
+
+def check_orders(pipeline: RecordingPipeline, placed: set[str]) -> None:
+    found = outcomes(pipeline.emitted)
+    # Answers come back within the same feed, so every placed order has decided, once.
+    assert set(found) == placed
+    assert all(len(values) == 1 for values in found.values()), found
+    # Units are held only for orders that are held: nothing leaks from any other state.
+    for pid in PRODUCTS:
+        for entry in ledger_of(pipeline.product_store, pid):
+            saga = saga_of(pipeline.order_store, entry.order_id)
+            assert saga is not None
+            line = next(line for line in saga.lines if line.product_id == pid)
+            if entry.status == "pending":
+                assert saga.status == "reserved", (entry, saga.status)
+            elif entry.status == "confirmed":
+                assert saga.status == "confirmed" and line.action == "confirm"
+            else:
+                assert saga.status != "confirmed" and line.action == "release"
+    for order_id in placed:
+        saga = saga_of(pipeline.order_store, order_id)
+        assert saga is not None and pipeline.order_store.get(saga_key(order_id))
+        assert saga.status != "reserving"
+        for line in saga.lines:
+            entries = [
+                e
+                for e in ledger_of(pipeline.product_store, line.product_id)
+                if e.order_id == order_id
+            ]
+            if line.answer == "reserved":
+                assert len(entries) == 1
+                status = {"reserved": "pending", "confirmed": "confirmed"}.get(
+                    saga.status, "released"
+                )
+                assert entries[0].status == status, (saga.status, entries[0])

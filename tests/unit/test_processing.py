@@ -1,0 +1,722 @@
+"""The Faust-free processors over a :class:`MemoryStore`: dead letters, the product writer's
+write-ahead repair after a crash lost a suffix of a step's writes, the order desk's timers, keys,
+the store, and the in-process pipeline end to end."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from fixtures import (
+    Shop,
+    decode_event,
+    events_of,
+    ledger_of,
+    meta,
+    order_placed,
+    raw,
+    saga_of,
+    stock_adjusted,
+    stock_of,
+    stock_set,
+)
+
+from stockflow.core.policy import Policy
+from stockflow.core.stock import Stock
+from stockflow.models import (
+    AdjustStock,
+    Confirm,
+    DeadLetter,
+    FireTimers,
+    LineAnswer,
+    OrderCancelIgnored,
+    OrderRejected,
+    ProductReserved,
+    Release,
+    ReservationConfirmed,
+    ReservationConfirmFailed,
+    ReservationReleased,
+    Reserve,
+    SetStock,
+    StockShortfall,
+)
+from stockflow.processing import InventoryRouter, MemoryStore, OrderDesk, ProductWriter
+from stockflow.processing.codec import (
+    ERROR_LIMIT,
+    StockRecord,
+    decode_stock,
+    encode,
+    encode_stock,
+)
+from stockflow.processing.keys import (
+    entry_key,
+    ledger_prefix,
+    marker_key,
+    saga_key,
+    stock_key,
+    timer_key,
+    timer_prefix,
+)
+from stockflow.processing.pipeline import LocalPipeline, partition_for
+from stockflow.processing.records import Step
+from stockflow.processing.timers import FIRE_BATCH, due_timers, has_due_timer, next_due
+
+POLICY = Policy(reservation_ttl_ms=60_000, saga_timeout_ms=5_000, retention_ms=100_000, max_lines=3)
+T0 = 1_000_000
+
+
+class JournalStore(MemoryStore):
+    """A MemoryStore that can lose the last writes of a step, as a crash may (the changelog
+    keeps every step's writes in order, so what is lost is always a suffix)."""
+
+    def __init__(self, items: dict[str, bytes] | None = None) -> None:
+        super().__init__()
+        for key, value in (items or {}).items():
+            super().put(key, value)
+        self.journal: list[tuple[str, bytes | None]] = []
+
+    def put(self, key: str, value: bytes) -> None:
+        self.journal.append((key, self.get(key)))
+        super().put(key, value)
+
+    def delete(self, key: str) -> None:
+        self.journal.append((key, self.get(key)))
+        super().delete(key)
+
+    def begin(self) -> None:
+        self.journal = []
+
+    def lose_last(self, count: int) -> None:
+        lost = self.journal[len(self.journal) - count :]
+        for key, previous in reversed(lost):
+            if previous is None:
+                MemoryStore.delete(self, key)
+            else:
+                MemoryStore.put(self, key, previous)
+        del self.journal[len(self.journal) - count :]
+
+    def clone(self) -> JournalStore:
+        return JournalStore(self.items())
+
+
+def command_meta(offset: int, at: int, partition: int = 0):
+    return meta("product-commands", partition=partition, offset=offset, timestamp_ms=at)
+
+
+def reserve(order_id: str, quantity: int, product_id: str = "p") -> bytes:
+    return encode(
+        Reserve(
+            order_id=order_id,
+            product_id=product_id,
+            quantity=quantity,
+            expires_at_ms=T0 + 60_000,
+            reply_partition=3,
+        )
+    )
+
+
+# --- dead letters -----------------------------------------------------------------------------
+
+PLACED = {"type": "OrderPlaced", "order_id": "o-1", "lines": [{"product_id": "p", "quantity": 2}]}
+
+
+def _placed(**changes) -> bytes:
+    payload = json.loads(json.dumps(PLACED))
+    for key, value in changes.items():
+        if key == "quantity":
+            payload["lines"][0]["quantity"] = value
+        elif value is ...:
+            del payload[key]
+        else:
+            payload[key] = value
+    return raw(payload)
+
+
+BAD_ORDERS = {
+    "not json": b'{"type": "OrderPlaced", ',
+    "not an object": b"[1, 2, 3]",
+    "not utf-8": b"\xff\xfe\x00\x81 binary",
+    "tombstone": None,
+    "quantity as string": _placed(quantity="2"),
+    "quantity as float": _placed(quantity=2.0),
+    "quantity zero": _placed(quantity=0),
+    "quantity negative": _placed(quantity=-1),
+    "quantity too large": _placed(quantity=10**12),
+    "lines empty": _placed(lines=[]),
+    "lines missing": _placed(lines=...),
+    "order_id missing": _placed(order_id=...),
+    "order_id empty": _placed(order_id=""),
+    "order_id a number": _placed(order_id=7),
+    "type missing": _placed(type=...),
+    "type unknown": _placed(type="OrderShipped"),
+    "fulfilment unknown": _placed(fulfilment="some"),
+    "ttl zero": _placed(reservation_ttl=0),
+    "paid without order_id": raw({"type": "OrderPaid"}),
+    "cancel reason not text": raw({"type": "OrderCancelled", "order_id": "o-1", "reason": 5}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ORDERS))
+def test_invalid_orders_are_dead_lettered_with_their_original_bytes(case: str) -> None:
+    value = BAD_ORDERS[case]
+    store = MemoryStore()
+    desk = OrderDesk(store, POLICY)
+    key = b"o-1\x00\xff"
+
+    step = desk.handle_order(value, meta(partition=2, offset=41, timestamp_ms=T0, key=key))
+
+    assert len(step.outputs) == 1
+    out = step.outputs[0]
+    assert out.role == "dead_letters"
+    assert out.key == key
+    letter = DeadLetter.model_validate_json(out.value)
+    assert (letter.topic, letter.partition, letter.offset, letter.timestamp_ms) == (
+        "orders",
+        2,
+        41,
+        T0,
+    )
+    assert letter.key_b64 is not None and base64.b64decode(letter.key_b64) == key
+    if value is None:
+        assert letter.value_b64 is None
+    else:
+        assert letter.value_b64 is not None and base64.b64decode(letter.value_b64) == value
+    assert letter.error
+    assert len(store) == 0  # nothing was decided
+
+
+def test_an_order_keyed_by_something_else_is_dead_lettered() -> None:
+    # The key decides the partition, and so which saga sees the payment later.
+    store = MemoryStore()
+    desk = OrderDesk(store, POLICY)
+    value = order_placed("o-1", ("p", 1))
+
+    step = desk.handle_order(value, meta(key=b"o-2", timestamp_ms=T0))
+
+    letter = DeadLetter.model_validate_json(step.outputs[0].value)
+    assert "does not match order_id" in letter.error
+    assert base64.b64decode(letter.value_b64 or "") == value
+    assert base64.b64decode(letter.key_b64 or "") == b"o-2"
+    assert len(store) == 0
+
+
+def test_an_order_without_a_key_is_accepted() -> None:
+    step = OrderDesk(MemoryStore(), POLICY).handle_order(
+        order_placed("o-1", ("p", 1)), meta(key=None, timestamp_ms=T0)
+    )
+    assert [out.role for out in step.outputs] == ["product_commands"]
+
+
+def test_unknown_fields_are_ignored() -> None:
+    value = raw({**PLACED, "customer": {"vip": True}, "lines": [{**PLACED["lines"][0], "x": 1}]})
+    step = OrderDesk(MemoryStore(), POLICY).handle_order(value, meta(key=b"o-1", timestamp_ms=T0))
+    assert [out.role for out in step.outputs] == ["product_commands"]
+
+
+def test_dead_letter_error_text_is_bounded() -> None:
+    lines = [{"product_id": "", "quantity": -1} for _ in range(500)]
+    value = raw({"type": "OrderPlaced", "order_id": "o-1", "lines": lines})
+
+    step = OrderDesk(MemoryStore(), POLICY).handle_order(value, meta(key=b"o-1"))
+
+    letter = DeadLetter.model_validate_json(step.outputs[0].value)
+    assert len(letter.error) == ERROR_LIMIT
+    assert base64.b64decode(letter.value_b64 or "") == value
+
+
+BAD_STOCK = {
+    "negative recount": raw({"type": "StockSet", "product_id": "p", "on_hand": -1}),
+    "recount as string": raw({"type": "StockSet", "product_id": "p", "on_hand": "5"}),
+    "adjustment without id": raw({"type": "StockAdjusted", "product_id": "p", "delta": 1}),
+    "unknown type": raw({"type": "StockCounted", "product_id": "p"}),
+    "order on inventory": order_placed("o-1", ("p", 1)),
+    "not json": b"\x00\x01",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STOCK))
+def test_invalid_inventory_events_are_dead_lettered(case: str) -> None:
+    value = BAD_STOCK[case]
+    step = InventoryRouter().handle(value, meta("inventory", offset=3, key=b"p"))
+
+    assert [out.role for out in step.outputs] == ["dead_letters"]
+    letter = DeadLetter.model_validate_json(step.outputs[0].value)
+    assert letter.topic == "inventory"
+    assert base64.b64decode(letter.value_b64 or "") == value
+
+
+def test_garbage_on_the_internal_topics_is_dead_lettered_not_fatal() -> None:
+    store = MemoryStore()
+    writer = ProductWriter(store, POLICY)
+    desk = OrderDesk(store, POLICY)
+
+    for step in (
+        writer.handle(b'{"type": "Reserve"}', command_meta(0, T0)),
+        writer.handle(b"nope", command_meta(1, T0)),
+        desk.handle_reply(b'{"type": "LineAnswer", "order_id": "o"}', meta("order-replies")),
+        desk.handle_reply(None, meta("order-replies")),
+    ):
+        assert [out.role for out in step.outputs] == ["dead_letters"]
+    assert len(store) == 0
+
+
+# --- inventory router -------------------------------------------------------------------------
+
+
+def test_recounts_are_forwarded_with_their_source_record() -> None:
+    step = InventoryRouter().handle(
+        stock_set("sku-9", 12), meta("inventory", partition=1, offset=7, key=b"whatever")
+    )
+
+    (out,) = step.outputs
+    assert out.role == "product_commands"
+    assert out.key == b"sku-9"  # re-keyed by product: same partition as its reservations
+    assert out.partition is None
+    assert SetStock.model_validate_json(out.value) == SetStock(
+        product_id="sku-9", on_hand=12, source="inventory/1/7"
+    )
+
+
+def test_adjustments_are_forwarded_with_their_id() -> None:
+    step = InventoryRouter().handle(stock_adjusted("sku-9", -3, "adj-1"), meta("inventory"))
+
+    (out,) = step.outputs
+    assert out.key == b"sku-9"
+    assert AdjustStock.model_validate_json(out.value) == AdjustStock(
+        product_id="sku-9", delta=-3, adjustment_id="adj-1"
+    )
+
+
+# --- product writer -----------------------------------------------------------------------------
+
+
+def _writer(on_hand: int = 10) -> tuple[ProductWriter, JournalStore]:
+    store = JournalStore()
+    writer = ProductWriter(store, POLICY)
+    writer.handle(
+        encode(SetStock(product_id="p", on_hand=on_hand, source="inv/0/0")), command_meta(0, T0)
+    )
+    return writer, store
+
+
+def test_reserve_answers_the_saga_on_its_own_partition_and_publishes_the_hold() -> None:
+    writer, store = _writer()
+
+    step = writer.handle(reserve("o-1", 4), command_meta(1, T0 + 1))
+
+    published, reply = step.outputs
+    assert published.role == "reservations" and published.key == b"o-1"
+    assert isinstance(decode_event(published.value), ProductReserved)
+    assert reply.role == "order_replies"
+    assert reply.key == b"o-1"
+    assert reply.partition == 3
+    assert LineAnswer.model_validate_json(reply.value).status == "reserved"
+    assert stock_of(store, "p") == Stock(on_hand=10, reserved=4, next_seq=1)
+    assert [entry.order_id for entry in ledger_of(store, "p")] == ["o-1"]
+
+
+def test_reserve_of_an_unknown_product_is_answered_refused() -> None:
+    writer, store = _writer()
+
+    step = writer.handle(reserve("o-1", 1, product_id="other"), command_meta(1, T0))
+
+    (reply,) = step.outputs
+    answer = LineAnswer.model_validate_json(reply.value)
+    assert (answer.status, answer.reason) == ("refused", "unknown_product")
+    assert stock_of(store, "other") is None
+
+
+def test_confirm_and_release_publish_and_do_not_answer() -> None:
+    writer, store = _writer()
+    writer.handle(reserve("o-1", 4), command_meta(1, T0))
+    writer.handle(reserve("o-2", 3), command_meta(2, T0))
+
+    confirmed = writer.handle(encode(Confirm(order_id="o-1", product_id="p")), command_meta(3, T0))
+    released = writer.handle(
+        encode(Release(order_id="o-2", product_id="p", reason="expired")), command_meta(4, T0)
+    )
+
+    assert events_of(confirmed.outputs) == [
+        ReservationConfirmed(order_id="o-1", product_id="p", quantity=4)
+    ]
+    assert events_of(released.outputs) == [
+        ReservationReleased(order_id="o-2", product_id="p", quantity=3, reason="expired")
+    ]
+    assert stock_of(store, "p") == Stock(on_hand=6, reserved=0, next_seq=2)
+
+
+def test_a_recount_record_is_applied_once_and_a_new_one_again() -> None:
+    writer, store = _writer(on_hand=10)
+    writer.handle(reserve("o-1", 4), command_meta(1, T0))
+    writer.handle(encode(Confirm(order_id="o-1", product_id="p")), command_meta(2, T0))
+    assert stock_of(store, "p") == Stock(on_hand=6, reserved=0, next_seq=1)
+
+    # The first recount redelivered: already applied, so the confirmed units stay gone.
+    again = writer.handle(
+        encode(SetStock(product_id="p", on_hand=10, source="inv/0/0")), command_meta(3, T0)
+    )
+    assert again.outputs == []
+    assert stock_of(store, "p").on_hand == 6
+    # A new recount record with the same number is a new count.
+    writer.handle(
+        encode(SetStock(product_id="p", on_hand=10, source="inv/0/8")), command_meta(4, T0)
+    )
+    assert stock_of(store, "p").on_hand == 10
+
+
+def test_an_adjustment_is_applied_once_per_id() -> None:
+    writer, store = _writer(on_hand=10)
+
+    for offset in range(3):
+        writer.handle(
+            encode(AdjustStock(product_id="p", delta=5, adjustment_id="receipt-1")),
+            command_meta(offset + 1, T0),
+        )
+    writer.handle(
+        encode(AdjustStock(product_id="p", delta=-2, adjustment_id="damage-1")), command_meta(9, T0)
+    )
+
+    assert stock_of(store, "p").on_hand == 13
+
+
+def test_a_recount_below_what_is_held_publishes_a_shortfall_keyed_by_product() -> None:
+    writer, _store = _writer(on_hand=10)
+    writer.handle(reserve("o-1", 4), command_meta(1, T0))
+    writer.handle(reserve("o-2", 4), command_meta(2, T0))
+
+    step = writer.handle(
+        encode(SetStock(product_id="p", on_hand=5, source="inv/0/1")), command_meta(3, T0)
+    )
+
+    (out,) = step.outputs
+    assert out.key == b"p"
+    assert decode_event(out.value) == StockShortfall(
+        product_id="p", on_hand=5, reserved=8, at_risk=["o-2"]
+    )
+
+
+def test_finished_reservations_are_forgotten_after_retention() -> None:
+    writer, store = _writer()
+    writer.handle(reserve("o-1", 4), command_meta(1, T0))
+    writer.handle(
+        encode(Release(order_id="o-1", product_id="p", reason="cancelled")),
+        command_meta(2, T0 + 10),
+    )
+    gc_at = T0 + 10 + POLICY.retention_ms
+
+    writer.handle(encode(FireTimers(partition=0, now_ms=gc_at - 1)), command_meta(3, gc_at - 1))
+    assert ledger_of(store, "p") != []
+
+    step = writer.handle(encode(FireTimers(partition=0, now_ms=gc_at)), command_meta(4, gc_at))
+    assert step == Step()
+    assert ledger_of(store, "p") == []
+    assert store.get(marker_key("p", "inv/0/0")) is None  # the recount marker went too
+    assert next_due(store, 0) is None
+
+    # The next command for the product must not bring the forgotten entries back.
+    writer.handle(reserve("o-2", 1), command_meta(5, gc_at + 1))
+    assert [entry.order_id for entry in ledger_of(store, "p")] == ["o-2"]
+    assert store.get(marker_key("p", "inv/0/0")) is None
+    assert stock_of(store, "p") == Stock(on_hand=10, reserved=1, next_seq=2)
+
+
+# --- crash tolerance: a lost suffix of a step's writes ----------------------------------------
+
+CRASHING = {
+    "reserve": reserve("o-new", 2),
+    "confirm": encode(Confirm(order_id="o-1", product_id="p")),
+    "release": encode(Release(order_id="o-1", product_id="p", reason="cancelled")),
+    "recount": encode(SetStock(product_id="p", on_hand=20, source="inv/0/5")),
+    "adjust": encode(AdjustStock(product_id="p", delta=-3, adjustment_id="adj-9")),
+}
+
+
+@pytest.mark.parametrize("command", sorted(CRASHING))
+def test_any_lost_suffix_of_a_step_is_repaired_by_its_redelivery(command: str) -> None:
+    base, base_store = _writer(on_hand=10)
+    base.handle(reserve("o-1", 4), command_meta(1, T0))
+    value = CRASHING[command]
+    at = command_meta(2, T0 + 5)
+
+    clean = base_store.clone()
+    expected = ProductWriter(clean, POLICY).handle(value, at)
+    clean.begin()
+    ProductWriter(clean, POLICY).handle(value, at)
+    assert clean.journal == []  # a redelivery with nothing lost writes nothing
+
+    probe = base_store.clone()
+    probe.begin()
+    ProductWriter(probe, POLICY).handle(value, at)
+    for lost in range(1, len(probe.journal) + 1):
+        store = base_store.clone()
+        writer = ProductWriter(store, POLICY)
+        store.begin()
+        writer.handle(value, at)
+        store.lose_last(lost)
+
+        redelivered = writer.handle(value, at)
+
+        assert store.items() == clean.items(), lost
+        # Re-derived, not silent: the same events (and answer) as the first time.
+        assert redelivered.outputs == expected.outputs, lost
+
+
+def test_the_next_command_for_the_product_repairs_a_lost_ledger_write() -> None:
+    writer, store = _writer(on_hand=10)
+    store.begin()
+    writer.handle(reserve("o-1", 4), command_meta(1, T0))
+    assert [key for key, _previous in store.journal] == [stock_key("p"), entry_key("p", "o-1")]
+    store.lose_last(1)  # the crash lost the ledger entry, not the counters
+    assert store.get(entry_key("p", "o-1")) is None
+    assert stock_of(store, "p") == Stock(on_hand=10, reserved=4, next_seq=1)
+
+    writer.handle(reserve("o-2", 1), command_meta(2, T0 + 1))  # another order, same product
+    assert store.get(entry_key("p", "o-1")) is not None
+
+    redelivered = writer.handle(reserve("o-1", 4), command_meta(1, T0))
+    assert LineAnswer.model_validate_json(redelivered.outputs[-1].value).status == "reserved"
+    assert stock_of(store, "p") == Stock(on_hand=10, reserved=5, next_seq=2)
+    assert sorted(entry.order_id for entry in ledger_of(store, "p")) == ["o-1", "o-2"]
+
+
+def test_without_the_write_ahead_copy_a_redelivered_reserve_would_reserve_twice() -> None:
+    # Why StockRecord carries the copy: strip it and the same crash double-reserves.
+    writer, store = _writer(on_hand=10)
+    store.begin()
+    writer.handle(reserve("o-1", 4), command_meta(1, T0))
+    store.lose_last(1)
+    record = decode_stock(store.get(stock_key("p")) or b"")
+    store.put(stock_key("p"), encode_stock(StockRecord(stock=record.stock)))
+
+    writer.handle(reserve("o-1", 4), command_meta(1, T0))
+
+    assert stock_of(store, "p") == Stock(on_hand=10, reserved=8, next_seq=2)
+
+
+def test_a_lost_saga_write_is_repaired_by_the_redelivered_order() -> None:
+    for lost in (1, 2):
+        store = JournalStore()
+        desk = OrderDesk(store, POLICY)
+        at = meta(partition=1, offset=0, timestamp_ms=T0, key=b"o-1")
+        store.begin()
+        first = desk.handle_order(order_placed("o-1", ("p", 1)), at)
+        assert [key for key, _previous in store.journal] == [
+            timer_key(1, T0 + POLICY.saga_timeout_ms, "deadline", "o-1"),
+            saga_key("o-1"),
+        ]
+        written = store.items()
+        store.lose_last(lost)
+
+        again = desk.handle_order(order_placed("o-1", ("p", 1)), at)
+
+        assert again.outputs == first.outputs
+        assert store.items() == written
+
+
+# --- order desk -------------------------------------------------------------------------------
+
+
+def test_the_order_desk_routes_commands_by_product_and_events_by_order() -> None:
+    desk = OrderDesk(MemoryStore(), POLICY)
+
+    step = desk.handle_order(
+        order_placed("o-1", ("p", 1), ("q", 2)), meta(partition=2, key=b"o-1", timestamp_ms=T0)
+    )
+
+    assert [(out.role, out.key, out.partition) for out in step.outputs] == [
+        ("product_commands", b"p", None),
+        ("product_commands", b"q", None),
+    ]
+    assert Reserve.model_validate_json(step.outputs[0].value).reply_partition == 2
+
+
+def test_fired_timers_are_deleted_only_after_their_effects_are_flushed() -> None:
+    store = MemoryStore()
+    desk = OrderDesk(store, POLICY)
+    desk.handle_order(order_placed("o-1", ("p", 1)), meta(key=b"o-1", timestamp_ms=T0))
+    deadline = T0 + POLICY.saga_timeout_ms
+    tick = encode(FireTimers(partition=0, now_ms=deadline))
+
+    assert desk.handle_reply(encode(FireTimers(partition=0, now_ms=deadline - 1)), meta()) == Step()
+    step = desk.handle_reply(tick, meta("order-replies", timestamp_ms=deadline))
+
+    assert step.after_flush == [timer_key(0, deadline, "deadline", "o-1")]
+    assert store.get(step.after_flush[0]) is not None  # still there until the flush
+    rejected = [decode_event(out.value) for out in step.outputs if out.role == "reservations"]
+    assert [type(event) for event in rejected] == [OrderRejected]
+    released = [out for out in step.outputs if out.role == "product_commands"]
+    assert Release.model_validate_json(released[0].value).reason == "compensation"
+
+    # A crash before the flush: the same tick is redelivered and re-derives the same effects.
+    replayed = desk.handle_reply(tick, meta("order-replies", timestamp_ms=deadline))
+    assert replayed.outputs == step.outputs
+    assert desk.saga("o-1") == saga_of(store, "o-1")
+
+
+def test_pay_and_cancel_for_unknown_orders_are_answered_explicitly() -> None:
+    desk = OrderDesk(MemoryStore(), POLICY)
+
+    paid = desk.handle_order(raw({"type": "OrderPaid", "order_id": "x"}), meta(key=b"x"))
+    cancelled = desk.handle_order(raw({"type": "OrderCancelled", "order_id": "x"}), meta(key=b"x"))
+
+    assert events_of(paid.outputs) == [
+        ReservationConfirmFailed(order_id="x", reason="unknown_order")
+    ]
+    assert events_of(cancelled.outputs) == [
+        OrderCancelIgnored(order_id="x", reason="unknown_order")
+    ]
+
+
+# --- keys, store, timers --------------------------------------------------------------------
+
+
+def test_keys_of_different_ids_never_collide() -> None:
+    assert entry_key("a:b", "c") != entry_key("a", "b:c")
+    assert stock_key("a") != stock_key("a:")
+    assert marker_key("p", "x") != marker_key("p:x", "")
+    # One product's ledger scan never sees another product whose id extends it.
+    assert not entry_key("p1", "o").startswith(ledger_prefix("p"))
+    assert not entry_key("p:o", "x").startswith(ledger_prefix("p"))
+
+
+def test_timer_keys_sort_by_due_time_within_a_partition() -> None:
+    keys = [timer_key(1, due, "expiry", "o") for due in (10_000, 9, 123_456_789)]
+    assert sorted(keys) == [keys[1], keys[0], keys[2]]
+    assert timer_key(1, -5, "x", "o") == timer_key(1, 0, "x", "o")
+    assert all(key.startswith(timer_prefix(1)) for key in keys)
+    assert not timer_key(11, 0, "x", "o").startswith(timer_prefix(1))
+
+
+def test_memory_store_scans_in_key_order_within_a_prefix() -> None:
+    store = MemoryStore()
+    for key in ["b:2", "a:1", "b:1", "c", "b:3", "b"]:
+        store.put(key, key.encode())
+    store.put("b:1", b"updated")
+    store.delete("b:3")
+    store.delete("missing")  # idempotent
+
+    assert list(store.scan("b:")) == [("b:1", b"updated"), ("b:2", b"b:2")]
+    assert [key for key, _value in store.scan("b", start="b:2")] == ["b:2"]
+    assert len(store) == 5
+    assert store.get("b:3") is None
+
+
+def test_due_timers_fire_earliest_first_in_batches() -> None:
+    store = MemoryStore()
+    for due in range(FIRE_BATCH + 10):
+        store.put(timer_key(0, T0 + due, "gc", f"r{due}"), b"")
+    store.put(timer_key(1, 0, "gc", "other-partition"), b"")
+
+    due = list(due_timers(store, 0, T0 + FIRE_BATCH + 100))
+
+    assert len(due) == FIRE_BATCH
+    assert [timer.due_ms for timer in due] == sorted(timer.due_ms for timer in due)
+    assert (due[0].kind, due[0].ref) == ("gc", "r0")
+    assert next_due(store, 0) == T0
+    assert has_due_timer(store, 0, T0) and not has_due_timer(store, 0, T0 - 1)
+    assert next_due(store, 2) is None
+
+
+def test_timer_refs_may_contain_separators() -> None:
+    store = MemoryStore()
+    store.put(timer_key(0, 5, "gc", entry_key("a:b", "o:1")), b"")
+    (timer,) = due_timers(store, 0, 5)
+    assert timer.ref == entry_key("a:b", "o:1")
+
+
+# --- the pipeline end to end ------------------------------------------------------------------
+
+
+def test_two_lines_for_one_product_are_checked_together() -> None:
+    # Medusa #16502: each line fits on its own, both together do not.
+    shop = Shop(policy=POLICY)
+    shop.set_stock("p", 3)
+
+    emitted = shop.place("o-1", ("p", 2), ("p", 2))
+
+    assert [type(event) for event in events_of(emitted)] == [OrderRejected]
+    assert shop.stock("p") == Stock(on_hand=3)
+
+
+def test_an_order_is_reserved_paid_and_confirmed_across_products() -> None:
+    shop = Shop(policy=POLICY)
+    shop.set_stock("p", 5)
+    shop.set_stock("q", 5)
+
+    placed = events_of(shop.place("o-1", ("p", 2), ("q", 3)))
+    assert sorted(type(event).__name__ for event in placed) == [
+        "OrderReserved",
+        "ProductReserved",
+        "ProductReserved",
+    ]
+    paid = events_of(shop.pay("o-1"))
+    assert sorted(type(event).__name__ for event in paid) == [
+        "ReservationConfirmed",
+        "ReservationConfirmed",
+    ]
+    assert shop.stock("p") == Stock(on_hand=3, reserved=0, next_seq=1)
+    assert shop.stock("q") == Stock(on_hand=2, reserved=0, next_seq=1)
+    assert events_of(shop.cancel("o-1")) == [
+        OrderCancelIgnored(order_id="o-1", reason="already_confirmed")
+    ]
+
+
+def test_an_unpaid_order_expires_when_the_clock_passes_its_ttl() -> None:
+    shop = Shop(policy=POLICY)
+    shop.set_stock("p", 5)
+    shop.place("o-1", ("p", 5), ttl=10)
+
+    assert shop.tick(9_999) == []
+    expired = events_of(shop.tick(1))
+
+    assert expired == [
+        ReservationReleased(order_id="o-1", product_id="p", quantity=5, reason="expired")
+    ]
+    assert shop.stock("p").available == 5
+    assert events_of(shop.pay("o-1")) == [
+        ReservationConfirmFailed(order_id="o-1", reason="expired")
+    ]
+
+
+def test_everything_is_forgotten_after_retention() -> None:
+    shop = Shop(policy=POLICY)
+    shop.set_stock("p", 5)
+    shop.place("o-1", ("p", 1))
+    shop.cancel("o-1")
+
+    shop.tick(POLICY.retention_ms)
+
+    assert shop.saga("o-1") is None
+    assert shop.ledger("p") == []
+    assert set(shop.pipeline.order_store.items()) == set()
+    assert set(shop.pipeline.product_store.items()) == {stock_key("p")}
+    shop.place("o-2", ("p", 1))
+    assert [entry.order_id for entry in shop.ledger("p")] == ["o-2"]
+
+
+def test_the_pipeline_accepts_only_input_topics() -> None:
+    with pytest.raises(ValueError, match="not an input topic"):
+        LocalPipeline().feed("reservations", b"k", b"{}", 0)
+
+
+def test_partitioning_matches_kafkas_default_partitioner() -> None:
+    # murmur2 reference values from the Java client's test suite (positive-masked).
+    assert partition_for(b"21", 2**31 - 1) == 0x7FFFFFFF & -973932308
+    assert partition_for(b"foobar", 2**31 - 1) == 0x7FFFFFFF & -790332482
+    assert 0 <= partition_for(b"o-1", 4) < 4
+
+
+def test_dead_letters_leave_the_pipeline() -> None:
+    shop = Shop(policy=POLICY)
+
+    (emitted,) = shop.feed("orders", "o-1", b"not json")
+
+    assert emitted.role == "dead_letters"
+    letter = decode_event(emitted.value)
+    assert isinstance(letter, DeadLetter)
+    assert base64.b64decode(letter.value_b64 or "") == b"not json"
+    assert shop.saga("o-1") is None
+    # The pipeline carries on with the next record.
+    (rejected,) = events_of(shop.place("o-2", ("p", 1)))
+    assert isinstance(rejected, OrderRejected) and rejected.reason == "unknown_product"
