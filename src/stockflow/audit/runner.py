@@ -1,0 +1,166 @@
+"""Reading the topics from a broker and auditing them, once or until pending inputs settle.
+
+Outputs (``reservations``, dead letters) are read *before* inputs: every output seen was then
+produced before the inputs were read, so its cause is in the input snapshot and a race with a
+producer can never look like an outcome without an order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stockflow.audit.checks import audit_records
+from stockflow.audit.findings import AuditResult
+from stockflow.settings import Settings
+from stockflow.testing.topics import Record, read_topics
+
+__all__ = [
+    "AuditTopics",
+    "audit_topics",
+    "audit_topics_async",
+    "bootstrap_servers",
+    "client_kwargs",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditTopics:
+    """The four topic names the audit reads."""
+
+    orders: str
+    inventory: str
+    reservations: str
+    dead_letters: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: str | None) -> AuditTopics:
+        """Names from ``settings``; an override that is not ``None`` wins."""
+        names = {
+            "orders": settings.orders_topic,
+            "inventory": settings.inventory_topic,
+            "reservations": settings.reservations_topic,
+            "dead_letters": settings.dead_letter_topic,
+        }
+        names.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**names)
+
+
+def bootstrap_servers(broker: str) -> str:
+    """``kafka://h1:9092;kafka://h2:9092`` (Faust's form) -> ``h1:9092,h2:9092``."""
+    hosts = []
+    for part in broker.replace(",", ";").split(";"):
+        part = part.strip()
+        if "://" in part:
+            part = part.split("://", 1)[1]
+        if part:
+            hosts.append(part.rstrip("/"))
+    return ",".join(hosts)
+
+
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """aiokafka security arguments from the settings (TLS and SASL), none for plaintext."""
+    kwargs: dict[str, Any] = {}
+    if settings.security_protocol == "PLAINTEXT":
+        return kwargs
+    kwargs["security_protocol"] = settings.security_protocol
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        kwargs["ssl_context"] = create_ssl_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+            certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+            keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+        )
+    if settings.security_protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
+        kwargs["sasl_plain_username"] = settings.sasl_username or ""
+        password = settings.sasl_password
+        kwargs["sasl_plain_password"] = password.get_secret_value() if password else ""
+    return kwargs
+
+
+_Snapshot = tuple[list[Record], list[Record], list[Record], list[Record]]
+
+
+async def _read(
+    bootstrap: str, topics: AuditTopics, *, timeout: float, kwargs: Mapping[str, Any]
+) -> _Snapshot:
+    """``(orders, inventory, reservations, dead letters)``, outputs read first."""
+    outputs = await read_topics(
+        bootstrap, [topics.reservations, topics.dead_letters], timeout=timeout, client_kwargs=kwargs
+    )
+    inputs = await read_topics(
+        bootstrap, [topics.orders, topics.inventory], timeout=timeout, client_kwargs=kwargs
+    )
+    return (
+        inputs[topics.orders],
+        inputs[topics.inventory],
+        outputs[topics.reservations],
+        outputs[topics.dead_letters],
+    )
+
+
+async def audit_topics_async(
+    bootstrap: str,
+    settings: Settings | None = None,
+    *,
+    topics: AuditTopics | None = None,
+    settle: float = 0.0,
+    strict: bool = False,
+    clock_skew_ms: int = 0,
+    max_lag_ms: int | None = None,
+    interval: float = 1.0,
+    read_timeout: float = 60.0,
+) -> AuditResult:
+    """Audit the topics on ``bootstrap`` (``host:port[,host:port]``, or a ``kafka://`` URL).
+
+    With ``settle`` > 0, the topics are read again every ``interval`` seconds while inputs are
+    pending (no outcome yet), for at most ``settle`` seconds; the last audit is returned. With
+    ``strict``, inputs still pending then are violations. Names come from ``topics``, else from
+    ``settings`` (default: ``Settings()``, i.e. the ``STOCKFLOW_*`` environment)."""
+    settings = settings if settings is not None else Settings()
+    bootstrap = bootstrap_servers(bootstrap)
+    names = topics or AuditTopics.from_settings(settings)
+    kwargs = client_kwargs(settings)
+    deadline = time.monotonic() + max(settle, 0.0)
+    options: dict[str, Any] = {"clock_skew_ms": clock_skew_ms, "max_lag_ms": max_lag_ms}
+    while True:
+        snapshot = await _read(bootstrap, names, timeout=read_timeout, kwargs=kwargs)
+        result = audit_records(*snapshot, strict=False, **options)
+        remaining = deadline - time.monotonic()
+        if not result.pending or remaining <= 0:
+            break
+        await asyncio.sleep(min(interval, remaining))
+    return audit_records(*snapshot, strict=True, **options) if strict else result
+
+
+def audit_topics(
+    bootstrap: str,
+    settings: Settings | None = None,
+    *,
+    topics: AuditTopics | None = None,
+    settle: float = 0.0,
+    strict: bool = False,
+    clock_skew_ms: int = 0,
+    max_lag_ms: int | None = None,
+    interval: float = 1.0,
+    read_timeout: float = 60.0,
+) -> AuditResult:
+    """Blocking :func:`audit_topics_async` (for scripts and tests outside an event loop)."""
+    return asyncio.run(
+        audit_topics_async(
+            bootstrap,
+            settings,
+            topics=topics,
+            settle=settle,
+            strict=strict,
+            clock_skew_ms=clock_skew_ms,
+            max_lag_ms=max_lag_ms,
+            interval=interval,
+            read_timeout=read_timeout,
+        )
+    )

@@ -1,0 +1,306 @@
+"""The stock check: no product ever holds more units than its inventory events could provide.
+
+The auditor re-derives each product's counters from the contract alone (no worker code):
+
+* ``StockSet n``: ``on_hand = n`` (a recount; reservations stay);
+* ``StockAdjusted d``: ``on_hand = max(on_hand + d, 0)``, once per ``adjustment_id``;
+* ``ProductReserved q``: allowed only if ``on_hand - held >= q``; then ``held += q``;
+* ``ReservationConfirmed q``: ``held -= q`` and ``on_hand = max(on_hand - q, 0)``;
+* ``ReservationReleased q``: ``held -= q``.
+
+So ``held <= on_hand`` is the same statement as "units reserved-or-confirmed never exceed the
+stock received minus the stock removed". A product that never had an inventory event has
+``on_hand = 0``.
+
+**Ordering.** Inputs and outputs live on different topics, so when the worker applied an
+inventory event relative to its decisions is not recorded. The auditor only assumes what
+causality guarantees: an inventory event can have been applied before a decision only if its
+record timestamp is at most the decision's timestamp (plus ``clock_skew_ms``), and a product's
+inventory events are applied in their partition's offset order (a prefix at a time). Any such
+schedule is possible (the worker may lag on inventory arbitrarily), so the check asks whether
+*some* schedule explains every decision, and reports a violation only when none does. This is
+exact and cheap because every operation is monotone in ``on_hand`` and the checks are
+thresholds: for each decision and each prefix length ``k`` of applied inventory events, only the
+largest reachable ``on_hand`` matters (a dynamic programme of size decisions x events).
+
+**Shortfalls.** Applying an inventory event may leave ``held > on_hand`` only if a
+``StockShortfall`` for the product was published at or after that event's timestamp; a schedule
+that needs an unreported one is explored again without the requirement, and if only such a
+schedule explains a decision, ``unreported_shortfall`` is reported instead of ``oversell``. A
+decision to reserve is never excused by a shortfall (the worker refuses while short).
+
+``max_lag_ms`` (optional, an assumption): an inventory event older than that at a decision must
+have been applied before it. Without it, removals are only enforced when later receipts are
+needed to explain a decision, so the check stays sound for any consumer lag.
+
+Product events of one product come from one single writer; they are ordered by timestamp, and
+within a tie (or within ``clock_skew_ms``) a release or confirmation of an earlier reservation is
+taken before new reservations: the permissive order, so a tie never causes a false violation.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from stockflow.audit.findings import Finding, Position
+
+__all__ = ["MoveKind", "Movement", "ShortfallMark", "StockInput", "StockReport", "check_stock"]
+
+_CHECK = "stock"
+
+MoveKind = Literal["reserve", "confirm", "release"]
+
+
+@dataclass(frozen=True, slots=True)
+class StockInput:
+    """A valid, not dead-lettered ``StockSet`` (``amount`` = on hand) or ``StockAdjusted``
+    (``amount`` = delta) record."""
+
+    at: Position
+    ts: int
+    product_id: str
+    kind: Literal["set", "adjust"]
+    amount: int
+    adjustment_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """The first emission of a product event that changed a reservation's state.
+
+    ``quantity`` is the reserved quantity; ``reserved_ts`` the timestamp of the reservation (for
+    a ``reserve``, its own)."""
+
+    at: Position
+    ts: int
+    product_id: str
+    order_id: str
+    kind: MoveKind
+    quantity: int
+    reserved_ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShortfallMark:
+    at: Position
+    ts: int
+    product_id: str
+
+
+@dataclass(slots=True)
+class StockReport:
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    repeated_adjustments: int = 0
+    """``StockAdjusted`` records whose ``adjustment_id`` was already applied (no effect)."""
+
+
+Row = list[int | None]
+"""For each number ``k`` of applied inventory events, the largest reachable ``on_hand``."""
+
+
+def check_stock(
+    inputs: Iterable[StockInput],
+    movements: Iterable[Movement],
+    shortfalls: Iterable[ShortfallMark],
+    *,
+    clock_skew_ms: int = 0,
+    max_lag_ms: int | None = None,
+) -> StockReport:
+    """Check every product; see the module docstring for the rules."""
+    report = StockReport()
+    stock_by_product: dict[str, list[StockInput]] = defaultdict(list)
+    moves_by_product: dict[str, list[Movement]] = defaultdict(list)
+    latest_shortfall: dict[str, int] = {}
+    for item in inputs:
+        stock_by_product[item.product_id].append(item)
+    for move in movements:
+        moves_by_product[move.product_id].append(move)
+    for mark in shortfalls:
+        latest_shortfall[mark.product_id] = max(
+            mark.ts, latest_shortfall.get(mark.product_id, mark.ts)
+        )
+    for product in sorted(moves_by_product):
+        events = _application_order(product, stock_by_product.get(product, []), report)
+        audit = _ProductAudit(
+            product,
+            events,
+            latest_shortfall.get(product),
+            clock_skew_ms=clock_skew_ms,
+            max_lag_ms=max_lag_ms,
+        )
+        report.findings.extend(audit.run(_decision_order(moves_by_product[product], clock_skew_ms)))
+    for product in set(stock_by_product) - set(moves_by_product):
+        _application_order(product, stock_by_product[product], report)  # count repeats only
+    return report
+
+
+def _application_order(
+    product: str, items: Sequence[StockInput], report: StockReport
+) -> list[StockInput]:
+    """The order the worker applies them: offset order within the product's partition (merged
+    by timestamp if a producer spread one product over several), each adjustment id once."""
+    partitions = {item.at.partition for item in items}
+    if len(partitions) > 1:
+        report.notes.append(
+            f"inventory events of {product!r} are spread over partitions {sorted(partitions)}; "
+            "their relative order is taken from timestamps"
+        )
+        ordered = sorted(items, key=lambda i: (i.ts, i.at.partition, i.at.offset))
+    else:
+        ordered = sorted(items, key=lambda i: i.at.offset)
+    seen: set[str] = set()
+    result: list[StockInput] = []
+    for item in ordered:
+        if item.kind == "adjust" and item.adjustment_id is not None:
+            if item.adjustment_id in seen:
+                report.repeated_adjustments += 1
+                continue
+            seen.add(item.adjustment_id)
+        result.append(item)
+    return result
+
+
+def _decision_order(moves: Sequence[Movement], skew: int) -> list[Movement]:
+    """Timestamp order; a closing (confirm/release) of an earlier reservation goes before new
+    reservations of the same moment (or within ``skew``), never before its own reservation."""
+
+    def key(move: Movement) -> tuple[int, int, int, Position]:
+        if move.kind == "reserve":
+            return (move.ts, 1, move.ts, move.at)
+        effective = max(move.ts - skew, move.reserved_ts)
+        return (effective, 0 if effective > move.reserved_ts else 2, move.ts, move.at)
+
+    return sorted(moves, key=key)
+
+
+class _ProductAudit:
+    """The dynamic programme for one product (see the module docstring)."""
+
+    def __init__(
+        self,
+        product: str,
+        events: list[StockInput],
+        latest_shortfall: int | None,
+        *,
+        clock_skew_ms: int,
+        max_lag_ms: int | None,
+    ) -> None:
+        self.product = product
+        self.events = events
+        self.latest_shortfall = latest_shortfall
+        self.skew = clock_skew_ms
+        self.max_lag = max_lag_ms
+        count = len(events)
+        self.oldest_unapplied: list[float] = [float("inf")] * (count + 1)
+        for k in range(count - 1, -1, -1):
+            self.oldest_unapplied[k] = min(events[k].ts, self.oldest_unapplied[k + 1])
+
+    def run(self, moves: Sequence[Movement]) -> list[Finding]:
+        findings: list[Finding] = []
+        row: Row = [0] + [None] * len(self.events)
+        held: dict[str, int] = {}  # order id -> units held in the model
+        pending = 0  # sum of held
+        confirmed = 0
+        for move in moves:
+            if move.kind != "reserve" and move.order_id not in held:
+                continue  # its reservation was reported as an oversell and left out
+            strict = self._closure(row, pending, move.ts + self.skew, require_shortfall=True)
+            stepped = self._step(strict, move, pending)
+            if stepped is None:
+                relaxed = self._closure(row, pending, move.ts + self.skew, require_shortfall=False)
+                stepped = self._step(relaxed, move, pending)
+                if stepped is not None:
+                    findings.append(self._unreported(move, pending))
+                else:  # only a reservation can fail here: nothing explains it
+                    findings.append(self._oversell(move, relaxed, pending, confirmed))
+                    row = relaxed
+                    continue
+            row = stepped
+            if move.kind == "reserve":
+                held[move.order_id] = move.quantity
+                pending += move.quantity
+            else:
+                pending -= held.pop(move.order_id)
+                if move.kind == "confirm":
+                    confirmed += move.quantity
+        return findings
+
+    def _allowed_short(self, event: StockInput) -> bool:
+        latest = self.latest_shortfall
+        return latest is not None and latest >= event.ts - self.skew
+
+    def _closure(self, row: Row, pending: int, limit_ts: int, *, require_shortfall: bool) -> Row:
+        """Apply any further inventory events stamped at or before ``limit_ts``."""
+        result = list(row)
+        for k, event in enumerate(self.events):
+            on_hand = result[k]
+            if on_hand is None or event.ts > limit_ts:
+                continue
+            after = event.amount if event.kind == "set" else max(on_hand + event.amount, 0)
+            if require_shortfall and after < pending and not self._allowed_short(event):
+                continue
+            best = result[k + 1]
+            if best is None or after > best:
+                result[k + 1] = after
+        return result
+
+    def _step(self, row: Row, move: Movement, pending: int) -> Row | None:
+        result: Row = [None] * len(row)
+        for k, on_hand in enumerate(row):
+            if on_hand is None:
+                continue
+            if self.max_lag is not None and self.oldest_unapplied[k] + self.max_lag < move.ts:
+                continue  # an inventory event older than the lag would still be unapplied
+            if move.kind == "reserve":
+                if on_hand - pending < move.quantity:
+                    continue
+                result[k] = on_hand
+            elif move.kind == "confirm":
+                result[k] = max(on_hand - move.quantity, 0)
+            else:
+                result[k] = on_hand
+        return result if any(value is not None for value in result) else None
+
+    def _oversell(self, move: Movement, row: Row, pending: int, confirmed: int) -> Finding:
+        best = max((value for value in row if value is not None), default=0)
+        applied = [e for e in self.events if e.ts <= move.ts + self.skew]
+        return Finding(
+            check=_CHECK,
+            kind="oversell",
+            message=(
+                f"{self.product}: reserving {move.quantity} for {move.order_id} makes "
+                f"{pending + move.quantity} units held, but no order of the inventory events "
+                f"stamped before it leaves more than {best} on hand"
+            ),
+            at=move.at,
+            order_id=move.order_id,
+            product_id=self.product,
+            related=tuple(e.at for e in applied[-5:]),
+            details={
+                "held_after": pending + move.quantity,
+                "max_on_hand": best,
+                "confirmed_before": confirmed,
+                "inventory_events_before": len(applied),
+            },
+        )
+
+    def _unreported(self, move: Movement, pending: int) -> Finding:
+        late = [e for e in self.events if e.ts <= move.ts + self.skew]
+        return Finding(
+            check=_CHECK,
+            kind="unreported_shortfall",
+            message=(
+                f"{self.product}: {move.kind} for {move.order_id} can only be explained by "
+                f"inventory events that left fewer units on hand than the {pending} held, and no "
+                "StockShortfall was published for the product after them"
+            ),
+            at=move.at,
+            order_id=move.order_id,
+            product_id=self.product,
+            related=tuple(e.at for e in late[-5:]),
+            details={"held": pending},
+        )
