@@ -1,0 +1,176 @@
+"""``stockflow replay`` and ``stockflow record``: incidents as JSON lines, replayed offline.
+
+Example::
+
+    stockflow record --broker kafka://kafka-1:9092 --topics orders,inventory --out incident.jsonl
+    stockflow replay incident.jsonl --reservation-ttl 60 --until 1764064800000
+
+The line format is described in :mod:`stockflow.replay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import click
+
+if TYPE_CHECKING:
+    from stockflow.settings import Settings
+
+__all__ = ["bootstrap_servers", "client_kwargs", "record", "replay"]
+
+
+def _write(lines: Iterable[str], out: Path | None) -> None:
+    if out is None:
+        for line in lines:
+            click.echo(line)
+        return
+    with out.open("w", encoding="utf-8", newline="\n") as handle:
+        for line in lines:
+            handle.write(line + "\n")
+
+
+@click.command()
+@click.argument("events", type=click.File("r", encoding="utf-8"))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the output lines here. Default: stdout.",
+)
+@click.option(
+    "--reservation-ttl",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a reservation is held. Default: Settings (STOCKFLOW_RESERVATION_TTL, 900).",
+)
+@click.option(
+    "--saga-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds an order waits for its lines. Default: Settings (STOCKFLOW_SAGA_TIMEOUT, 30).",
+)
+@click.option(
+    "--retention",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds finished state is kept. Default: Settings (STOCKFLOW_RETENTION, 7 days).",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, 1024),
+    help="Partitions of the stockflow topics. Default: Settings (STOCKFLOW_PARTITIONS, 8).",
+)
+@click.option(
+    "--until",
+    "until_ms",
+    type=int,
+    help="After the last record, move the clock to this epoch ms (fires expiries). Default: no.",
+)
+def replay(
+    events: TextIO,
+    out: Path | None,
+    reservation_ttl: float | None,
+    saga_timeout: float | None,
+    retention: float | None,
+    partitions: int | None,
+    until_ms: int | None,
+) -> None:
+    """Replay EVENTS (JSON lines; - for stdin) through stockflow's decision code, offline.
+
+    Prints one line per output record (reservations and dead letters), deterministically.
+    Topic names and the policy not given as options come from the STOCKFLOW_* environment.
+    """
+    from stockflow.replay import ReplayError, replay_lines
+
+    overrides = {
+        "reservation_ttl": reservation_ttl,
+        "saga_timeout": saga_timeout,
+        "retention": retention,
+        "partitions": partitions,
+    }
+    settings = _settings({k: v for k, v in overrides.items() if v is not None})
+    try:
+        lines = replay_lines(events, settings, until_ms=until_ms)
+    except ReplayError as exc:
+        raise click.ClickException(f"{events.name}: {exc}") from None
+    _write(lines, out)
+
+
+@click.command()
+@click.option(
+    "--broker",
+    help="Broker URL(s), kafka://host:port[;kafka://host2:port]. Default: STOCKFLOW_BROKER.",
+)
+@click.option(
+    "--topics",
+    help="Comma-separated topics to read. Default: the configured orders and inventory topics.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the lines here. Default: stdout.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds to reach the end of every partition.",
+)
+def record(broker: str | None, topics: str | None, out: Path | None, timeout: float) -> None:
+    """Write the topics' records, from the beginning to their current end, as lines that
+    ``stockflow replay`` reads. Uses no consumer group (nothing is committed). Security
+    settings (TLS, SASL) come from the STOCKFLOW_* environment."""
+    from aiokafka.errors import KafkaError
+
+    from stockflow.errors import BrokerError
+    from stockflow.replay import record_lines
+    from stockflow.testing.topics import read_topics
+
+    settings = _settings({"broker": broker} if broker else {})
+    if topics:
+        names = [name.strip() for name in topics.split(",") if name.strip()]
+    else:
+        names = [settings.orders_topic, settings.inventory_topic]
+    if not names:
+        raise click.BadParameter("name at least one topic", param_hint="--topics")
+    servers = bootstrap_servers(settings.broker)
+    try:
+        read = asyncio.run(
+            read_topics(servers, names, timeout=timeout, client_kwargs=client_kwargs(settings))
+        )
+    except (BrokerError, KafkaError, OSError) as exc:
+        raise click.ClickException(f"reading {', '.join(names)}: {exc}") from None
+    _write(record_lines(r for records in read.values() for r in records), out)
+
+
+def bootstrap_servers(url: str) -> str:
+    """``kafka://a:9092;kafka://b:9092`` -> ``a:9092,b:9092`` (aiokafka's form)."""
+    hosts = []
+    for part in url.replace(",", ";").split(";"):
+        part = part.strip()
+        if part:
+            hosts.append(part.split("://", 1)[-1].rstrip("/"))
+    return ",".join(hosts)
+
+
+def client_kwargs(settings: Settings) -> Mapping[str, Any]:
+    """aiokafka's security arguments for ``settings``, derived exactly as the worker's are.
+    Empty for PLAINTEXT (Faust is imported only otherwise)."""
+    if settings.security_protocol == "PLAINTEXT":
+        return {}
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    credentials = settings.faust_kwargs().get("broker_credentials")
+    return dict(credentials_to_aiokafka_auth(credentials))
+
+
+def _settings(overrides: Mapping[str, Any]) -> Settings:
+    from pydantic import ValidationError
+
+    from stockflow.settings import Settings
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from None
