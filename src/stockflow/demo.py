@@ -77,12 +77,8 @@ def run_demo(
         with console.status("starting a worker (faust -A stockflow worker)..."):
             worker = harness.start_worker()
         console.print(f"worker ready (pid {worker.pid})")
-        harness.send(
-            [
-                ("inventory", p, {"type": "StockSet", "product_id": p, "on_hand": n})
-                for p, n in STOCK.items()
-            ]
-        )
+        with console.status("stocking the shelves..."):
+            harness.stock_many(STOCK)  # applied before the sale opens
         placed = _orders(orders, seed)
         rng = random.Random(seed + 1)
         duplicates = rng.sample(placed, k=orders // 20)  # 5% sent twice, as a retrying client would

@@ -8,8 +8,8 @@ import signal
 import time
 
 import pytest
-from conftest import assert_one_outcome_each, order_placed, unique_product_events
 
+from conftest import assert_one_outcome_each, order_placed, unique_product_events
 from stockflow.testing.harness import Harness
 
 PRODUCTS = {f"p{n}": 150 for n in range(4)}
@@ -29,8 +29,7 @@ ORDERS = 2400
 def test_restart_mid_stream(stockflow_harness: Harness, sig: int, wipe: bool) -> None:
     harness = stockflow_harness
     worker = harness.start_worker()
-    for product, units in PRODUCTS.items():
-        harness.stock(product, units)
+    harness.stock_many(PRODUCTS)
     products = list(PRODUCTS)
     orders = [
         order_placed(f"o-{n}", (products[n % len(products)], 1 + n % 2)) for n in range(ORDERS)

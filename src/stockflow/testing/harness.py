@@ -7,12 +7,14 @@ import asyncio
 import json
 import shutil
 import tempfile
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from stockflow.errors import BrokerError
 from stockflow.settings import Settings
 from stockflow.testing.broker import EmbeddedBroker, create_topics
 from stockflow.testing.topics import Record, produce, read_topics, wait_for
@@ -133,9 +135,29 @@ class Harness:
             produce(self.bootstrap, [(names.get(t, t), k, v) for t, k, v in records])
         )
 
-    def stock(self, product_id: str, on_hand: int) -> None:
-        event = {"type": "StockSet", "product_id": product_id, "on_hand": on_hand}
-        self.send([("inventory", product_id, event)])
+    def stock(self, product_id: str, on_hand: int, *, timeout: float = 30.0) -> None:
+        """Send a recount and wait until the product's state shows it.
+
+        Stock and orders reach a product through different topics, so an order sent right after
+        a recount may be decided before it (and refused as ``unknown_product``): waiting here
+        makes a test's intended order of events the real one."""
+        self.stock_many({product_id: on_hand}, timeout=timeout)
+
+    def stock_many(self, counts: Mapping[str, int], *, timeout: float = 30.0) -> None:
+        self.send(
+            [
+                ("inventory", p, {"type": "StockSet", "product_id": p, "on_hand": n})
+                for p, n in counts.items()
+            ]
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.stock_state()
+            if all(state.get(p, {}).get("on_hand") == n for p, n in counts.items()):
+                return
+            if time.monotonic() > deadline:
+                raise BrokerError(f"stock {dict(counts)} not applied in {timeout}s: {state}")
+            time.sleep(0.2)
 
     def read(self, *topics: str) -> dict[str, list[Record]]:
         return asyncio.run(read_topics(self.bootstrap, topics))
