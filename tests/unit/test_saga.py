@@ -663,3 +663,21 @@ def test_every_input_redelivered_at_any_later_point_derives_nothing_new(name) ->
             # redelivery may explain itself. Nothing else may appear for the first time.
             assert all('"OrderCancelIgnored"' in event for event in new_events), new_events
         assert len(saga.outcomes()) <= 1
+
+
+def test_a_reserve_redelivered_after_a_refusal_that_succeeds_is_compensated() -> None:
+    # Found on two real workers: a duplicate OrderPlaced re-sent the Reserve of a line still
+    # waiting; the first Reserve was refused, the second found units freed in between.
+    saga = driver()
+    saga.place(("a", 1), ("b", 2), now=T0, fulfilment="partial")
+    saga.answer("b", "refused", now=T0 + 1, quantity=2)
+    saga.answer("a", now=T0 + 2)
+    decided = saga.saga
+
+    late = saga.answer("b", now=T0 + 3, quantity=2)
+
+    assert late.saga is None and saga.saga == decided
+    assert late.events == ()
+    assert late.commands == (
+        Release(order_id=decided.order_id, product_id="b", reason="compensation"),
+    )

@@ -173,6 +173,16 @@ def answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy)
     if index is None or reply.status not in ("reserved", "refused"):
         return NOTHING
     line = saga.lines[index]
+    if reply.status == "reserved" and line.answer == "refused" and line.action == "none":
+        # A Reserve sent again for a line still waiting (a duplicate OrderPlaced or a replay
+        # re-sends them) was answered after the first one was refused, and found stock freed in
+        # between. The saga counts this line as refused, so the units must not stay held. (A line
+        # refused by a timeout was released already, after every Reserve sent for it.)
+        return SagaDecision(
+            commands=(
+                Release(order_id=saga.order_id, product_id=line.product_id, reason="compensation"),
+            )
+        )
     if line.answer != "pending" or saga.status != "reserving":
         # Already known, or decided without it (a timeout released it): nothing new happens.
         return _effects(saga) if line.answer != "pending" else NOTHING
