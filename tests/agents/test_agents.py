@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import json
 
-from conftest import AgentWorld, put_from
 from stockflow.models import Confirm, FireTimers, LineAnswer, Reserve
 from stockflow.processing.codec import encode
 from stockflow.processing.keys import entry_key, saga_key, stock_key
+
+from conftest import AgentWorld, put_from
 
 
 def _placed(order_id: str, *lines: tuple[str, int]) -> bytes:

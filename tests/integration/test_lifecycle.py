@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conftest import assert_one_outcome_each, order_placed
 from stockflow.testing.harness import Harness
+
+from conftest import assert_one_outcome_each, order_placed
 
 
 def paid(order_id: str) -> tuple[str, str, dict[str, Any]]:

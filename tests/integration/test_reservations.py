@@ -6,10 +6,10 @@ import asyncio
 import base64
 import json
 
-from conftest import assert_one_outcome_each, order_placed, unique_product_events
-
 from stockflow.testing import produce
 from stockflow.testing.harness import Harness
+
+from conftest import assert_one_outcome_each, order_placed, unique_product_events
 
 
 def test_flash_sale_sells_exactly_the_stock(stockflow_harness: Harness) -> None:

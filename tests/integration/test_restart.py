@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from conftest import assert_one_outcome_each, order_placed, unique_product_events
 from stockflow.testing.harness import Harness
+
+from conftest import assert_one_outcome_each, order_placed, unique_product_events
 
 PRODUCTS = {f"p{n}": 150 for n in range(4)}
 ORDERS = 2400

@@ -9,8 +9,9 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from conftest import assert_one_outcome_each, order_placed
 from stockflow.testing.harness import Harness
+
+from conftest import assert_one_outcome_each, order_placed
 
 STOCK = {f"sku-{n}": 30 for n in range(6)}
 

@@ -14,19 +14,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fixtures import (
-    RecordingPipeline,
-    decode_event,
-    ledger_of,
-    order_cancelled,
-    order_paid,
-    order_placed,
-    outcomes,
-    saga_of,
-    stock_adjusted,
-    stock_of,
-    stock_set,
-)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +27,20 @@ from stockflow.models import (
     ReservationReleased,
 )
 from stockflow.processing.keys import saga_key
+
+from fixtures import (
+    RecordingPipeline,
+    decode_event,
+    ledger_of,
+    order_cancelled,
+    order_paid,
+    order_placed,
+    outcomes,
+    saga_of,
+    stock_adjusted,
+    stock_of,
+    stock_set,
+)
 
 T0 = 1_700_000_000_000
 PRODUCTS = ["p", "q", "r"]

@@ -8,19 +8,6 @@ import base64
 import json
 
 import pytest
-from fixtures import (
-    Shop,
-    decode_event,
-    events_of,
-    ledger_of,
-    meta,
-    order_placed,
-    raw,
-    saga_of,
-    stock_adjusted,
-    stock_of,
-    stock_set,
-)
 
 from stockflow.core.policy import Policy
 from stockflow.core.stock import Stock
@@ -61,6 +48,20 @@ from stockflow.processing.keys import (
 from stockflow.processing.pipeline import LocalPipeline, partition_for
 from stockflow.processing.records import Step
 from stockflow.processing.timers import FIRE_BATCH, due_timers, has_due_timer, next_due
+
+from fixtures import (
+    Shop,
+    decode_event,
+    events_of,
+    ledger_of,
+    meta,
+    order_placed,
+    raw,
+    saga_of,
+    stock_adjusted,
+    stock_of,
+    stock_set,
+)
 
 POLICY = Policy(reservation_ttl_ms=60_000, saga_timeout_ms=5_000, retention_ms=100_000, max_lines=3)
 T0 = 1_000_000

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from fixtures import SagaDriver, as_json
 
 from stockflow.core import saga as decide
 from stockflow.core.policy import Policy
@@ -26,6 +25,8 @@ from stockflow.models import (
     ReservedLine,
     iso_from_ms,
 )
+
+from fixtures import SagaDriver, as_json
 
 POLICY = Policy(reservation_ttl_ms=60_000, saga_timeout_ms=5_000, retention_ms=100_000, max_lines=3)
 T0 = 1_000_000

@@ -7,7 +7,6 @@ The product side is modelled the way the product writer behaves: each line has o
 
 from __future__ import annotations
 
-from fixtures import SagaDriver, as_json
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -29,6 +28,8 @@ from stockflow.models import (
     Release,
     ReservationConfirmFailed,
 )
+
+from fixtures import SagaDriver, as_json
 
 POLICY = Policy(reservation_ttl_ms=60_000, saga_timeout_ms=5_000, retention_ms=100_000, max_lines=3)
 T0 = 1_000_000

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from audit_builders import clean_run, stock_case, stock_kinds
 
 

@@ -7,9 +7,9 @@ import json
 import subprocess
 import sys
 
-from audit_builders import DEAD, INVENTORY, ORDERS, RESERVATIONS, clean_run, only
-
 from stockflow.audit import Position
+
+from audit_builders import DEAD, INVENTORY, ORDERS, RESERVATIONS, clean_run, only
 
 
 def test_clean_run_passes_and_counts_duplicates() -> None:
