@@ -9,7 +9,7 @@ from stockflow.models import Confirm, FireTimers, LineAnswer, Reserve
 from stockflow.processing.codec import encode
 from stockflow.processing.keys import entry_key, saga_key, stock_key
 
-from conftest import AgentWorld, put_from
+from agent_world import AgentWorld, put_from
 
 
 def _placed(order_id: str, *lines: tuple[str, int]) -> bytes:

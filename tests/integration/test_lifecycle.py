@@ -8,7 +8,7 @@ from typing import Any
 
 from stockflow.testing.harness import Harness
 
-from conftest import assert_one_outcome_each, order_placed
+from expectations import assert_one_outcome_each, order_placed
 
 
 def paid(order_id: str) -> tuple[str, str, dict[str, Any]]:

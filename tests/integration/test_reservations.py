@@ -9,7 +9,7 @@ import json
 from stockflow.testing import produce
 from stockflow.testing.harness import Harness
 
-from conftest import assert_one_outcome_each, order_placed, unique_product_events
+from expectations import assert_one_outcome_each, order_placed, unique_product_events
 
 
 def test_flash_sale_sells_exactly_the_stock(stockflow_harness: Harness) -> None:

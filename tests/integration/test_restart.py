@@ -11,7 +11,7 @@ import pytest
 
 from stockflow.testing.harness import Harness
 
-from conftest import assert_one_outcome_each, order_placed, unique_product_events
+from expectations import assert_one_outcome_each, order_placed, unique_product_events
 
 PRODUCTS = {f"p{n}": 150 for n in range(4)}
 ORDERS = 2400

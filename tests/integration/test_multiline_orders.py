@@ -11,7 +11,7 @@ from typing import Any
 
 from stockflow.testing.harness import Harness
 
-from conftest import assert_one_outcome_each, order_placed
+from expectations import assert_one_outcome_each, order_placed
 
 STOCK = {f"sku-{n}": 30 for n in range(6)}
 
