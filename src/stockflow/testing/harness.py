@@ -57,6 +57,7 @@ class Harness:
         """``broker_url`` (``kafka://host:port``) uses a running broker instead of starting an
         embedded one."""
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="stockflow-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.external_url = broker_url
         self.broker = EmbeddedBroker(log_path=self.workdir / "broker.log")
         self.partitions = partitions
