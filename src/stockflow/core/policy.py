@@ -9,7 +9,8 @@ __all__ = ["Policy"]
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """Timeouts and limits. Build it from :class:`stockflow.Settings` with ``from_settings``."""
+    """Timeouts and limits, built from :class:`stockflow.Settings` (seconds) with
+    :meth:`from_seconds`."""
 
     reservation_ttl_ms: int = 900_000
     saga_timeout_ms: int = 30_000

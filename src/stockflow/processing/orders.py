@@ -41,7 +41,8 @@ class OrderDesk:
         if meta.key is not None and meta.key != event.order_id.encode():
             # The key decides the partition, and so which saga sees the order's later payment or
             # cancellation: a record keyed by something else would orphan them.
-            error = f"record key {meta.key!r} does not match order_id {event.order_id!r}"
+            key = meta.key.decode(errors="backslashreplace")
+            error = f"record key {key!r} does not match order_id {event.order_id!r}"
             return Step(outputs=[dead_letter(meta, raw, error)])
         saga = self._load(event.order_id)
         now = meta.timestamp_ms
