@@ -161,9 +161,7 @@ def reserve(
         seq=stock.next_seq,
         expires_at_ms=expires_at_ms,
     )
-    new_stock = _check(
-        replace(stock, reserved=stock.reserved + quantity, next_seq=stock.next_seq + 1)
-    )
+    new_stock = _check(Stock(stock.on_hand, stock.reserved + quantity, stock.next_seq + 1))
     return StockDecision(
         stock=new_stock, entry=held, events=(_reserved_event(held),), answer=_answer(held)
     )
