@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = ["Settings"]
 
 _MS = 1000
+
+
+class _RedactSaslTokens(logging.Filter):
+    """aiokafka logs every request it sends at DEBUG (``conn.send``), SASL tokens included: for
+    PLAIN that is ``user\\0user\\0password``, so ``faust worker -l debug`` printed the password
+    on every connection (found for issue 7, aiokafka 0.14). The token is replaced."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(map(_is_sasl_token, record.args)):
+            record.args = tuple(
+                "SaslAuthenticateRequest(<redacted>)" if _is_sasl_token(arg) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def _is_sasl_token(value: object) -> bool:
+    return type(value).__name__.startswith("SaslAuthenticateRequest")
+
+
+_REDACT_SASL_TOKENS = _RedactSaslTokens()
 
 
 class Settings(BaseSettings):
@@ -220,6 +242,8 @@ class Settings(BaseSettings):
                 keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
             )
         if self.security_protocol.startswith("SASL"):
+            # Idempotent: a logger holds a given filter once.
+            logging.getLogger("aiokafka.conn").addFilter(_REDACT_SASL_TOKENS)
             mechanism = self.sasl_mechanism or "PLAIN"
             password = self.sasl_password.get_secret_value() if self.sasl_password else ""
             credentials = faust.SASLCredentials(
