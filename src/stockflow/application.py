@@ -17,6 +17,7 @@ from stockflow.agents import (
 )
 from stockflow.agents.publish import Publisher
 from stockflow.core.policy import Policy
+from stockflow.observability import DecisionLog, Metrics
 from stockflow.processing import InventoryRouter, OrderDesk, ProductWriter, Role
 from stockflow.settings import Settings
 from stockflow.tables import (
@@ -26,6 +27,8 @@ from stockflow.tables import (
     create_state_table,
 )
 from stockflow.transport import TunedTransport, use_tuned_transport
+from stockflow.web import Progress, register_views
+from stockflow.web.freshness import consumer_lags
 
 __all__ = ["Stockflow", "create_app", "install"]
 
@@ -34,7 +37,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Stockflow:
-    """What :func:`install` added to an app: topics, tables, processors and agents."""
+    """What :func:`install` added to an app: topics, tables, processors, agents and metrics."""
 
     app: Any
     settings: Settings
@@ -45,6 +48,10 @@ class Stockflow:
     order_store: TableStore
     products: ProductWriter
     orders: OrderDesk
+    metrics: Metrics
+    """Prometheus counters and registry (served at ``/metrics``)."""
+    progress: Progress
+    """Last offset applied per topic partition (the read model's freshness)."""
 
 
 def create_app(settings: Settings | None = None) -> faust.App:
@@ -69,6 +76,10 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
     with ``settings.app_id`` so that they cannot clash with the app's own. Call it before the
     app declares its own topics to also get stockflow's transport fixes, and create the app
     with ``TableManager=stockflow.tables.SelfHealingTableManager`` for self-healing recovery.
+
+    It also adds ``GET /stock/{product_id}``, ``/orders/{order_id}`` and ``/metrics`` to the
+    app's web server (:mod:`stockflow.web`), with a Prometheus registry of its own
+    (:attr:`Stockflow.metrics`).
     """
     settings = settings or Settings()
     transport = getattr(app, "_transport", None)
@@ -130,6 +141,13 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         "order_replies": topics["order_replies"],
     }
     publisher = Publisher(app, roles)
+    metrics = Metrics()
+    progress = Progress()
+    decision_log = DecisionLog() if settings.log_decisions else None
+
+    def probe(agent: str) -> Any:
+        return metrics.probe(agent, progress.applied, decision_log)
+
     register_products_agent(
         app,
         name=f"{prefix}.products",
@@ -137,6 +155,7 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         writer=writer,
         store=product_store,
         publisher=publisher,
+        probe=probe("products"),
     )
     order_stream = app.topic(
         settings.orders_topic,
@@ -152,6 +171,7 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         desk=desk,
         store=order_store,
         publisher=publisher,
+        probe=probe("orders"),
     )
     register_inventory_agent(
         app,
@@ -160,6 +180,7 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         router=InventoryRouter(),
         store=product_store,
         publisher=publisher,
+        probe=probe("inventory"),
     )
     register_scheduler(
         app,
@@ -170,7 +191,7 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
             settings.order_replies_topic: (topics["order_replies"], order_store),
         },
     )
-    return Stockflow(
+    handle = Stockflow(
         app=app,
         settings=settings,
         topics=topics,
@@ -180,4 +201,18 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         order_store=order_store,
         products=writer,
         orders=desk,
+        metrics=metrics,
+        progress=progress,
     )
+    consumed = (
+        settings.orders_topic,
+        settings.inventory_topic,
+        settings.product_commands_topic,
+        settings.order_replies_topic,
+    )
+    metrics.lag_source = lambda: consumer_lags(app, progress, consumed)
+    read = register_views(
+        app, handle, progress=progress, metrics=metrics, route_timeout=settings.web_route_timeout
+    )
+    metrics.pending_source = read.reserved_units
+    return handle

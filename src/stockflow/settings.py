@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     web_enabled: bool = True
     """Serve HTTP at all. Default true; env ``STOCKFLOW_WEB_ENABLED``."""
 
+    web_route_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a worker waits for the owner of a partition when it forwards a read-model
+    request there. Default 5; env ``STOCKFLOW_WEB_ROUTE_TIMEOUT``."""
+
     # --- topics ----------------------------------------------------------------------------
     orders_topic: str = "orders"
     """Input: OrderPlaced/OrderPaid/OrderCancelled keyed by order id.
@@ -169,7 +173,13 @@ class Settings(BaseSettings):
     """Client key for mutual TLS. Env ``STOCKFLOW_SSL_KEYFILE``."""
 
     log_json: bool = False
-    """Log one JSON object per line. Default false; env ``STOCKFLOW_LOG_JSON``."""
+    """Log one JSON object per line (:class:`stockflow.observability.JsonFormatter`) when the
+    worker runs as ``faust -A stockflow worker``. Default false; env ``STOCKFLOW_LOG_JSON``."""
+
+    log_decisions: bool = False
+    """Log every decision at INFO on ``stockflow.decisions``, one line per (order, product) with
+    ``order_id`` and ``product_id`` fields. Off by default: it parses each output once more, and
+    off it costs nothing per record. Env ``STOCKFLOW_LOG_DECISIONS``."""
 
     @field_validator("store")
     @classmethod
@@ -226,6 +236,10 @@ class Settings(BaseSettings):
         }
         if self.datadir is not None:
             kwargs["datadir"] = str(self.datadir)
+        if self.log_json:
+            from stockflow.observability.logs import json_logging_config
+
+            kwargs["logging_config"] = json_logging_config()
         kwargs.update(self._security_kwargs())
         return kwargs
 

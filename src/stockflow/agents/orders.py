@@ -3,9 +3,10 @@ internal reply topic as one stream, so one writer sees all of an order's events 
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any
 
-from stockflow.agents.publish import Publisher, crash, meta_of
+from stockflow.agents.publish import Probe, Publisher, crash, meta_of
 from stockflow.processing.orders import OrderDesk
 from stockflow.tables.store import TableStore
 
@@ -21,10 +22,12 @@ def register_orders_agent(
     desk: OrderDesk,
     store: TableStore,
     publisher: Publisher,
+    probe: Probe | None = None,
 ) -> Any:
     async def orders(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
+            started = perf_counter()
             try:
                 meta = meta_of(message)
                 if message.topic == orders_topic:
@@ -35,5 +38,7 @@ def register_orders_agent(
             except Exception as exc:
                 await crash(app, name, exc)
                 raise
+            if probe is not None:
+                probe(message, result, started)
 
     return app.agent(topic, name=name)(orders)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from stockflow.processing.records import Meta, Role, Step
 from stockflow.tables.store import TableStore
 
-__all__ = ["Publisher", "crash", "meta_of"]
+__all__ = ["Probe", "Publisher", "crash", "meta_of"]
 
 log = logging.getLogger(__name__)
+
+Probe = Callable[[Any, Step, float], None]
+"""Called by an agent after each record it processed: ``probe(message, step, started)`` with
+``started`` from :func:`time.perf_counter` (metrics, freshness and decision logs; see
+:class:`stockflow.observability.StepProbe`)."""
 
 
 def meta_of(message: Any) -> Meta:

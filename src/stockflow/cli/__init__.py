@@ -17,6 +17,9 @@ COMMANDS: dict[str, str] = {
     "record": "stockflow.cli.replay:record",
     "replay": "stockflow.cli.replay:replay",
     "schema": "stockflow.cli.schema:schema",
+    "chaos": "stockflow.cli.chaos:chaos",
+    "stock": "stockflow.cli.stock:stock",
+    "order": "stockflow.cli.stock:order",
 }
 
 

@@ -40,11 +40,17 @@ class StockRecord:
     A step that changes both the counters and a ledger entry (or a marker) writes the counters
     first. If a crash loses the second write, the next step for the product finds the copy here
     and repairs it; without it a redelivered reserve could not tell "applied" from "new".
+
+    ``offset`` and ``event_ms`` say which input last changed the counters (its offset in the
+    product-command partition and its timestamp) for the read model's freshness; ``None`` in
+    state written before they existed.
     """
 
     stock: Stock
     wal_key: str | None = None
     wal_value: str | None = None
+    offset: int | None = None
+    event_ms: int | None = None
 
 
 _STOCK = TypeAdapter(StockRecord)

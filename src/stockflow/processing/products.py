@@ -4,6 +4,7 @@ reservation ledger, publishes the product-level events, answers the orders' saga
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from stockflow.core import stock as decide
 from stockflow.core.policy import Policy
@@ -64,7 +65,7 @@ class ProductWriter:
                 quantity=command.quantity,
                 expires_at_ms=command.expires_at_ms,
             )
-            step = self._apply(product_id, meta.partition, decision)
+            step = self._apply(product_id, meta, decision)
             if decision.answer is not None:
                 step.outputs.append(
                     Out(
@@ -80,11 +81,11 @@ class ProductWriter:
             decision = decide.confirm(
                 stock, entry, now_ms=now, pending=lambda: self._ledger(product_id, partition)
             )
-            return self._apply(product_id, meta.partition, decision)
+            return self._apply(product_id, meta, decision)
         if isinstance(command, Release):
             entry = self._entry(product_id, command.order_id)
             decision = decide.release(stock, entry, reason=command.reason, now_ms=now)
-            return self._apply(product_id, meta.partition, decision)
+            return self._apply(product_id, meta, decision)
         source = command.source if isinstance(command, SetStock) else command.adjustment_id
         marker = marker_key(product_id, source)
         if self.store.get(marker) is not None:
@@ -104,7 +105,7 @@ class ProductWriter:
                 delta=command.delta,
                 pending=lambda: self._ledger(product_id, partition),
             )
-        return self._apply(product_id, meta.partition, decision, marker=(marker, now))
+        return self._apply(product_id, meta, decision, marker=(marker, now))
 
     # --- state ------------------------------------------------------------------------------
 
@@ -131,13 +132,14 @@ class ProductWriter:
     def _apply(
         self,
         product_id: str,
-        partition: int,
+        meta: Meta,
         decision: StockDecision,
         *,
         marker: tuple[str, int] | None = None,
     ) -> Step:
         # Write order matters: timers, then counters (with a copy of the second key), then the
         # second key. Any prefix of these writes is repaired or harmless on redelivery.
+        partition = meta.partition
         second: tuple[str, bytes] | None = None
         if decision.entry is not None:
             entry = decision.entry
@@ -154,6 +156,8 @@ class ProductWriter:
                 stock=decision.stock,
                 wal_key=second[0] if second else None,
                 wal_value=second[1].decode() if second else None,
+                offset=meta.offset,  # freshness for the read model
+                event_ms=meta.timestamp_ms,
             )
             self.store.put(stock_key(product_id), encode_stock(record))
         if second is not None:
@@ -187,7 +191,8 @@ class ProductWriter:
         if stock_raw is not None:
             record = decode_stock(stock_raw)
             if record.wal_key == key:
-                self.store.put(stock_key(product_id), encode_stock(StockRecord(record.stock)))
+                unlinked = replace(record, wal_key=None, wal_value=None)  # freshness kept
+                self.store.put(stock_key(product_id), encode_stock(unlinked))
         self.store.delete(key)
 
 

@@ -1,0 +1,278 @@
+"""The read model and metrics on Faust's web server (``STOCKFLOW_WEB_PORT``, default 6066).
+
+``GET /stock/{product_id}``
+    ``{"product_id", "on_hand", "reserved", "available", "freshness"}``. 404 with
+    ``{"error": "unknown product", "product_id"}`` for a product never stocked.
+``GET /orders/{order_id}``
+    The order's saga: ``{"order_id", "status", "fulfilment", "lines": [{"product_id",
+    "quantity", "answer", "reason", "available", "action", "release_reason"}], "placed_at",
+    "deadline", "expires_at", "finished_at", "rejection", "pay_requested", "cancel_requested",
+    "freshness"}``; ``status`` is ``reserving``, ``reserved``, ``rejected``, ``confirmed``,
+    ``cancelled`` or ``expired``. 404 ``{"error": "unknown order", "order_id"}`` for an order never
+    placed or forgotten after ``STOCKFLOW_RETENTION``.
+``GET /metrics``
+    Prometheus text format (:mod:`stockflow.observability.metrics`).
+
+``freshness`` says how stale an answer is (:mod:`stockflow.web.freshness`): ``partition``; for a
+product the ``offset`` and ``event_time``/``event_time_ms`` of the last record that changed it
+(``null`` for state written before stockflow recorded them); the partition's ``position`` (next
+offset to apply), ``highwater`` and ``lag`` (per topic in ``topics`` for an order, whose agent
+reads ``orders`` and the reply topic; ``lag`` is their sum); ``served_by``, the worker that
+answered, and ``active``, false only when the hop limit stopped forwarding (ownership moving
+during a rebalance) and the answer comes from a standby copy.
+
+Any worker answers any id: a request for a partition owned elsewhere is forwarded to the owner
+(:mod:`stockflow.web.routing`). An order not found on the owner of the partition its id hashes
+to (one sent without a key) is asked of the other workers with ``?local=1`` (answer from your
+active partitions only, never forward). 503 ``{"error": ...}`` while no worker owns the
+partition (rebalancing) or the owner does not answer within ``STOCKFLOW_WEB_ROUTE_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from stockflow.models import iso_from_ms
+from stockflow.processing.codec import StockRecord, decode_stock
+from stockflow.processing.keys import stock_key
+from stockflow.web.freshness import Progress, event_time, partition_position
+from stockflow.web.routing import MAX_HOPS, Router, hops_of, partition_for
+
+if TYPE_CHECKING:
+    from stockflow.application import Stockflow
+    from stockflow.core.saga import Saga
+    from stockflow.observability.metrics import Metrics
+
+__all__ = ["ReadModel", "register_views"]
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STOCK_PREFIX = stock_key("")[: -len("0:")]  # "s:", what every product's counters start with
+
+
+def _product_of(key: str) -> str:
+    """The product id of a :func:`stock_key` (``s:{length}:{product id}``)."""
+    length, _, rest = key[len(STOCK_PREFIX) :].partition(":")
+    return rest[: int(length)]
+
+
+class ReadModel:
+    """Answers from this worker's local state (no routing): what the views serve."""
+
+    def __init__(self, handle: Stockflow, progress: Progress, router: Router) -> None:
+        self.handle = handle
+        self.progress = progress
+        self.router = router
+        self.settings = handle.settings
+
+    def product_partition(self, product_id: str) -> int:
+        return partition_for(product_id.encode(), self.settings.partitions)
+
+    def order_partition(self, order_id: str) -> int:
+        """Where an order keyed by its id arrived (a keyless one may be anywhere else)."""
+        return partition_for(order_id.encode(), self.settings.partitions)
+
+    def stock(self, product_id: str) -> dict[str, Any] | None:
+        raw = self.handle.product_store.get(stock_key(product_id))
+        if raw is None:
+            return None
+        return self.stock_answer(product_id, decode_stock(raw))
+
+    def stock_answer(self, product_id: str, record: StockRecord) -> dict[str, Any]:
+        partition = self.product_partition(product_id)
+        topic = self.settings.product_commands_topic
+        position = partition_position(self.handle.app, self.progress, topic, partition)
+        stock = record.stock
+        return {
+            "product_id": product_id,
+            "on_hand": stock.on_hand,
+            "reserved": stock.reserved,
+            "available": stock.available,
+            "freshness": {
+                "partition": partition,
+                "offset": record.offset,
+                **event_time(record.event_ms),
+                "topic": topic,
+                "position": position["position"],
+                "highwater": position["highwater"],
+                "lag": position["lag"],
+                "served_by": self.router.me,
+                "active": self.router.is_active(self.handle.product_table, partition),
+            },
+        }
+
+    def reserved_units(self) -> int:
+        """Units held by pending reservations in this worker's active product partitions (the
+        sum of ``reserved``): a scan of the products' counters, at scrape time only."""
+        app = self.handle.app
+        topic = self.settings.product_commands_topic
+        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+        store = self.handle.product_store
+        total = 0
+        if hasattr(store.table.data, "_db_for_partition"):  # RocksDB: one store per partition
+            for partition in sorted(active):
+                for _key, raw in store.scan(STOCK_PREFIX, partition=partition):
+                    total += decode_stock(raw).stock.reserved
+            return total
+        for key, raw in store.scan(STOCK_PREFIX, partition=0):  # memory: every partition
+            if self.product_partition(_product_of(key)) in active:
+                total += decode_stock(raw).stock.reserved
+        return total
+
+    def saga(self, order_id: str) -> Saga | None:
+        return self.handle.orders.saga(order_id)
+
+    def order_answer(self, saga: Saga) -> dict[str, Any]:
+        partition = saga.reply_partition  # where it arrived in `orders`, and its state lives
+        app = self.handle.app
+        topics = [
+            partition_position(app, self.progress, name, partition)
+            for name in (self.settings.orders_topic, self.settings.order_replies_topic)
+        ]
+        lags = [t["lag"] for t in topics if t["lag"] is not None]
+        return {
+            "order_id": saga.order_id,
+            "status": saga.status,
+            "fulfilment": saga.fulfilment,
+            "lines": [
+                {
+                    "product_id": line.product_id,
+                    "quantity": line.quantity,
+                    "answer": line.answer,
+                    "reason": line.reason,
+                    "available": line.available,
+                    "action": line.action,
+                    "release_reason": line.release_reason,
+                }
+                for line in saga.lines
+            ],
+            "placed_at": iso_from_ms(saga.placed_at_ms),
+            "deadline": iso_from_ms(saga.deadline_ms),
+            "expires_at": iso_from_ms(saga.expires_at_ms),
+            "finished_at": None
+            if saga.finished_at_ms is None
+            else iso_from_ms(saga.finished_at_ms),
+            "rejection": saga.rejection,
+            "pay_requested": saga.pay_requested,
+            "cancel_requested": saga.cancel_requested,
+            "freshness": {
+                "partition": partition,
+                "topics": topics,
+                "lag": sum(lags) if lags else None,
+                "served_by": self.router.me,
+                "active": self.router.is_active(self.handle.order_table, partition),
+            },
+        }
+
+
+def register_views(
+    app: Any,
+    handle: Stockflow,
+    *,
+    progress: Progress,
+    metrics: Metrics,
+    route_timeout: float,
+) -> ReadModel:
+    """Add ``/stock/{product_id}``, ``/orders/{order_id}`` and ``/metrics`` to ``app``'s web
+    server. Returns the :class:`ReadModel` behind them."""
+    from faust import web
+
+    router = Router(app, timeout=route_timeout)
+    read = ReadModel(handle, progress, router)
+
+    class _Routed(web.View):
+        async def relay(self, owner: str, request: Any, hops: int, *, local: bool = False) -> Any:
+            try:
+                answer = await router.forward(owner, request, hops=hops, local=local)
+            except OSError as exc:
+                return self.error(503, "owner did not answer", owner=owner, detail=str(exc))
+            return self.bytes(
+                answer.body, status=answer.status, headers={"Content-Type": answer.content_type}
+            )
+
+        def no_owner(self, partition: int) -> Any:
+            return self.error(
+                503, "no worker owns the partition (rebalancing?)", partition=partition
+            )
+
+    class StockView(_Routed):
+        """The stock of one product, from the worker owning its partition."""
+
+        async def get(self, request: Any, product_id: str) -> Any:
+            partition = read.product_partition(product_id)
+            hops = hops_of(request)
+            table = handle.product_table
+            if not router.is_active(table, partition) and hops < MAX_HOPS:
+                owner = router.owner(table, partition)
+                if owner is None:
+                    return self.no_owner(partition)
+                if not router.is_me(owner):
+                    return await self.relay(owner, request, hops)
+            answer = read.stock(product_id)
+            if answer is None:
+                return self.error(404, "unknown product", product_id=product_id)
+            return self.json(answer)
+
+    class OrderView(_Routed):
+        """An order's reservation state, from the worker owning the partition it arrived in."""
+
+        async def get(self, request: Any, order_id: str) -> Any:
+            hops = hops_of(request)
+            table = handle.order_table
+            if request.query.get("local") == "1":  # a peer asking for its active state only
+                saga = read.saga(order_id)
+                if saga is None or not router.is_active(table, saga.reply_partition):
+                    return self.error(404, "unknown order", order_id=order_id)
+                return self.json(read.order_answer(saga))
+            partition = read.order_partition(order_id)
+            if not router.is_active(table, partition) and hops < MAX_HOPS:
+                owner = router.owner(table, partition)
+                if owner is None:
+                    return self.no_owner(partition)
+                if not router.is_me(owner):
+                    return await self.relay(owner, request, hops)
+            saga = read.saga(order_id)
+            if saga is not None:
+                arrived = saga.reply_partition
+                if router.is_active(table, arrived) or hops >= MAX_HOPS:
+                    return self.json(read.order_answer(saga))
+                owner = router.owner(table, arrived)  # found in a standby copy here
+                if owner is not None and not router.is_me(owner):
+                    return await self.relay(owner, request, hops)
+                return self.json(read.order_answer(saga))
+            return await self.ask_peers(request, order_id, hops)
+
+        async def ask_peers(self, request: Any, order_id: str, hops: int) -> Any:
+            """An order sent without a key lives in whatever partition it landed in: ask
+            every other worker for its active state before saying it is unknown."""
+            peers = [url for url in router.workers(handle.order_table) if not router.is_me(url)]
+            if hops >= MAX_HOPS or not peers:
+                return self.error(404, "unknown order", order_id=order_id)
+            answers = await asyncio.gather(
+                *(router.forward(url, request, hops=hops, local=True) for url in peers),
+                return_exceptions=True,
+            )
+            for answer in answers:
+                if not isinstance(answer, BaseException) and answer.status == 200:
+                    headers = {"Content-Type": answer.content_type}
+                    return self.bytes(answer.body, headers=headers)
+            failed = [
+                url for url, a in zip(peers, answers, strict=True) if isinstance(a, BaseException)
+            ]
+            if failed:
+                return self.error(
+                    503, "some workers did not answer", order_id=order_id, workers=failed
+                )
+            return self.error(404, "unknown order", order_id=order_id)
+
+    class MetricsView(web.View):
+        """Prometheus metrics of this worker."""
+
+        async def get(self, request: Any) -> Any:
+            return self.bytes(metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    prefix = handle.settings.app_id
+    app.page("/stock/{product_id:.+}", name=f"{prefix}-stock")(StockView)
+    app.page("/orders/{order_id:.+}", name=f"{prefix}-order")(OrderView)
+    app.page("/metrics", name=f"{prefix}-metrics")(MetricsView)
+    return read
