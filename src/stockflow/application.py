@@ -15,6 +15,7 @@ from stockflow.agents import (
     register_products_agent,
     register_scheduler,
 )
+from stockflow.agents.loop import Batching
 from stockflow.agents.publish import Publisher
 from stockflow.core.policy import Policy
 from stockflow.observability import DecisionLog, Metrics
@@ -140,7 +141,16 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         "product_commands": topics["product_commands"],
         "order_replies": topics["order_replies"],
     }
-    publisher = Publisher(app, roles)
+    # Faust pauses every stream whenever more than 100 table changes wait to be produced, then
+    # waits for them one at a time; a batch of stockflow's writes passes that at once. Let the
+    # buffer hold several batches (the producer and the commit flush drain it anyway).
+    app.producer.buffer.max_messages = max(
+        app.producer.buffer.max_messages, 8 * settings.batch_max_records
+    )
+    publisher = Publisher(app, roles, partitions=settings.partitions)
+    batching = Batching(
+        max_records=settings.batch_max_records, within=settings.batch_within_ms / 1000
+    )
     metrics = Metrics()
     progress = Progress()
     decision_log = DecisionLog() if settings.log_decisions else None
@@ -155,6 +165,7 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         writer=writer,
         store=product_store,
         publisher=publisher,
+        batching=batching,
         probe=probe("products"),
     )
     order_stream = app.topic(
@@ -171,6 +182,7 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         desk=desk,
         store=order_store,
         publisher=publisher,
+        batching=batching,
         probe=probe("orders"),
     )
     register_inventory_agent(
@@ -180,6 +192,7 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         router=InventoryRouter(),
         store=product_store,
         publisher=publisher,
+        batching=batching,
         probe=probe("inventory"),
     )
     register_scheduler(

@@ -45,12 +45,14 @@ __all__ = [
     "OrderRejected",
     "OrderReserved",
     "OutputEvent",
+    "ProductBatch",
     "ProductCommand",
     "ProductReserved",
     "RefusalReason",
     "RejectionReason",
     "Release",
     "ReleaseReason",
+    "ReplyBatch",
     "ReplyCommand",
     "ReservationConfirmFailed",
     "ReservationConfirmed",
@@ -58,6 +60,7 @@ __all__ = [
     "Reserve",
     "SetStock",
     "StockAdjusted",
+    "StockCommand",
     "StockSet",
     "StockShortfall",
     "iso_from_ms",
@@ -335,10 +338,33 @@ class LineAnswer(_Internal):
     available: int | None = None
 
 
-ProductCommand = Annotated[
-    Reserve | Confirm | Release | SetStock | AdjustStock | FireTimers, Field(discriminator="type")
+StockCommand = Annotated[
+    Reserve | Confirm | Release | SetStock | AdjustStock, Field(discriminator="type")
 ]
-ReplyCommand = Annotated[LineAnswer | FireTimers, Field(discriminator="type")]
+
+
+class ProductBatch(_Internal):
+    """Several product commands for one partition in one record, in the order they were sent.
+
+    A worker sends one batch per destination partition and step instead of one record per
+    command: Faust's per-record machinery, not the decisions, bounds throughput."""
+
+    type: Literal["ProductBatch"] = "ProductBatch"
+    commands: list[StockCommand]
+
+
+class ReplyBatch(_Internal):
+    """Several line answers for one saga partition in one record."""
+
+    type: Literal["ReplyBatch"] = "ReplyBatch"
+    answers: list[LineAnswer]
+
+
+ProductCommand = Annotated[
+    Reserve | Confirm | Release | SetStock | AdjustStock | FireTimers | ProductBatch,
+    Field(discriminator="type"),
+]
+ReplyCommand = Annotated[LineAnswer | FireTimers | ReplyBatch, Field(discriminator="type")]
 
 Event = OrderPlaced | OrderPaid | OrderCancelled | StockSet | StockAdjusted
 
@@ -364,9 +390,9 @@ OUTPUT_EVENT_TYPES: tuple[type[BaseModel], ...] = (
 ORDER_EVENT_ADAPTER: TypeAdapter[OrderPlaced | OrderPaid | OrderCancelled] = TypeAdapter(OrderEvent)
 INVENTORY_EVENT_ADAPTER: TypeAdapter[StockSet | StockAdjusted] = TypeAdapter(InventoryEvent)
 PRODUCT_COMMAND_ADAPTER: TypeAdapter[
-    Reserve | Confirm | Release | SetStock | AdjustStock | FireTimers
+    Reserve | Confirm | Release | SetStock | AdjustStock | FireTimers | ProductBatch
 ] = TypeAdapter(ProductCommand)
-REPLY_COMMAND_ADAPTER: TypeAdapter[LineAnswer | FireTimers] = TypeAdapter(ReplyCommand)
+REPLY_COMMAND_ADAPTER: TypeAdapter[LineAnswer | FireTimers | ReplyBatch] = TypeAdapter(ReplyCommand)
 OUTPUT_EVENT_ADAPTER: TypeAdapter[object] = TypeAdapter(OutputEvent)
 
 

@@ -146,6 +146,15 @@ class Settings(BaseSettings):
     """Producer linger: small batches cost throughput, long ones latency. Default 5 ms; env
     ``STOCKFLOW_PRODUCER_LINGER_MS``."""
 
+    batch_max_records: int = Field(default=1000, ge=1)
+    """Records an agent takes in one batch at most (Faust ``take_events``): the outputs of a
+    batch go out together, one internal record per destination partition. Default 1000; env
+    ``STOCKFLOW_BATCH_MAX_RECORDS``."""
+
+    batch_within_ms: float = Field(default=5.0, gt=0)
+    """Longest a short batch waits for more records: the latency each hop may add under light
+    load. Default 5 ms; env ``STOCKFLOW_BATCH_WITHIN_MS``."""
+
     standby_replicas: int = Field(default=1, ge=0)
     """Standby copies of each table partition on other workers. Default 1; env
     ``STOCKFLOW_STANDBY_REPLICAS``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +28,21 @@ class AgentWorld:
     sent: list[Sent] = field(default_factory=list)
 
     def sent_to(self, role: str) -> list[Sent]:
+        """What was produced to ``role``'s topic, internal batches unpacked into one
+        :class:`Sent` per command (with the batch record's partition)."""
         name = self.handle.topics[role].get_topic_name()
-        return [s for s in self.sent if s.topic == name]
+        result: list[Sent] = []
+        for sent in (s for s in self.sent if s.topic == name):
+            body = sent.json()
+            items = body.get("commands") or body.get("answers")
+            if body.get("type") in ("ProductBatch", "ReplyBatch") and items:
+                result.extend(
+                    Sent(sent.topic, None, json.dumps(item).encode(), sent.partition)
+                    for item in items
+                )
+            else:
+                result.append(sent)
+        return result
 
     def agent(self, suffix: str) -> Any:
         return self.app.agents[f"{self.handle.settings.app_id}.{suffix}"]
@@ -48,6 +62,13 @@ async def put_from(
 
     wrapper.to_message = to_message
     try:
-        await wrapper.put(value, key=key, partition=partition)
+        event = await wrapper.put(value, key=key, partition=partition)
     finally:
         wrapper.to_message = original
+    # stockflow's agents take records in batches and acknowledge a batch once it is processed;
+    # put() returns when the record is queued, so wait for its acknowledgement.
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while not event.message.acked:
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"record on {topic} was not processed")
+        await asyncio.sleep(0.001)

@@ -1,6 +1,6 @@
 """Agents tier: stockflow's real Faust agents in Faust's ``test_context`` with the memory store.
 
-Topic sends are captured instead of produced, so each test drives one agent and inspects both
+Producer sends are captured instead of produced, so each test drives one agent and inspects both
 what it published and what it wrote to its table.
 """
 
@@ -26,12 +26,11 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[AgentWorld]:
     app.finalize()
     app.flow_control.resume()
     world = AgentWorld(app=app, handle=app.stockflow)
-    for topic in world.handle.topics.values():
+    # stockflow publishes through the app's producer; capture what it would have produced.
+    async def capture(
+        topic: str, key: Any, value: Any, partition: Any, timestamp: Any, headers: Any
+    ) -> None:
+        world.sent.append(Sent(topic, key, value, partition))
 
-        async def capture(
-            *, key: Any = None, value: Any = None, partition: Any = None, _topic: Any = topic
-        ) -> None:
-            world.sent.append(Sent(_topic.get_topic_name(), key, value, partition))
-
-        monkeypatch.setattr(topic, "send", capture)
+    monkeypatch.setattr(app.producer, "send", capture)
     yield world

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from time import perf_counter
 from typing import Any
 
-from stockflow.agents.publish import Probe, Publisher, crash, meta_of
+from stockflow.agents.loop import Batching, run_batches
+from stockflow.agents.publish import Probe, Publisher, meta_of
 from stockflow.processing.inventory import InventoryRouter
+from stockflow.processing.records import Step
 from stockflow.tables.store import TableStore
 
 __all__ = ["register_inventory_agent"]
@@ -20,19 +21,22 @@ def register_inventory_agent(
     router: InventoryRouter,
     store: TableStore,
     publisher: Publisher,
+    batching: Batching,
     probe: Probe | None = None,
 ) -> Any:
+    def handle(message: Any) -> Step:
+        return router.handle(message.value, meta_of(message))
+
     async def inventory(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            started = perf_counter()
-            try:
-                result = router.handle(message.value, meta_of(message))
-                await publisher.publish(result, store)
-            except Exception as exc:
-                await crash(app, name, exc)
-                raise
-            if probe is not None:
-                probe(message, result, started)
+        await run_batches(
+            app,
+            name=name,
+            stream=stream,
+            handle=handle,
+            publisher=publisher,
+            store=store,
+            batching=batching,
+            probe=probe,
+        )
 
     return app.agent(topic, name=name)(inventory)

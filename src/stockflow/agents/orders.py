@@ -3,11 +3,12 @@ internal reply topic as one stream, so one writer sees all of an order's events 
 
 from __future__ import annotations
 
-from time import perf_counter
 from typing import Any
 
-from stockflow.agents.publish import Probe, Publisher, crash, meta_of
+from stockflow.agents.loop import Batching, run_batches
+from stockflow.agents.publish import Probe, Publisher, meta_of
 from stockflow.processing.orders import OrderDesk
+from stockflow.processing.records import Step
 from stockflow.tables.store import TableStore
 
 __all__ = ["register_orders_agent"]
@@ -22,23 +23,25 @@ def register_orders_agent(
     desk: OrderDesk,
     store: TableStore,
     publisher: Publisher,
+    batching: Batching,
     probe: Probe | None = None,
 ) -> Any:
+    def handle(message: Any) -> Step:
+        meta = meta_of(message)
+        if message.topic == orders_topic:
+            return desk.handle_order(message.value, meta)
+        return desk.handle_reply(message.value, meta)
+
     async def orders(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            started = perf_counter()
-            try:
-                meta = meta_of(message)
-                if message.topic == orders_topic:
-                    result = desk.handle_order(message.value, meta)
-                else:
-                    result = desk.handle_reply(message.value, meta)
-                await publisher.publish(result, store)
-            except Exception as exc:
-                await crash(app, name, exc)
-                raise
-            if probe is not None:
-                probe(message, result, started)
+        await run_batches(
+            app,
+            name=name,
+            stream=stream,
+            handle=handle,
+            publisher=publisher,
+            store=store,
+            batching=batching,
+            probe=probe,
+        )
 
     return app.agent(topic, name=name)(orders)

@@ -16,6 +16,7 @@ from stockflow.models import (
     OrderCancelled,
     OrderPaid,
     OrderPlaced,
+    ReplyBatch,
 )
 from stockflow.processing.codec import dead_letter, decode_saga, encode, encode_saga, parse
 from stockflow.processing.keys import saga_key, timer_key
@@ -72,7 +73,15 @@ class OrderDesk:
             return Step(outputs=[dead_letter(meta, raw, command)])
         if isinstance(command, FireTimers):
             return self._fire(meta.partition, command.now_ms)
+        if isinstance(command, ReplyBatch):
+            step = Step()
+            for answer in command.answers:
+                step.outputs.extend(self._answer(answer, meta).outputs)
+            return step
         assert isinstance(command, LineAnswer)
+        return self._answer(command, meta)
+
+    def _answer(self, command: LineAnswer, meta: Meta) -> Step:
         saga = self._load(command.order_id)
         decision = decide.answer(saga, command, now_ms=meta.timestamp_ms, policy=self.policy)
         return self._apply(command.order_id, meta.partition, decision)

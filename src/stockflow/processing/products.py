@@ -14,9 +14,11 @@ from stockflow.models import (
     AdjustStock,
     Confirm,
     FireTimers,
+    ProductBatch,
     Release,
     Reserve,
     SetStock,
+    StockCommand,
 )
 from stockflow.processing.codec import (
     StockRecord,
@@ -51,6 +53,16 @@ class ProductWriter:
         if isinstance(command, FireTimers):
             self._fire(meta.partition, command.now_ms)
             return Step()
+        if isinstance(command, ProductBatch):
+            # One record, several commands: each is applied as if it had its own record, in
+            # order (their writes are sequential, so a crash still loses only a suffix).
+            step = Step()
+            for each in command.commands:
+                step.outputs.extend(self._command(each, meta).outputs)
+            return step
+        return self._command(command, meta)
+
+    def _command(self, command: StockCommand, meta: Meta) -> Step:
         product_id = command.product_id
         partition = meta.partition
         stock = self._load(product_id)
