@@ -1,0 +1,360 @@
+"""``python -m bench``: run the benchmark sections and print (and optionally save) the table.
+
+Examples::
+
+    python -m bench --quick                      # smoke run, < 2 minutes, timings not asserted
+    python -m bench --json bench.json            # full run
+    python -m bench --only throughput,latency --orders 20000
+    python -m bench --only recovery --scale 0.1  # 100,000 products instead of 1,000,000
+    python -m bench --only knobs --env STOCKFLOW_PRODUCER_LINGER_MS=20
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.core import run_core
+from bench.harness import RunResult, latency_run, median_run, throughput_run
+from bench.load import workload
+from bench.report import KINDS, Report, evaluate_goals
+
+__all__ = ["Plan", "main", "run"]
+
+SECTIONS = ("throughput", "latency", "recovery", "memory", "core", "knobs", "profile")
+DEFAULT_SECTIONS = ("throughput", "latency", "recovery", "core")
+SYSTEM_NAMES = ("pipe", "quix", "faust", "faust+6w", "stockflow")
+QUICK_SYSTEMS = ("pipe", "quix", "stockflow")
+LATENCY_VARIANT_SYSTEMS = ("pipe", "stockflow")
+"""Only these are also timed at the second fetch wait."""
+KNOBS: tuple[dict[str, str], ...] = (
+    {},
+    {"STOCKFLOW_PRODUCER_LINGER_MS": "20"},
+    {"STOCKFLOW_PRODUCER_LINGER_MS": "0"},
+    {"STOCKFLOW_COMMIT_INTERVAL": "2.0"},
+    {"STOCKFLOW_FETCH_MAX_WAIT_MS": "10"},
+    {"STOCKFLOW_FETCH_MAX_WAIT_MS": "200"},
+    {"BENCH_PARTITIONS": "1"},
+    {"BENCH_PARTITIONS": "8"},
+    # Experiments through bench.variants: the same worker with one change.
+    {"BENCH_FAUST_KWARGS": '{"producer_threaded": true}'},
+    {"BENCH_SEND_SOON": "1"},
+)
+"""Worker settings tried one at a time on the spread workload (``BENCH_PARTITIONS``: the
+partition count of every topic; other ``BENCH_*``: see :mod:`bench.variants`)."""
+
+log = logging.getLogger("bench")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run, and how big. ``fast_factor``: the pipe and the peer get this many times
+    more orders, so that their runs last long enough to time."""
+
+    sections: tuple[str, ...]
+    systems: tuple[str, ...]
+    orders: int
+    products: int
+    fast_factor: int
+    latency_seconds: float
+    latency_fetch_waits: tuple[int | None, ...]
+    latency_fractions: tuple[float, ...]
+    recovery_products: int
+    recovery_runs: tuple[str, ...] | None
+    core_decisions: int
+    partitions: int
+    repeat: int
+    env: dict[str, str]
+    timeout: float
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Plan:
+        sections = tuple(args.only.split(",")) if args.only else DEFAULT_SECTIONS
+        if args.profile and "profile" not in sections:
+            sections = (*sections, "profile")
+        unknown = set(sections) - set(SECTIONS)
+        if unknown:
+            raise SystemExit(f"unknown sections: {', '.join(sorted(unknown))}")
+        quick = args.quick
+        env = dict(item.split("=", 1) for item in args.env)
+        return cls(
+            sections=sections,
+            systems=tuple(args.systems.split(","))
+            if args.systems
+            else (QUICK_SYSTEMS if quick else SYSTEM_NAMES),
+            orders=args.orders or (1_000 if quick else 10_000),
+            products=args.products or (1_000 if quick else 10_000),
+            fast_factor=5 if quick else 10,
+            latency_seconds=3.0 if quick else 20.0,
+            latency_fetch_waits=(None,) if quick else (None, 10),
+            latency_fractions=() if quick else (0.125, 0.25),
+            recovery_products=max(int((2_000 if quick else 1_000_000) * args.scale), 10),
+            recovery_runs=tuple(args.recovery_runs.split(",")) if args.recovery_runs else None,
+            core_decisions=20_000 if quick else 200_000,
+            partitions=args.partitions,
+            repeat=args.repeat,
+            env=env,
+            timeout=args.timeout,
+        )
+
+
+def _machine() -> dict[str, Any]:
+    def run(*cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+
+    free = run("free", "-g").splitlines()
+    return {
+        "commit": _measured_commit(run),
+        "nproc": run("nproc"),
+        "memory": " ".join(free[1].split()[:2]) + " GiB" if len(free) > 1 else "?",
+        "free_g": free,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _measured_commit(run: Any) -> str:
+    """The stockflow code measured: the work tree's commit (``+dirty src`` if ``src/`` has
+    uncommitted changes), or a snapshot's (``PYTHONPATH=SNAPSHOT/src`` with its commit in
+    ``SNAPSHOT/COMMIT``, e.g. from ``git archive HEAD src``) when stockflow is imported from
+    outside this tree."""
+    import stockflow
+
+    package = Path(stockflow.__file__).resolve().parent
+    if Path("src").resolve() not in package.parents:
+        marker = package.parent.parent / "COMMIT"
+        commit = marker.read_text().strip() if marker.exists() else "?"
+        return f"{commit} (snapshot {package.parent.parent})"
+    dirty = run("git", "status", "--porcelain", "--", "src")
+    return str(run("git", "rev-parse", "--short", "HEAD")) + ("+dirty src" if dirty else "")
+
+
+def _orders_for(plan: Plan, system: str) -> int:
+    """Faster systems get more orders, so that every run lasts long enough to time."""
+    if system in ("stockflow", "faust+6w"):
+        return plan.orders
+    if system == "faust":
+        return plan.orders * 2
+    return plan.orders * plan.fast_factor
+
+
+def _env_for(plan: Plan, system: str) -> dict[str, str]:
+    """stockflow and the Faust floor get every ``--env``; the pipe and the peer only the
+    fetch wait."""
+    if system in ("stockflow", "faust", "faust+6w"):
+        return plan.env
+    return {k: v for k, v in plan.env.items() if k == "STOCKFLOW_FETCH_MAX_WAIT_MS"}
+
+
+def _throughput(plan: Plan, report: Report) -> None:
+    for kind in KINDS:
+        for system in plan.systems:
+            load = workload(kind, _orders_for(plan, system), plan.products)
+            result = median_run(
+                plan.repeat,
+                throughput_run,
+                system,
+                load,
+                partitions=plan.partitions,
+                env=_env_for(plan, system),
+                timeout=plan.timeout,
+            )
+            report.throughput.append(result.as_dict())
+
+
+def _latency(plan: Plan, report: Report) -> None:
+    maximum = report.rate("stockflow", "spread")
+    if maximum is None:
+        probe = throughput_run(
+            "stockflow",
+            workload("spread", plan.orders, plan.products),
+            partitions=plan.partitions,
+            env=plan.env,
+            timeout=plan.timeout,
+        )
+        maximum = probe.rate
+    rate = max(maximum / 2, 1.0)
+    count = max(int(rate * plan.latency_seconds), 50)
+    for fetch_wait in plan.latency_fetch_waits:
+        for system in plan.systems:
+            if fetch_wait is not None and system not in LATENCY_VARIANT_SYSTEMS:
+                continue
+            env = _env_for(plan, system)
+            if fetch_wait is not None:
+                env = {**env, "STOCKFLOW_FETCH_MAX_WAIT_MS": str(fetch_wait)}
+            load = workload("spread", count, plan.products, prefix="lat-")
+            result = latency_run(
+                system, load, rate, partitions=plan.partitions, env=env, timeout=plan.timeout
+            )
+            result.note = f"fetch wait {env.get('STOCKFLOW_FETCH_MAX_WAIT_MS', 50)} ms"
+            report.latency.append(result.as_dict())
+    for fraction in plan.latency_fractions:  # stockflow alone at lighter loads
+        light = max(maximum * fraction, 1.0)
+        load = workload(
+            "spread", max(int(light * plan.latency_seconds), 50), plan.products, prefix="lat-"
+        )
+        result = latency_run(
+            "stockflow", load, light, partitions=plan.partitions, env=plan.env, timeout=plan.timeout
+        )
+        result.note = f"{fraction:.0%} of max"
+        report.latency.append(result.as_dict())
+
+
+def _recovery(plan: Plan, report: Report) -> None:
+    from bench.recovery import recovery_run
+
+    report.recovery = recovery_run(
+        plan.recovery_products,
+        plan.partitions,
+        timeout=max(plan.timeout, 900.0),
+        runs=plan.recovery_runs,
+        env=plan.env,
+    ).as_dict()
+
+
+def _core(plan: Plan, report: Report) -> None:
+    report.core = [
+        {"name": r.name, "decisions": r.decisions, "seconds": r.seconds, "rate": r.rate}
+        for r in run_core(plan.core_decisions, plan.products)
+    ]
+
+
+def _knobs(plan: Plan, report: Report) -> None:
+    for overrides in KNOBS:
+        env = {**plan.env, **overrides}
+        partitions = int(env.pop("BENCH_PARTITIONS", plan.partitions))
+        load = workload("spread", plan.orders, plan.products, prefix="knob-")
+        result: RunResult = median_run(
+            plan.repeat,
+            throughput_run,
+            "stockflow",
+            load,
+            partitions=partitions,
+            env=env,
+            timeout=plan.timeout,
+        )
+        result.note = " ".join(f"{k.removeprefix('STOCKFLOW_')}={v}" for k, v in overrides.items())
+        result.note = result.note or "defaults"
+        report.knobs.append(result.as_dict())
+
+
+def _profile(plan: Plan, report: Report) -> None:
+    from bench.profile import Profiler
+
+    holder: dict[str, Profiler] = {}
+
+    def attach(system: Any) -> Profiler:
+        holder["profiler"] = Profiler(system.pid, rate=200)
+        return holder["profiler"]
+
+    load = workload("spread", plan.orders, plan.products, prefix="prof-")
+    result = throughput_run(
+        "stockflow",
+        load,
+        partitions=plan.partitions,
+        env=plan.env,
+        timeout=plan.timeout,
+        during=attach,
+    )
+    profile = holder["profiler"].profile
+    assert profile is not None
+    report.profile = {
+        **profile.as_dict(25),
+        "orders": load.orders,
+        "rate": result.rate,
+        "stacks": str(holder["profiler"].output),
+    }
+
+
+RUNNERS = {
+    "throughput": _throughput,
+    "latency": _latency,
+    "recovery": _recovery,
+    "core": _core,
+    "knobs": _knobs,
+    "profile": _profile,
+}
+
+
+def run(plan: Plan, command: str) -> Report:
+    report = Report(meta={"command": command, **_machine(), "plan": plan.__dict__})
+    started = time.monotonic()
+    sections = ["recovery" if s == "memory" else s for s in plan.sections]
+    for section in dict.fromkeys(sections):
+        log.info("section %s", section)
+        RUNNERS[section](plan, report)
+    report.meta["seconds"] = round(time.monotonic() - started, 1)
+    report.goals = evaluate_goals(report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts, < 2 minutes")
+    parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    parser.add_argument(
+        "--systems", help=f"comma-separated: {', '.join(SYSTEM_NAMES)} (quick: fewer)"
+    )
+    parser.add_argument("--orders", type=int, help="stockflow orders per throughput run")
+    parser.add_argument("--products", type=int, help="products of the spread workload")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="recovery/memory products = 1,000,000 x scale (quick: 2,000 x)",
+    )
+    parser.add_argument(
+        "--recovery-runs",
+        metavar="TAGS",
+        help="subset of cold,replacement,restart,memory (default: all)",
+    )
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="throughput and knob runs: the median of this many"
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="STOCKFLOW_X=V",
+        help="worker setting for every stockflow run (repeatable)",
+    )
+    parser.add_argument("--profile", action="store_true", help="add a py-spy profile section")
+    parser.add_argument("--timeout", type=float, default=300.0, help="bound of every wait (s)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(message)s",
+    )
+    logging.getLogger("bench").setLevel(logging.INFO)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    report = run(Plan.from_args(args), command)
+    report.print()
+    if args.json:
+        report.write_json(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The pure decision core alone: no Faust, no broker, one Python thread.
+
+Three layers, each timed over the same single-line reservations (quantity 1, products spread
+evenly, stock for everyone), next to a hand-written baseline measured in the same process:
+
+``baseline``   ``json.loads`` a command, read-check-write an int in a dict, ``json.dumps`` an
+               answer: the least a Python reservation step can do (the ceiling).
+``reserve``    the bare :func:`stockflow.core.stock.reserve` function on in-memory objects.
+``writer``     :class:`stockflow.processing.ProductWriter` handling encoded ``Reserve`` commands
+               against a :class:`~stockflow.processing.MemoryStore` (parse, load, decide,
+               encode state and events) - what the product agent runs per record.
+``pipeline``   :class:`stockflow.processing.pipeline.LocalPipeline`: a whole order (saga place,
+               reserve, answer, outcome) - the three agent steps of an order without Faust.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["WRITER_CAP", "CoreResult", "run_core"]
+
+WRITER_CAP = 50_000
+"""MemoryStore keeps a sorted key list (``bisect.insort``: O(n) per new key); past this many
+ledger entries the writer figure would measure the list, not the writer."""
+
+
+@dataclass(frozen=True)
+class CoreResult:
+    name: str
+    decisions: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.decisions / self.seconds if self.seconds > 0 else 0.0
+
+
+def _timed(name: str, count: int, body: Callable[[], None]) -> CoreResult:
+    gc.collect()
+    started = time.perf_counter()
+    body()
+    return CoreResult(name, count, time.perf_counter() - started)
+
+
+def _baseline(count: int, products: int) -> CoreResult:
+    commands = [
+        json.dumps({"order_id": f"o{i}", "product_id": f"p{i % products}", "quantity": 1}).encode()
+        for i in range(count)
+    ]
+    stock = {f"p{i}": 10 * count for i in range(products)}
+
+    def body() -> None:
+        for raw in commands:
+            command = json.loads(raw)
+            pid = command["product_id"]
+            available = stock.get(pid)
+            if available is not None and available >= command["quantity"]:
+                stock[pid] = available - command["quantity"]
+                status = "reserved"
+            else:
+                status = "refused"
+            json.dumps({"order_id": command["order_id"], "status": status}).encode()
+
+    return _timed("baseline: json + dict read-check-write", count, body)
+
+
+def _bare_reserve(count: int, products: int) -> CoreResult:
+    from stockflow.core.stock import Stock, reserve
+
+    stocks = {f"p{i}": Stock(on_hand=10 * count) for i in range(products)}
+    orders = [(f"o{i}", f"p{i % products}") for i in range(count)]
+
+    def body() -> None:
+        for order_id, pid in orders:
+            decision = reserve(
+                stocks[pid],
+                None,
+                order_id=order_id,
+                product_id=pid,
+                quantity=1,
+                expires_at_ms=1_000_000,
+            )
+            assert decision.stock is not None
+            stocks[pid] = decision.stock
+
+    return _timed("stockflow.core.stock.reserve (bare)", count, body)
+
+
+def _writer(count: int, products: int) -> CoreResult:
+    from stockflow.core.policy import Policy
+    from stockflow.models import Reserve, SetStock
+    from stockflow.processing import MemoryStore, Meta, ProductWriter
+    from stockflow.processing.codec import encode
+
+    writer = ProductWriter(MemoryStore(), Policy())
+    for i in range(products):
+        command = SetStock(product_id=f"p{i}", on_hand=10 * count, source=f"s{i}")
+        writer.handle(encode(command), Meta("c", 0, i, 1_000))
+    commands = [
+        encode(
+            Reserve(
+                order_id=f"o{i}",
+                product_id=f"p{i % products}",
+                quantity=1,
+                expires_at_ms=2_000_000,
+                reply_partition=0,
+            )
+        )
+        for i in range(count)
+    ]
+    metas = [Meta("c", 0, i, 2_000) for i in range(count)]
+
+    def body() -> None:
+        for raw, meta in zip(commands, metas, strict=True):
+            writer.handle(raw, meta)
+
+    return _timed("ProductWriter.handle + MemoryStore (per Reserve)", count, body)
+
+
+def _pipeline(count: int, products: int) -> CoreResult:
+    from stockflow.processing.pipeline import LocalPipeline
+
+    pipe = LocalPipeline(partitions=4)
+    for i in range(products):
+        value = json.dumps({"type": "StockSet", "product_id": f"p{i}", "on_hand": 10 * count})
+        pipe.feed("inventory", f"p{i}".encode(), value.encode(), 1_000)
+    orders = [
+        (
+            f"o{i}".encode(),
+            json.dumps(
+                {
+                    "type": "OrderPlaced",
+                    "order_id": f"o{i}",
+                    "lines": [{"product_id": f"p{i % products}", "quantity": 1}],
+                }
+            ).encode(),
+        )
+        for i in range(count)
+    ]
+
+    def body() -> None:
+        for key, value in orders:
+            pipe.feed("orders", key, value, 2_000)
+
+    result = _timed("LocalPipeline (whole order: 3 steps)", count, body)
+    outcomes = sum(1 for e in pipe.emitted if e.value.startswith(b'{"type":"OrderReserved"'))
+    if outcomes != count:
+        raise RuntimeError(f"LocalPipeline reserved {outcomes} of {count} orders")
+    return result
+
+
+def run_core(count: int, products: int = 10_000) -> list[CoreResult]:
+    """Each layer over ``count`` decisions (``pipeline`` over ``count // 4`` whole orders)."""
+    return [
+        _baseline(count, products),
+        _bare_reserve(count, products),
+        _writer(min(count, WRITER_CAP), products),
+        _pipeline(max(count // 4, 100), products),
+    ]

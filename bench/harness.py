@@ -1,0 +1,182 @@
+"""One measured run of one system on one workload, on a fresh broker.
+
+:func:`throughput_run` sends every order at once and times first order produced -> last outcome
+consumed. :func:`latency_run` offers a fixed rate and measures each order's produce -> outcome
+arrival. Both report the CPU the system's process used, so a run bound by its own Python thread
+(~1 core) is told apart from one starved by the noisy machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bench.load import Workload, run_load
+from bench.procs import cpu_seconds, status_kib
+from bench.systems import ORDERS, RESERVATIONS, SYSTEMS, System
+from stockflow.testing.broker import EmbeddedBroker
+
+__all__ = ["RunResult", "latency_run", "median_run", "running", "throughput_run"]
+
+log = logging.getLogger("bench")
+
+
+@dataclass
+class RunResult:
+    """One run. ``rate`` is orders/s; latencies are milliseconds."""
+
+    system: str
+    workload: str
+    orders: int
+    seconds: float = 0.0
+    rate: float = 0.0
+    complete: bool = False
+    answered: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    correct: bool | None = None
+    cpu_cores: float | None = None
+    cpu_ms_per_order: float | None = None
+    runs: list[float] = field(default_factory=list)
+    rss_mb: float | None = None
+    offered: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def running(
+    name: str, partitions: int, env: Mapping[str, str] | None, timeout: float
+) -> Iterator[tuple[EmbeddedBroker, System]]:
+    """A fresh broker with ``name``'s system started on it; both stopped by PID on exit."""
+    with EmbeddedBroker() as broker:
+        system = SYSTEMS[name](broker, partitions, env=env)
+        try:
+            system.start(timeout)
+            yield broker, system
+        except Exception:
+            log.error("%s failed; its log ends with:\n%s", name, system.log_tail())
+            raise
+        finally:
+            system.stop()
+
+
+def _check(system: System, load: Workload, statuses: Mapping[str, int]) -> bool | None:
+    """Reserved orders must equal what stock allows (the pipe and the Faust floor keep no
+    stock: unchecked)."""
+    if system.name in ("pipe", "faust", "faust+6w"):
+        return None
+    return statuses.get("reserved", 0) == load.expected_reserved
+
+
+def _measure(
+    system: System, load: Workload, timeout: float, rate: float | None, linger_ms: int
+) -> tuple[RunResult, dict[bytes, float], dict[str, float]]:
+    result = RunResult(system.name, load.kind, load.orders)
+    cpu_before = cpu_seconds(system.pid)
+    wall_before = time.monotonic()
+    sent, tally = asyncio.run(
+        run_load(
+            system.broker.bootstrap,
+            ORDERS,
+            RESERVATIONS,
+            load.order_records(),
+            load.prefix,
+            system.matcher,
+            parts=system.parts(load),
+            timeout=timeout,
+            rate=rate,
+            linger_ms=linger_ms,
+        )
+    )
+    cpu_after = cpu_seconds(system.pid)
+    if cpu_before is not None and cpu_after is not None:
+        result.cpu_cores = (cpu_after - cpu_before) / max(time.monotonic() - wall_before, 1e-9)
+        # CPU per order is steadier than orders/s on a shared machine: a starved run is slower
+        # but does not cost more CPU per order.
+        result.cpu_ms_per_order = (cpu_after - cpu_before) * 1000 / max(load.orders, 1)
+    rss = status_kib(system.pid)
+    result.rss_mb = None if rss is None else rss / 1024
+    result.complete = tally.done
+    result.answered = len(tally.arrived)
+    result.statuses = dict(tally.statuses)
+    result.correct = _check(system, load, tally.statuses) if tally.done else False
+    if tally.arrived:
+        result.seconds = max(tally.arrived.values()) - min(sent.values())
+        result.rate = len(tally.arrived) / result.seconds if result.seconds > 0 else 0.0
+    return result, sent, tally.arrived
+
+
+def throughput_run(
+    name: str,
+    load: Workload,
+    *,
+    partitions: int,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300.0,
+    during: Callable[[System], Any] | None = None,
+) -> RunResult:
+    """All orders at once; orders/s from the first produced to the last outcome consumed.
+    ``during(system)`` is called before the load starts and its result's ``stop()`` after (a
+    profiler, for instance)."""
+    with running(name, partitions, env, timeout) as (_broker, system):
+        asyncio.run(system.warm(load, timeout))
+        probe = during(system) if during is not None else None
+        try:
+            result, _sent, _arrived = _measure(system, load, timeout, None, 5)
+        finally:
+            if probe is not None:
+                probe.stop()
+    log.info("throughput %s/%s: %.0f orders/s", name, load.kind, result.rate)
+    return result
+
+
+def median_run(repeat: int, run: Callable[..., RunResult], *args: Any, **kwargs: Any) -> RunResult:
+    """``run(*args, **kwargs)`` ``repeat`` times; the median-rate run, every rate in ``runs``."""
+    results = [run(*args, **kwargs) for _ in range(max(repeat, 1))]
+    ordered = sorted(results, key=lambda r: r.rate)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    chosen.runs = [round(r.rate, 1) for r in results]
+    return chosen
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def latency_run(
+    name: str,
+    load: Workload,
+    rate: float,
+    *,
+    partitions: int,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300.0,
+) -> RunResult:
+    """``load.orders`` offered at ``rate`` orders/s; latency of each from its send to its
+    outcome's arrival at the harness consumer."""
+    with running(name, partitions, env, timeout) as (_broker, system):
+        asyncio.run(system.warm(load, timeout))
+        result, sent, arrived = _measure(system, load, timeout + load.orders / rate, rate, 1)
+    result.offered = rate
+    latencies = [
+        (arrived[key.decode()] - sent[key]) * 1000 for key in sent if key.decode() in arrived
+    ]
+    if latencies:
+        result.p50_ms = statistics.median(latencies)
+        result.p99_ms = _percentile(latencies, 0.99)
+        result.max_ms = max(latencies)
+    log.info("latency %s at %.0f/s: p50 %s ms p99 %s ms", name, rate, result.p50_ms, result.p99_ms)
+    return result

@@ -1,0 +1,92 @@
+"""Child processes of the harness (the baseline pipe, the Quix peer) and /proc readings.
+
+Every child runs in its own session, is stopped by its PID (SIGTERM, then SIGKILL after a
+bounded wait) and logs to a file; nothing is ever killed by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["ChildProcess", "cpu_seconds", "status_kib"]
+
+STOP_TIMEOUT = 10.0
+
+
+class ChildProcess:
+    """``python -m MODULE ARGS`` with its output in ``log_path``."""
+
+    def __init__(self, module: str, args: list[str], *, env: dict[str, str] | None = None) -> None:
+        self.module = module
+        self.args = args
+        self.env = env or {}
+        self.log_path = Path(tempfile.mkdtemp(prefix="stockflow-bench-")) / f"{module}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def start(self) -> ChildProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module, *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+
+
+def status_kib(pid: int | None, field: str = "VmHWM") -> int | None:
+    """A ``kB`` field of /proc/PID/status (``VmHWM``: peak RSS; ``VmRSS``: current)."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds the process has used (from /proc/PID/stat)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
