@@ -75,3 +75,21 @@ def test_state_beyond_its_changelog_is_rebuilt_not_fatal(tmp_path) -> None:  # t
         outcomes = [d for d in decisions if d["type"] in OUTCOMES and d["order_id"] == "after"]
         assert [d["type"] for d in outcomes] == ["OrderReserved"]
         assert second.stock_state()["sku"] == {"on_hand": 1, "reserved": 1, "pending_sum": 1}
+
+
+def test_memory_store_state_survives_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Found by the benchmark: restored keys came back as bytes while live lookups used str,
+    # so after every restore each product looked never stocked.
+    with Harness(workdir=tmp_path, env={"STOCKFLOW_STORE": "memory://"}) as harness:
+        worker = harness.start_worker()
+        harness.stock("sku", 3)
+        harness.send([order_placed("first", ("sku", 2))])
+        harness.wait_outcomes(["first"])
+        worker.stop()
+        worker.start()
+        worker.wait_ready(60)
+        harness.send([order_placed("second", ("sku", 1)), order_placed("third", ("sku", 1))])
+        decisions = harness.wait_outcomes(["second", "third"])
+        outcomes = {d["order_id"]: d for d in decisions if d["type"] in OUTCOMES}
+        assert outcomes["second"]["type"] == "OrderReserved"
+        assert outcomes["third"]["reason"] == "insufficient_stock"

@@ -20,18 +20,21 @@ class TableStore:
     def __init__(self, table: Any) -> None:
         self.table = table
 
+    # Keys go to Faust as bytes: a restored changelog gives the memory store bytes keys, so a
+    # str key written live would never find a restored one (state "lost" at every restore).
+
     def get(self, key: str) -> bytes | None:
-        value = self.table.get(key)
+        value = self.table.get(key.encode())
         if value is None or isinstance(value, bytes):
             return value
         return value.encode() if isinstance(value, str) else bytes(value)
 
     def put(self, key: str, value: bytes) -> None:
-        self.table[key] = value
+        self.table[key.encode()] = value
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(KeyError):  # already gone: deletes are idempotent
-            del self.table[key]
+            del self.table[key.encode()]
 
     def scan(
         self, prefix: str, *, partition: int, start: str | None = None
@@ -60,7 +63,7 @@ class TableStore:
             if value is None:
                 value = data.get(key_str.encode())
             if value is not None:
-                yield key_str, bytes(value)
+                yield key_str, value.encode() if isinstance(value, str) else bytes(value)
 
 
 def _as_str(key: Any) -> str:
