@@ -27,7 +27,7 @@ from stockflow.tables import (
     UncleanShutdownGuard,
     create_state_table,
 )
-from stockflow.transport import TunedTransport, use_tuned_transport
+from stockflow.transport import TunedTransport, complete_producer_flush, use_tuned_transport
 from stockflow.web import Progress, register_views
 from stockflow.web.freshness import consumer_lags
 
@@ -144,6 +144,7 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
     # Faust pauses every stream whenever more than 100 table changes wait to be produced, then
     # waits for them one at a time; a batch of stockflow's writes passes that at once. Let the
     # buffer hold several batches (the producer and the commit flush drain it anyway).
+    complete_producer_flush(app)
     app.producer.buffer.max_messages = max(
         app.producer.buffer.max_messages, 8 * settings.batch_max_records
     )

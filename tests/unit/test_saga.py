@@ -245,10 +245,11 @@ def test_answers_for_products_not_in_the_order_or_acknowledgements_change_nothin
     assert saga.saga is not None and saga.saga.lines[0].answer == "pending"
 
 
-def test_an_answer_for_an_order_with_no_saga_never_leaves_units_held() -> None:
+def test_an_answer_for_an_order_with_no_saga_is_left_to_the_redelivered_order() -> None:
+    # After a crash a line answer can be read before the redelivered OrderPlaced that recreates
+    # the saga; compensating it released units the order then reported reserved (chaos suite).
     reply = LineAnswer(order_id="gone", product_id="p", status="reserved", quantity=2)
-    decision = decide.answer(None, reply, now_ms=T0, policy=POLICY)
-    assert decision == SagaDecision(commands=(release("p", "compensation", "gone"),))
+    assert decide.answer(None, reply, now_ms=T0, policy=POLICY) == NOTHING
 
     refused = reply.model_copy(update={"status": "refused", "reason": "insufficient_stock"})
     assert decide.answer(None, refused, now_ms=T0, policy=POLICY) == NOTHING
@@ -682,3 +683,51 @@ def test_a_reserve_redelivered_after_a_refusal_that_succeeds_is_compensated() ->
     assert late.commands == (
         Release(order_id=decided.order_id, product_id="b", reason="compensation"),
     )
+
+
+def test_a_payment_before_its_order_keeps_its_answer_when_redelivered() -> None:
+    # Chaos suite, defect B: answered unknown_order at first, confirmed on redelivery.
+    placed = decide.place(
+        None,
+        order_id="o",
+        lines=[OrderLine(product_id="p", quantity=1)],
+        fulfilment="all_or_nothing",
+        ttl_ms=None,
+        now_ms=T0,
+        reply_partition=0,
+        policy=POLICY,
+        placed_at=(0, 10),
+    )
+    assert placed.saga is not None
+    held = decide.answer(
+        placed.saga,
+        LineAnswer(order_id="o", product_id="p", status="reserved", quantity=1),
+        now_ms=T0 + 1,
+        policy=POLICY,
+    ).saga
+    early = decide.pay(None, order_id="o", now_ms=T0, policy=POLICY, command_at=(0, 7))
+    again = decide.pay(held, order_id="o", now_ms=T0 + 2, policy=POLICY, command_at=(0, 7))
+    assert again == early
+    cancel_again = decide.cancel(held, order_id="o", now_ms=T0, policy=POLICY, command_at=(0, 8))
+    assert cancel_again == decide.cancel(None, order_id="o", now_ms=T0, policy=POLICY)
+    later = decide.pay(held, order_id="o", now_ms=T0 + 2, policy=POLICY, command_at=(0, 11))
+    assert later.saga is not None and later.saga.status == "confirmed"
+
+
+def test_the_answer_deadline_counts_from_when_the_saga_starts_waiting() -> None:
+    # An order that queued while no worker ran is not timed out the moment one comes back.
+    placed = decide.place(
+        None,
+        order_id="o",
+        lines=[OrderLine(product_id="p", quantity=1)],
+        fulfilment="all_or_nothing",
+        ttl_ms=None,
+        now_ms=T0,
+        reply_partition=0,
+        policy=POLICY,
+        started_ms=T0 + 600_000,
+    )
+    assert placed.saga is not None
+    assert placed.saga.deadline_ms == T0 + 600_000 + POLICY.saga_timeout_ms
+    assert placed.saga.expires_at_ms == T0 + POLICY.reservation_ttl_ms
+    assert placed.timers == ((placed.saga.deadline_ms, "deadline"),)

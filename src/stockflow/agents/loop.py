@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
-from stockflow.agents.publish import Probe, Publisher, crash
+from stockflow.agents.publish import Probe, Publisher, crash, set_current_event
 from stockflow.processing.records import Out, Step
 from stockflow.tables.store import TableStore
 
@@ -42,12 +42,15 @@ async def run_batches(
     stream's current event is set to it: Faust writes a table change to the changelog partition
     of the current event, which must be the record's own.
     """
+    # Only the context variable is set (this task's view), never Stream.current_event: that
+    # attribute is what take_events' buffer reads for the *next* record, and overwriting it
+    # dropped records (found by the chaos suite).
     async for events in stream.take_events(batching.max_records, within=batching.within):
         try:
             outputs: list[Out] = []
             fired: list[tuple[Any, list[str]]] = []
             for event in events:
-                stream._set_current_event(event)
+                set_current_event(event)
                 message = event.message
                 started = perf_counter()
                 step = handle(message)
@@ -57,7 +60,7 @@ async def run_batches(
                 if probe is not None:
                     probe(message, step, started)
             await publisher.publish(outputs)
-            await publisher.flush_then_delete(store, fired, stream)
+            await publisher.flush_then_delete(store, fired)
         except Exception as exc:
             await crash(app, name, exc)
             raise

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from faust.streams import _current_event
 
 from stockflow.processing.pipeline import partition_for
 from stockflow.processing.records import Meta, Out, Role, Step
 from stockflow.tables.store import TableStore
 
-__all__ = ["Probe", "Publisher", "crash", "meta_of"]
+__all__ = ["Probe", "Publisher", "crash", "meta_of", "set_current_event"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,7 @@ def meta_of(message: Any) -> Meta:
         offset=message.offset,
         timestamp_ms=round(message.timestamp * 1000),
         key=message.key,
+        clock_ms=int(time.time() * 1000),
     )
 
 
@@ -71,7 +76,7 @@ class Publisher:
             await send(self.names[role], key, value, partition, None, None)
 
     async def flush_then_delete(
-        self, store: TableStore, pending: list[tuple[Any, list[str]]], stream: Any
+        self, store: TableStore, pending: list[tuple[Any, list[str]]]
     ) -> None:
         """Delete fired timers once what they caused is on the broker (see :class:`Step`).
         Each deletion is written as part of the event (and so the partition) that fired it."""
@@ -79,9 +84,14 @@ class Publisher:
             return
         await self.app.producer.flush()
         for event, keys in pending:
-            stream._set_current_event(event)
+            set_current_event(event)
             for key in keys:
                 store.delete(key)
+
+
+def set_current_event(event: Any) -> None:
+    """Make ``event`` the current event of this task, for Faust's table writes."""
+    _current_event.set(weakref.ref(event))
 
 
 async def crash(app: Any, agent_name: str, exc: BaseException) -> None:

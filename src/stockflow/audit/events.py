@@ -77,7 +77,7 @@ def load(value: bytes | None) -> dict[str, Any] | None:
         return None
     try:
         parsed = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than json allows
         return None
     return parsed if isinstance(parsed, dict) else None
 

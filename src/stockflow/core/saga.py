@@ -90,6 +90,8 @@ class Saga:
     pay_requested: bool = False
     cancel_requested: bool = False
     finished_at_ms: int | None = None
+    placed_at: tuple[int, int] | None = None
+    """(partition, offset) of the ``OrderPlaced`` record that started the saga."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +128,16 @@ def place(
     now_ms: int,
     reply_partition: int,
     policy: Policy,
+    placed_at: tuple[int, int] | None = None,
+    started_ms: int | None = None,
 ) -> SagaDecision:
-    """A new order fans out one Reserve per product; a duplicate re-derives what it caused."""
+    """A new order fans out one Reserve per product; a duplicate re-derives what it caused.
+
+    ``now_ms`` is the order's own timestamp (the reservation TTL counts from it);
+    ``started_ms`` is when the saga starts waiting for its lines (the worker's clock; default
+    ``now_ms``): the answer deadline counts from there, so orders that queued up while no worker
+    ran are not rejected as ``timeout`` the moment one comes back.
+    """
     if saga is not None:
         return _effects(saga)
     merged = merge_lines(lines)
@@ -138,9 +148,10 @@ def place(
         fulfilment=fulfilment,
         status="reserving",
         placed_at_ms=now_ms,
-        deadline_ms=now_ms + policy.saga_timeout_ms,
+        deadline_ms=(now_ms if started_ms is None else started_ms) + policy.saga_timeout_ms,
         expires_at_ms=now_ms + ttl,
         reply_partition=reply_partition,
+        placed_at=placed_at,
     )
     if len(merged) > policy.max_lines:
         rejected = replace(
@@ -157,17 +168,13 @@ def place(
 def answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy) -> SagaDecision:
     """A product writer answered a Reserve (or acknowledged a Confirm/Release)."""
     if saga is None:
-        # No saga (forgotten after retention, or never placed): never leave units held.
-        if reply.status == "reserved":
-            return SagaDecision(
-                commands=(
-                    Release(
-                        order_id=reply.order_id,
-                        product_id=reply.product_id,
-                        reason="compensation",
-                    ),
-                )
-            )
+        # After a crash a line answer of the previous run can be read before the redelivered
+        # OrderPlaced that recreates the saga (the two topics are read side by side).
+        # Compensating it then released units the replayed order went on to report reserved
+        # (found by the chaos suite). The redelivered OrderPlaced sends its Reserve again and
+        # gets this same answer from the ledger, so an answer without a saga is ignored. (A
+        # saga is only forgotten a retention period after it finished: no Reserve of it can
+        # still be in flight.)
         return NOTHING
     index = _line_index(saga, reply.product_id)
     if index is None or reply.status not in ("reserved", "refused"):
@@ -236,8 +243,28 @@ def _reject(saga: Saga, reason: RejectionReason, *, now_ms: int, policy: Policy)
     return _with_effects(done, timers=((now_ms + policy.retention_ms, "forget"),))
 
 
-def pay(saga: Saga | None, *, order_id: str, now_ms: int, policy: Policy) -> SagaDecision:
-    """Payment confirms every line at once, so an order is never half-confirmed."""
+def _placed_after(saga: Saga | None, command_at: tuple[int, int] | None) -> bool:
+    """True when the command's record precedes the saga's ``OrderPlaced`` in the same partition:
+    the command was processed before the saga existed. Deciding by log position (not by what
+    the state holds when the command is redelivered) keeps its answer the same on replay."""
+    if saga is None or saga.placed_at is None or command_at is None:
+        return False
+    return saga.placed_at[0] == command_at[0] and command_at[1] < saga.placed_at[1]
+
+
+def pay(
+    saga: Saga | None,
+    *,
+    order_id: str,
+    now_ms: int,
+    policy: Policy,
+    command_at: tuple[int, int] | None = None,
+) -> SagaDecision:
+    """Payment confirms every line at once, so an order is never half-confirmed.
+
+    ``command_at`` is the (partition, offset) of the payment record."""
+    if _placed_after(saga, command_at):
+        saga = None
     if saga is None:
         return SagaDecision(
             events=(ReservationConfirmFailed(order_id=order_id, reason="unknown_order"),)
@@ -289,8 +316,17 @@ def _confirm_all(
     )
 
 
-def cancel(saga: Saga | None, *, order_id: str, now_ms: int, policy: Policy) -> SagaDecision:
+def cancel(
+    saga: Saga | None,
+    *,
+    order_id: str,
+    now_ms: int,
+    policy: Policy,
+    command_at: tuple[int, int] | None = None,
+) -> SagaDecision:
     """The customer walked away: release every held line; after payment it changes nothing."""
+    if _placed_after(saga, command_at):
+        saga = None
     if saga is None:
         return SagaDecision(events=(OrderCancelIgnored(order_id=order_id, reason="unknown_order"),))
     if saga.status == "reserving":

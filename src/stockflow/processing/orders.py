@@ -58,12 +58,26 @@ class OrderDesk:
                 now_ms=now,
                 reply_partition=meta.partition,
                 policy=self.policy,
+                placed_at=(meta.partition, meta.offset),
+                started_ms=meta.clock_ms,
             )
         elif isinstance(event, OrderPaid):
-            decision = decide.pay(saga, order_id=event.order_id, now_ms=now, policy=self.policy)
+            decision = decide.pay(
+                saga,
+                order_id=event.order_id,
+                now_ms=now,
+                policy=self.policy,
+                command_at=(meta.partition, meta.offset),
+            )
         else:
             assert isinstance(event, OrderCancelled)
-            decision = decide.cancel(saga, order_id=event.order_id, now_ms=now, policy=self.policy)
+            decision = decide.cancel(
+                saga,
+                order_id=event.order_id,
+                now_ms=now,
+                policy=self.policy,
+                command_at=(meta.partition, meta.offset),
+            )
         return self._apply(event.order_id, meta.partition, decision)
 
     def handle_reply(self, raw: bytes | None, meta: Meta) -> Step:

@@ -14,13 +14,16 @@ Role = Literal["reservations", "product_commands", "order_replies", "dead_letter
 @dataclass(frozen=True, slots=True)
 class Meta:
     """Where an input record came from. ``timestamp_ms`` is the record's own timestamp: the
-    only clock decisions use, so that a replay decides exactly as the first run did."""
+    clock decisions use, so that a replay decides exactly as the first run did."""
 
     topic: str
     partition: int
     offset: int
     timestamp_ms: int
     key: bytes | None = None
+    clock_ms: int | None = None
+    """The worker's clock when it took the record (``None`` offline). Only the saga's answer
+    deadline uses it: how long the saga waits is a matter of processing time."""
 
 
 @dataclass(frozen=True, slots=True)
