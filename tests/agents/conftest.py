@@ -26,6 +26,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[AgentWorld]:
     app.finalize()
     app.flow_control.resume()
     world = AgentWorld(app=app, handle=app.stockflow)
+
     # stockflow publishes through the app's producer; capture what it would have produced.
     async def capture(
         topic: str, key: Any, value: Any, partition: Any, timestamp: Any, headers: Any

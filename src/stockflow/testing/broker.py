@@ -63,8 +63,18 @@ def broker_binary() -> str:
 class EmbeddedBroker:
     """A tansu broker process on a free loopback port, stopped by PID."""
 
-    def __init__(self, port: int | None = None, *, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        log_path: Path | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
+        """``advertised_port``: the loopback port announced to clients in metadata (default:
+        ``port``). Point it at a TCP proxy in front of the broker and every client connection
+        after bootstrap goes through the proxy (see :mod:`stockflow.chaos.proxy`)."""
         self.port = port or free_port()
+        self.advertised_port = advertised_port
         self.log_path = log_path or Path(tempfile.mkdtemp(prefix="stockflow-broker-")) / "tansu.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -81,6 +91,7 @@ class EmbeddedBroker:
         if self.process is not None:
             return self
         address = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             self.process = subprocess.Popen(
@@ -90,7 +101,7 @@ class EmbeddedBroker:
                     "--listener-url",
                     address,
                     "--advertised-listener-url",
-                    address,
+                    advertised,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

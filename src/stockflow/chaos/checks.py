@@ -1,0 +1,330 @@
+"""The chaos run's own checks, beside the independent auditor: computed from the topics and the
+table state folded from the changelog, after the run has settled.
+
+* every order placed has exactly one distinct outcome, and no outcome lacks an order;
+* no product has more units reserved-or-confirmed than were stocked (initial count plus every
+  distinct adjustment), and the table agrees with the decisions: ``reserved == pending_sum ==``
+  units pending according to the events, ``on_hand == stocked - confirmed``;
+* every bad input (keyed ``bad-<n>``) is dead-lettered, and nothing else is;
+* every lifecycle command got the answer its position in the order's partition implies: a
+  payment or cancellation before the order is answered ``unknown_order`` (and only those are),
+  and after it, payment confirms and cancellation releases every held line (see
+  :func:`lifecycle_problems`).
+
+It also measures the input mix from the topics themselves (duplicates, bad inputs, lifecycle
+commands before/after/twice): the report states what was on the broker, not what was intended.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stockflow.chaos.garbage import BAD_KEY_PREFIX
+from stockflow.testing.topics import Record
+
+__all__ = ["CheckReport", "Topics", "check_run", "lifecycle_problems"]
+
+_OUTCOMES = ("OrderReserved", "OrderRejected")
+_COMMANDS = ("OrderPaid", "OrderCancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    orders: list[Record]
+    inventory: list[Record]
+    reservations: list[Record]
+    dead_letters: list[Record]
+
+
+@dataclass
+class CheckReport:
+    """Problems found (must be empty) and what the topics held."""
+
+    problems: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, problem: str) -> None:
+        if len(self.problems) < 200:
+            self.problems.append(problem)
+        self.counts["problems"] += 1
+
+
+def _json(record: Record) -> Any:
+    try:
+        return json.loads(record.value) if record.value is not None else None
+    except ValueError:
+        return None
+
+
+def _is_bad(record: Record) -> bool:
+    return record.key is not None and record.key.startswith(BAD_KEY_PREFIX.encode())
+
+
+def check_run(
+    topics: Topics,
+    initial: Mapping[str, int],
+    stock_state: Callable[[], dict[str, dict[str, int]]],
+    *,
+    settle: float = 20.0,
+) -> CheckReport:
+    """All checks; ``stock_state`` is re-read for up to ``settle`` seconds while the table has
+    not caught up with the events yet (the changelog is written after the decision)."""
+    report = CheckReport()
+    _measure_inputs(topics, report)
+    decisions = [(r, v) for r in topics.reservations if isinstance(v := _json(r), dict)]
+    outcomes = _check_outcomes(topics, decisions, report)
+    _check_dead_letters(topics, report)
+    for problem in lifecycle_problems(topics.orders, decisions, outcomes):
+        report.add(problem)
+    supply = dict(initial)
+    seen_adjustments: set[str] = set()
+    for record in topics.inventory:
+        value = _json(record)
+        if _is_bad(record) or not isinstance(value, dict) or value.get("type") != "StockAdjusted":
+            continue
+        if value["adjustment_id"] not in seen_adjustments:
+            seen_adjustments.add(value["adjustment_id"])
+            supply[value["product_id"]] = supply.get(value["product_id"], 0) + value["delta"]
+    pending, confirmed = _holdings(decisions)
+    for product, units in supply.items():
+        held = pending[product] + confirmed[product]
+        if held > units:
+            report.add(f"oversold {product!r}: {held} units reserved or confirmed, {units} stocked")
+    deadline = time.monotonic() + settle
+    while True:
+        state = stock_state()
+        mismatches = []
+        for product, units in supply.items():
+            row = state.get(product, {})
+            expected = {
+                "on_hand": units - confirmed[product],
+                "reserved": pending[product],
+                "pending_sum": pending[product],
+            }
+            actual = {name: row.get(name) for name in expected}
+            if actual != expected:
+                mismatches.append(f"table for {product!r} is {actual}, events say {expected}")
+        if not mismatches or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    for mismatch in mismatches:
+        report.add(mismatch)
+    report.counts["products"] = len(supply)
+    report.counts["units_stocked"] = sum(supply.values())
+    report.counts["units_confirmed"] = sum(confirmed.values())
+    report.counts["units_pending"] = sum(pending.values())
+    return report
+
+
+def _measure_inputs(topics: Topics, report: CheckReport) -> None:
+    seen: set[tuple[str, bytes | None, bytes | None]] = set()
+    for record in [*topics.orders, *topics.inventory]:
+        fingerprint = (record.topic, record.key, record.value)
+        if fingerprint in seen:
+            report.counts["duplicate_inputs"] += 1
+        seen.add(fingerprint)
+        if _is_bad(record):
+            report.counts["bad_inputs"] += 1
+            continue
+        value = _json(record)
+        kind = value.get("type") if isinstance(value, dict) else "?"
+        report.counts[f"input:{kind}"] += 1
+    report.counts["input_records"] = len(topics.orders) + len(topics.inventory)
+    placed_at: dict[str, int] = {}
+    commands: list[tuple[str, int, str]] = []
+    for record in topics.orders:
+        value = _json(record)
+        if _is_bad(record) or not isinstance(value, dict):
+            continue
+        kind, order = str(value.get("type")), str(value.get("order_id"))
+        if kind == "OrderPlaced":
+            placed_at[order] = min(placed_at.get(order, record.offset), record.offset)
+        elif kind in _COMMANDS:
+            commands.append((order, record.offset, kind))
+    per_order: Counter[tuple[str, str]] = Counter()
+    for order, offset, kind in commands:
+        before = order in placed_at and offset < placed_at[order]
+        report.counts["lifecycle_before" if before else "lifecycle_after"] += 1
+        per_order[(order, kind)] += 1
+    report.counts["lifecycle_twice"] = sum(1 for n in per_order.values() if n > 1)
+
+
+def _check_outcomes(
+    topics: Topics, decisions: list[tuple[Record, dict[str, Any]]], report: CheckReport
+) -> dict[str, dict[str, Any]]:
+    placed: set[str] = set()
+    for record in topics.orders:
+        value = _json(record)
+        if not _is_bad(record) and isinstance(value, dict) and value.get("type") == "OrderPlaced":
+            placed.add(value["order_id"])
+    distinct: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for _, value in decisions:
+        if value.get("type") in _OUTCOMES:
+            canon = json.dumps(value, sort_keys=True)
+            distinct[value["order_id"]].setdefault(canon, value)
+    report.counts["orders"] = len(placed)
+    report.counts["orders_decided"] = len(placed & set(distinct))
+    for order in sorted(placed - set(distinct))[:20]:
+        report.add(f"order {order!r} has no outcome")
+    report.counts["orders_without_outcome"] = len(placed - set(distinct))
+    for order, seen in distinct.items():
+        if len(seen) > 1:
+            report.add(f"order {order!r} has {len(seen)} different outcomes: {list(seen)}")
+        if order not in placed:
+            report.add(f"outcome for {order!r}, which was never placed")
+    report.counts["outcome_records"] = sum(1 for _, v in decisions if v.get("type") in _OUTCOMES)
+    return {order: next(iter(seen.values())) for order, seen in distinct.items()}
+
+
+def _check_dead_letters(topics: Topics, report: CheckReport) -> None:
+    bad = {
+        (r.topic, r.partition, r.offset) for r in [*topics.orders, *topics.inventory] if _is_bad(r)
+    }
+    lettered: set[tuple[str, int, int]] = set()
+    for record in topics.dead_letters:
+        value = _json(record)
+        if not isinstance(value, dict):
+            report.add(f"dead letter at offset {record.offset} is not JSON")
+            continue
+        lettered.add((value["topic"], value["partition"], value["offset"]))
+    report.counts["dead_letter_records"] = len(topics.dead_letters)
+    report.counts["dead_lettered_inputs"] = len(lettered)
+    for position in sorted(bad - lettered)[:20]:
+        report.add(f"bad input {position} was not dead-lettered")
+    for position in sorted(lettered - bad)[:20]:
+        report.add(f"input {position} was dead-lettered but is not a bad input")
+    report.counts["bad_not_dead_lettered"] = len(bad - lettered)
+    report.counts["valid_dead_lettered"] = len(lettered - bad)
+
+
+def _holdings(
+    decisions: list[tuple[Record, dict[str, Any]]],
+) -> tuple[Counter[str], Counter[str]]:
+    """Units pending and confirmed per product, from the distinct product events."""
+    reserved: dict[tuple[str, str], int] = {}
+    closed: dict[tuple[str, str], str] = {}
+    for _, value in decisions:
+        kind = value.get("type")
+        if kind not in ("ProductReserved", "ReservationConfirmed", "ReservationReleased"):
+            continue
+        key = (value["order_id"], value["product_id"])
+        if kind == "ProductReserved":
+            reserved.setdefault(key, value["quantity"])
+        else:
+            closed.setdefault(key, kind)
+    pending: Counter[str] = Counter()
+    confirmed: Counter[str] = Counter()
+    for (order, product), quantity in reserved.items():
+        state = closed.get((order, product))
+        if state is None:
+            pending[product] += quantity
+        elif state == "ReservationConfirmed":
+            confirmed[product] += quantity
+    return pending, confirmed
+
+
+def lifecycle_problems(
+    orders: list[Record],
+    decisions: list[tuple[Record, dict[str, Any]]],
+    outcomes: Mapping[str, Mapping[str, Any]],
+) -> list[str]:
+    """Each order's answers against its commands' positions in its partition (offset order).
+
+    Before the first ``OrderPlaced``: a payment must be answered ``ReservationConfirmFailed
+    unknown_order`` and a cancellation ``OrderCancelIgnored unknown_order``; no other command
+    may get ``unknown_order``. After it, with an ``OrderReserved`` outcome: payments only ->
+    every held line confirmed; cancellations only -> every held line released ``cancelled``;
+    both -> exactly one of the two (released if the cancellation came first), with the other
+    command answered ``already_confirmed`` / ``cancelled``. With ``OrderRejected``: nothing
+    confirmed or released as cancelled, a payment answered ``rejected``.
+    """
+    commands: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for record in orders:
+        value = _json(record)
+        if _is_bad(record) or not isinstance(value, dict):
+            continue
+        if value.get("type") in (*_COMMANDS, "OrderPlaced"):
+            commands[value["order_id"]].append((record.offset, value["type"]))
+    answers: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for _, value in decisions:
+        kind = value.get("type")
+        order = str(value.get("order_id"))
+        if kind in ("ReservationConfirmed", "ReservationReleased"):
+            tag = kind if kind == "ReservationConfirmed" else f"released:{value['reason']}"
+            answers[order][tag].add(value["product_id"])
+        elif kind == "ReservationConfirmFailed":
+            answers[order]["failed"].add(value["reason"])
+        elif kind == "OrderCancelIgnored":
+            answers[order]["ignored"].add(value["reason"])
+    problems = []
+    for order, sequence in commands.items():
+        sequence.sort()
+        kinds = [kind for _, kind in sequence]
+        if "OrderPlaced" not in kinds:
+            continue
+        first = kinds.index("OrderPlaced")
+        before, after = set(kinds[:first]), [k for k in kinds[first:] if k in _COMMANDS]
+        seen = answers.get(order, {})
+        problem = _order_problem(outcomes.get(order), before, after, seen)
+        if problem:
+            problems.append(f"lifecycle of {order!r} ({' '.join(kinds)}): {problem}")
+    return problems
+
+
+def _order_problem(
+    outcome: Mapping[str, Any] | None,
+    before: set[str],
+    after: list[str],
+    seen: Mapping[str, set[str]],
+) -> str | None:
+    if outcome is None:
+        return None  # reported as an order without outcome
+    failed, ignored = set(seen.get("failed", ())), set(seen.get("ignored", ()))
+    need_failed = {"unknown_order"} if "OrderPaid" in before else set()
+    need_ignored = {"unknown_order"} if "OrderCancelled" in before else set()
+    allow_failed, allow_ignored = set(need_failed), set(need_ignored)
+    confirmed = set(seen.get("ReservationConfirmed", ()))
+    cancelled = set(seen.get("released:cancelled", ()))
+    pays, cancels = "OrderPaid" in after, "OrderCancelled" in after
+    if outcome["type"] == "OrderRejected":
+        if confirmed or cancelled:
+            return f"rejected, yet confirmed {sorted(confirmed)} / released {sorted(cancelled)}"
+        if pays:
+            need_failed.add("rejected")
+            allow_failed.add("rejected")
+        if cancels:
+            allow_ignored.add("already_released")
+    else:
+        held = {line["product_id"] for line in outcome["lines"]}
+        compensated = set(seen.get("released:compensation", ())) & held
+        if compensated:
+            return f"held lines {sorted(compensated)} released as compensation"
+        if pays and cancels:
+            if confirmed and cancelled:
+                return "both confirmed and released as cancelled"
+            if after[0] == "OrderCancelled" and not cancelled:
+                return "cancelled first, but not released"
+            if confirmed:
+                need_ignored.add("already_confirmed")
+                allow_ignored.add("already_confirmed")
+            elif cancelled:
+                need_failed.add("cancelled")
+                allow_failed.add("cancelled")
+            else:
+                return "paid and cancelled, but neither confirmed nor released"
+        expected_confirmed = held if pays and not cancelled else set()
+        expected_cancelled = held if cancels and not confirmed else set()
+        if confirmed != expected_confirmed:
+            return f"confirmed {sorted(confirmed)}, expected {sorted(expected_confirmed)}"
+        if cancelled != expected_cancelled:
+            return f"released {sorted(cancelled)}, expected {sorted(expected_cancelled)}"
+    if not need_failed <= failed or not failed <= allow_failed:
+        return f"payment answers {sorted(failed)}, expected {sorted(need_failed)}"
+    if not need_ignored <= ignored or not ignored <= allow_ignored:
+        return f"cancellation answers {sorted(ignored)}, expected {sorted(need_ignored)}"
+    return None

@@ -1,0 +1,269 @@
+"""The chaos scenarios of issue 5, each on its own embedded broker with real worker processes
+and orders flowing the whole time, each judged by ``stockflow audit --strict`` and the run's
+own checks (:mod:`stockflow.chaos.checks`):
+
+``kill``
+    SIGKILL the worker at random moments, at least ``min_kills`` times, restart it at once;
+    some kills land while the restarted worker is still starting or restoring.
+``takeover``
+    two workers, then three, in one group: SIGKILL one, the survivors take over its partitions
+    (standby replicas, changelog restore), restart it and let the group rebalance back.
+``redelivery``
+    two workers; every input sent twice, batches shuffled, payments and cancellations before,
+    after and twice.
+``bad-input``
+    garbage mixed into the orders and inventory topics (fuzzed bytes, wrong types, huge values,
+    broken Unicode, tombstones); every bad record dead-lettered, valid Unicode ids decided.
+``outage``
+    two workers behind a TCP proxy the broker advertises; the proxy is cut (connections reset,
+    or blackholed) and restored repeatedly; workers must recover on their own.
+
+:func:`run_chaos` runs any of them with a time budget (``duration=None``: the short CI shape).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from stockflow.chaos.load import LoadMix
+from stockflow.chaos.proxy import CutMode
+from stockflow.chaos.session import ChaosSession, ScenarioResult
+from stockflow.chaos.watch import assigned_partitions
+from stockflow.errors import StockflowError
+
+__all__ = ["SCENARIOS", "Budget", "plan", "run_chaos", "run_scenario"]
+
+BASE_MIX = LoadMix(rate=30.0, duplicate=0.05, garbage=0.02)
+REDELIVERY_MIX = LoadMix(
+    rate=25.0,
+    duplicate=1.0,
+    shuffle=True,
+    before=0.3,
+    pay_after=0.35,
+    cancel_after=0.2,
+    both_after=0.15,
+    twice=0.5,
+)
+BAD_INPUT_MIX = LoadMix(rate=25.0, garbage=0.6, unknown_product=0.05)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """How long a scenario keeps injecting faults: at least ``seconds`` of load and at least
+    ``faults`` faults (kills, kill cycles per group size, or cuts)."""
+
+    seconds: float
+    faults: int = 1
+    cut: tuple[float, float] = (4.0, 7.0)
+
+
+CI_BUDGETS: dict[str, Budget] = {
+    "kill": Budget(seconds=10.0, faults=10),
+    "takeover": Budget(seconds=0.0, faults=1),
+    "redelivery": Budget(seconds=8.0),
+    "bad-input": Budget(seconds=6.0),
+    "outage": Budget(seconds=0.0, faults=2, cut=(3.5, 5.0)),
+}
+_WEIGHTS = {"kill": 0.3, "takeover": 0.25, "redelivery": 0.15, "bad-input": 0.1, "outage": 0.2}
+_OVERHEAD = {"kill": 15.0, "takeover": 40.0, "redelivery": 15.0, "bad-input": 15.0, "outage": 20.0}
+
+TITLES = {
+    "kill": "SIGKILL one worker at random moments, restart it",
+    "takeover": "2 then 3 workers: kill one, survivors take over, restart, rebalance back",
+    "redelivery": "every input twice, shuffled, lifecycle commands before/after/twice",
+    "bad-input": "garbage mixed in at random (orders and inventory topics)",
+    "outage": "broker unreachable (proxy cut: reset or blackhole), then restored",
+}
+
+
+def _kill(s: ChaosSession, budget: Budget) -> None:
+    (worker,) = s.start_workers(1)
+    s.begin()
+    s.watch(1.0)
+    rng, result = s.rng, s.result
+    end = time.monotonic() + budget.seconds
+    while result.kills < budget.faults or time.monotonic() < end:
+        s.watch(rng.uniform(0.2, 2.0))
+        at = s.kill(worker)
+        if rng.random() < 0.3:  # kill it again while it starts or restores its tables
+            s.restart(worker, wait=False)
+            s.watch(rng.uniform(0.3, 4.0))
+            at = s.kill(worker)
+            result.kills_during_recovery += 1
+        s.restart(worker)
+        s.recovered(at, f"SIGKILL #{result.kills}")
+
+
+def _owned(s: ChaosSession, index: int) -> set[int]:
+    topic = s.h.settings.orders_topic
+    return assigned_partitions(s.workers[index].log_text(), topic) or set()
+
+
+def _wait_owned(s: ChaosSession, indexes: list[int], want: Callable[[set[int]], bool]) -> bool:
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        union = set().union(*(_owned(s, i) for i in indexes))
+        if want(union):
+            return True
+        s.watch(0.2)
+    return False
+
+
+def _takeover(s: ChaosSession, budget: Budget) -> None:
+    s.start_workers(2)
+    s.begin()
+    s.watch(1.0)
+    rng, result = s.rng, s.result
+    every = set(range(s.partitions))
+    for size in (2, 3):
+        if size == 3:
+            at = time.time()
+            s.start_workers(1)
+            s.recovered(at, "third worker joins", kind="join")
+            if not _wait_owned(s, [2], bool):
+                result.anomalies.append("the third worker got no partitions")
+        end = time.monotonic() + budget.seconds / 2
+        cycles = 0
+        while cycles < budget.faults or time.monotonic() < end:
+            s.watch(rng.uniform(1.0, 3.0))
+            victim = rng.randrange(size)
+            survivors = [i for i in range(size) if i != victim]
+            owned = sorted(_owned(s, victim))
+            at = s.kill(s.workers[victim])
+            s.recovered(at, f"SIGKILL w{victim + 1} of {size} (owned {owned}): takeover")
+            if not _wait_owned(s, survivors, lambda union: union == every):
+                result.anomalies.append(f"survivors of w{victim + 1} never owned all partitions")
+            s.watch(rng.uniform(0.5, 2.0))
+            at = time.time()
+            s.restart(s.workers[victim])
+            if not _wait_owned(s, [victim], bool):
+                result.anomalies.append(f"w{victim + 1} got no partitions back after restart")
+            s.recovered(at, f"restart w{victim + 1} of {size}: rebalance back", kind="rejoin")
+            result.details.setdefault("owned_after_rejoin", []).append(
+                {f"w{i + 1}": sorted(_owned(s, i)) for i in range(size)}
+            )
+            cycles += 1
+
+
+def _steady(workers: int) -> Callable[[ChaosSession, Budget], None]:
+    def body(s: ChaosSession, budget: Budget) -> None:
+        s.start_workers(workers)
+        s.begin()
+        s.watch(max(budget.seconds, 1.0))
+
+    return body
+
+
+def _outage(s: ChaosSession, budget: Budget) -> None:
+    proxy = s.proxy
+    assert proxy is not None
+    s.start_workers(2)
+    s.begin()
+    s.watch(2.0)
+    evidence = s.connections()
+    s.result.details["connections_before_first_cut"] = evidence
+    if not evidence or any(c["to_broker"] or not c["to_proxy"] for c in evidence.values()):
+        s.result.anomalies.append(f"workers do not all go through the proxy: {evidence}")
+    rng, result = s.rng, s.result
+    end = time.monotonic() + budget.seconds
+    while result.outages < budget.faults or time.monotonic() < end:
+        s.watch(rng.uniform(1.5, 3.0))
+        mode: CutMode = "refuse" if result.outages % 2 == 0 else "blackhole"
+        length = rng.uniform(*budget.cut)
+        start = time.time()
+        closed = proxy.cut(mode)
+        s.note(start, f"cut ({mode})")
+        s.watch(length)
+        back = time.time()
+        held = proxy.restore()
+        s.note(back, "restore")
+        result.outages += 1
+        result.outage_seconds = round(result.outage_seconds + back - start, 1)
+        result.details.setdefault("cuts", []).append(
+            {"mode": mode, "seconds": round(back - start, 1), "closed": closed, "held": held}
+        )
+        s.recovered(back, f"{mode} outage of {back - start:.1f}s", kind="outage")
+    result.details["connections_at_end"] = s.connections()
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    body: Callable[[ChaosSession, Budget], None]
+    mix: LoadMix
+    proxy: bool = False
+    partitions: int = 4
+
+
+# Six partitions for the group: Faust's sticky assignor may leave a third worker without any
+# active partition when four are shared by three (2 + 2 + 0); six give every worker some.
+_BODIES: dict[str, _Spec] = {
+    "kill": _Spec(_kill, BASE_MIX),
+    "takeover": _Spec(_takeover, BASE_MIX, partitions=6),
+    "redelivery": _Spec(_steady(2), REDELIVERY_MIX),
+    "bad-input": _Spec(_steady(1), BAD_INPUT_MIX),
+    "outage": _Spec(_outage, BASE_MIX, proxy=True),
+}
+SCENARIOS: tuple[str, ...] = tuple(_BODIES)
+
+
+def run_scenario(
+    name: str, *, budget: Budget, seed: int, workdir: Path, rate: float | None = None
+) -> ScenarioResult:
+    """One scenario on a fresh broker; never raises for a failed run (see ``result.ok``)."""
+    spec = _BODIES[name]
+    mix = spec.mix if rate is None else replace(spec.mix, rate=rate)
+    result = ScenarioResult(name=name, title=TITLES[name], seed=seed, workers=0)
+    with ChaosSession(
+        result, workdir=workdir / name, mix=mix, proxy=spec.proxy, partitions=spec.partitions
+    ) as session:
+        try:
+            spec.body(session, budget)
+        except StockflowError as exc:
+            result.anomalies.append(f"scenario stopped: {exc}")
+        if session.load is not None:
+            try:
+                session.finish()
+            except StockflowError as exc:
+                result.anomalies.append(f"verdict incomplete: {exc}")
+    return result
+
+
+def plan(names: Iterable[str], duration: float | None) -> dict[str, Budget]:
+    """Budgets: the CI shape when ``duration`` is ``None``, else ``duration`` seconds in total
+    shared by weight (each scenario's fixed start-up and verdict time counted in)."""
+    chosen = list(names)
+    if duration is None:
+        return {name: CI_BUDGETS[name] for name in chosen}
+    total = sum(_WEIGHTS[name] for name in chosen)
+    budgets = {}
+    for name in chosen:
+        share = duration * _WEIGHTS[name] / total
+        seconds = max(share - _OVERHEAD[name], 10.0)
+        budgets[name] = replace(CI_BUDGETS[name], seconds=seconds, cut=(5.0, 15.0))
+    return budgets
+
+
+def run_chaos(
+    names: Iterable[str] = SCENARIOS,
+    *,
+    duration: float | None = None,
+    seed: int = 1,
+    workdir: Path,
+    rate: float | None = None,
+    on_result: Callable[[ScenarioResult], None] | None = None,
+) -> list[ScenarioResult]:
+    """Run scenarios one after the other; each gets its own seed derived from ``seed``."""
+    seeds = random.Random(seed)
+    results = []
+    for name, budget in plan(names, duration).items():
+        result = run_scenario(
+            name, budget=budget, seed=seeds.randrange(10**6), workdir=workdir, rate=rate
+        )
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results

@@ -1,0 +1,411 @@
+"""One chaos scenario's machinery: a broker (optionally behind a cuttable proxy), workers,
+steady load, a flow watcher, faults with recovery timing, and the final verdict.
+
+The verdict of a scenario is the ``stockflow audit`` command run as a subprocess (``--strict``,
+exit status 0 required) plus :func:`stockflow.chaos.checks.check_run`; a worker that exits
+without being killed, or does not flow again after a fault, is an anomaly and fails the run.
+Everything started here is stopped by PID in :meth:`ChaosSession.close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stockflow.chaos.checks import Topics, check_run
+from stockflow.chaos.load import LoadMix, LoadProducer, make_catalog
+from stockflow.chaos.proxy import TcpProxy, tcp_connections
+from stockflow.chaos.watch import FlowWatcher, Recovery
+from stockflow.errors import StockflowError
+from stockflow.testing.broker import EmbeddedBroker, free_port
+from stockflow.testing.harness import Harness
+from stockflow.testing.worker import WorkerProcess
+
+__all__ = ["ChaosSession", "ScenarioResult"]
+
+READY_TIMEOUT = 90.0
+RECOVERY_TIMEOUT = 120.0
+DECIDE_TIMEOUT = 60.0
+AUDIT_SETTLE = 30.0
+_LOG_PROBLEM = re.compile(r"\[(ERROR|CRITICAL)\] (.{0,160})")
+_NUMBERS = re.compile(r"[0-9a-f-]{8,}|\d+")
+
+
+@dataclass
+class ScenarioResult:
+    """What one scenario measured; ``ok`` only with zero violations and no anomaly."""
+
+    name: str
+    title: str
+    seed: int
+    workers: int
+    seconds: float = 0.0
+    orders: int = 0
+    orders_decided: int = 0
+    kills: int = 0
+    kills_during_recovery: int = 0
+    outages: int = 0
+    outage_seconds: float = 0.0
+    duplicates: int = 0
+    bad_inputs: int = 0
+    dead_lettered: int = 0
+    lifecycle: dict[str, int] = field(default_factory=dict)
+    audit_exit: int | None = None
+    audit_violations: int | None = None
+    check_problems: list[str] = field(default_factory=list)
+    recoveries: list[Recovery] = field(default_factory=list)
+    anomalies: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    workdir: str = ""
+
+    @property
+    def violations(self) -> int:
+        return (self.audit_violations or 0) + len(self.check_problems)
+
+    @property
+    def ok(self) -> bool:
+        return self.audit_exit == 0 and not self.check_problems and not self.anomalies
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["recoveries"] = [r.to_dict() for r in self.recoveries]
+        data["ok"] = self.ok
+        data["violations"] = self.violations
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScenarioResult:
+        """The inverse of :meth:`to_dict` (to render a report again from ``chaos.json``)."""
+        known = {name for name in cls.__dataclass_fields__ if name != "recoveries"}
+        result = cls(**{k: v for k, v in data.items() if k in known})
+        result.recoveries = [
+            Recovery(r["kind"], r["fault"], r["first_decision_s"], r["all_flowing_s"])
+            for r in data.get("recoveries", [])
+        ]
+        return result
+
+
+class ChaosSession:
+    """Set up in ``__enter__``; ``begin`` starts the load, ``finish`` stops it and judges."""
+
+    def __init__(
+        self,
+        result: ScenarioResult,
+        *,
+        workdir: Path,
+        mix: LoadMix,
+        partitions: int = 4,
+        proxy: bool = False,
+    ) -> None:
+        self.result = result
+        self.workdir = workdir
+        self.mix = mix
+        self.partitions = partitions
+        self.rng = random.Random(result.seed)
+        self.use_proxy = proxy
+        self.proxy: TcpProxy | None = None
+        self.broker: EmbeddedBroker | None = None
+        self.harness: Harness | None = None
+        self.watcher: FlowWatcher | None = None
+        self.load: LoadProducer | None = None
+        self.workers: list[WorkerProcess] = []
+        self._down: set[int] = set()  # indexes of workers killed on purpose
+        self._started = time.monotonic()
+        self.catalog = make_catalog(self.rng, partitions)
+        result.workdir = str(workdir)
+
+    # --- setup and teardown -----------------------------------------------------------------
+
+    def __enter__(self) -> ChaosSession:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.use_proxy:
+                broker_port = free_port()
+                self.proxy = TcpProxy(upstream_port=broker_port).start()
+                self.broker = EmbeddedBroker(
+                    broker_port,
+                    log_path=self.workdir / "broker.log",
+                    advertised_port=self.proxy.port,
+                ).start()
+                url: str | None = f"kafka://127.0.0.1:{self.proxy.port}"
+            else:
+                url = None
+            self.harness = Harness(partitions=self.partitions, workdir=self.workdir, broker_url=url)
+            self.harness.start()
+            broker = self.broker or self.harness.broker
+            if broker.process is not None:
+                self.note(time.time(), f"broker started (pid {broker.process.pid})")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.load is not None:
+            self.load.abort()
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.harness is not None:
+            self.harness.close()  # every worker, by PID
+        if self.broker is not None:
+            self.broker.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
+
+    @property
+    def h(self) -> Harness:
+        assert self.harness is not None
+        return self.harness
+
+    # --- workers ---------------------------------------------------------------------------
+
+    def start_workers(self, count: int) -> list[WorkerProcess]:
+        new = [self.h.worker(f"w{len(self.workers) + i + 1}").start() for i in range(count)]
+        self.workers.extend(new)
+        for worker in new:
+            worker.wait_ready(READY_TIMEOUT)
+        self.result.workers = max(self.result.workers, len(self.workers))
+        return new
+
+    def kill(self, worker: WorkerProcess) -> float:
+        """SIGKILL; returns the epoch time just before the signal."""
+        index = self.workers.index(worker)
+        self._down.add(index)
+        at = time.time()
+        pid = worker.pid
+        worker.kill()
+        self.result.kills += 1
+        self.note(at, f"SIGKILL w{index + 1} (pid {pid})")
+        return at
+
+    def restart(self, worker: WorkerProcess, *, wait: bool = True) -> None:
+        worker.start()
+        index = self.workers.index(worker)
+        self._down.discard(index)
+        self.note(time.time(), f"start w{index + 1} (pid {worker.pid})")
+        if wait:
+            worker.wait_ready(READY_TIMEOUT)
+            self.note(time.time(), f"w{index + 1} ready")
+
+    def note(self, at: float, what: str) -> None:
+        """Add a line to the run's timeline (epoch milliseconds: comparable to record stamps)."""
+        self.result.details.setdefault("timeline", []).append([int(at * 1000), what])
+
+    def watch(self, seconds: float) -> None:
+        """Sleep while checking that workers stay up and the producer works."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.check_health()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(0.2, remaining))
+
+    def check_health(self) -> None:
+        for index, worker in enumerate(self.workers):
+            if index in self._down or worker.running:
+                continue
+            code = worker.process.returncode if worker.process is not None else None
+            tail = worker.log_text()[-3000:]
+            self.result.anomalies.append(
+                f"worker w{index + 1} exited on its own (status {code}); log tail:\n{tail}"
+            )
+            worker.stop()
+            self.restart(worker, wait=False)
+        if self.load is not None and self.load.error is not None:
+            raise StockflowError(f"load producer failed: {self.load.error!r}")
+
+    def recovered(self, since: float, fault: str, *, kind: str = "kill") -> Recovery:
+        """Wait until every partition flows again after ``since``; a timeout is an anomaly."""
+        assert self.watcher is not None
+        try:
+            recovery = self.watcher.wait_recovered(
+                since, fault=fault, timeout=RECOVERY_TIMEOUT, kind=kind
+            )
+        except StockflowError as exc:
+            self.result.anomalies.append(f"stuck: {exc}")
+            raise
+        self.result.recoveries.append(recovery)
+        return recovery
+
+    def connections(self) -> dict[str, dict[str, int]]:
+        """Per worker: established connections to the proxy and straight to the broker."""
+        evidence: dict[str, dict[str, int]] = {}
+        for index, worker in enumerate(self.workers):
+            if worker.pid is None:
+                continue
+            remote = [c.remote_port for c in tcp_connections(worker.pid)]
+            evidence[f"w{index + 1}"] = {
+                "to_proxy": sum(1 for port in remote if self.proxy and port == self.proxy.port),
+                "to_broker": sum(1 for port in remote if self.broker and port == self.broker.port),
+            }
+        return evidence
+
+    # --- load and verdict ----------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Stock the catalog, start watching and start the load."""
+        h = self.h
+        h.stock_many(self.catalog.stock, timeout=60)
+        settings = h.settings
+        self.watcher = FlowWatcher(
+            h.bootstrap,
+            reservations=settings.reservations_topic,
+            replies=settings.order_replies_topic,
+            partitions=self.partitions,
+            group=settings.app_id,
+            committed_topics=(settings.orders_topic, settings.product_commands_topic),
+        ).start()
+        self.load = LoadProducer(
+            h.bootstrap,
+            topics={"orders": settings.orders_topic, "inventory": settings.inventory_topic},
+            catalog=self.catalog,
+            mix=self.mix,
+            seed=self.result.seed,
+        ).start()
+        self._started = time.monotonic()
+
+    def finish(self) -> ScenarioResult:
+        """Stop the load, wait for every outcome, audit, check, and fill in the result."""
+        assert self.load is not None and self.watcher is not None
+        result, h = self.result, self.h
+        result.seconds = round(time.monotonic() - self._started, 1)
+        self.load.stop()
+        self.check_health()
+        try:
+            self.watcher.wait_decided(self.load.sent.order_ids, timeout=DECIDE_TIMEOUT)
+        except StockflowError as exc:
+            result.anomalies.append(str(exc))
+        self._audit()
+        settings = h.settings
+        names = (
+            settings.orders_topic,
+            settings.inventory_topic,
+            settings.reservations_topic,
+            settings.dead_letter_topic,
+        )
+        read = h.read(*names)
+        topics = Topics(*(read[name] for name in names))
+        report = check_run(topics, self.catalog.stock, h.stock_state)
+        counts = report.counts
+        result.check_problems = report.problems
+        result.orders = counts["orders"]
+        result.orders_decided = counts["orders_decided"]
+        result.duplicates = counts["duplicate_inputs"]
+        result.bad_inputs = counts["bad_inputs"]
+        result.dead_lettered = counts["dead_lettered_inputs"]
+        result.lifecycle = {
+            name: counts[f"lifecycle_{name}"] for name in ("before", "after", "twice")
+        }
+        result.details["checks"] = dict(sorted(counts.items()))
+        result.details["sent"] = {
+            "records": dict(self.load.sent.records),
+            "copies": dict(self.load.sent.copies),
+            "send_failures": self.load.sent.send_failures,
+        }
+        result.details["worker_log_problems"] = self._log_problems()
+        if self.proxy is not None:
+            result.details["proxy"] = dict(self.proxy.stats)
+        with open(self.workdir / "committed.jsonl", "w", encoding="utf-8") as handle:
+            for stamp, offsets in self.watcher.committed:
+                handle.write(json.dumps([stamp, offsets]) + "\n")
+        if not result.ok:
+            self.dump_topics()
+        (self.workdir / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
+        return result
+
+    def dump_topics(self) -> Path:
+        """Every topic of the run (inputs, outputs, internal topics, changelogs) as JSON lines
+        under ``topics/``: the evidence, since the embedded broker keeps nothing."""
+        from stockflow.testing.topics import read_topics
+
+        app = self.h.settings.app_id
+        names = [
+            *self.h.settings.all_topics(),
+            f"{app}-{app}-products-changelog",
+            f"{app}-{app}-orders-changelog",
+        ]
+        target = self.workdir / "topics"
+        target.mkdir(exist_ok=True)
+        records = asyncio.run(read_topics(self.h.bootstrap, names, timeout=120))
+        for name, rows in records.items():
+            with open(target / f"{name}.jsonl", "w", encoding="utf-8") as handle:
+                for r in rows:
+                    row = {
+                        "partition": r.partition,
+                        "offset": r.offset,
+                        "timestamp_ms": r.timestamp_ms,
+                        "key": _text(r.key),
+                        "value": _text(r.value),
+                    }
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return target
+
+    def _audit(self) -> None:
+        """``stockflow audit --json --settle S --strict`` as a user runs it."""
+        command = [
+            sys.executable,
+            "-c",
+            "from stockflow.cli import main; main()",
+            "audit",
+            "--broker",
+            self.h.bootstrap,
+            "--json",
+            "--settle",
+            str(AUDIT_SETTLE),
+            "--strict",
+        ]
+        env = {**os.environ, **self.h.env}
+        done = subprocess.run(
+            command, env=env, capture_output=True, timeout=AUDIT_SETTLE + 300, check=False
+        )
+        (self.workdir / "audit.json").write_bytes(done.stdout)
+        (self.workdir / "audit.stderr").write_bytes(done.stderr)
+        self.result.audit_exit = done.returncode
+        try:
+            audit = json.loads(done.stdout)
+        except ValueError:
+            self.result.anomalies.append(
+                f"stockflow audit exited {done.returncode} without JSON: "
+                f"{done.stderr.decode(errors='replace')[-2000:]}"
+            )
+            return
+        self.result.audit_violations = len(audit["violations"])
+        self.result.details["audit_counts"] = audit["counts"]
+        self.result.details["audit_violations"] = audit["violations"][:20]
+
+    def _log_problems(self) -> dict[str, dict[str, int]]:
+        """ERROR/CRITICAL lines per worker log (whole file), grouped by their first words."""
+        problems: dict[str, dict[str, int]] = {}
+        for index, worker in enumerate(self.workers):
+            seen: dict[str, int] = {}
+            for match in _LOG_PROBLEM.finditer(worker.log_text(since_start=False)):
+                text = _NUMBERS.sub("#", match.group(2))
+                head = f"{match.group(1)} {text}"
+                seen[head[:120]] = seen.get(head[:120], 0) + 1
+            if seen:
+                problems[f"w{index + 1}"] = seen
+        return problems
+
+
+def _text(data: bytes | None) -> str | None:
+    """UTF-8 text, or ``b64:...`` for bytes that are not."""
+    if data is None:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return "b64:" + base64.b64encode(data).decode("ascii")

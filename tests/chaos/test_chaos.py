@@ -1,0 +1,90 @@
+"""Issue 5: the chaos scenarios on the real broker with real worker processes, in their short CI
+shape (``stockflow chaos`` without ``--duration``). Each scenario must end with
+``stockflow audit --strict`` exiting 0, the run's own checks finding nothing, no anomaly (a
+worker exiting on its own, decisions not flowing again), and must leave no process behind.
+
+Long soak runs: ``stockflow chaos --duration 600 --report docs/reliability.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from stockflow.chaos import SCENARIOS, ScenarioResult, plan, run_scenario
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
+
+SEED = 5
+
+
+def _explain(result: ScenarioResult) -> str:
+    """Everything needed to start debugging a failed scenario."""
+    return json.dumps(
+        {
+            "workdir": result.workdir,
+            "audit_exit": result.audit_exit,
+            "audit_violations": result.details.get("audit_violations"),
+            "check_problems": result.check_problems[:20],
+            "anomalies": [a[:2000] for a in result.anomalies],
+        },
+        indent=1,
+        ensure_ascii=False,
+    )
+
+
+def _assert_no_leftovers(result: ScenarioResult) -> None:
+    """Every worker and broker PID the run started is gone (stopped by PID, reaped)."""
+    started = {
+        int(pid)
+        for _, what in result.details.get("timeline", [])
+        for pid in re.findall(r"pid (\d+)", what)
+    }
+    assert any("broker" in what for _, what in result.details["timeline"])
+    alive = []
+    for pid in started:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue  # gone
+        if b"faust" in command or b"tansu" in command:  # not a recycled PID
+            alive.append(pid)
+    assert not alive, f"processes left running: {alive}"
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_chaos_scenario(name: str, tmp_path: Path) -> None:
+    budget = plan([name], None)[name]
+    result = run_scenario(name, budget=budget, seed=SEED, workdir=tmp_path)
+    _assert_no_leftovers(result)
+    assert result.orders > 0 and result.orders_decided == result.orders, _explain(result)
+    assert result.audit_exit == 0, _explain(result)
+    assert result.audit_violations == 0, _explain(result)
+    assert not result.check_problems, _explain(result)
+    assert not result.anomalies, _explain(result)
+    kills = [r for r in result.recoveries if r.kind == "kill"]
+    if name == "kill":
+        assert result.kills >= 10
+        assert len(kills) == result.kills - result.kills_during_recovery
+    elif name == "takeover":
+        assert result.workers == 3
+        assert len(kills) >= 2  # one per group size
+        assert len([r for r in result.recoveries if r.kind == "rejoin"]) == len(kills)
+    elif name == "redelivery":
+        assert result.duplicates >= result.orders  # every input at least twice
+        assert all(result.lifecycle[where] > 0 for where in ("before", "after", "twice"))
+    elif name == "bad-input":
+        assert result.bad_inputs > 0
+        assert result.dead_lettered == result.bad_inputs
+    elif name == "outage":
+        assert result.outages >= 2
+        cuts = result.details["cuts"]
+        assert {cut["mode"] for cut in cuts} == {"refuse", "blackhole"}
+        evidence = result.details["connections_before_first_cut"]
+        assert evidence and all(
+            c["to_proxy"] > 0 and c["to_broker"] == 0 for c in evidence.values()
+        )
+        assert sum(cut["closed"] for cut in cuts) > 0  # the cuts really broke live connections

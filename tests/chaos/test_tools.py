@@ -1,0 +1,184 @@
+"""The chaos tooling itself, fast and without a broker: the proxy's cut/restore semantics, the
+checks' lifecycle rules, log parsing and the bad-input catalogue. (If the tools were wrong, a
+green chaos run would mean nothing.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from stockflow.audit import audit_records
+from stockflow.chaos.checks import lifecycle_problems
+from stockflow.chaos.garbage import KINDS
+from stockflow.chaos.proxy import TcpProxy, tcp_connections
+from stockflow.chaos.watch import assigned_partitions
+from stockflow.processing.pipeline import LocalPipeline
+from stockflow.testing.topics import Record
+
+pytestmark = pytest.mark.chaos
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=_echo, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def _echo(conn: socket.socket) -> None:
+    try:
+        while data := conn.recv(1024):
+            conn.sendall(data)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def test_proxy_forwards_cuts_and_restores(echo_port: int) -> None:
+    with TcpProxy(echo_port) as proxy:
+        live = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
+        live.sendall(b"ping")
+        assert live.recv(4) == b"ping"
+        assert any(c.remote_port == proxy.port for c in tcp_connections(os.getpid()))
+        assert proxy.cut("refuse") == 1
+        with pytest.raises(OSError):
+            live.sendall(b"x")
+            live.recv(1) or _raise()
+        with pytest.raises(OSError):  # reset while connecting, or on first use
+            refused = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
+            refused.sendall(b"x")
+            refused.recv(1) or _raise()
+        proxy.restore()
+        proxy.cut("blackhole")
+        held = socket.create_connection(("127.0.0.1", proxy.port), timeout=0.5)
+        held.sendall(b"x")
+        with pytest.raises(TimeoutError):
+            held.recv(1)
+        assert proxy.restore() == 1
+        again = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
+        again.sendall(b"back")
+        assert again.recv(4) == b"back"
+        for sock in (live, held, again):
+            sock.close()
+    assert proxy.stats["closed_by_cut"] == 1
+    assert proxy.stats["refused"] == 1 and proxy.stats["blackholed"] == 1
+
+
+def _raise() -> None:
+    raise OSError("closed")
+
+
+def test_every_bad_input_kind_is_dead_lettered_and_readable_by_the_audit() -> None:
+    rng = random.Random(3)
+    for what, (topic, make) in KINDS.items():
+        value = make(rng, "bad-1", "sku-1")
+        emitted = LocalPipeline().feed(topic, b"bad-1", value, 1_000)
+        assert [e.role for e in emitted] == ["dead_letters"], what
+
+
+def _record(offset: int, value: dict[str, object], topic: str = "orders") -> Record:
+    key = str(value.get("order_id", "")).encode()
+    return Record(topic, 0, offset, key, json.dumps(value).encode(), 1_000 + offset)
+
+
+def test_lifecycle_rules() -> None:
+    placed = {"type": "OrderPlaced", "order_id": "o", "lines": [{"product_id": "p", "quantity": 1}]}
+    paid = {"type": "OrderPaid", "order_id": "o"}
+    reserved = {
+        "type": "OrderReserved",
+        "order_id": "o",
+        "lines": [{"product_id": "p", "quantity": 1}],
+    }
+    unknown = {"type": "ReservationConfirmFailed", "order_id": "o", "reason": "unknown_order"}
+    confirmed = {"type": "ReservationConfirmed", "order_id": "o", "product_id": "p", "quantity": 1}
+    orders = [_record(0, paid), _record(1, placed)]
+    outputs = [(_record(5, v, "reservations"), v) for v in (unknown, reserved)]
+    assert lifecycle_problems(orders, outputs, {"o": reserved}) == []
+    # The payment came before the order: confirming the order anyway is a violation.
+    with_confirm = [*outputs, (_record(7, confirmed, "reservations"), confirmed)]
+    assert lifecycle_problems(orders, with_confirm, {"o": reserved})
+    # Paid after placement: must be confirmed, and must not be answered unknown_order.
+    after = [_record(0, placed), _record(1, paid)]
+    assert lifecycle_problems(after, outputs, {"o": reserved})
+    good = [(_record(5, v, "reservations"), v) for v in (reserved, confirmed)]
+    assert lifecycle_problems(after, good, {"o": reserved}) == []
+
+
+def test_assigned_partitions_reads_the_last_faust_assignment_table() -> None:
+    log = """
+[..] Setting newly assigned partitions
++Topic Partition Set-----+------------+
+| topic                  | partitions |
+| orders                 | {0-3}      |
++------------------------+------------+ for group g
+[..] Setting newly assigned partitions
++Topic Partition Set-----+------------+
+| orders                 | {0, 2-3}   |
+| sf-orders-changelog    | {0-3}      |
++------------------------+------------+ for group g
+"""
+    assert assigned_partitions(log, "orders") == {0, 2, 3}
+    assert assigned_partitions(log, "inventory") == set()
+    assert assigned_partitions("no table", "orders") is None
+
+
+def test_audit_survives_deeply_nested_input() -> None:
+    # Found by the chaos work: the auditor crashed with RecursionError on this input.
+    nested = b"[" * 100_000 + b"]" * 100_000
+    order = Record("orders", 0, 0, b"bad-1", nested, 1_000)
+    letter = {
+        "type": "DeadLetter",
+        "topic": "orders",
+        "partition": 0,
+        "offset": 0,
+        "timestamp_ms": 1_000,
+        "key_b64": "YmFkLTE=",
+        "value_b64": __import__("base64").b64encode(nested).decode(),
+        "error": "recursion limit exceeded",
+    }
+    dead = Record("stockflow-dead-letters", 0, 0, b"bad-1", json.dumps(letter).encode(), 1_001)
+    assert audit_records([order], [], [], [dead], strict=True).ok
+
+
+def test_replayed_early_payment_gets_the_same_answer() -> None:
+    # Found by the kill scenario (defect B): a payment preceding its order in the partition was
+    # answered unknown_order, then confirmed the order when redelivered after a crash.
+    from stockflow.core.policy import Policy
+    from stockflow.processing.orders import OrderDesk
+    from stockflow.processing.records import Meta
+    from stockflow.processing.store import MemoryStore
+
+    desk = OrderDesk(MemoryStore(), Policy())
+    paid = json.dumps({"type": "OrderPaid", "order_id": "o1"}).encode()
+    placed = json.dumps(
+        {"type": "OrderPlaced", "order_id": "o1", "lines": [{"product_id": "p", "quantity": 1}]}
+    ).encode()
+
+    def at(offset: int) -> Meta:
+        return Meta(topic="orders", partition=0, offset=offset, timestamp_ms=1_000, key=b"o1")
+
+    first = desk.handle_order(paid, at(10))
+    desk.handle_order(placed, at(11))
+    replay = desk.handle_order(paid, at(10))  # redelivered: offset 10 was not committed
+    assert [o.value for o in replay.outputs] == [o.value for o in first.outputs]
+    saga = desk.saga("o1")
+    assert saga is not None and not saga.pay_requested
