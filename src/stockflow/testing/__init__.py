@@ -4,6 +4,7 @@
 entry point).
 """
 
+from stockflow.testing.assertions import assert_one_outcome_each, outcome_of
 from stockflow.testing.broker import EmbeddedBroker, free_port
 from stockflow.testing.topics import Record, produce, read_topic, read_topics, wait_for
 from stockflow.testing.worker import WorkerProcess, fast_test_env
@@ -12,8 +13,10 @@ __all__ = [
     "EmbeddedBroker",
     "Record",
     "WorkerProcess",
+    "assert_one_outcome_each",
     "fast_test_env",
     "free_port",
+    "outcome_of",
     "produce",
     "read_topic",
     "read_topics",

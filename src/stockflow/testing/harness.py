@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from stockflow.errors import BrokerError
+from stockflow.models import OrderPlaced, StockSet
 from stockflow.settings import Settings
 from stockflow.testing.broker import EmbeddedBroker, create_topics
 from stockflow.testing.topics import Record, produce, read_topics, wait_for
@@ -198,6 +199,43 @@ class Harness:
         seen = wait_for(self.bootstrap, [name], done, timeout=timeout)
         return [record.json() for record in seen[name]]
 
+    def feed_recording(
+        self, lines: Iterable[str], *, timeout: float = 60.0, keep_timestamps: bool = False
+    ) -> None:
+        """Send a recording (``stockflow replay``'s line format) to the running workers one
+        record at a time, waiting for an order's outcome or a recount's effect before the next
+        record, so that the workers see the records in the order the offline replay does.
+
+        Records are stamped now unless ``keep_timestamps``: a live worker's timers follow the
+        wall clock, so reservations of an old recording would all expire at once."""
+        from stockflow.replay import parse_lines
+
+        names = {"orders": self.settings.orders_topic, "inventory": self.settings.inventory_topic}
+        for _number, record in parse_lines(lines):
+            topic = names.get(record.topic, record.topic)
+            asyncio.run(
+                produce(
+                    self.bootstrap,
+                    [(topic, record.key, record.value)],
+                    timestamps=[record.timestamp_ms if keep_timestamps else None],
+                )
+            )
+            event = _valid_input(record.topic, names, record.key, record.value)
+            if isinstance(event, OrderPlaced):
+                self.wait_outcomes([event.order_id], timeout=timeout)
+                time.sleep(0.2)  # compensations are one hop behind the outcome
+            elif isinstance(event, StockSet):
+                self._wait_stock(event.product_id, event.on_hand, timeout)
+            else:
+                time.sleep(0.3)  # dead letters and lifecycle answers: one hop
+
+    def _wait_stock(self, product_id: str, on_hand: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.stock_state().get(product_id, {}).get("on_hand") == on_hand:
+                return
+            time.sleep(0.2)
+
     # --- state ---------------------------------------------------------------------------------
 
     def changelog(self, table: str) -> dict[str, bytes]:
@@ -224,6 +262,29 @@ class Harness:
                     result.setdefault(entry["product_id"], {"pending_sum": 0})
                     result[entry["product_id"]]["pending_sum"] += entry["quantity"]
         return result
+
+
+def _valid_input(
+    topic: str, names: Mapping[str, str], key: bytes | None, value: bytes | None
+) -> object:
+    """The parsed input event, or ``None`` if the worker will dead-letter it."""
+    from pydantic import ValidationError
+
+    from stockflow.models import INVENTORY_EVENT_ADAPTER, ORDER_EVENT_ADAPTER
+
+    adapter: Any = ORDER_EVENT_ADAPTER if topic in ("orders", names["orders"]) else None
+    if topic in ("inventory", names["inventory"]):
+        adapter = INVENTORY_EVENT_ADAPTER
+    if adapter is None or value is None:
+        return None
+    try:
+        event = adapter.validate_json(value)
+    except ValidationError:
+        return None
+    order_id = getattr(event, "order_id", None)
+    if order_id is not None and key is not None and key != order_id.encode():
+        return None  # keyed by something else: dead-lettered
+    return event
 
 
 def _id_of(length_prefixed: str) -> str:

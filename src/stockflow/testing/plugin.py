@@ -5,6 +5,8 @@ point, so installing stockflow makes them available).
 start workers with ``stockflow_harness.start_worker()``.
 ``stockflow_worker``: the harness with one worker running.
 ``stockflow_pipeline``: an in-process pipeline running the same decision code, no broker.
+``stockflow_replay``: ``replay(lines) -> list[dict]``, a recording's outputs computed offline.
+Assertions on outcomes: :mod:`stockflow.testing.assertions`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 from stockflow.testing.harness import Harness
 from stockflow.testing.worker import WorkerProcess
 
-__all__ = ["stockflow_harness", "stockflow_pipeline", "stockflow_worker"]
+__all__ = ["stockflow_harness", "stockflow_pipeline", "stockflow_replay", "stockflow_worker"]
 
 
 @pytest.fixture
@@ -37,3 +39,16 @@ def stockflow_pipeline() -> object:
     from stockflow.processing.pipeline import LocalPipeline
 
     return LocalPipeline()
+
+
+@pytest.fixture
+def stockflow_replay() -> object:
+    """Replays recorded lines offline and returns the output records as dicts."""
+    import json
+
+    from stockflow.replay import replay_lines
+
+    def replay(lines: list[str], **kwargs: object) -> list[dict[str, object]]:
+        return [json.loads(line) for line in replay_lines(lines, **kwargs)]  # type: ignore[arg-type]
+
+    return replay

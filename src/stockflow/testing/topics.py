@@ -50,16 +50,24 @@ async def produce(
     *,
     linger_ms: int = 5,
     client_kwargs: Mapping[str, Any] | None = None,
+    timestamps: Iterable[int | None] | None = None,
 ) -> int:
     """Send ``(topic, key, value)`` records; dicts become JSON, str becomes UTF-8. Returns the
-    number sent once every one is acknowledged."""
+    number sent once every one is acknowledged. ``timestamps`` (epoch ms, one per record) sets
+    the records' timestamps; default: now."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", **dict(client_kwargs or {})
     )
     await producer.start()
     try:
+        stamps = iter(timestamps) if timestamps is not None else None
         futures = [
-            await producer.send(topic, key=_encode(key), value=_encode(value))
+            await producer.send(
+                topic,
+                key=_encode(key),
+                value=_encode(value),
+                timestamp_ms=next(stamps) if stamps is not None else None,
+            )
             for topic, key, value in records
         ]
         await producer.flush()
