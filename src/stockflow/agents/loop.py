@@ -12,7 +12,7 @@ from stockflow.agents.publish import Probe, Publisher, crash, set_current_event
 from stockflow.processing.records import Out, Step
 from stockflow.tables.store import TableStore
 
-__all__ = ["Batching", "run_batches"]
+__all__ = ["Batching", "register_agent", "run_batches"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +64,31 @@ async def run_batches(
         except Exception as exc:
             await crash(app, name, exc)
             raise
+
+
+def register_agent(
+    app: Any,
+    *,
+    name: str,
+    topic: Any,
+    handle: Callable[[Any], Step],
+    publisher: Publisher,
+    store: TableStore,
+    batching: Batching,
+    probe: Probe | None = None,
+) -> Any:
+    """A Faust agent on ``topic`` that runs :func:`run_batches` with ``handle``."""
+
+    async def agent(stream: Any) -> None:
+        await run_batches(
+            app,
+            name=name,
+            stream=stream,
+            handle=handle,
+            publisher=publisher,
+            store=store,
+            batching=batching,
+            probe=probe,
+        )
+
+    return app.agent(topic, name=name)(agent)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stockflow.agents.loop import Batching, run_batches
+from stockflow.agents.loop import Batching, register_agent
 from stockflow.agents.publish import Probe, Publisher, meta_of
 from stockflow.processing.orders import OrderDesk
 from stockflow.processing.records import Step
@@ -32,16 +32,13 @@ def register_orders_agent(
             return desk.handle_order(message.value, meta)
         return desk.handle_reply(message.value, meta)
 
-    async def orders(stream: Any) -> None:
-        await run_batches(
-            app,
-            name=name,
-            stream=stream,
-            handle=handle,
-            publisher=publisher,
-            store=store,
-            batching=batching,
-            probe=probe,
-        )
-
-    return app.agent(topic, name=name)(orders)
+    return register_agent(
+        app,
+        name=name,
+        topic=topic,
+        handle=handle,
+        publisher=publisher,
+        store=store,
+        batching=batching,
+        probe=probe,
+    )

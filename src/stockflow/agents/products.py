@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stockflow.agents.loop import Batching, run_batches
+from stockflow.agents.loop import Batching, register_agent
 from stockflow.agents.publish import Probe, Publisher, meta_of
 from stockflow.processing.products import ProductWriter
 from stockflow.processing.records import Step
@@ -27,16 +27,13 @@ def register_products_agent(
     def handle(message: Any) -> Step:
         return writer.handle(message.value, meta_of(message))
 
-    async def products(stream: Any) -> None:
-        await run_batches(
-            app,
-            name=name,
-            stream=stream,
-            handle=handle,
-            publisher=publisher,
-            store=store,
-            batching=batching,
-            probe=probe,
-        )
-
-    return app.agent(topic, name=name)(products)
+    return register_agent(
+        app,
+        name=name,
+        topic=topic,
+        handle=handle,
+        publisher=publisher,
+        store=store,
+        batching=batching,
+        probe=probe,
+    )
