@@ -117,34 +117,59 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             client_kwargs=auth,
         )
 
+    def fetch_position(self, tp: TP) -> int | None:
+        """The offset aiokafka fetches ``tp`` from next; ``None`` if it is not assigned or its
+        position is being reset. Read without a lock: an int attribute of aiokafka's state."""
+        consumer = self._consumer
+        subscription = None if consumer is None else consumer._subscription.subscription
+        assignment = None if subscription is None else subscription.assignment
+        if assignment is None:
+            return None
+        state = assignment.state_value(TopicPartition(tp.topic, tp.partition))
+        return None if state is None else state._position
+
 
 class TunedConsumer(faust_aiokafka.Consumer):
     """Faust's consumer, plus: no record fetched before a seek is delivered after it.
 
     After a rebalance Faust's recovery resumes the stream partitions *before* seeking them to
-    their committed offsets. Records fetched from the old position could then arrive after the
-    seek: Faust recorded the jump as an offset "gap" (later committed as if processed) and
-    dropped the re-fetched records as already read - orders, payments and cancellations lost
-    without a trace (found by the chaos suite: 28 orders in one takeover run). Records of a
-    fetch that straddled a seek are dropped here and the partitions sought to the committed
-    offsets again: redelivery is safe (processing is idempotent), skipping is not.
+    their committed offsets. Records that aiokafka had already returned from the old position,
+    still being handed to the streams, then arrived after the seek: Faust recorded the jump as
+    an offset "gap" (later committed as if processed) and dropped the re-fetched records as
+    already read - orders, payments and cancellations lost without a trace (found by the chaos
+    suite: 28 orders in one takeover run).
+
+    aiokafka itself never returns a record from before a seek, and a returned record lies
+    below its partition's fetch position until a seek moves that position back over it. So once
+    a seek happened during a fetch, a record of that fetch is delivered only if it is still
+    below its partition's position; the others are dropped, and aiokafka fetches them again
+    from the sought offset. Redelivery is safe (processing is idempotent), skipping is not.
     """
 
     fetch_max_wait_ms: int = 1500
     _seeks: int = 0
 
     async def perform_seek(self) -> None:
-        self._seeks += 1
+        self._seeks += 1  # before the seek: a fetch in flight must not outrun it
         await super().perform_seek()
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        self._seeks += 1
+        await super().seek(partition, offset)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         seeks = self._seeks
+        thread: Any = self._thread
+        dropped = 0
         async for tp, message in super().getmany(timeout):
-            if self._seeks != seeks:
-                log.info("dropping records fetched before a seek; seeking to committed again")
-                await self.perform_seek()
-                return
+            if seeks != self._seeks:
+                position = thread.fetch_position(tp)
+                if position is None or message.offset >= position:
+                    dropped += 1
+                    continue
             yield tp, message
+        if dropped:
+            log.info("dropped %d record(s) fetched before a seek; they are fetched again", dropped)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         thread = TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
