@@ -1,100 +1,195 @@
-"""TunedConsumer: a record that aiokafka returned before a seek moved its partition back over it
-is never delivered after that seek; every other record is delivered, none is skipped.
+"""stockflow.transport without a broker: the parts of Faust's consumer and producer it changes,
+driven through fakes so that the moment of a pause, a seek or a send can be placed exactly.
 
-Faust's consumer is not started here: its ``getmany`` is replaced by a fake fetch, and the
-aiokafka fetch positions by a dict, so that a seek can be placed exactly between two records.
+- Records aiokafka returned for a paused partition are fetched again, never skipped.
+- ``fetch_again`` moves a fetch position back only when it lies past the first skipped record.
+- The producer flush behind every commit waits for what was buffered before it, including a
+  record whose send is in flight, and not for what is buffered after it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from faust.transport.drivers import aiokafka as faust_aiokafka
+from aiokafka import TopicPartition
+from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
-from stockflow.transport import TunedConsumer
+from stockflow.transport import TunedConsumer, TunedConsumerThread, complete_producer_flush
 
 ORDERS = TP("orders", 0)
 REPLIES = TP("replies", 0)
+CHANGELOG = TP("changelog", 0)
 
 
 @dataclass
-class FakeMessage:
+class FakeRecord:
     offset: int
 
 
+@dataclass
 class FakeThread:
-    """Stands in for the consumer thread: aiokafka's fetch position per partition."""
+    """The consumer thread: ``fetch_again`` answers as if every position lay past the offset."""
 
-    def __init__(self, positions: dict[TP, int | None]) -> None:
-        self.positions = positions
+    calls: list[dict[TP, int]] = field(default_factory=list)
 
-    def fetch_position(self, tp: TP) -> int | None:
-        return self.positions.get(tp)
+    async def fetch_again(self, first_offsets: dict[TP, int]) -> dict[TP, int]:
+        self.calls.append(dict(first_offsets))
+        return dict(first_offsets)
+
+    async def call_thread(self, fun: Any, *args: Any) -> Any:
+        return await fun(*args)
 
 
-def make_consumer(positions: dict[TP, int | None]) -> Any:
+def consumer_returning(
+    monkeypatch: pytest.MonkeyPatch, records: dict[TP, list[FakeRecord]], active: set[TP]
+) -> Any:
+    async def wait_next_records(self: Any, timeout: float) -> Any:
+        return records, active
+
+    monkeypatch.setattr(FaustConsumer, "_wait_next_records", wait_next_records)
     consumer: Any = TunedConsumer.__new__(TunedConsumer)  # no Faust service machinery needed
-    consumer._thread = FakeThread(positions)
+    consumer._thread = FakeThread()
+    consumer._buffered_partitions = set()
+    consumer._read_offset = {}
     return consumer
 
 
-def fake_fetch(
-    monkeypatch: pytest.MonkeyPatch,
-    records: list[tuple[TP, int]],
-    *,
-    seek_before: int | None = None,
-    seek: dict[TP, int] | None = None,
-) -> None:
-    """Faust's getmany yields ``records``; before the record at index ``seek_before`` a seek
-    happens: the seek counter moves and aiokafka's positions become ``seek``."""
+def test_records_of_a_paused_partition_are_fetched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    records = {
+        ORDERS: [FakeRecord(10), FakeRecord(11)],
+        REPLIES: [FakeRecord(3)],
+        CHANGELOG: [FakeRecord(40), FakeRecord(41)],
+    }
+    consumer = consumer_returning(monkeypatch, records, active={REPLIES})
 
-    async def getmany(self: Any, timeout: float) -> Any:
-        for index, (tp, offset) in enumerate(records):
-            if index == seek_before:
-                self._seeks += 1
-                self._thread.positions.update(seek or {})
-            yield tp, FakeMessage(offset)
+    kept, deliver = asyncio.run(consumer._wait_next_records(1.0))
 
-    monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", getmany)
+    assert kept == {REPLIES: records[REPLIES]}
+    assert consumer._thread.calls == [{ORDERS: 10, CHANGELOG: 40}]
+    # The next record Faust delivers for them is the first one set aside: no offset gap.
+    assert consumer._read_offset == {ORDERS: 10, CHANGELOG: 40}
+    assert deliver == {REPLIES}
 
 
-def delivered(consumer: Any) -> list[tuple[TP, int]]:
-    async def collect() -> list[tuple[TP, int]]:
-        return [(tp, message.offset) async for tp, message in consumer.getmany(timeout=0.1)]
-
-    return asyncio.run(collect())
-
-
-def test_without_a_seek_every_record_is_delivered(monkeypatch: pytest.MonkeyPatch) -> None:
-    records = [(ORDERS, 10), (REPLIES, 3), (ORDERS, 11)]
-    fake_fetch(monkeypatch, records)
-    assert delivered(make_consumer({ORDERS: 12, REPLIES: 4})) == records
-
-
-def test_records_behind_a_seek_back_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The worker had read orders up to 12; a rebalance seeks it back to its committed offset 5.
-    records = [(ORDERS, 10), (ORDERS, 11), (REPLIES, 3), (ORDERS, 12)]
-    fake_fetch(monkeypatch, records, seek_before=1, seek={ORDERS: 5})
-    consumer = make_consumer({ORDERS: 13, REPLIES: 4})
-    # 10 came before the seek (processed, and fetched again from 5); 11 and 12 lie at or above
-    # the new position and are fetched again too; replies were not moved and keep flowing.
-    assert delivered(consumer) == [(ORDERS, 10), (REPLIES, 3)]
-
-
-def test_a_seek_that_does_not_move_a_partition_back_drops_nothing_of_it(
+def test_a_partition_paused_while_its_records_are_delivered_keeps_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    records = [(ORDERS, 10), (ORDERS, 11)]
-    fake_fetch(monkeypatch, records, seek_before=0, seek={ORDERS: 12})
-    assert delivered(make_consumer({ORDERS: 12})) == records
+    active = {ORDERS, REPLIES}
+    consumer = consumer_returning(monkeypatch, {ORDERS: [FakeRecord(5)]}, active=active)
+
+    kept, deliver = asyncio.run(consumer._wait_next_records(1.0))
+    active.discard(ORDERS)  # Faust pauses it while the batch is handed out
+
+    assert ORDERS in kept and ORDERS in deliver
+    assert consumer._thread.calls == []
 
 
-def test_a_partition_without_a_position_is_fetched_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Revoked, or its position being reset: nothing of it is delivered from the old fetch.
-    records = [(ORDERS, 10), (REPLIES, 3)]
-    fake_fetch(monkeypatch, records, seek_before=0, seek={ORDERS: None})
-    assert delivered(make_consumer({ORDERS: 11, REPLIES: 4})) == [(REPLIES, 3)]
+def test_buffered_partitions_are_delivered_although_not_active(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = consumer_returning(monkeypatch, {ORDERS: [FakeRecord(5)]}, active={REPLIES})
+    consumer._buffered_partitions = {ORDERS}  # its stream's buffer was full
+
+    kept, _ = asyncio.run(consumer._wait_next_records(1.0))
+
+    assert kept == {ORDERS: [FakeRecord(5)]}
+    assert consumer._thread.calls == []
+
+
+class FakeAiokafkaConsumer:
+    """aiokafka's consumer as ``fetch_again`` sees it: an assignment with fetch positions."""
+
+    def __init__(self, positions: dict[TopicPartition, int | None]) -> None:
+        states = {tp: SimpleNamespace(_position=position) for tp, position in positions.items()}
+        assignment = SimpleNamespace(state_value=states.get)
+        self._subscription = SimpleNamespace(subscription=SimpleNamespace(assignment=assignment))
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def test_fetch_again_moves_back_only_positions_past_the_first_skipped_record() -> None:
+    fake = FakeAiokafkaConsumer(
+        {
+            TopicPartition("orders", 0): 12,  # read past 10: must go back
+            TopicPartition("replies", 0): 3,  # a seek already put it back at 3
+            TopicPartition("changelog", 0): None,  # being reset: fetched from where it lands
+        }
+    )
+    thread: Any = TunedConsumerThread.__new__(TunedConsumerThread)
+    thread._ensure_consumer = lambda: fake
+
+    moved = asyncio.run(
+        thread.fetch_again({ORDERS: 10, REPLIES: 3, CHANGELOG: 40, TP("gone", 0): 1})
+    )
+
+    assert moved == {ORDERS: 10}
+    assert fake.seeks == [(TopicPartition("orders", 0), 10)]
+
+
+class FakeBuffer:
+    """Faust's ProducerBuffer: ``put`` queues, one task sends in order; sends wait for a gate."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.should_stop = False
+        self.handed_over: list[Any] = []
+        self.gate = asyncio.Event()
+
+    def put(self, fut: Any) -> None:
+        self.queue.put_nowait(fut)
+
+    async def _send_pending(self, fut: Any) -> None:
+        await self.gate.wait()
+        self.handed_over.append(fut)
+
+    async def run(self) -> None:
+        while True:
+            fut = await self.queue.get()
+            await self._send_pending(fut)  # looked up at each call, as Faust's task does
+
+
+def make_app(buffer: FakeBuffer) -> Any:
+    return SimpleNamespace(
+        conf=SimpleNamespace(producer_threaded=False), producer=SimpleNamespace(buffer=buffer)
+    )
+
+
+async def _flush_scenario() -> tuple[list[Any], list[Any]]:
+    buffer = FakeBuffer()
+    complete_producer_flush(make_app(buffer))
+    sender = asyncio.create_task(buffer.run())
+    buffer.put("a")
+    buffer.put("b")
+    await asyncio.sleep(0)  # the sender takes "a" off the queue: in flight, not handed over
+    flush = asyncio.create_task(buffer.flush())
+    await asyncio.sleep(0.01)
+    assert not flush.done(), "flush returned with 'a' in flight and 'b' queued"
+    buffer.put("c")  # after the flush began: not waited for
+    buffer.gate.set()
+    await asyncio.wait_for(flush, timeout=2)
+    at_flush_end = list(buffer.handed_over)
+    await asyncio.sleep(0.01)
+    sender.cancel()
+    return at_flush_end, buffer.handed_over
+
+
+def test_flush_waits_for_what_was_buffered_before_it_and_only_that() -> None:
+    at_flush_end, handed_over = asyncio.run(_flush_scenario())
+    assert at_flush_end[:2] == ["a", "b"]
+    assert handed_over == ["a", "b", "c"]
+
+
+def test_flush_of_a_threaded_producer_is_left_alone() -> None:
+    buffer = FakeBuffer()
+    original = getattr(buffer, "flush", None)
+    app = make_app(buffer)
+    app.conf.producer_threaded = True
+    complete_producer_flush(app)
+    assert getattr(buffer, "flush", None) is original
