@@ -92,6 +92,8 @@ class Saga:
     finished_at_ms: int | None = None
     placed_at: tuple[int, int] | None = None
     """(partition, offset) of the ``OrderPlaced`` record that started the saga."""
+    first_request: Literal["pay", "cancel"] | None = None
+    """Which of a payment and a cancellation deferred while reserving came first in the log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,15 +221,23 @@ def _decide(saga: Saga, *, now_ms: int, policy: Policy) -> SagaDecision:
         reason = "unknown_product" if first_reason == "unknown_product" else "insufficient_stock"
         return _reject(saga, reason, now_ms=now_ms, policy=policy)
     held = replace(saga, status="reserved")
-    if held.cancel_requested:
-        # A payment deferred alongside the cancellation cannot be applied: say so, or nobody
+    # Deferred requests apply in log order, as if the order had been held when they came: the
+    # outcome may reach the saga before, between or after them (the replies are read beside
+    # the orders topic, in an order a replay does not repeat), and the decision must not
+    # depend on that (found by the chaos suite: a replay cancelled an order whose payment had
+    # been confirmed before the crash).
+    if held.cancel_requested and held.first_request != "pay":
+        # A payment deferred after the cancellation cannot be applied: say so, or nobody
         # refunds it (re-derived by _effects from pay_requested).
         refund = _payment_failure(replace(held, status="cancelled"))
         return _finish_holding(
             held, "cancelled", now_ms=now_ms, policy=policy, extra=(*_outcome(held), *refund)
         )
     if held.pay_requested:
-        return _confirm_all(held, now_ms=now_ms, policy=policy, extra=_outcome(held))
+        confirmed = _confirm_all(held, now_ms=now_ms, policy=policy)
+        assert confirmed.saga is not None
+        # The outcome, then what a cancellation after the payment is told (_deferred_answers).
+        return replace(confirmed, events=(*_outcome(held), *_deferred_answers(confirmed.saga)))
     return _with_effects(held, timers=((held.expires_at_ms, "expiry"),))
 
 
@@ -270,7 +280,8 @@ def pay(
             events=(ReservationConfirmFailed(order_id=order_id, reason="unknown_order"),)
         )
     if saga.status == "reserving":
-        return SagaDecision(saga=replace(saga, pay_requested=True))
+        first = saga.first_request or "pay"
+        return SagaDecision(saga=replace(saga, pay_requested=True, first_request=first))
     if saga.status == "reserved" and now_ms >= saga.expires_at_ms:
         # The payment is stamped after the deadline: the reservation had already expired,
         # whether or not the expiry timer has run yet.
@@ -330,7 +341,8 @@ def cancel(
     if saga is None:
         return SagaDecision(events=(OrderCancelIgnored(order_id=order_id, reason="unknown_order"),))
     if saga.status == "reserving":
-        return SagaDecision(saga=replace(saga, cancel_requested=True))
+        first = saga.first_request or "cancel"
+        return SagaDecision(saga=replace(saga, cancel_requested=True, first_request=first))
     if saga.status == "reserved":
         return _finish_holding(saga, "cancelled", now_ms=now_ms, policy=policy)
     if saga.status == "confirmed":
@@ -438,8 +450,17 @@ def _effects(saga: Saga, *, outcome: bool = True) -> SagaDecision:
                     reason=line.release_reason,
                 )
             )
-    event = (*_outcome(saga), *_payment_failure(saga)) if outcome else ()
+    event = (*_outcome(saga), *_deferred_answers(saga)) if outcome else ()
     return SagaDecision(events=event, commands=tuple(commands))
+
+
+def _deferred_answers(saga: Saga) -> tuple[SagaEvent, ...]:
+    """What payments and cancellations deferred while reserving were told when the outcome
+    came: a payment that was never applied fails; a cancellation after an applied payment is
+    ignored."""
+    if saga.status == "confirmed" and saga.cancel_requested:
+        return (OrderCancelIgnored(order_id=saga.order_id, reason="already_confirmed"),)
+    return _payment_failure(saga)
 
 
 def _payment_failure(saga: Saga) -> tuple[SagaEvent, ...]:
