@@ -5,7 +5,6 @@ order gets exactly one outcome."""
 from __future__ import annotations
 
 import random
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -53,7 +52,8 @@ def test_two_workers_mixed_flash_sale(stockflow_harness: Harness) -> None:
         )
 
     decisions = harness.wait_decisions(all_confirmed, timeout=60)
-    time.sleep(1.5)  # compensations are one hop behind their outcomes
+    # Compensations are one hop behind their outcomes, table changes behind their decisions.
+    harness.wait_settled()
     decisions = harness.decisions()
 
     assert_one_outcome_each(decisions, ids)

@@ -52,6 +52,9 @@ def test_restart_mid_stream(stockflow_harness: Harness, sig: int, wipe: bool) ->
     reserved_orders = {d["order_id"]: d for d in decisions if d["type"] == "OrderReserved"}
     held = unique_product_events(decisions, "ProductReserved")
     assert held == {(o, d["lines"][0]["product_id"]) for o, d in reserved_orders.items()}
+    # Decisions go out before the table changes behind them reach the changelog; after a crash
+    # the restarted worker re-derives those changes from the uncommitted inputs.
+    harness.wait_settled()
     state = harness.stock_state()
     for product, units in PRODUCTS.items():
         units_held = sum(

@@ -18,7 +18,7 @@ from stockflow.errors import BrokerError
 from stockflow.models import OrderPlaced, StockSet
 from stockflow.settings import Settings
 from stockflow.testing.broker import EmbeddedBroker, create_topics
-from stockflow.testing.topics import Record, produce, read_topics, wait_for
+from stockflow.testing.topics import Record, consumed_to_end, produce, read_topics, wait_for
 from stockflow.testing.worker import WorkerProcess, fast_test_env
 
 __all__ = ["OUTCOME_TYPES", "Harness", "fold_changelog", "outcome_counts"]
@@ -237,6 +237,32 @@ class Harness:
             time.sleep(0.2)
 
     # --- state ---------------------------------------------------------------------------------
+
+    def wait_settled(self, *, timeout: float = 60.0, interval: float = 0.2) -> None:
+        """Wait until the workers have processed and committed every record of the topics they
+        consume, twice in a row with the same ends (a record processed may cause another, one
+        hop later). Decisions are published before the table changes they come with reach the
+        changelog; a worker commits its input only after they did, so the changelog then holds
+        every change behind every decision on the topics."""
+        settings = self.settings
+        consumed = [
+            settings.orders_topic,
+            settings.inventory_topic,
+            settings.product_commands_topic,
+            settings.order_replies_topic,
+        ]
+        deadline = time.monotonic() + timeout
+        previous: dict[str, int] | None = None
+        while True:
+            caught_up, ends = asyncio.run(
+                consumed_to_end(self.bootstrap, settings.app_id, consumed)
+            )
+            if caught_up and ends == previous:
+                return
+            previous = ends if caught_up else None
+            if time.monotonic() > deadline:
+                raise BrokerError(f"workers did not catch up with {ends} in {timeout}s")
+            time.sleep(interval)
 
     def changelog(self, table: str) -> dict[str, bytes]:
         """Current contents of ``products`` or ``orders`` state, folded from the changelog."""

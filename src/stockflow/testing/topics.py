@@ -18,7 +18,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stockflow.errors import BrokerError
 
-__all__ = ["Record", "produce", "read_topic", "read_topics", "wait_for"]
+__all__ = [
+    "Record",
+    "consumed_to_end",
+    "produce",
+    "read_topic",
+    "read_topics",
+    "wait_for",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,3 +163,42 @@ def wait_for(
             counts = {name: len(records) for name, records in seen.items()}
             raise BrokerError(f"condition not met in {timeout}s; records seen: {counts}")
         time.sleep(interval)
+
+
+async def consumed_to_end(
+    bootstrap: str,
+    group: str,
+    topics: Iterable[str],
+    *,
+    client_kwargs: Mapping[str, Any] | None = None,
+) -> tuple[bool, dict[str, int]]:
+    """Whether ``group`` has committed every record of ``topics``, and the ends it was
+    compared with (``"topic[partition]" -> end offset``).
+
+    Committed offsets are read without joining the group (OffsetFetch), the ends from Fetch
+    responses (see the module docstring)."""
+    from stockflow.transport import fetched_highwaters
+
+    kwargs = dict(client_kwargs or {})
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, **kwargs
+    )
+    await consumer.start()
+    try:
+        partitions: list[TopicPartition] = []
+        for name in dict.fromkeys(topics):
+            ids = consumer.partitions_for_topic(name)
+            if ids is None:
+                await consumer._client.force_metadata_update()
+                ids = consumer.partitions_for_topic(name)
+            partitions.extend(TopicPartition(name, p) for p in sorted(ids or ()))
+        ends = await fetched_highwaters(bootstrap.split(","), partitions, {}, client_kwargs=kwargs)
+        caught_up = True
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            if ends[tp] > 0 and (committed or 0) < ends[tp]:
+                caught_up = False
+                break
+        return caught_up, {f"{tp.topic}[{tp.partition}]": ends[tp] for tp in partitions}
+    finally:
+        await consumer.stop()
