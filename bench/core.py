@@ -83,6 +83,7 @@ def _bare_reserve(count: int, products: int) -> CoreResult:
                 product_id=pid,
                 quantity=1,
                 expires_at_ms=1_000_000,
+                now_ms=100_000,
             )
             assert decision.stock is not None
             stocks[pid] = decision.stock

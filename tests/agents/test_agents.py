@@ -57,7 +57,12 @@ async def test_product_agent_reserves_and_answers_the_saga_partition(world: Agen
     stock = json.loads(store.get(stock_key("sku")))["stock"]
     assert (stock["on_hand"], stock["reserved"]) == (1, 1)
     assert json.loads(store.get(entry_key("sku", "o1")))["status"] == "pending"
-    assert store.get(entry_key("sku", "o2")) is None
+    refusal = json.loads(store.get(entry_key("sku", "o2")))  # recorded: a replay answers the same
+    assert (refusal["status"], refusal["refusal"], refusal["available"]) == (
+        "refused",
+        "insufficient_stock",
+        0,
+    )
 
 
 async def test_order_agent_runs_the_saga_across_both_topics(world: AgentWorld) -> None:

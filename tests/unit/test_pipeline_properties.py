@@ -56,8 +56,8 @@ def echoes(pattern: list[bool]) -> Callable[[object], bool]:
 def check_counters(pipeline: RecordingPipeline, products: list[str]) -> None:
     for product in products:
         stock = stock_of(pipeline.product_store, product)
-        if stock is None:
-            assert ledger_of(pipeline.product_store, product) == []
+        if stock is None:  # never stocked: only refusals are recorded
+            assert all(e.status == "refused" for e in ledger_of(pipeline.product_store, product))
             continue
         pending = [e for e in ledger_of(pipeline.product_store, product) if e.status == "pending"]
         assert stock.reserved == sum(entry.quantity for entry in pending), product
@@ -264,6 +264,8 @@ def check_orders(pipeline: RecordingPipeline, placed: set[str]) -> None:
                 assert saga.status == "reserved", (entry, saga.status)
             elif entry.status == "confirmed":
                 assert saga.status == "confirmed" and line.action == "confirm"
+            elif entry.status == "refused":  # the product and the saga agree it was refused
+                assert line.answer == "refused", (entry, line)
             else:
                 assert saga.status != "confirmed" and line.action == "release"
     for order_id in placed:

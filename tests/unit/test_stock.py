@@ -22,6 +22,7 @@ from stockflow.models import (
 )
 
 EXPIRES = 1_764_061_200_000  # 2025-11-25T09:00:00.000Z
+NOW = EXPIRES - 900_000
 
 
 def reserve(stock: Stock | None, order_id: str, quantity: int, entry=None) -> StockDecision:
@@ -32,6 +33,7 @@ def reserve(stock: Stock | None, order_id: str, quantity: int, entry=None) -> St
         product_id="p",
         quantity=quantity,
         expires_at_ms=EXPIRES,
+        now_ms=NOW,
     )
 
 
@@ -111,11 +113,22 @@ def test_reserve_of_exactly_what_is_available_fits() -> None:
     assert decision.answer is not None and decision.answer.status == "reserved"
 
 
-def test_reserve_that_does_not_fit_changes_nothing_and_reports_what_was_available() -> None:
+def test_reserve_that_does_not_fit_holds_nothing_and_records_the_refusal() -> None:
     decision = reserve(Stock(on_hand=5, reserved=3), "o-1", 3)
 
-    assert not decision.changed
+    assert decision.stock is None  # counters unchanged
     assert decision.events == ()
+    assert decision.entry == Reservation(
+        order_id="o-1",
+        product_id="p",
+        quantity=3,
+        seq=-1,
+        expires_at_ms=EXPIRES,
+        status="refused",
+        finished_at_ms=NOW,
+        refusal="insufficient_stock",
+        available=2,
+    )
     assert decision.answer == LineAnswer(
         order_id="o-1",
         product_id="p",
@@ -124,6 +137,19 @@ def test_reserve_that_does_not_fit_changes_nothing_and_reports_what_was_availabl
         reason="insufficient_stock",
         available=2,
     )
+
+
+def test_a_redelivered_refusal_stays_refused_whatever_the_stock_is_now() -> None:
+    # After a crash the table can hold changes of commands that came after this one (a receipt
+    # here): deciding the refusal again would reserve, and shift every later decision.
+    first = reserve(Stock(on_hand=5, reserved=5), "o-1", 2)
+    assert first.answer is not None and first.answer.status == "refused"
+
+    again = reserve(Stock(on_hand=50, reserved=5), "o-1", 2, entry=first.entry)
+
+    assert not again.changed
+    assert again.events == ()
+    assert again.answer == first.answer
 
 
 def test_reserve_during_a_shortfall_is_refused_with_zero_available_never_negative() -> None:
@@ -137,7 +163,8 @@ def test_reserve_during_a_shortfall_is_refused_with_zero_available_never_negativ
 def test_reserve_of_an_unknown_product_is_refused() -> None:
     decision = reserve(None, "o-1", 1)
 
-    assert not decision.changed
+    assert decision.stock is None
+    assert decision.entry is not None and decision.entry.refusal == "unknown_product"
     assert decision.answer == LineAnswer(
         order_id="o-1",
         product_id="p",
@@ -473,7 +500,7 @@ def test_counters_always_match_the_ledger(on_hand: int, commands) -> None:
         before = ledger.stock
         if kind == "reserve":
             decision = ledger.reserve(order_id, number)
-            if decision.entry is not None:  # a new hold is only ever taken if it fits
+            if decision.stock is not None:  # a new hold is only ever taken if it fits
                 assert number <= before.available
                 assert ledger.stock.reserved <= ledger.stock.on_hand
         elif kind == "confirm":
@@ -488,4 +515,5 @@ def test_counters_always_match_the_ledger(on_hand: int, commands) -> None:
         assert ledger.stock.reserved == sum(entry.quantity for entry in pending)
         assert ledger.stock.on_hand >= 0
         assert ledger.stock.reserved >= 0
-        assert ledger.stock.next_seq == len(ledger.entries)
+        held = [entry for entry in ledger.entries.values() if entry.status != "refused"]
+        assert ledger.stock.next_seq == len(held)

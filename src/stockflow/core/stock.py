@@ -8,6 +8,10 @@ always give the same decision, which is what makes redelivery and replay safe.
 Idempotence is by order id: a command for an order that already has a ledger entry re-derives
 the same events from that entry instead of applying twice. Re-deriving (rather than staying
 silent) matters after a crash, when the first emission may have been lost with the process.
+Refusals are ledger entries too: after a crash the table may already hold changes of commands
+that come *after* a redelivered one (the changelog is written ahead of the committed input
+offset), and a refusal decided again against that later stock could turn into a reservation,
+and so shift every decision after it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from stockflow.errors import InvariantViolation
 from stockflow.models import (
     LineAnswer,
     ProductReserved,
+    RefusalReason,
     ReleaseReason,
     ReservationConfirmed,
     ReservationReleased,
@@ -40,7 +45,7 @@ __all__ = [
     "shortfall",
 ]
 
-ReservationStatus = Literal["pending", "confirmed", "released"]
+ReservationStatus = Literal["pending", "confirmed", "released", "refused"]
 PublicEvent = ProductReserved | ReservationConfirmed | ReservationReleased | StockShortfall
 
 
@@ -70,6 +75,9 @@ class Reservation:
     status: ReservationStatus = "pending"
     release_reason: ReleaseReason | None = None
     finished_at_ms: int | None = None
+    refusal: RefusalReason | None = None
+    """Why a ``refused`` entry's Reserve was refused, and the units ``available`` then."""
+    available: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +107,15 @@ def _reserved_event(entry: Reservation) -> ProductReserved:
 
 
 def _answer(entry: Reservation) -> LineAnswer:
+    if entry.status == "refused":
+        return LineAnswer(
+            order_id=entry.order_id,
+            product_id=entry.product_id,
+            status="refused",
+            quantity=entry.quantity,
+            reason=entry.refusal,
+            available=entry.available,
+        )
     status: Literal["reserved", "confirmed", "released"] = (
         "reserved" if entry.status == "pending" else entry.status
     )
@@ -125,35 +142,29 @@ def reserve(
     product_id: str,
     quantity: int,
     expires_at_ms: int,
+    now_ms: int,
 ) -> StockDecision:
-    """Check and reserve in one step: held only if ``available >= quantity``."""
+    """Check and reserve in one step: held only if ``available >= quantity``.
+
+    ``now_ms`` is the command's own timestamp: a refusal is recorded as finished then."""
     if entry is not None:  # redelivered: answer as the first time, change nothing
         events: tuple[PublicEvent, ...] = (
             (_reserved_event(entry),) if entry.status == "pending" else ()
         )
         return StockDecision(events=events, answer=_answer(entry))
-    if stock is None:
-        return StockDecision(
-            answer=LineAnswer(
-                order_id=order_id,
-                product_id=product_id,
-                status="refused",
-                quantity=quantity,
-                reason="unknown_product",
-                available=0,
-            )
+    if stock is None or stock.available < quantity:
+        refused = Reservation(
+            order_id=order_id,
+            product_id=product_id,
+            quantity=quantity,
+            seq=-1,  # never held: numbers only reservations
+            expires_at_ms=expires_at_ms,
+            status="refused",
+            finished_at_ms=now_ms,
+            refusal="unknown_product" if stock is None else "insufficient_stock",
+            available=0 if stock is None else max(stock.available, 0),
         )
-    if stock.available < quantity:
-        return StockDecision(
-            answer=LineAnswer(
-                order_id=order_id,
-                product_id=product_id,
-                status="refused",
-                quantity=quantity,
-                reason="insufficient_stock",
-                available=max(stock.available, 0),
-            )
-        )
+        return StockDecision(entry=refused, answer=_answer(refused))
     held = Reservation(
         order_id=order_id,
         product_id=product_id,
@@ -180,7 +191,7 @@ def confirm(
     pending entry is always confirmable here. If a recount left fewer units on hand than are
     being confirmed, ``on_hand`` stops at 0 and a :class:`StockShortfall` says so.
     """
-    if entry is None or stock is None or entry.status == "released":
+    if entry is None or stock is None or entry.status in ("released", "refused"):
         return NOTHING
     if entry.status == "confirmed":
         return StockDecision(events=(_confirmed_event(entry),), answer=_answer(entry))
@@ -224,7 +235,7 @@ def release(
     Releasing a reservation that does not exist is a no-op (never a negative count); releasing a
     confirmed one changes nothing (the units have left).
     """
-    if entry is None or stock is None or entry.status == "confirmed":
+    if entry is None or stock is None or entry.status in ("confirmed", "refused"):
         return NOTHING
     if entry.status == "released":
         return StockDecision(events=(_released_event(entry),), answer=_answer(entry))

@@ -76,6 +76,7 @@ class ProductWriter:
                 product_id=product_id,
                 quantity=command.quantity,
                 expires_at_ms=command.expires_at_ms,
+                now_ms=now,
             )
             step = self._apply(product_id, meta, decision)
             if decision.answer is not None:
