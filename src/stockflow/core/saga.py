@@ -456,11 +456,17 @@ def _effects(saga: Saga, *, outcome: bool = True) -> SagaDecision:
 
 def _deferred_answers(saga: Saga) -> tuple[SagaEvent, ...]:
     """What payments and cancellations deferred while reserving were told when the outcome
-    came: a payment that was never applied fails; a cancellation after an applied payment is
+    came, in log order, exactly what each would have been told had it come after the outcome:
+    a payment that was never applied fails; a cancellation of a confirmed or rejected order is
     ignored."""
-    if saga.status == "confirmed" and saga.cancel_requested:
-        return (OrderCancelIgnored(order_id=saga.order_id, reason="already_confirmed"),)
-    return _payment_failure(saga)
+    cancelled: tuple[SagaEvent, ...] = ()
+    if saga.cancel_requested and saga.status in ("confirmed", "rejected"):
+        reason: Literal["already_confirmed", "already_released"] = (
+            "already_confirmed" if saga.status == "confirmed" else "already_released"
+        )
+        cancelled = (OrderCancelIgnored(order_id=saga.order_id, reason=reason),)
+    paid = _payment_failure(saga)
+    return (*cancelled, *paid) if saga.first_request == "cancel" else (*paid, *cancelled)
 
 
 def _payment_failure(saga: Saga) -> tuple[SagaEvent, ...]:
