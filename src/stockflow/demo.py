@@ -100,7 +100,8 @@ def run_demo(
         asyncio.run(fire())
         decisions = _follow(harness, {k for _, k, _ in placed}, console)
         seconds = time.monotonic() - started
-        time.sleep(1.0)  # let the last state writes reach the changelog
+        # Decisions go out before the state writes behind them reach the changelog.
+        harness.wait_settled()
         result = DemoResult(
             orders=orders,
             outcomes=_outcomes(decisions),
