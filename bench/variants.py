@@ -8,8 +8,8 @@ this module applied what the environment asks for.
                         (``topic.send_soon``, the path changelog writes take) instead of
                         publishing it before the agent goes on: the cost of the awaited send.
 ``BENCH_ROCKSDB_OPTIONS``  JSON object given to every table as Faust's per-table RocksDB
-                        ``options``, e.g. ``{"write_buffer_size": 8388608}`` (Faust's defaults:
-                        64 MiB x 3 write buffers per partition database, 2 GiB block cache).
+                        ``options``, over stockflow's ``STOCKFLOW_ROCKSDB_*`` settings, e.g.
+                        ``{"bloom_filter_size": 10}``.
 
 Run by the harness as ``python -m faust -A bench.variants worker``.
 """
@@ -54,8 +54,9 @@ if ROCKSDB_OPTIONS:
     _table = faust.App.Table
 
     def _table_with_options(self: Any, name: str, **kwargs: Any) -> Any:
-        # A copy each time: Faust's RocksDB store pops keys from the dict it is given.
-        kwargs.setdefault("options", dict(ROCKSDB_OPTIONS))
+        # Over stockflow's own options (Settings.table_options), in a new dict each time:
+        # Faust's RocksDB store pops keys from the dict it is given.
+        kwargs["options"] = {**kwargs.get("options", {}), **ROCKSDB_OPTIONS}
         return _table(self, name, **kwargs)
 
     faust.App.Table = _table_with_options  # type: ignore[method-assign]

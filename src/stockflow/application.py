@@ -119,12 +119,14 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         f"{prefix}-products",
         partitions=settings.partitions,
         help="stock, reservation ledger and timers, by product",
+        options=settings.table_options(),
     )
     order_table = create_state_table(
         app,
         f"{prefix}-orders",
         partitions=settings.partitions,
         help="order sagas and their timers",
+        options=settings.table_options(),
     )
     app.sensors.add(
         UncleanShutdownGuard(

@@ -285,3 +285,35 @@ async def test_a_debug_logging_worker_authenticates_without_printing_the_passwor
     assert f"Authenticated as {USER} via PLAIN" in text
     assert "SaslAuthenticateRequest(<redacted>)" in text  # aiokafka's DEBUG line, redacted
     assert PASSWORD not in text
+
+
+def test_rocksdb_memory_caps_reach_every_table_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Faust's defaults (3 x 64 MiB write buffers, a 2 GiB cache per partition database) made a
+    # restore of 1,000,000 products peak at 730 MiB; the caps must reach the store, not only
+    # the settings object.
+    monkeypatch.setenv("STOCKFLOW_ROCKSDB_WRITE_BUFFER_SIZE", str(4 * 1024 * 1024))
+    settings = Settings(
+        broker="kafka://127.0.0.1:9", store="rocksdb://", datadir=tmp_path, web_enabled=False
+    )
+    assert settings.rocksdb_max_write_buffers == 2
+    assert settings.rocksdb_block_cache_size == 32 * 1024 * 1024
+    app = create_app(settings)
+    tables = list(app.tables.values())
+    assert len(tables) == 2
+    for table in tables:
+        options = table.data.rocksdb_options
+        assert options.write_buffer_size == 4 * 1024 * 1024
+        assert options.max_write_buffer_number == 2
+        assert options.block_cache_size == 32 * 1024 * 1024
+        # A second store built from the same table (Faust does) sees the same caps.
+        again = table._new_store()
+        assert again.rocksdb_options.write_buffer_size == 4 * 1024 * 1024
+
+
+def test_rocksdb_caps_are_validated() -> None:
+    with pytest.raises(ValidationError):
+        Settings(rocksdb_write_buffer_size=1024)
+    with pytest.raises(ValidationError):
+        Settings(rocksdb_max_write_buffers=1)

@@ -8,7 +8,7 @@ are allowed anywhere (the timer scheduler reads outside the stream).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = ["TableStore", "create_state_table"]
@@ -70,8 +70,17 @@ def _as_str(key: Any) -> str:
     return key.decode() if isinstance(key, bytes | bytearray) else str(key)
 
 
-def create_state_table(app: Any, name: str, *, partitions: int, help: str) -> Any:
-    """A changelogged table of raw bytes; stockflow encodes keys and values itself."""
+def create_state_table(
+    app: Any,
+    name: str,
+    *,
+    partitions: int,
+    help: str,
+    options: Mapping[str, Any] | None = None,
+) -> Any:
+    """A changelogged table of raw bytes; stockflow encodes keys and values itself.
+
+    ``options`` go to the table's store (:meth:`stockflow.Settings.table_options`)."""
     import faust
 
     schema: Any = faust.Schema(
@@ -85,4 +94,6 @@ def create_state_table(app: Any, name: str, *, partitions: int, help: str) -> An
         key_type=bytes,
         value_type=bytes,
         help=help,
+        # Copied: Faust's RocksDB store pops keys from the dict it is given.
+        options=dict(options or {}),
     )
