@@ -22,6 +22,7 @@ from stockflow.observability import DecisionLog, Metrics
 from stockflow.processing import InventoryRouter, OrderDesk, ProductWriter, Role
 from stockflow.settings import Settings
 from stockflow.tables import (
+    ChangelogWriter,
     SelfHealingTableManager,
     TableStore,
     UncleanShutdownGuard,
@@ -133,8 +134,9 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
             app, [product_table.name, order_table.name], name=f"{prefix}-stockflow"
         )
     )
-    product_store = TableStore(product_table)
-    order_store = TableStore(order_table)
+    changelog = ChangelogWriter(app)  # one for both tables: writes keep their order
+    product_store = TableStore(product_table, changelog)
+    order_store = TableStore(order_table, changelog)
     writer = ProductWriter(product_store, policy)
     desk = OrderDesk(order_store, policy)
     roles: dict[Role, Any] = {
@@ -143,13 +145,9 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         "product_commands": topics["product_commands"],
         "order_replies": topics["order_replies"],
     }
-    # Faust pauses every stream whenever more than 100 table changes wait to be produced, then
-    # waits for them one at a time; a batch of stockflow's writes passes that at once. Let the
-    # buffer hold several batches (the producer and the commit flush drain it anyway).
+    # stockflow's table writes bypass Faust's producer buffer (ChangelogWriter); whatever Faust
+    # itself still buffers is flushed completely before each commit.
     complete_producer_flush(app)
-    app.producer.buffer.max_messages = max(
-        app.producer.buffer.max_messages, 8 * settings.batch_max_records
-    )
     publisher = Publisher(app, roles, partitions=settings.partitions)
     batching = Batching(
         max_records=settings.batch_max_records, within=settings.batch_within_ms / 1000

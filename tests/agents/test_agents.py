@@ -121,8 +121,43 @@ async def test_fired_saga_timers_are_deleted_only_after_a_flush(
         tick = FireTimers(partition=0, now_ms=placed_at + 10 * 60_000)
         await put_from(agent, settings.order_replies_topic, encode(tick), key=None)
 
-    rejected = world.sent_to("reservations")[-1].json()
+    outcome = world.sent_to("reservations")[-1]
+    rejected = outcome.json()
     assert rejected["type"] == "OrderRejected" and rejected["reason"] == "timeout"
-    assert flushed == [len(world.sent)]  # flushed once, after the timeout's outputs were sent
+    # Flushed once, after the timeout's outputs were sent; only then the timer's deletion.
+    assert len(flushed) == 1
+    before, after = world.sent[: flushed[0]], world.sent[flushed[0] :]
+    assert outcome in before
+    changelog = world.handle.order_table.changelog_topic.get_topic_name()
+    assert [(s.topic, s.value) for s in after] == [(changelog, None)]
+    assert ":deadline:" in after[0].key.decode()
     remaining = list(world.handle.order_store.scan("t:", partition=0))
     assert all(":deadline:" not in key for key, _ in remaining)
+
+
+async def test_table_changes_reach_the_changelog_of_their_partition_in_write_order(
+    world: AgentWorld,
+) -> None:
+    topic = world.handle.settings.product_commands_topic
+    set_stock = {"type": "SetStock", "product_id": "sku", "on_hand": 2, "source": "inv/0/0"}
+    reserve = Reserve(
+        order_id="o1", product_id="sku", quantity=1, expires_at_ms=10_000, reply_partition=3
+    )
+    confirm = Confirm(order_id="o1", product_id="sku")
+    async with world.agent("products").test_context() as agent:
+        for value in (json.dumps(set_stock).encode(), encode(reserve), encode(confirm)):
+            await put_from(agent, topic, value, key=b"sku", partition=2)
+
+    changelog = world.handle.product_table.changelog_topic.get_topic_name()
+    records = [s for s in world.sent if s.topic == changelog]
+    assert records and {s.partition for s in records} == {2}
+    # Replaying the changelog (what a restore does) gives exactly the table's partition.
+    replayed: dict[str, bytes] = {}
+    for record in records:
+        assert record.key is not None
+        if record.value is None:
+            replayed.pop(record.key.decode(), None)
+        else:
+            replayed[record.key.decode()] = record.value
+    assert replayed == dict(world.handle.product_store.scan("", partition=2))
+    assert json.loads(replayed[entry_key("sku", "o1")])["status"] == "confirmed"

@@ -39,8 +39,9 @@ async def run_batches(
 
     Faust acknowledges a batch's records only after this loop body returns for it, so a crash
     mid-batch redelivers the whole batch (processing is idempotent). Before each record the
-    stream's current event is set to it: Faust writes a table change to the changelog partition
-    of the current event, which must be the record's own.
+    stream's current event is set to it: a table change goes to the changelog partition of the
+    current event, which must be the record's own. The batch's changes reach the producer
+    client before the batch's records are acknowledged.
     """
     # Only the context variable is set (this task's view), never Stream.current_event: that
     # attribute is what take_events' buffer reads for the *next* record, and overwriting it
@@ -59,8 +60,12 @@ async def run_batches(
                     fired.append((event, step.after_flush))
                 if probe is not None:
                     probe(message, step, started)
+            # The batch's table changes first: the flush before a fired timer's deletion (and
+            # before every commit) must find them in the producer client.
+            await store.changelog.send()
             await publisher.publish(outputs)
             await publisher.flush_then_delete(store, fired)
+            await store.changelog.send()  # the deletions of fired timers
         except Exception as exc:
             await crash(app, name, exc)
             raise

@@ -1,7 +1,7 @@
 """A Faust table seen through the :class:`stockflow.processing.StateStore` interface.
 
-Writes (``put``/``delete``) must happen inside the agent that owns the table's partition:
-Faust sends each one to the changelog partition of the event being processed. Reads and scans
+Writes (``put``/``delete``) must happen inside the agent that owns the table's partition: each
+one goes to the changelog partition of the event being processed. Reads and scans
 are allowed anywhere (the timer scheduler reads outside the stream).
 """
 
@@ -11,14 +11,20 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from faust.streams import current_event
+
+from stockflow.errors import StockflowError
+from stockflow.tables.changelog import ChangelogWriter
+
 __all__ = ["TableStore", "create_state_table"]
 
 
 class TableStore:
     """Adapts one Faust table with raw (bytes) keys and values."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, changelog: ChangelogWriter) -> None:
         self.table = table
+        self.changelog = changelog
 
     # Keys go to Faust as bytes: a restored changelog gives the memory store bytes keys, so a
     # str key written live would never find a restored one (state "lost" at every restore).
@@ -29,12 +35,19 @@ class TableStore:
             return value
         return value.encode() if isinstance(value, str) else bytes(value)
 
+    # Writes go to the local store here and to the changelog through ``changelog`` (sent at the
+    # end of the agent's batch), instead of Faust's per-key path (``table[key] = value``).
+
     def put(self, key: str, value: bytes) -> None:
-        self.table[key.encode()] = value
+        raw = key.encode()
+        self.table.data[raw] = value
+        self.changelog.add(self.table, _current_partition(), raw, value)
 
     def delete(self, key: str) -> None:
+        raw = key.encode()
         with contextlib.suppress(KeyError):  # already gone: deletes are idempotent
-            del self.table[key.encode()]
+            del self.table.data[raw]
+        self.changelog.add(self.table, _current_partition(), raw, None)
 
     def scan(
         self, prefix: str, *, partition: int, start: str | None = None
@@ -64,6 +77,15 @@ class TableStore:
                 value = data.get(key_str.encode())
             if value is not None:
                 yield key_str, value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _current_partition() -> int:
+    """The partition of the record being processed: its table partition and changelog
+    partition (Faust forbids table writes outside a stream for the same reason)."""
+    event = current_event()
+    if event is None:
+        raise StockflowError("a table was written outside of an agent's stream")
+    return int(event.message.partition)
 
 
 def _as_str(key: Any) -> str:
