@@ -25,12 +25,20 @@ class TableStore:
     def __init__(self, table: Any, changelog: ChangelogWriter) -> None:
         self.table = table
         self.changelog = changelog
+        self._partition_dbs: bool | None = None  # known once the table's store exists
 
     # Keys go to Faust as bytes: a restored changelog gives the memory store bytes keys, so a
     # str key written live would never find a restored one (state "lost" at every restore).
 
     def get(self, key: str) -> bytes | None:
-        value = self.table.get(key.encode())
+        raw = key.encode()
+        event = current_event()
+        if event is not None and self._rocksdb():
+            # What Faust's RocksDB store reads with a current event (that event's partition),
+            # without the second read of Table.get (it asks ``key in table`` first).
+            value: Any = self.table.data._db_for_partition(event.message.partition).get(raw)
+        else:
+            value = self.table.get(raw)
         if value is None or isinstance(value, bytes):
             return value
         return value.encode() if isinstance(value, str) else bytes(value)
@@ -40,14 +48,28 @@ class TableStore:
 
     def put(self, key: str, value: bytes) -> None:
         raw = key.encode()
-        self.table.data[raw] = value
-        self.changelog.add(self.table, _current_partition(), raw, value)
+        partition = _current_partition()
+        if self._rocksdb():
+            self.table.data._db_for_partition(partition).put(raw, value)
+        else:
+            self.table.data[raw] = value
+        self.changelog.add(self.table, partition, raw, value)
 
     def delete(self, key: str) -> None:
         raw = key.encode()
-        with contextlib.suppress(KeyError):  # already gone: deletes are idempotent
-            del self.table.data[raw]
-        self.changelog.add(self.table, _current_partition(), raw, None)
+        partition = _current_partition()
+        if self._rocksdb():
+            self.table.data._db_for_partition(partition).delete(raw)
+        else:
+            with contextlib.suppress(KeyError):  # already gone: deletes are idempotent
+                del self.table.data[raw]
+        self.changelog.add(self.table, partition, raw, None)
+
+    def _rocksdb(self) -> bool:
+        """Faust's RocksDB store: one database per partition, written and read directly."""
+        if self._partition_dbs is None:
+            self._partition_dbs = hasattr(self.table.data, "_db_for_partition")
+        return self._partition_dbs
 
     def scan(
         self, prefix: str, *, partition: int, start: str | None = None
