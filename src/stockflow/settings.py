@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     """Standby copies of each table partition on other workers. Default 1; env
     ``STOCKFLOW_STANDBY_REPLICAS``."""
 
+    fast_restore: bool = True
+    """Restore taken-over table partitions by writing fetched changelog batches straight into
+    RocksDB before Faust's per-record restore (:mod:`stockflow.tables.fast_restore`; 1,000,000
+    products: ~25 s instead of ~11 min). Off: Faust's restore alone. Default true; env
+    ``STOCKFLOW_FAST_RESTORE``."""
+
     # RocksDB keeps one database per table partition (2 tables x the partitions a worker holds,
     # standbys included), and Faust's defaults give each 3 x 64 MiB of write buffers and a
     # 2 GiB block cache. A restore fills every write buffer, so at 1,000,000 products a worker

@@ -15,6 +15,7 @@ import asyncio
 import re
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stockflow.testing import EmbeddedBroker
@@ -120,7 +121,8 @@ def _local_state(datadir: Path, table: str) -> dict[str, bytes]:
     return state
 
 
-def test_a_replacement_restores_in_batches_to_exactly_the_changelog(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("fast_restore", [True, False], ids=["batches", "faust-only"])
+def test_a_replacement_restores_to_exactly_the_changelog(tmp_path, fast_restore: bool) -> None:  # type: ignore[no-untyped-def]
     with Harness(workdir=tmp_path) as harness:
         first = harness.start_worker("first")
         products = {f"p{i}": 2 for i in range(60)}
@@ -132,11 +134,16 @@ def test_a_replacement_restores_in_batches_to_exactly_the_changelog(tmp_path) ->
         harness.wait_settled()
         first.kill()
 
-        replacement = harness.start_worker("replacement")  # an empty data directory
+        # An empty data directory; STOCKFLOW_FAST_RESTORE=false leaves it all to Faust.
+        replacement = harness.worker("replacement", STOCKFLOW_FAST_RESTORE=str(fast_restore))
+        replacement.start().wait_ready(60)
         log = replacement.log_text()
         restored = re.search(r"restored (\d+) changelog records into (\d+) partition", log)
-        assert restored is not None, log[-3000:]
-        assert int(restored.group(1)) > 0 and "left to Faust's restore" not in log
+        if fast_restore:
+            assert restored is not None, log[-3000:]
+            assert int(restored.group(1)) > 0 and "left to Faust's restore" not in log
+        else:
+            assert restored is None
         # The restored stock decides.
         harness.send([order_placed("after-empty", ("p0", 1)), order_placed("after", ("p30", 1))])
         decisions = harness.wait_outcomes(["after-empty", "after"])

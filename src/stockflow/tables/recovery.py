@@ -52,8 +52,13 @@ def discard_partition(table: Any, partition: int) -> None:
 
 
 class SelfHealingRecovery(Recovery):
-    fast_restore: bool = True
-    """Restore active partitions with :mod:`stockflow.tables.fast_restore` first."""
+    @property
+    def fast_restore(self) -> bool:
+        """Restore active partitions with :mod:`stockflow.tables.fast_restore` first, unless
+        the app's stockflow settings turn it off (``STOCKFLOW_FAST_RESTORE``)."""
+        handle = getattr(self.app, "stockflow", None)
+        settings = getattr(handle, "settings", None)
+        return bool(getattr(settings, "fast_restore", True))
 
     async def _build_offsets(
         self, consumer: Any, tps: set[TP], destination: Any, title: str
