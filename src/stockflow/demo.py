@@ -100,7 +100,7 @@ def run_demo(
         asyncio.run(fire())
         decisions = _follow(harness, {k for _, k, _ in placed}, console)
         seconds = time.monotonic() - started
-        # Decisions go out before the state writes behind them reach the changelog.
+        # Decisions can arrive before the state writes behind them are on the changelog.
         harness.wait_settled()
         result = DemoResult(
             orders=orders,

@@ -31,6 +31,7 @@ from faust.types import TP
 
 __all__ = [
     "TunedTransport",
+    "client_settings",
     "complete_producer_flush",
     "fetched_highwaters",
     "use_tuned_transport",
@@ -93,6 +94,14 @@ async def fetched_highwaters(
         await consumer.stop()
 
 
+def client_settings(app: Any, transport: Any) -> tuple[list[str], dict[str, Any]]:
+    """Bootstrap servers and the security arguments (SASL/TLS) of ``app``'s broker, for the
+    extra aiokafka clients stockflow opens beside Faust's (high watermarks, batch restore)."""
+    conf = app.conf
+    auth = faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context)
+    return faust_aiokafka.server_list(transport.url, transport.default_port), dict(auth)
+
+
 class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer thread with the fetch wait and the end-offset fix applied."""
 
@@ -123,17 +132,8 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         reported = await super()._highwaters(partitions)
-        conf = self.app.conf
-        transport: Any = self.transport
-        auth = faust_aiokafka.credentials_to_aiokafka_auth(
-            conf.broker_credentials, conf.ssl_context
-        )
-        return await fetched_highwaters(
-            faust_aiokafka.server_list(transport.url, transport.default_port),
-            partitions,
-            reported,
-            client_kwargs=auth,
-        )
+        servers, auth = client_settings(self.app, self.transport)
+        return await fetched_highwaters(servers, partitions, reported, client_kwargs=auth)
 
 
 class TunedConsumer(faust_aiokafka.Consumer):

@@ -25,6 +25,7 @@ from typing import Any
 import aiokafka
 from aiokafka import TopicPartition
 from faust.types import TP
+from rocksdict import WriteBatch
 
 __all__ = ["RestoreTarget", "restore_partitions"]
 
@@ -104,8 +105,6 @@ async def restore_partitions(
 def _write(target: RestoreTarget, tp: TP, batch: list[Any]) -> int | None:
     """One ``WriteBatch`` for the records of ``batch`` below ``target.end``, with the
     persisted offset. Returns the last offset written."""
-    from rocksdict import WriteBatch
-
     write = WriteBatch(raw_mode=True)
     last: int | None = None
     for record in batch:

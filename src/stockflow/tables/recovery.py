@@ -23,10 +23,10 @@ from typing import Any, cast
 
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from stockflow.tables.fast_restore import RestoreTarget, restore_partitions
+from stockflow.transport import client_settings
 
 __all__ = ["SelfHealingRecovery", "SelfHealingTableManager", "discard_partition"]
 
@@ -110,16 +110,13 @@ class SelfHealingRecovery(Recovery):
             targets[tp] = RestoreTarget(store=store, first=destination[tp] + 1, end=end)
         if not targets:
             return
-        conf = self.app.conf
-        transport: Any = self.app.transport
+        servers, auth = client_settings(self.app, self.app.transport)
         applied = await restore_partitions(
-            faust_aiokafka.server_list(transport.url, transport.default_port),
+            servers,
             targets,
             # Faust bounds this whole step by the request timeout: leave it room for the rest.
-            budget=conf.broker_request_timeout / 2,
-            client_kwargs=faust_aiokafka.credentials_to_aiokafka_auth(
-                conf.broker_credentials, conf.ssl_context
-            ),
+            budget=self.app.conf.broker_request_timeout / 2,
+            client_kwargs=auth,
         )
         for tp, last in applied.items():
             destination[tp] = max(destination[tp], last)

@@ -241,9 +241,9 @@ class Harness:
     def wait_settled(self, *, timeout: float = 60.0, interval: float = 0.2) -> None:
         """Wait until the workers have processed and committed every record of the topics they
         consume, twice in a row with the same ends (a record processed may cause another, one
-        hop later). Decisions are published before the table changes they come with reach the
-        changelog; a worker commits its input only after they did, so the changelog then holds
-        every change behind every decision on the topics."""
+        hop later). Decisions can be on the broker before the table changes they come with are
+        acknowledged on the changelog; a worker commits its input only after they are, so the
+        changelog then holds every change behind every decision on the topics."""
         settings = self.settings
         consumed = [
             settings.orders_topic,
