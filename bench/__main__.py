@@ -33,7 +33,7 @@ __all__ = ["Plan", "main", "run"]
 
 SECTIONS = ("throughput", "latency", "recovery", "memory", "core", "knobs", "profile")
 DEFAULT_SECTIONS = ("throughput", "latency", "recovery", "core")
-SYSTEM_NAMES = ("pipe", "quix", "faust", "faust+6w", "stockflow")
+SYSTEM_NAMES = ("pipe", "quix", "faust", "faust+6w", "stockflow", "stockflow-stream")
 QUICK_SYSTEMS = ("pipe", "quix", "stockflow")
 LATENCY_VARIANT_SYSTEMS = ("pipe", "stockflow")
 """Only these are also timed at the second fetch wait."""
@@ -144,7 +144,7 @@ def _measured_commit(run: Any) -> str:
 
 def _orders_for(plan: Plan, system: str) -> int:
     """Faster systems get more orders, so that every run lasts long enough to time."""
-    if system in ("stockflow", "faust+6w"):
+    if system.startswith("stockflow") or system == "faust+6w":
         return plan.orders
     if system == "faust":
         return plan.orders * 2
@@ -154,7 +154,7 @@ def _orders_for(plan: Plan, system: str) -> int:
 def _env_for(plan: Plan, system: str) -> dict[str, str]:
     """stockflow and the Faust floor get every ``--env``; the pipe and the peer only the
     fetch wait."""
-    if system in ("stockflow", "faust", "faust+6w"):
+    if system.startswith(("stockflow", "faust")):
         return plan.env
     return {k: v for k, v in plan.env.items() if k == "STOCKFLOW_FETCH_MAX_WAIT_MS"}
 

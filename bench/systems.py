@@ -33,6 +33,7 @@ __all__ = [
     "FaustWritesSystem",
     "PipeSystem",
     "QuixSystem",
+    "StockflowStreamSystem",
     "StockflowSystem",
     "System",
     "stockflow_env",
@@ -184,6 +185,18 @@ class StockflowSystem(System):
             await asyncio.sleep(0.3)
 
 
+class StockflowStreamSystem(StockflowSystem):
+    """The same worker on Faust's per-record stream path (``STOCKFLOW_CONSUMER=stream``): the
+    A/B of the batch consumer, in the same run."""
+
+    name = "stockflow-stream"
+
+    def __init__(
+        self, broker: EmbeddedBroker, partitions: int, env: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(broker, partitions, {**dict(env or {}), "STOCKFLOW_CONSUMER": "stream"})
+
+
 def _fetch_wait(env: Mapping[str, str] | None) -> str:
     """The pipe and the peer take stockflow's fetch-wait setting, so all three wait alike."""
     return (env or {}).get("STOCKFLOW_FETCH_MAX_WAIT_MS", "50")
@@ -301,6 +314,7 @@ class FaustWritesSystem(FaustFloorSystem):
 
 SYSTEMS: dict[str, type[System]] = {
     "stockflow": StockflowSystem,
+    "stockflow-stream": StockflowStreamSystem,
     "pipe": PipeSystem,
     "quix": QuixSystem,
     "faust": FaustFloorSystem,

@@ -9,13 +9,9 @@ from typing import Any
 
 import faust
 
-from stockflow.agents import (
-    register_inventory_agent,
-    register_orders_agent,
-    register_products_agent,
-    register_scheduler,
-)
-from stockflow.agents.loop import Batching
+from stockflow._faust.batches import BatchProcessor, Route
+from stockflow._faust.producing import BatchSender
+from stockflow.agents import Batching, register_agents, register_scheduler
 from stockflow.agents.publish import Publisher
 from stockflow.core.policy import Policy
 from stockflow.observability import DecisionLog, Metrics
@@ -134,7 +130,8 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
             app, [product_table.name, order_table.name], name=f"{prefix}-stockflow"
         )
     )
-    changelog = ChangelogWriter(app)  # one for both tables: writes keep their order
+    sender = BatchSender(app)
+    changelog = ChangelogWriter(app, sender)  # one for both tables: writes keep their order
     product_store = TableStore(product_table, changelog)
     order_store = TableStore(order_table, changelog)
     writer = ProductWriter(product_store, policy)
@@ -147,8 +144,8 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
     }
     # stockflow's table writes bypass Faust's producer buffer (ChangelogWriter); whatever Faust
     # itself still buffers is flushed completely before each commit.
-    complete_producer_flush(app)
-    publisher = Publisher(app, roles, partitions=settings.partitions)
+    complete_producer_flush(app, before=sender.flushed)
+    publisher = Publisher(app, roles, partitions=settings.partitions, sender=sender)
     batching = Batching(
         max_records=settings.batch_max_records, within=settings.batch_within_ms / 1000
     )
@@ -159,43 +156,48 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
     def probe(agent: str) -> Any:
         return metrics.probe(agent, progress.applied, decision_log)
 
-    register_products_agent(
+    products, orders, inventory = (f"{prefix}.products", f"{prefix}.orders", f"{prefix}.inventory")
+    order_probe = probe("orders")
+    processor = BatchProcessor(
         app,
-        name=f"{prefix}.products",
-        topic=topics["product_commands"],
-        writer=writer,
-        store=product_store,
-        publisher=publisher,
-        batching=batching,
-        probe=probe("products"),
+        {
+            settings.product_commands_topic: Route(
+                products, writer.handle, product_store, probe("products")
+            ),
+            settings.orders_topic: Route(orders, desk.handle_order, order_store, order_probe),
+            settings.order_replies_topic: Route(
+                orders, desk.handle_reply, order_store, order_probe
+            ),
+            settings.inventory_topic: Route(
+                inventory, InventoryRouter().handle, product_store, probe("inventory")
+            ),
+        },
+        changelog=changelog,
+        outputs=publisher,
     )
+    # The orders agent reads the public topic and the internal replies as one stream, so one
+    # writer sees all of an order's events in order.
     order_stream = app.topic(
         settings.orders_topic,
         settings.order_replies_topic,
         key_serializer="raw",
         value_serializer="raw",
     )
-    register_orders_agent(
+    register_agents(
         app,
-        name=f"{prefix}.orders",
-        topic=order_stream,
-        orders_topic=settings.orders_topic,
-        desk=desk,
-        store=order_store,
-        publisher=publisher,
+        [
+            (products, topics["product_commands"]),
+            (orders, order_stream),
+            (inventory, topics["inventory"]),
+        ],
+        processor=processor,
         batching=batching,
-        probe=probe("orders"),
     )
-    register_inventory_agent(
-        app,
-        name=f"{prefix}.inventory",
-        topic=topics["inventory"],
-        router=InventoryRouter(),
-        store=product_store,
-        publisher=publisher,
-        batching=batching,
-        probe=probe("inventory"),
-    )
+    transport = app.transport if settings.consumer == "batch" else None
+    if isinstance(transport, TunedTransport):
+        transport.batch_processor = processor  # the consumer bypasses the agents' streams
+    elif settings.consumer == "batch":
+        log.warning("stockflow.install: Faust's transport; records go through Faust's streams")
     register_scheduler(
         app,
         name=f"{prefix}.timers",

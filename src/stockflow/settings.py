@@ -147,6 +147,13 @@ class Settings(BaseSettings):
     """Producer linger: small batches cost throughput, long ones latency. Default 5 ms; env
     ``STOCKFLOW_PRODUCER_LINGER_MS``."""
 
+    producer_batch_bytes: int = Field(default=256 * 1024, ge=16 * 1024, le=1024 * 1024)
+    """Largest record batch the producer builds per topic partition. A processed batch's
+    records for one partition go out in as few record batches as fit (aiokafka's default,
+    16 KiB, made a flash sale's changelog partition wait for ten sends in turn); brokers accept
+    1 MiB by default (``message.max.bytes``). Default 256 KiB; env
+    ``STOCKFLOW_PRODUCER_BATCH_BYTES``."""
+
     batch_max_records: int = Field(default=1000, ge=1)
     """Records an agent takes in one batch at most (Faust ``take_events``): the outputs of a
     batch go out together, one internal record per destination partition. Default 1000; env
@@ -155,6 +162,12 @@ class Settings(BaseSettings):
     batch_within_ms: float = Field(default=5.0, gt=0)
     """Longest a short batch waits for more records: the latency each hop may add under light
     load. Default 5 ms; env ``STOCKFLOW_BATCH_WITHIN_MS``."""
+
+    consumer: Literal["batch", "stream"] = "batch"
+    """How stockflow's records are consumed. ``batch``: each fetch's records go straight from
+    the consumer to the processors, a whole batch at a time (:mod:`stockflow._faust.consumer`);
+    ``stream``: through Faust's agents and streams, one record at a time (Faust's own path,
+    several times the CPU per record). Default ``batch``; env ``STOCKFLOW_CONSUMER``."""
 
     standby_replicas: int = Field(default=1, ge=0)
     """Standby copies of each table partition on other workers. Default 1; env
@@ -267,6 +280,7 @@ class Settings(BaseSettings):
             "broker_rebalance_timeout": self.rebalance_timeout,
             "broker_commit_interval": self.commit_interval,
             "producer_linger": self.producer_linger_ms / _MS,
+            "producer_max_batch_size": self.producer_batch_bytes,
             # acks=all: a decision is only committed once every replica has it.
             "producer_acks": -1,
             "web_port": self.web_port,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import aiokafka
@@ -192,11 +192,16 @@ class TunedConsumer(faust_aiokafka.Consumer):
 
 class TunedTransport(faust_aiokafka.Transport):
     Consumer = TunedConsumer
+    batch_processor: Any = None
+    """stockflow's :class:`~stockflow._faust.batches.BatchProcessor`, set by
+    :func:`stockflow.install`: its topics bypass Faust's per-record path."""
 
 
-def complete_producer_flush(app: Any) -> None:
+def complete_producer_flush(app: Any, before: Callable[[], Awaitable[None]] | None = None) -> None:
     """Make ``app.producer.flush()`` wait until every record buffered *before the call* has been
-    handed to the client (whose own flush then waits for the broker's acknowledgements).
+    handed to the client (whose own flush then waits for the broker's acknowledgements), and
+    first for ``before()`` (stockflow's own record batches still being submitted,
+    :meth:`stockflow._faust.producing.BatchSender.flushed`).
 
     Faust queues table (changelog) writes in a buffer that one background task drains, and
     commits input offsets right after ``producer.flush()``. Faust's buffer flush gives up once
@@ -231,6 +236,8 @@ def complete_producer_flush(app: Any) -> None:
             progress.set()
 
     async def flush() -> None:
+        if before is not None:
+            await before()
         target = counts["put"]
         while counts["sent"] < target and not buffer.should_stop:
             progress.clear()
@@ -252,8 +259,10 @@ def use_tuned_transport(app: Any, fetch_max_wait_ms: int) -> None:
     if scheme not in ("kafka", "aiokafka"):
         log.warning("broker scheme %r: stockflow's transport fixes are not applied", scheme)
         return
+    from stockflow._faust.consumer import BatchConsumer  # it builds on TunedConsumer
+
     consumer_class = type(
-        "StockflowConsumer", (TunedConsumer,), {"fetch_max_wait_ms": fetch_max_wait_ms}
+        "StockflowConsumer", (BatchConsumer,), {"fetch_max_wait_ms": fetch_max_wait_ms}
     )
     transport_class = type("StockflowTransport", (TunedTransport,), {"Consumer": consumer_class})
     app.transport = transport_class(app.conf.broker_consumer, app)

@@ -72,3 +72,6 @@ async def put_from(
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"record on {topic} was not processed")
         await asyncio.sleep(0.001)
+    # Its record batches are queued to the (capturing) client by tasks: let them run.
+    for _ in range(10):
+        await asyncio.sleep(0)

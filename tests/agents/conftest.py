@@ -19,6 +19,51 @@ from stockflow import Settings, create_app
 from agent_world import AgentWorld, Sent
 
 
+class CapturingBatch:
+    def __init__(self) -> None:
+        self.records: list[tuple[Any, Any]] = []
+
+    def append(self, *, timestamp: Any, key: Any, value: Any) -> object:
+        self.records.append((key, value))
+        return self
+
+    def close(self) -> None:
+        pass
+
+
+class CapturingClient:
+    """Stands in for aiokafka's producer: ``create_batch``/``send_batch`` and the metadata
+    look-up of a topic's partitions."""
+
+    def __init__(self, world: AgentWorld, partitions: int) -> None:
+        self.offsets: dict[tuple[str, int], int] = {}
+        self.world = world
+        self.client = self
+        self.cluster = self
+        self.partitions = partitions
+
+    async def _wait_on_metadata(self, topic: str) -> None:
+        return None
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
+    def create_batch(self) -> CapturingBatch:
+        return CapturingBatch()
+
+    async def send_batch(
+        self, batch: CapturingBatch, topic: str, *, partition: int
+    ) -> asyncio.Future[RecordMetadata]:
+        base = self.offsets.get((topic, partition), 0)
+        self.offsets[(topic, partition)] = base + len(batch.records)
+        for key, value in batch.records:
+            self.world.sent.append(Sent(topic, key, value, partition))
+        tp = TopicPartition(topic, partition)
+        future: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        future.set_result(RecordMetadata(topic, partition, tp, base, -1, 0, 0))
+        return future
+
+
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[AgentWorld]:
     settings = Settings(
@@ -29,19 +74,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[AgentWorld]:
     app.flow_control.resume()
     world = AgentWorld(app=app, handle=app.stockflow)
 
-    # stockflow publishes through the app's producer; capture what it would have produced, and
-    # answer as the client does: a future of the record's metadata (offsets per partition).
-    offsets: dict[tuple[str, int], int] = {}
-
-    async def capture(
-        topic: str, key: Any, value: Any, partition: Any, timestamp: Any, headers: Any
-    ) -> asyncio.Future[RecordMetadata]:
-        world.sent.append(Sent(topic, key, value, partition))
-        tp = TopicPartition(topic, partition or 0)
-        offset = offsets[(topic, tp.partition)] = offsets.get((topic, tp.partition), -1) + 1
-        future: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
-        future.set_result(RecordMetadata(topic, tp.partition, tp, offset, -1, 0, 0))
-        return future
-
-    monkeypatch.setattr(app.producer, "send", capture)
+    # stockflow publishes through the app's producer client, a record batch per partition;
+    # capture what it would have produced, and answer as the client does: a future of the
+    # batch's metadata (offsets per partition).
+    client = CapturingClient(world, settings.partitions)
+    monkeypatch.setattr(app.producer, "_ensure_producer", lambda: client)
     yield world

@@ -37,32 +37,63 @@ class FakeTable:
         return FakeTopic(f"{self.name}-changelog")
 
 
-class FakeProducer:
-    """Records every send; ``yield_every`` sends give the event loop a turn, as a full batch
-    in the real client does; ``fail`` makes the futures of that topic fail."""
+class FakeBuilder:
+    """aiokafka's ``BatchBuilder``: holds ``capacity`` records at most."""
 
-    def __init__(self, yield_every: int = 0, fail: str | None = None) -> None:
+    def __init__(self, capacity: int) -> None:
+        self.records: list[tuple[bytes, bytes | None]] = []
+        self.capacity = capacity
+
+    def close(self) -> None:
+        pass
+
+    def append(self, *, timestamp: Any, key: bytes, value: bytes | None) -> object | None:
+        if len(self.records) >= self.capacity:
+            return None
+        self.records.append((key, value))
+        return object()
+
+
+class FakeProducer:
+    """aiokafka's batch API (``create_batch``/``send_batch``), recording every record;
+    ``yield_every`` submissions give the event loop a turn, as waiting for a free slot in the
+    real client does; ``fail`` makes the futures of that topic fail; ``capacity`` records fill
+    a batch."""
+
+    def __init__(self, yield_every: int = 0, fail: str | None = None, capacity: int = 100) -> None:
         self.sent: list[tuple[str, bytes, bytes | None, int]] = []
-        self.futures: list[asyncio.Future[Any]] = []
+        self.batches: list[tuple[str, int, int]] = []
         self.offsets: dict[tuple[str, int], int] = {}
         self.yield_every = yield_every
         self.fail = fail
+        self.capacity = capacity
 
-    async def send(
-        self, topic: str, key: bytes, value: bytes | None, partition: int, ts: Any, headers: Any
+    def _ensure_producer(self) -> FakeProducer:
+        return self
+
+    def create_batch(self) -> FakeBuilder:
+        return FakeBuilder(self.capacity)
+
+    async def send_batch(
+        self, builder: FakeBuilder, topic: str, *, partition: int
     ) -> asyncio.Future[Any]:
-        self.sent.append((topic, key, value, partition))
-        if self.yield_every and len(self.sent) % self.yield_every == 0:
+        self.batches.append((topic, partition, len(builder.records)))
+        if self.yield_every and len(self.batches) % self.yield_every == 0:
             await asyncio.sleep(0)
-        offset = self.offsets[(topic, partition)] = self.offsets.get((topic, partition), -1) + 1
+        base = self.offsets.get((topic, partition), 0)
+        self.offsets[(topic, partition)] = base + len(builder.records)
+        for key, value in builder.records:
+            self.sent.append((topic, key, value, partition))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.futures.append(future)
         tp = TopicPartition(topic, partition)
         if topic == self.fail:
             future.set_exception(RuntimeError("broker said no"))
         else:
-            future.set_result(RecordMetadata(topic, partition, tp, offset, -1, 0, 0))
+            future.set_result(RecordMetadata(topic, partition, tp, base, -1, 0, 0))
         return future
+
+    def in_partition(self, topic: str, partition: int) -> list[bytes | None]:
+        return [value for t, _k, value, p in self.sent if (t, p) == (topic, partition)]
 
 
 @dataclass
@@ -90,12 +121,15 @@ async def test_records_are_sent_in_write_order_with_their_partition() -> None:
     assert writer.pending == 4
     await writer.send()
     assert writer.pending == 0
-    assert app.producer.sent == [
-        ("products-changelog", b"s:a", b"1", 1),
+    await writer.sender.flushed()
+    # Kafka orders records within a partition only: that order is the write order.
+    assert sorted(app.producer.sent, key=lambda r: (r[0], r[3])) == [
         ("orders-changelog", b"o:x", b"placed", 1),
+        ("products-changelog", b"s:a", b"1", 1),
         ("products-changelog", b"s:a", b"2", 1),
         ("products-changelog", b"t:old", None, 3),
     ]
+    assert len(app.producer.batches) == 3  # one record batch per changelog partition
     await settle()
     # The last offset per changelog partition, as Faust's own callback would have recorded it.
     assert products.data.persisted == {1: 1, 3: 0}
@@ -119,8 +153,26 @@ async def test_writes_made_while_a_send_is_in_progress_go_out_after_it() -> None
         await writer.send()
 
     await asyncio.gather(writer.send(), second_agent())
+    await writer.sender.flushed()
     assert [value for _, _, value, _ in app.producer.sent] == [str(i).encode() for i in range(8)]
     assert writer.pending == 0
+
+
+async def test_a_full_batch_is_submitted_and_the_partition_continues_in_order() -> None:
+    app = FakeApp(FakeProducer(capacity=2))
+    writer = ChangelogWriter(app)
+    table = FakeTable("products")
+    for i in range(5):
+        writer.add(table, 0, b"k", str(i).encode())
+    writer.add(table, 1, b"j", b"x")
+    await writer.send()
+    await writer.sender.flushed()
+    assert app.producer.in_partition("products-changelog", 0) == [b"0", b"1", b"2", b"3", b"4"]
+    assert [size for _t, p, size in app.producer.batches if p == 0] == [2, 2, 1]
+    assert [size for _t, p, size in app.producer.batches if p == 1] == [1]
+    await settle()
+    # The persisted offset is the partition's last record, in its last batch.
+    assert table.data.persisted == {0: 4, 1: 0}
 
 
 async def test_a_failed_changelog_write_stops_the_worker() -> None:

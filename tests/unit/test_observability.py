@@ -40,7 +40,7 @@ COMMANDS = "app-product-commands"
 
 @dataclass
 class Message:
-    """What a probe reads from a Faust message."""
+    """What a probe reads of a record (and its topic partition)."""
 
     topic: str
     partition: int
@@ -81,7 +81,7 @@ class Writer:
         step = self.writer.handle(
             value, meta(COMMANDS, partition=1, offset=self.offset, timestamp_ms=at)
         )
-        self.probe(message, step, 0.0)
+        self.probe(message.tp, message, step, 0.0)
         self.offset += 1
         return step
 
@@ -184,7 +184,8 @@ def test_order_outcomes_are_counted_by_reason() -> None:
         [order_placed("big", ("a", 1), ("b", 1)), raw({"type": "OrderPaid", "order_id": "x"})]
     ):
         at = meta("orders", offset=offset, timestamp_ms=T0, key=None)
-        probe(Message("orders", 0, offset, record), desk.handle_order(record, at), 0.0)
+        message = Message("orders", 0, offset, record)
+        probe(message.tp, message, desk.handle_order(record, at), 0.0)
     assert (
         value(metrics, "stockflow_decisions_total", outcome="rejected", reason="invalid_order") == 1
     )
@@ -204,7 +205,7 @@ def test_partial_reservations_and_unknown_reasons_are_bounded_labels() -> None:
     partial += b'"refused":[{"product_id":"p","quantity":1,"reason":"insufficient_stock"}]}'
     odd = b'{"type":"OrderRejected","order_id":"o","reason":"made-up","lines":[]}'
     step = Step(outputs=[Out("reservations", b"o", partial), Out("reservations", b"o", odd)])
-    probe(Message("orders", 0, 0, b"{}"), step, 0.0)
+    probe(("orders", 0), Message("orders", 0, 0, b"{}"), step, 0.0)
     assert value(metrics, "stockflow_decisions_total", outcome="reserved", reason="partial") == 1
     assert value(metrics, "stockflow_decisions_total", outcome="rejected", reason="other") == 1
 
@@ -214,7 +215,7 @@ def test_latency_histogram_buckets_are_cumulative() -> None:
     probe = metrics.probe("products", {})
     step = Step()
     for started in (0.0, 1e12):  # perf_counter() - 0.0 is huge; - 1e12 is negative: first bucket
-        probe(Message("t", 0, 0, None), step, started)
+        probe(("t", 0), Message("t", 0, 0, None), step, started)
     first = repr(LATENCY_BUCKETS[0])
     assert value(metrics, "stockflow_processing_seconds_bucket", agent="products", le=first) == 1
     assert value(metrics, "stockflow_processing_seconds_bucket", agent="products", le="+Inf") == 2

@@ -1,99 +1,66 @@
-"""The one loop every stockflow agent runs: records in batches, a processor per record, the
-outputs of the whole batch published together."""
+"""stockflow's Faust agents: they subscribe stockflow's topics and, where records reach them
+through Faust's streams, hand them to the same :class:`BatchProcessor` as the batch consumer.
+
+With stockflow's transport (the default, ``STOCKFLOW_CONSUMER=batch``) the consumer gives the
+records of stockflow's topics to the processor directly and the agents' streams stay empty;
+the agents still declare the topics, so that Faust subscribes, assigns and co-partitions them
+with the tables. With ``STOCKFLOW_CONSUMER=stream``, an app whose transport was created before
+:func:`stockflow.install`, or in Faust's ``test_context``, records arrive here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from time import perf_counter
 from typing import Any
 
-from stockflow.agents.publish import Probe, Publisher, crash, set_current_event
-from stockflow.processing.records import Out, Step
-from stockflow.tables.store import TableStore
+from faust.types import TP
 
-__all__ = ["Batching", "register_agent", "run_batches"]
+from stockflow._faust.batches import BatchProcessor, Record
+
+__all__ = ["Batching", "register_agents"]
 
 
 @dataclass(frozen=True, slots=True)
 class Batching:
     """``max_records`` per batch at most; a batch closes after ``within`` seconds even when
-    short (the latency a hop may add under light load)."""
+    short (the latency a hop may add under light load). Only for the stream path."""
 
     max_records: int = 1000
     within: float = 0.005
 
 
-async def run_batches(
+def register_agents(
     app: Any,
+    agents: Sequence[tuple[str, Any]],
     *,
-    name: str,
-    stream: Any,
-    handle: Callable[[Any], Step],
-    publisher: Publisher,
-    store: TableStore,
+    processor: BatchProcessor,
     batching: Batching,
-    probe: Probe | None = None,
-) -> None:
-    """Process ``stream`` batch by batch with ``handle(message) -> Step``.
-
-    Faust acknowledges a batch's records only after this loop body returns for it, so a crash
-    mid-batch redelivers the whole batch (processing is idempotent). Before each record the
-    stream's current event is set to it: a table change goes to the changelog partition of the
-    current event, which must be the record's own. The batch's changes reach the producer
-    client before the batch's records are acknowledged.
-    """
-    # Only the context variable is set (this task's view), never Stream.current_event: that
-    # attribute is what take_events' buffer reads for the *next* record, and overwriting it
-    # dropped records (found by the chaos suite).
-    async for events in stream.take_events(batching.max_records, within=batching.within):
-        try:
-            outputs: list[Out] = []
-            fired: list[tuple[Any, list[str]]] = []
-            for event in events:
-                set_current_event(event)
-                message = event.message
-                started = perf_counter()
-                step = handle(message)
-                outputs.extend(step.outputs)
-                if step.after_flush:
-                    fired.append((event, step.after_flush))
-                if probe is not None:
-                    probe(message, step, started)
-            # The batch's table changes first: the flush before a fired timer's deletion (and
-            # before every commit) must find them in the producer client.
-            await store.changelog.send()
-            await publisher.publish(outputs)
-            await publisher.flush_then_delete(store, fired)
-            await store.changelog.send()  # the deletions of fired timers
-        except Exception as exc:
-            await crash(app, name, exc)
-            raise
+) -> list[Any]:
+    """One Faust agent per ``(name, channel)``; the processor's routes say what each record
+    of the channel's topics does."""
+    return [
+        app.agent(channel, name=name)(_agent_body(processor, batching)) for name, channel in agents
+    ]
 
 
-def register_agent(
-    app: Any,
-    *,
-    name: str,
-    topic: Any,
-    handle: Callable[[Any], Step],
-    publisher: Publisher,
-    store: TableStore,
-    batching: Batching,
-    probe: Probe | None = None,
-) -> Any:
-    """A Faust agent on ``topic`` that runs :func:`run_batches` with ``handle``."""
-
+def _agent_body(processor: BatchProcessor, batching: Batching) -> Any:
     async def agent(stream: Any) -> None:
-        await run_batches(
-            app,
-            name=name,
-            stream=stream,
-            handle=handle,
-            publisher=publisher,
-            store=store,
-            batching=batching,
-            probe=probe,
-        )
+        # Faust acknowledges a batch's records only after this body returns for it: a crash
+        # mid-batch redelivers the whole batch (processing is idempotent).
+        async for events in stream.take_events(batching.max_records, within=batching.within):
+            by_partition: dict[Any, list[Record]] = {}
+            for event in events:
+                message = event.message
+                by_partition.setdefault(TP(message.topic, message.partition), []).append(
+                    Record(
+                        topic=message.topic,
+                        offset=message.offset,
+                        timestamp=round(message.timestamp * 1000),
+                        key=message.key,
+                        value=message.value,
+                    )
+                )
+            await processor.process(by_partition.items())
 
-    return app.agent(topic, name=name)(agent)
+    return agent

@@ -136,8 +136,8 @@ class Metrics:
 
 
 class StepProbe:
-    """Called by an agent after each record: ``probe(message, step, started)`` where
-    ``started`` is :func:`time.perf_counter` before the record was processed.
+    """Called after each record: ``probe(tp, record, step, started)`` where ``started`` is
+    :func:`time.perf_counter` before the record was processed.
 
     Written for the hot path (about a microsecond per record): the output's ``type`` is read
     from stockflow's own encoding (``{"type":"...`` first), a line answer's refusal from how it
@@ -179,8 +179,8 @@ class StepProbe:
         }
         self._refused = metrics.decisions["line_refused"]
 
-    def __call__(self, message: Any, step: Step, started: float) -> None:
-        self._applied[message.tp] = message.offset
+    def __call__(self, tp: Any, record: Any, step: Step, started: float) -> None:
+        self._applied[tp] = record.offset
         dead = False
         events_out = self._events_out
         for out in step.outputs:
@@ -199,13 +199,13 @@ class StepProbe:
                     self._refused[reason_of(value)] += 1
             elif role == "dead_letters":
                 dead = True
-        topic = message.topic
+        topic = record.topic
         by_type = self._events_in[topic]
         if dead:
             self._dead_letters[topic] += 1
             by_type["invalid"] += 1
         else:
-            raw = message.value
+            raw = record.value
             if raw is not None and raw.startswith(PREFIX):  # stockflow's own: no call
                 by_type[TYPE_BY_NAME.get(raw[START : raw.find(b'"', START)], OTHER)] += 1
             else:

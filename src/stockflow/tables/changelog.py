@@ -17,7 +17,11 @@ import logging
 from functools import partial
 from typing import Any
 
-__all__ = ["ChangelogWriter"]
+from faust.types import TP
+
+from stockflow._faust.producing import BatchSender, Sent
+
+__all__ = ["ChangelogWriter", "check_delivery"]
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +34,13 @@ class ChangelogWriter:
     the order they were applied (what a restore replays).
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, sender: BatchSender | None = None) -> None:
         self.app = app
+        self.sender = sender or BatchSender(app)
         self._pending: list[tuple[Any, int, bytes, bytes | None]] = []
         self._lock = asyncio.Lock()
-        self._topics: dict[str, str] = {}
-        self._crashing: set[asyncio.Task[Any]] = set()  # referenced until done
+        self._tables: dict[str, Any] = {}  # changelog topic -> table
+        self._topics: dict[str, str] = {}  # table name -> changelog topic
 
     @property
     def pending(self) -> int:
@@ -52,39 +57,54 @@ class ChangelogWriter:
         async with self._lock:  # a second agent's records wait behind the first one's
             while self._pending:
                 records, self._pending = self._pending, []
-                send = self.app.producer.send
-                last: dict[tuple[Any, int], Any] = {}
-                for table, partition, key, value in records:
-                    topic = self._topic(table)
-                    future = await send(topic, key, value, partition, None, None)
-                    if isinstance(future, asyncio.Future):
-                        future.add_done_callback(self._check)
-                        last[(table, partition)] = future
-                for (table, _partition), future in last.items():
-                    future.add_done_callback(partial(self._persisted, table))
+                topic = self._topic
+                sent = await self.sender.send(
+                    (topic(table), partition, key, value)
+                    for table, partition, key, value in records
+                )
+                check_delivery(self.app, sent, "a changelog write")
+                self._persist_offsets(sent)
 
     def _topic(self, table: Any) -> str:
         try:
             return self._topics[table.name]
         except KeyError:
             topic = self._topics[table.name] = str(table.changelog_topic.get_topic_name())
+            self._tables[topic] = table
             return topic
 
-    def _check(self, future: asyncio.Future[Any]) -> None:
+    def _persist_offsets(self, sent: Sent) -> None:
+        last: dict[tuple[str, int], tuple[asyncio.Future[Any], int]] = {}
+        for topic, partition, future, count in sent:
+            last[(topic, partition)] = (future, count)
+        for (topic, partition), (future, count) in last.items():
+            table = self._tables[topic]
+            future.add_done_callback(partial(_persisted, table, TP(topic, partition), count))
+
+
+def _persisted(table: Any, tp: TP, count: int, future: asyncio.Future[Any]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    # Faust's own bookkeeping (Table._on_changelog_sent): the last changelog offset this
+    # partition's local store holds, where a restore of a kept store starts reading.
+    table.data.set_persisted_offset(tp, future.result().offset + count - 1)
+
+
+_crashing: set[asyncio.Task[Any]] = set()  # referenced until done
+
+
+def check_delivery(app: Any, sent: Sent, what: str) -> None:
+    """Stop the worker if any of ``sent`` fails: a lost state change or output must not be
+    committed past. After the restart the records are processed again from the last commit
+    (and an unclean stop restores the tables from their changelogs)."""
+
+    def check(future: asyncio.Future[Any]) -> None:
         exc = None if future.cancelled() else future.exception()
         if exc is not None:
-            # A lost state change must not be committed past: stop, restore from the changelog
-            # (the unclean-shutdown guard discards the local state) and reprocess.
-            log.critical("a changelog write failed; stopping the worker", exc_info=exc)
-            task = asyncio.ensure_future(self.app.crash(exc))
-            self._crashing.add(task)
-            task.add_done_callback(self._crashing.discard)
+            log.critical("%s failed; stopping the worker", what, exc_info=exc)
+            task = asyncio.ensure_future(app.crash(exc))
+            _crashing.add(task)
+            task.add_done_callback(_crashing.discard)
 
-    @staticmethod
-    def _persisted(table: Any, future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return
-        metadata = future.result()
-        # Faust's own bookkeeping (Table._on_changelog_sent): the last changelog offset this
-        # partition's local store holds, where a restore of a kept store starts reading.
-        table.data.set_persisted_offset(metadata.topic_partition, metadata.offset)
+    for _topic, _partition, future, _count in sent:
+        future.add_done_callback(check)

@@ -1,8 +1,9 @@
 """A Faust table seen through the :class:`stockflow.processing.StateStore` interface.
 
-Writes (``put``/``delete``) must happen inside the agent that owns the table's partition: each
-one goes to the changelog partition of the event being processed. Reads and scans
-are allowed anywhere (the timer scheduler reads outside the stream).
+Writes (``put``/``delete``) happen only while the batch processor applies a record of the
+table's partition (:attr:`TableStore.partition`): each goes to that partition's local store and
+changelog, as Faust requires of table writes. Reads and scans are allowed anywhere (the timer
+scheduler and the web server read between batches).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
-
-from faust.streams import current_event
 
 from stockflow.errors import StockflowError
 from stockflow.tables.changelog import ChangelogWriter
@@ -26,17 +25,20 @@ class TableStore:
         self.table = table
         self.changelog = changelog
         self._partition_dbs: bool | None = None  # known once the table's store exists
+        self.partition: int | None = None
+        """The partition whose record is being applied; ``None`` between records. Set by
+        :class:`stockflow._faust.batches.BatchProcessor` only."""
 
     # Keys go to Faust as bytes: a restored changelog gives the memory store bytes keys, so a
     # str key written live would never find a restored one (state "lost" at every restore).
 
     def get(self, key: str) -> bytes | None:
         raw = key.encode()
-        event = current_event()
-        if event is not None and self._rocksdb():
-            # What Faust's RocksDB store reads with a current event (that event's partition),
-            # without the second read of Table.get (it asks ``key in table`` first).
-            value: Any = self.table.data._db_for_partition(event.message.partition).get(raw)
+        partition = self.partition
+        if partition is not None and self._rocksdb():
+            # The partition's own database, without the second read of Table.get (it asks
+            # ``key in table`` first) and without Faust's search of every partition.
+            value: Any = self.table.data._db_for_partition(partition).get(raw)
         else:
             value = self.table.get(raw)
         if value is None or isinstance(value, bytes):
@@ -48,7 +50,7 @@ class TableStore:
 
     def put(self, key: str, value: bytes) -> None:
         raw = key.encode()
-        partition = _current_partition()
+        partition = self._writing()
         if self._rocksdb():
             self.table.data._db_for_partition(partition).put(raw, value)
         else:
@@ -57,13 +59,21 @@ class TableStore:
 
     def delete(self, key: str) -> None:
         raw = key.encode()
-        partition = _current_partition()
+        partition = self._writing()
         if self._rocksdb():
             self.table.data._db_for_partition(partition).delete(raw)
         else:
             with contextlib.suppress(KeyError):  # already gone: deletes are idempotent
                 del self.table.data[raw]
         self.changelog.add(self.table, partition, raw, None)
+
+    def _writing(self) -> int:
+        """The partition of the record being applied: its table partition and changelog
+        partition (Faust forbids table writes outside a stream for the same reason)."""
+        partition = self.partition
+        if partition is None:
+            raise StockflowError("a table was written outside of the processing of a record")
+        return partition
 
     def _rocksdb(self) -> bool:
         """Faust's RocksDB store: one database per partition, written and read directly."""
@@ -99,15 +109,6 @@ class TableStore:
                 value = data.get(key_str.encode())
             if value is not None:
                 yield key_str, value.encode() if isinstance(value, str) else bytes(value)
-
-
-def _current_partition() -> int:
-    """The partition of the record being processed: its table partition and changelog
-    partition (Faust forbids table writes outside a stream for the same reason)."""
-    event = current_event()
-    if event is None:
-        raise StockflowError("a table was written outside of an agent's stream")
-    return int(event.message.partition)
 
 
 def _as_str(key: Any) -> str:

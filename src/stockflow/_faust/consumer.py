@@ -1,0 +1,148 @@
+"""Faust's consumer with stockflow's topics taken out of its per-record path.
+
+:class:`BatchConsumer` fetches as Faust does (one ``getmany`` in the consumer thread, only the
+active partitions), then hands the records of stockflow's topics to the
+:class:`~stockflow._faust.batches.BatchProcessor` as whole batches, and lets every other
+record (an embedding app's own agents) go Faust's way. Faust keeps the group membership, the
+assignment, the tables and their recovery, the rebalances and the commits; only the offsets
+to commit for stockflow's partitions come from here:
+
+- a batch's offsets count as processed once its changelog records and outputs are in the
+  producer client; Faust computes the offsets of a commit *before* it flushes the producer,
+  so a commit never covers an effect that is not on the broker;
+- the batch runs in a task of its own, shielded: a fetcher stopped or cancelled mid-batch
+  (a rebalance, a shutdown) never leaves local state written and its changelog unsent;
+- a revocation or a shutdown waits for the batch in flight (``wait_empty``) before Faust
+  commits and closes the tables;
+- records fetched while the flow was stopped are not processed: the partitions are sought
+  back to their committed offsets, as Faust does;
+- a batch that ends after a rebalance started (the generation changed) does not move the
+  offsets: its records are fetched again from the committed offset (processing is
+  idempotent; skipping is not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from faust.types import TP
+
+from stockflow._faust.batches import BatchProcessor
+from stockflow.transport import TunedConsumer
+
+__all__ = ["BatchConsumer"]
+
+log = logging.getLogger(__name__)
+
+
+class BatchConsumer(TunedConsumer):
+    """See the module docstring. ``processor`` is set by :func:`stockflow.install` through the
+    transport (``transport.batch_processor``); without one this is Faust's consumer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._processed: dict[TP, int] = {}
+        """Per stockflow partition, the offset after the last record whose effects are in the
+        producer client: what the next commit may cover."""
+        self._in_flight: asyncio.Future[None] | None = None
+
+    @property
+    def processor(self) -> BatchProcessor | None:
+        return getattr(self.transport, "batch_processor", None)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        processor = self.processor
+        if processor is None:
+            async for item in super().getmany(timeout):
+                yield item
+            return
+        records, active = await self._wait_next_records(timeout)
+        if not records or self.should_stop:
+            return
+        if not self.flow_active:
+            # Fetched while a rebalance stopped the flow: fetched again after the seek.
+            log.debug("records fetched while the flow was stopped; seeking to committed")
+            try:
+                await self.perform_seek()
+            except Exception as exc:
+                log.warning("seek after a stopped flow failed: %r", exc)
+            return
+        generation = self.app.consumer_generation_id
+        mine: list[tuple[TP, Sequence[Any]]] = []
+        theirs: dict[TP, Any] = {}
+        topics = processor.topics
+        buffered = self._buffered_partitions
+        read_offset = self._read_offset
+        for tp, batch in records.items():
+            if not batch or (active is not None and tp not in active and tp not in buffered):
+                continue
+            if tp.topic not in topics:
+                theirs[tp] = batch
+                continue
+            start = read_offset.get(tp)
+            if start is not None and batch[0].offset < start:
+                batch = [record for record in batch if record.offset >= start]
+                if not batch:
+                    continue
+            mine.append((tp, batch))
+        if mine:
+            task = asyncio.ensure_future(self._process(processor, mine, generation))
+            self._in_flight = task
+            await asyncio.shield(task)
+        if theirs:
+            async for item in self._faust_messages(theirs, generation):
+                yield item
+
+    async def _process(
+        self, processor: BatchProcessor, batches: list[tuple[TP, Sequence[Any]]], generation: int
+    ) -> None:
+        await processor.process(batches)
+        if self.app.consumer_generation_id != generation:
+            log.info("a rebalance began during a batch: its records are fetched again")
+            return
+        processed = self._processed
+        acked = self._acked
+        monitor = self.app.monitor
+        for tp, batch in batches:
+            end = batch[-1].offset + 1
+            processed[tp] = end
+            self._read_offset[tp] = end
+            acked.setdefault(tp, [])  # makes Faust's commit look at this partition
+            monitor.track_tp_end_offset(tp, self.highwater(tp))
+
+    async def _faust_messages(
+        self, records: dict[TP, Any], generation: int
+    ) -> AsyncIterator[tuple[TP, Any]]:
+        """The rest of the fetch, the way Faust's ``getmany`` yields it."""
+        to_message = self._to_message
+        for tp, record in self.scheduler.iterate(records):
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                break
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            yield tp, to_message(tp, record)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        processed = self._processed.get(tp)
+        if processed is not None:
+            return processed
+        result: int | None = super()._new_offset(tp)
+        return result
+
+    async def wait_empty(self) -> None:
+        """Faust's, after the batch in flight is done (a revocation or a stop commits and
+        closes the tables right after this)."""
+        task = self._in_flight
+        if task is not None and not task.done():
+            timeout = float(self.app.conf.broker_session_timeout)
+            done, _pending = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                log.warning("the batch in flight did not finish within %.1fs", timeout)
+        await super().wait_empty()
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._processed.pop(tp, None)
+        await super().on_partitions_revoked(revoked)

@@ -1,0 +1,144 @@
+"""A batch's records handed to aiokafka's producer one record batch per topic partition.
+
+``AIOKafkaProducer.send`` costs a coroutine, a future, a partitioner call and an accumulator
+look-up per record, and resolving each future again when the broker acknowledges; a
+single-line order leaves about ten records behind (changelog writes, commands, replies,
+events), so that was the largest cost of a decision left after the consumer's. Here the
+records of one processed batch are appended to one :class:`aiokafka.producer.BatchBuilder`
+per topic partition (aiokafka's C record builder) and each builder is submitted with
+``send_batch``: one future per topic partition and batch.
+
+aiokafka accepts a partition's next record batch only once the previous one has left for the
+broker, and it keeps one request in flight per broker: submitting inline made the processor
+wait for a broker round trip per batch (a worker at 40% CPU). So builders are submitted by
+tasks, in order per topic partition, while the processor goes on with the next batch.
+:meth:`BatchSender.flushed` waits for every submission made before it; the producer's flush,
+which precedes every offset commit, calls it first (:func:`stockflow.transport.
+complete_producer_flush`), so a commit never covers a record that is not on the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from functools import partial
+from typing import Any
+
+__all__ = ["BatchSender", "Sent"]
+
+log = logging.getLogger(__name__)
+
+Sent = list[tuple[str, int, "asyncio.Future[Any]", int]]
+"""Every record batch, in order: ``(topic, partition, delivery, records)``. ``delivery``
+resolves to the batch's metadata (its ``offset`` is the batch's base offset: the last record's
+is that plus ``records - 1``) or to the error that lost it."""
+
+MAX_OUTSTANDING = 256
+"""Record batches submitted but not yet accepted by the client, at most; past that the
+processor waits (back-pressure instead of unbounded memory when the broker is slow)."""
+
+
+class BatchSender:
+    """Submits records through ``app``'s producer (Faust's, aiokafka underneath)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._partitions: dict[str, int] = {}
+        self._tails: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._outstanding: dict[asyncio.Task[None], None] = {}  # in submission order
+
+    def _client(self) -> Any:
+        return self.app.producer._ensure_producer()
+
+    async def partitions(self, topic: str) -> int:
+        """The number of partitions of ``topic`` as the producer's metadata knows it."""
+        count = self._partitions.get(topic)
+        if count is None:
+            client = self._client().client
+            await client._wait_on_metadata(topic)
+            count = self._partitions[topic] = len(client.cluster.partitions_for_topic(topic))
+        return count
+
+    async def send(self, records: Iterable[tuple[str, int, bytes | None, bytes | None]]) -> Sent:
+        """Queue ``(topic, partition, key, value)`` records for the producer, in order per
+        topic partition. Returns at once unless :data:`MAX_OUTSTANDING` batches wait."""
+        producer = self._client()
+        builders: dict[tuple[str, int], tuple[Any, int]] = {}
+        sent: Sent = []
+        for topic, partition, key, value in records:
+            tp = (topic, partition)
+            entry = builders.get(tp)
+            if entry is None:
+                entry = (producer.create_batch(), 0)
+            builder, count = entry
+            if builder.append(timestamp=None, key=key, value=value) is None:
+                # Full: it goes first, and the partition's next batch starts with this record.
+                sent.append(self._submit(producer, builder, topic, partition, count))
+                builder, count = producer.create_batch(), 0
+                if builder.append(timestamp=None, key=key, value=value) is None:
+                    raise ValueError(f"a record for {topic} does not fit in a producer batch")
+            builders[tp] = (builder, count + 1)
+        for (topic, partition), (builder, count) in builders.items():
+            sent.append(self._submit(producer, builder, topic, partition, count))
+        while len(self._outstanding) > MAX_OUTSTANDING:
+            await asyncio.wait([next(iter(self._outstanding))])
+        return sent
+
+    def _submit(
+        self, producer: Any, builder: Any, topic: str, partition: int, count: int
+    ) -> tuple[str, int, asyncio.Future[Any], int]:
+        # Closed: the client's sender takes it as it is instead of waiting out the linger.
+        builder.close()
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        tp = (topic, partition)
+        task = asyncio.ensure_future(
+            _submit(self._tails.get(tp), producer, builder, topic, partition, delivery)
+        )
+        self._tails[tp] = task
+        self._outstanding[task] = None
+        task.add_done_callback(partial(self._done, tp))
+        return (topic, partition, delivery, count)
+
+    def _done(self, tp: tuple[str, int], task: asyncio.Task[None]) -> None:
+        self._outstanding.pop(task, None)
+        if self._tails.get(tp) is task:
+            del self._tails[tp]
+
+    async def flushed(self) -> None:
+        """Wait until every record batch queued before this call is in the client."""
+        waiting = list(self._outstanding)
+        if waiting:
+            await asyncio.wait(waiting)
+
+
+async def _submit(
+    previous: asyncio.Task[None] | None,
+    producer: Any,
+    builder: Any,
+    topic: str,
+    partition: int,
+    delivery: asyncio.Future[Any],
+) -> None:
+    try:
+        if previous is not None:
+            await asyncio.wait([previous])  # the partition's order; its failure is its own
+        future = await producer.send_batch(builder, topic, partition=partition)
+    except BaseException as exc:
+        if not delivery.done():
+            delivery.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
+        return
+    future.add_done_callback(lambda done: _settle(done, delivery))
+
+
+def _settle(done: asyncio.Future[Any], delivery: asyncio.Future[Any]) -> None:
+    if delivery.done():
+        return
+    if done.cancelled():
+        delivery.cancel()
+    elif done.exception() is not None:
+        delivery.set_exception(done.exception())  # type: ignore[arg-type]
+    else:
+        delivery.set_result(done.result())
