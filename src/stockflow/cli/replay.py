@@ -97,6 +97,7 @@ def replay(
 
 
 @click.command()
+@click.pass_context
 @click.option(
     "--broker",
     help="Broker URL(s), kafka://host:port[;kafka://host2:port]. Default: STOCKFLOW_BROKER.",
@@ -117,12 +118,23 @@ def replay(
     show_default=True,
     help="Seconds to reach the end of every partition.",
 )
-def record(broker: str | None, topics: str | None, out: Path | None, timeout: float) -> None:
+def record(
+    ctx: click.Context, broker: str | None, topics: str | None, out: Path | None, timeout: float
+) -> None:
     """Write the topics' records, from the beginning to their current end, as lines that
     ``stockflow replay`` reads. Uses no consumer group (nothing is committed). Security
-    settings (TLS, SASL) come from the STOCKFLOW_* environment."""
+    settings (TLS, SASL) come from the STOCKFLOW_* environment. Exits 3 (one line on stderr)
+    when the broker cannot be reached or read."""
     from aiokafka.errors import KafkaError
 
+    from stockflow.cli.reach import (
+        EXIT_UNREACHABLE,
+        broker_source,
+        broker_unreachable,
+        probe_broker,
+        quiet_kafka_logs,
+        reason,
+    )
     from stockflow.errors import BrokerError
     from stockflow.replay import record_lines
     from stockflow.testing.topics import read_topics
@@ -135,12 +147,22 @@ def record(broker: str | None, topics: str | None, out: Path | None, timeout: fl
     if not names:
         raise click.BadParameter("name at least one topic", param_hint="--topics")
     servers = bootstrap_servers(settings.broker)
+    kwargs = client_kwargs(settings)
     try:
-        read = asyncio.run(
-            read_topics(servers, names, timeout=timeout, client_kwargs=client_kwargs(settings))
-        )
+        with quiet_kafka_logs():
+            probe_broker(servers, client_kwargs=kwargs)
+    except OSError as exc:
+        broker_unreachable("record", servers, broker_source(ctx), exc)
+    try:
+        with quiet_kafka_logs():
+            read = asyncio.run(read_topics(servers, names, timeout=timeout, client_kwargs=kwargs))
     except (BrokerError, KafkaError, OSError) as exc:
-        raise click.ClickException(f"reading {', '.join(names)}: {exc}") from None
+        click.echo(
+            f"stockflow record: could not read {', '.join(names)} from {servers}: {reason(exc)}. "
+            "Check the topic names (--topics) or raise --timeout.",
+            err=True,
+        )
+        raise SystemExit(EXIT_UNREACHABLE) from None
     _write(record_lines(r for records in read.values() for r in records), out)
 
 
