@@ -11,7 +11,9 @@ The line format is described in :mod:`stockflow.replay`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -20,7 +22,7 @@ import click
 if TYPE_CHECKING:
     from stockflow.settings import Settings
 
-__all__ = ["bootstrap_servers", "client_kwargs", "record", "replay"]
+__all__ = ["bootstrap_servers", "client_kwargs", "record", "replay", "summary_lines"]
 
 
 def _write(lines: Iterable[str], out: Path | None) -> None:
@@ -66,6 +68,11 @@ def _write(lines: Iterable[str], out: Path | None) -> None:
     type=int,
     help="After the last record, move the clock to this epoch ms (fires expiries). Default: no.",
 )
+@click.option(
+    "--summary",
+    is_flag=True,
+    help="Also print the counts per outcome (to stderr, so that the output lines stay clean).",
+)
 def replay(
     events: TextIO,
     out: Path | None,
@@ -74,11 +81,14 @@ def replay(
     retention: float | None,
     partitions: int | None,
     until_ms: int | None,
+    summary: bool,
 ) -> None:
     """Replay EVENTS (JSON lines; - for stdin) through stockflow's decision code, offline.
 
     Prints one line per output record (reservations and dead letters), deterministically.
     Topic names and the policy not given as options come from the STOCKFLOW_* environment.
+    The line format: {"topic", "key", "value", "timestamp"?}, one JSON object per line
+    (README, "Replaying an incident").
     """
     from stockflow.replay import ReplayError, replay_lines
 
@@ -89,11 +99,55 @@ def replay(
         "partitions": partitions,
     }
     settings = _settings({k: v for k, v in overrides.items() if v is not None})
+    read = Counter[str]()
+
+    def counted(lines: Iterable[str]) -> Iterator[str]:
+        for line in lines:
+            read["lines"] += bool(line.strip())
+            yield line
+
     try:
-        lines = replay_lines(events, settings, until_ms=until_ms)
+        lines = replay_lines(counted(events), settings, until_ms=until_ms)
     except ReplayError as exc:
         raise click.ClickException(f"{events.name}: {exc}") from None
     _write(lines, out)
+    if summary:
+        for text in summary_lines(lines, inputs=read["lines"]):
+            click.echo(text, err=True)
+
+
+# Output types whose reason is part of the outcome (an order rejected for insufficient stock is
+# a different outcome from one rejected as unknown_product).
+_WITH_REASON = frozenset(
+    {"OrderRejected", "ReservationReleased", "ReservationConfirmFailed", "OrderCancelIgnored"}
+)
+
+
+def summary_lines(lines: Iterable[str], *, inputs: int) -> list[str]:
+    """The ``--summary`` of replay's output ``lines``: records per outcome (event type, with
+    the reason where it has one), and orders by their (first) outcome."""
+    records: Counter[str] = Counter()
+    orders: dict[str, str] = {}
+    total = 0
+    for line in lines:
+        total += 1
+        value = json.loads(line).get("value")
+        if not isinstance(value, dict):
+            records["(not an event)"] += 1
+            continue
+        kind = str(value.get("type", "DeadLetter" if "error" in value else "?"))
+        if kind in _WITH_REASON and value.get("reason"):
+            kind = f"{kind} {value['reason']}"
+        records[kind] += 1
+        if kind.startswith(("OrderReserved", "OrderRejected")):
+            orders.setdefault(str(value.get("order_id")), kind)
+    width = max((len(kind) for kind in records), default=0)
+    result = [f"{inputs} input records, {total} output records"]
+    result += [f"  {kind:<{width}}  {n:>6}" for kind, n in sorted(records.items())]
+    decided = Counter(orders.values())
+    parts = ", ".join(f"{n} {kind}" for kind, n in sorted(decided.items()))
+    result.append(f"{len(orders)} orders decided" + (f": {parts}" if parts else ""))
+    return result
 
 
 @click.command()
