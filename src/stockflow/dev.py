@@ -166,6 +166,7 @@ class DevStack:
         self.harness.workers.append(self.worker)
         on_step("starting a worker (faust -A stockflow worker)")
         self.worker.start()
+        on_step(f"worker pid {self.worker.pid}: waiting until it is ready (about 3 s)")
         self.worker.wait_ready(READY_TIMEOUT)
         if self.stock:
             on_step("stocking " + ", ".join(self.stock))
@@ -230,7 +231,9 @@ def run_dev(
         try:
             stack.start(on_step=lambda step: say(f"stockflow dev: {step}..."))
         except (StockflowError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            # The first line: a WorkerError goes on with the worker's log, kept in workdir.
+            text = str(exc).strip()
+            first = text.splitlines()[0].rstrip(": ") if text else type(exc).__name__
             say(f"stockflow dev: could not start: {first}. Logs: {workdir}", err)
             status, keep = 3, True
             return status

@@ -38,6 +38,7 @@ STOP_BOUND = 40.0  # worker 15 s + broker 5 s + margins on a shared 2-core machi
 class Dev:
     process: subprocess.Popen[str]
     lines: queue.Queue[str]
+    pump: threading.Thread
     seen: list[str] = field(default_factory=list)
 
     def wait_for(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match[str]:
@@ -49,7 +50,7 @@ class Dev:
             try:
                 self.seen.append(self.lines.get(timeout=0.5))
             except queue.Empty:
-                if self.process.poll() is not None and self.lines.empty():
+                if not self.pump.is_alive() and self.lines.empty():  # output ended
                     break
         raise AssertionError(f"{pattern!r} not printed; output so far:\n" + "\n".join(self.seen))
 
@@ -104,8 +105,9 @@ def dev(tmp_path: Path) -> Iterator[Dev]:
         env={**env, "PYTHONUNBUFFERED": "1"},
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
-    handle = Dev(process, lines)
+    pump = threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True)
+    pump.start()
+    handle = Dev(process, lines, pump)
     try:
         yield handle
     finally:
@@ -116,6 +118,9 @@ def dev(tmp_path: Path) -> Iterator[Dev]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+        pump.join(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def gone(pid: int) -> bool:
@@ -191,9 +196,8 @@ def test_dev_runs_until_sigint_and_the_printed_commands_work(dev: Dev) -> None:
     assert seconds < STOP_BOUND
     assert gone(found["worker_pid"]) and gone(found["broker_pid"])
     assert refuses(found["broker"]) and refuses(found["http"])
-    rest = [dev.lines.get(timeout=5) for _ in range(dev.lines.qsize())]
-    assert any("SIGINT received" in line for line in rest)
-    assert any("stopped" in line for line in rest)
+    dev.wait_for(r"SIGINT received; stopping the worker and the broker", timeout=10)
+    dev.wait_for(r"^stockflow dev: stopped; logs kept in ", timeout=10)
 
 
 def test_sigterm_stops_everything(dev: Dev) -> None:
@@ -213,3 +217,14 @@ def test_a_dead_worker_stops_the_broker_and_exits_1(dev: Dev) -> None:
     assert gone(found["broker_pid"])
     assert refuses(found["broker"])
     dev.wait_for(r"the worker exited; its log: .*worker\.log", timeout=5)
+
+
+def test_ctrl_c_while_starting_stops_what_was_started(dev: Dev) -> None:
+    broker = dev.wait_for(r"starting the embedded broker on (127\.0\.0\.1:\d+)")[1]
+    worker_pid = int(dev.wait_for(r"worker pid (\d+): waiting until it is ready")[1])
+    code, seconds = dev.stop(signal.SIGINT)
+    assert code == 0
+    assert seconds < STOP_BOUND
+    dev.wait_for(r"SIGINT received", timeout=10)
+    assert gone(worker_pid)
+    assert refuses(f"kafka://{broker}")

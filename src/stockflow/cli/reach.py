@@ -81,7 +81,10 @@ def reason(exc: BaseException) -> str:
             current = reason_attr
             continue
         current = current.__cause__ or current.__context__
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # The first line only (a WorkerError carries the worker's log after it), without the
+    # colon that introduced what followed.
+    text = str(exc).strip().splitlines()[0].rstrip(": ") if str(exc).strip() else ""
+    text = text or type(exc).__name__
     if "Unable to bootstrap" in text:
         return "nothing answered"
     return text
