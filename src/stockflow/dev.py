@@ -9,11 +9,13 @@ worker, then the broker, each by PID within a bound (SIGKILL after it).
 Ports: the broker takes 9092 and the web server 6066 when they are free (the defaults of
 ``STOCKFLOW_BROKER`` and ``stockflow stock``/``order --url``), else free ports; the printed
 commands always name them. Other ``STOCKFLOW_*`` variables (topic names, policy) apply to the
-worker as usual; ``STOCKFLOW_BROKER`` and ``STOCKFLOW_WEB_PORT`` are ignored.
+worker as usual; those of the broker connection (``STOCKFLOW_BROKER``, security, TLS, SASL),
+``STOCKFLOW_WEB_PORT``, ``STOCKFLOW_PARTITIONS`` and ``STOCKFLOW_DATADIR`` are ignored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -22,7 +24,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -53,8 +55,20 @@ WORKER_STOP_TIMEOUT = 15.0
 """Seconds a worker gets to stop after SIGTERM before it is killed."""
 APP_ID = "stockflow-dev"
 
-# Settings the dev stack owns; the user's other STOCKFLOW_* variables are passed through.
-_OWNED = frozenset({"STOCKFLOW_BROKER", "STOCKFLOW_URL", "STOCKFLOW_WEB_PORT"})
+# Settings the dev stack owns (the embedded broker is plaintext on loopback, the topics are
+# created with --partitions, the worker's data lives in the workdir); the user's other STOCKFLOW_*
+# variables (topic names, policy, timeouts) are passed to the worker.
+_OWNED = frozenset(
+    {
+        "STOCKFLOW_BROKER",
+        "STOCKFLOW_URL",
+        "STOCKFLOW_WEB_PORT",
+        "STOCKFLOW_PARTITIONS",
+        "STOCKFLOW_DATADIR",
+        "STOCKFLOW_SECURITY_PROTOCOL",
+    }
+)
+_OWNED_PREFIXES = ("STOCKFLOW_SASL_", "STOCKFLOW_SSL_")
 
 
 class _Stop(Exception):  # a signal, not an error: outside the StockflowError tree
@@ -125,6 +139,22 @@ def banner(
     ]
 
 
+def _owned(name: str) -> bool:
+    return name in _OWNED or name.startswith(_OWNED_PREFIXES)
+
+
+@contextlib.contextmanager
+def _without_owned_env() -> Iterator[None]:
+    """``os.environ`` without the variables the dev stack owns, while a child is spawned."""
+    saved = {k: v for k, v in os.environ.items() if _owned(k)}
+    for name in saved:
+        del os.environ[name]
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 @dataclass
 class DevStack:
     """The broker, the topics and one worker; :meth:`stop` stops what :meth:`start` started."""
@@ -137,7 +167,7 @@ class DevStack:
 
     def __post_init__(self) -> None:
         env = {k: v for k, v in os.environ.items() if k.startswith("STOCKFLOW_")}
-        env = {k: v for k, v in env.items() if k not in _OWNED}
+        env = {k: v for k, v in env.items() if not _owned(k)}
         env.setdefault("STOCKFLOW_APP_ID", APP_ID)
         self.harness = Harness(partitions=self.partitions, env=env, workdir=self.workdir)
         self.harness.broker = EmbeddedBroker(self.broker_port, log_path=self.workdir / "broker.log")
@@ -165,7 +195,8 @@ class DevStack:
         )
         self.harness.workers.append(self.worker)
         on_step("starting a worker (faust -A stockflow worker)")
-        self.worker.start()
+        with _without_owned_env():  # the worker inherits os.environ, ours override only some
+            self.worker.start()
         on_step(f"worker pid {self.worker.pid}: waiting until it is ready (about 3 s)")
         self.worker.wait_ready(READY_TIMEOUT)
         if self.stock:

@@ -84,8 +84,9 @@ def _pump(stream: IO[str], lines: queue.Queue[str]) -> None:
 
 
 @pytest.fixture
-def dev(tmp_path: Path) -> Iterator[Dev]:
+def dev(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Dev]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKFLOW_")}
+    env.update(getattr(request, "param", {}))  # the user's own STOCKFLOW_* variables
     process = subprocess.Popen(
         [
             sys.executable,
@@ -200,8 +201,25 @@ def test_dev_runs_until_sigint_and_the_printed_commands_work(dev: Dev) -> None:
     dev.wait_for(r"^stockflow dev: stopped; logs kept in ", timeout=10)
 
 
+# A shell set up for a production cluster: dev must not use its broker, credentials or layout.
+PRODUCTION_SHELL = {
+    "STOCKFLOW_BROKER": "kafka://127.0.0.1:1",
+    "STOCKFLOW_SECURITY_PROTOCOL": "SASL_SSL",
+    "STOCKFLOW_SASL_MECHANISM": "SCRAM-SHA-512",
+    "STOCKFLOW_SASL_USERNAME": "prod",
+    "STOCKFLOW_SASL_PASSWORD": "secret",
+    "STOCKFLOW_PARTITIONS": "8",
+    "STOCKFLOW_WEB_PORT": "1",
+}
+
+
+@pytest.mark.parametrize("dev", [PRODUCTION_SHELL], indirect=True, ids=["production-shell"])
 def test_sigterm_stops_everything(dev: Dev) -> None:
     found = dev.banner()
+    assert found["broker"] != PRODUCTION_SHELL["STOCKFLOW_BROKER"]
+    stock = CliRunner().invoke(main, ["stock", "sku-1", "--url", found["http"], "--json"])
+    assert stock.exit_code == 0, stock.output
+    assert json.loads(stock.output)["on_hand"] == 10
     code, seconds = dev.stop(signal.SIGTERM)
     assert code == 0
     assert seconds < STOP_BOUND
