@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stockflow.demo_report import count, print_banner, print_summary, print_units
 from stockflow.testing.harness import OUTCOME_TYPES, Harness
 from stockflow.testing.topics import produce
 
@@ -44,6 +45,8 @@ class DemoResult:
     stock_state: dict[str, dict[str, int]]
     seconds: float
     problems: list[str] = field(default_factory=list)
+    sent: dict[str, int] = field(default_factory=dict)
+    """How many times each order id was sent (2 for the duplicates)."""
 
     @property
     def ok(self) -> bool:
@@ -86,10 +89,13 @@ def run_demo(
         burst = [(names.orders_topic, k, v) for _, k, v in placed + duplicates]
         rng.shuffle(burst)
         garbage = [(names.orders_topic, f"junk-{i}", raw) for i, raw in enumerate(MALFORMED)]
-        console.print(
-            f"flash sale: {orders} orders for {sum(STOCK.values())} units "
-            f"of {len(STOCK)} products, "
-            f"{len(duplicates)} duplicates, {len(garbage)} malformed messages, 4 producers"
+        print_banner(
+            console,
+            orders=orders,
+            stock=STOCK,
+            duplicates=len(duplicates),
+            malformed=len(garbage),
+            producers=4,
         )
         started = time.monotonic()
 
@@ -100,8 +106,11 @@ def run_demo(
         asyncio.run(fire())
         decisions = _follow(harness, {k for _, k, _ in placed}, console)
         seconds = time.monotonic() - started
-        # Decisions can arrive before the state writes behind them are on the changelog.
+        # Decisions can arrive before the state writes behind them are on the changelog, and
+        # a rejected cart's releases (compensation) one hop after its outcome: read both again
+        # once the worker has settled, or the summary misses units given back.
         harness.wait_settled()
+        decisions = harness.decisions()
         result = DemoResult(
             orders=orders,
             outcomes=_outcomes(decisions),
@@ -109,6 +118,7 @@ def run_demo(
             dead_letters=len(harness.dead_letters()),
             stock_state=harness.stock_state(),
             seconds=seconds,
+            sent=dict(Counter(k for _, k, _ in placed + duplicates)),
         )
         result.problems = _check(result, expected_dead=len(garbage))
         _summarise(console, result)
@@ -180,26 +190,17 @@ def _units_held(result: DemoResult, product: str) -> int:
 
 
 def _summarise(console: Console, result: DemoResult) -> None:
-    kinds = Counter(o["type"] for o in result.outcomes.values())
-    reasons = Counter(o["reason"] for o in result.outcomes.values() if o["type"] == "OrderRejected")
-    summary = Table(
-        title=f"{result.orders} orders decided in {result.seconds:.1f} s", show_header=False
-    )
-    summary.add_row("reserved", str(kinds["OrderReserved"]))
-    for reason, count in sorted(reasons.items()):
-        summary.add_row(f"rejected: {reason}", str(count))
-    summary.add_row("dead-lettered inputs", str(result.dead_letters))
-    repeats = sum(1 for d in result.decisions if d["type"] in OUTCOME_TYPES) - len(result.outcomes)
-    summary.add_row("identical re-emissions (duplicates)", str(repeats))
-    console.print(summary)
-    stock = Table(title="stock per product")
-    for column in ("product", "stock", "reserved (decisions)", "reserved (table)", "left"):
+    counts = count(result.decisions, result.sent, STOCK)
+    print_summary(console, counts, dead_letters=result.dead_letters, seconds=result.seconds)
+    stock = Table(title="units per product", title_justify="left")
+    for column in ("product", "stocked", "reserved (decisions)", "reserved (table)", "left"):
         stock.add_column(column, justify="right")
     for product, units in STOCK.items():
         state = result.stock_state.get(product, {})
         held = _units_held(result, product)
         stock.add_row(product, str(units), str(held), str(state.get("reserved")), str(units - held))
     console.print(stock)
+    print_units(console, counts)
     if result.ok:
         console.print("[bold green]check passed[/]: every order answered once, nothing oversold")
     else:

@@ -174,7 +174,12 @@ def parse_lines(lines: Iterable[str]) -> Iterator[tuple[int, InputRecord]]:
         if not raw.strip():
             continue
         try:
-            record = _parse(raw, default_timestamp=timestamp)
+            record = _parse(raw.rstrip("\r\n"), default_timestamp=timestamp)
+        except json.JSONDecodeError as exc:
+            # json's own message ends in "line 1 column 5 (char 4)": a second, wrong line number.
+            raise ReplayError(
+                f"line {number}: not JSON ({exc.msg} at column {exc.pos + 1})"
+            ) from None
         except (ValueError, RecursionError, UnicodeEncodeError, binascii.Error) as exc:
             raise ReplayError(f"line {number}: {exc}") from None
         timestamp = record.timestamp_ms

@@ -375,5 +375,5 @@ def test_record_cli_reports_an_unreachable_broker() -> None:
 
     url = f"kafka://127.0.0.1:{free_port()}"
     result = CliRunner().invoke(record, ["--broker", url, "--timeout", "2"])
-    assert result.exit_code == 1
-    assert "Error: reading orders, inventory: " in result.output
+    assert result.exit_code == 3
+    assert f"stockflow record: no Kafka broker answered at {url[8:]}" in result.output

@@ -114,4 +114,4 @@ def test_unknown_ids_exit_1_and_an_unreachable_worker_exits_3(worker_url: str) -
     closed = f"http://127.0.0.1:{free_port()}"
     gone = CliRunner().invoke(main, ["order", "o-1", "--url", closed, "--timeout", "2"])
     assert gone.exit_code == 3
-    assert "did not answer" in gone.output
+    assert "no stockflow worker answered" in gone.output

@@ -13,6 +13,7 @@ __all__ = ["main"]
 # ``stockflow --help`` stays fast and no subcommand's dependencies load for another.
 COMMANDS: dict[str, str] = {
     "demo": "stockflow.cli.demo:demo",
+    "dev": "stockflow.cli.dev:dev",
     "audit": "stockflow.cli.audit:audit",
     "record": "stockflow.cli.replay:record",
     "replay": "stockflow.cli.replay:replay",

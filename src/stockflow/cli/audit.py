@@ -1,7 +1,7 @@
 """``stockflow audit``: check a broker's stockflow topics from the beginning, independently.
 
 Exit status: 0 when there is no violation, 1 when there is one (or more), 2 for usage errors
-and 3 when the topics could not be read.
+and 3 when the topics could not be read (one line on stderr says what was tried and what to do).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ EXIT_BROKER = 3
 
 
 @click.command()
+@click.pass_context
 @click.option(
     "--broker",
     envvar="STOCKFLOW_BROKER",
@@ -60,6 +61,7 @@ EXIT_BROKER = 3
     help="Seconds allowed for one read of the topics.",
 )
 def audit(
+    ctx: click.Context,
     broker: str | None,
     as_json: bool,
     settle: float,
@@ -79,6 +81,14 @@ def audit(
     from aiokafka.errors import KafkaError
 
     from stockflow.audit import AuditTopics, audit_topics, print_report, to_json
+    from stockflow.audit.runner import bootstrap_servers, client_kwargs
+    from stockflow.cli.reach import (
+        broker_source,
+        broker_unreachable,
+        probe_broker,
+        quiet_kafka_logs,
+        reason,
+    )
     from stockflow.errors import StockflowError
     from stockflow.settings import Settings
 
@@ -90,20 +100,32 @@ def audit(
         reservations=reservations_topic,
         dead_letters=dead_letter_topic,
     )
+    url = broker or settings.broker
+    servers = bootstrap_servers(url)
     try:
-        result = audit_topics(
-            broker or settings.broker,
-            settings,
-            topics=topics,
-            settle=settle,
-            strict=strict,
-            clock_skew_ms=clock_skew_ms,
-            max_lag_ms=None if max_lag is None else round(max_lag * 1000),
-            read_timeout=timeout,
-        )
+        with quiet_kafka_logs():
+            probe_broker(servers, client_kwargs=client_kwargs(settings))
+    except OSError as exc:
+        broker_unreachable("audit", servers, broker_source(ctx), exc)
+    try:
+        with quiet_kafka_logs():
+            result = audit_topics(
+                url,
+                settings,
+                topics=topics,
+                settle=settle,
+                strict=strict,
+                clock_skew_ms=clock_skew_ms,
+                max_lag_ms=None if max_lag is None else round(max_lag * 1000),
+                read_timeout=timeout,
+            )
     except (StockflowError, KafkaError, OSError) as exc:
-        click.echo(f"stockflow audit: could not read the topics: {exc}", err=True)
-        raise SystemExit(EXIT_BROKER) from exc
+        click.echo(
+            f"stockflow audit: could not read the topics from {servers}: {reason(exc)}. "
+            "Check the broker and the topic settings (STOCKFLOW_*_TOPIC), or raise --timeout.",
+            err=True,
+        )
+        raise SystemExit(EXIT_BROKER) from None
     if as_json:
         click.echo(to_json(result))
     else:

@@ -1,8 +1,13 @@
-"""``stockflow demo``: the flash sale on an embedded broker, summarised and checked."""
+"""``stockflow demo``: the flash sale on an embedded broker, summarised and checked.
+
+Exit status: 0 when the check passed, 1 when it failed, 3 when the broker could not be reached
+or a process did not start (one line on stderr says what was tried and what to do).
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -11,6 +16,7 @@ __all__ = ["demo"]
 
 
 @click.command()
+@click.pass_context
 @click.option("--orders", default=2000, show_default=True, help="Orders in the flash sale.")
 @click.option(
     "--broker",
@@ -20,11 +26,48 @@ __all__ = ["demo"]
 )
 @click.option("--workdir", type=click.Path(path_type=Path), help="Keep logs and state here.")
 @click.option("--seed", default=7, show_default=True, help="Random seed of the order mix.")
-def demo(orders: int, broker: str | None, workdir: Path | None, seed: int) -> None:
+def demo(
+    ctx: click.Context, orders: int, broker: str | None, workdir: Path | None, seed: int
+) -> None:
     """Flash sale: a worker, thousands of concurrent orders with duplicates and garbage, and a
     check that nothing was oversold. Exits 1 if the check fails."""
-    from stockflow.demo import run_demo
+    from aiokafka.errors import KafkaError
 
-    result = run_demo(orders=orders, broker_url=broker, workdir=workdir, seed=seed)
+    from stockflow.cli.reach import (
+        EXIT_UNREACHABLE,
+        broker_source,
+        broker_unreachable,
+        probe_broker,
+        quiet_kafka_logs,
+        reason,
+    )
+    from stockflow.cli.replay import bootstrap_servers
+    from stockflow.demo import run_demo
+    from stockflow.errors import StockflowError
+
+    if broker:
+        servers = bootstrap_servers(broker)
+        try:
+            with quiet_kafka_logs():
+                probe_broker(servers)
+        except OSError as exc:
+            broker_unreachable(
+                "demo",
+                servers,
+                broker_source(ctx),
+                exc,
+                hint="Check the address, or run without --broker and STOCKFLOW_BROKER "
+                "to use the embedded broker.",
+            )
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="stockflow-demo-"))
+    try:
+        with quiet_kafka_logs():
+            result = run_demo(orders=orders, broker_url=broker, workdir=workdir, seed=seed)
+    except (StockflowError, KafkaError, OSError) as exc:
+        click.echo(
+            f"stockflow demo: {reason(exc)}. The broker and worker logs are in {workdir}.",
+            err=True,
+        )
+        raise SystemExit(EXIT_UNREACHABLE) from None
     if not result.ok:
         raise SystemExit(1)

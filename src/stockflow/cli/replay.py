@@ -11,7 +11,9 @@ The line format is described in :mod:`stockflow.replay`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -20,7 +22,7 @@ import click
 if TYPE_CHECKING:
     from stockflow.settings import Settings
 
-__all__ = ["bootstrap_servers", "client_kwargs", "record", "replay"]
+__all__ = ["bootstrap_servers", "client_kwargs", "record", "replay", "summary_lines"]
 
 
 def _write(lines: Iterable[str], out: Path | None) -> None:
@@ -66,6 +68,11 @@ def _write(lines: Iterable[str], out: Path | None) -> None:
     type=int,
     help="After the last record, move the clock to this epoch ms (fires expiries). Default: no.",
 )
+@click.option(
+    "--summary",
+    is_flag=True,
+    help="Also print the counts per outcome (to stderr, so that the output lines stay clean).",
+)
 def replay(
     events: TextIO,
     out: Path | None,
@@ -74,11 +81,14 @@ def replay(
     retention: float | None,
     partitions: int | None,
     until_ms: int | None,
+    summary: bool,
 ) -> None:
     """Replay EVENTS (JSON lines; - for stdin) through stockflow's decision code, offline.
 
     Prints one line per output record (reservations and dead letters), deterministically.
     Topic names and the policy not given as options come from the STOCKFLOW_* environment.
+    The line format: {"topic", "key", "value", "timestamp"?}, one JSON object per line
+    (README, "Replaying an incident").
     """
     from stockflow.replay import ReplayError, replay_lines
 
@@ -89,14 +99,59 @@ def replay(
         "partitions": partitions,
     }
     settings = _settings({k: v for k, v in overrides.items() if v is not None})
+    read = Counter[str]()
+
+    def counted(lines: Iterable[str]) -> Iterator[str]:
+        for line in lines:
+            read["lines"] += bool(line.strip())
+            yield line
+
     try:
-        lines = replay_lines(events, settings, until_ms=until_ms)
+        lines = replay_lines(counted(events), settings, until_ms=until_ms)
     except ReplayError as exc:
         raise click.ClickException(f"{events.name}: {exc}") from None
     _write(lines, out)
+    if summary:
+        for text in summary_lines(lines, inputs=read["lines"]):
+            click.echo(text, err=True)
+
+
+# Output types whose reason is part of the outcome (an order rejected for insufficient stock is
+# a different outcome from one rejected as unknown_product).
+_WITH_REASON = frozenset(
+    {"OrderRejected", "ReservationReleased", "ReservationConfirmFailed", "OrderCancelIgnored"}
+)
+
+
+def summary_lines(lines: Iterable[str], *, inputs: int) -> list[str]:
+    """The ``--summary`` of replay's output ``lines``: records per outcome (event type, with
+    the reason where it has one), and orders by their (first) outcome."""
+    records: Counter[str] = Counter()
+    orders: dict[str, str] = {}
+    total = 0
+    for line in lines:
+        total += 1
+        value = json.loads(line).get("value")
+        if not isinstance(value, dict):
+            records["(not an event)"] += 1
+            continue
+        kind = str(value.get("type", "DeadLetter" if "error" in value else "?"))
+        if kind in _WITH_REASON and value.get("reason"):
+            kind = f"{kind} {value['reason']}"
+        records[kind] += 1
+        if kind.startswith(("OrderReserved", "OrderRejected")):
+            orders.setdefault(str(value.get("order_id")), kind)
+    width = max((len(kind) for kind in records), default=0)
+    result = [f"{inputs} input records, {total} output records"]
+    result += [f"  {kind:<{width}}  {n:>6}" for kind, n in sorted(records.items())]
+    decided = Counter(orders.values())
+    parts = ", ".join(f"{n} {kind}" for kind, n in sorted(decided.items()))
+    result.append(f"{len(orders)} orders decided" + (f": {parts}" if parts else ""))
+    return result
 
 
 @click.command()
+@click.pass_context
 @click.option(
     "--broker",
     help="Broker URL(s), kafka://host:port[;kafka://host2:port]. Default: STOCKFLOW_BROKER.",
@@ -117,12 +172,23 @@ def replay(
     show_default=True,
     help="Seconds to reach the end of every partition.",
 )
-def record(broker: str | None, topics: str | None, out: Path | None, timeout: float) -> None:
+def record(
+    ctx: click.Context, broker: str | None, topics: str | None, out: Path | None, timeout: float
+) -> None:
     """Write the topics' records, from the beginning to their current end, as lines that
     ``stockflow replay`` reads. Uses no consumer group (nothing is committed). Security
-    settings (TLS, SASL) come from the STOCKFLOW_* environment."""
+    settings (TLS, SASL) come from the STOCKFLOW_* environment. Exits 3 (one line on stderr)
+    when the broker cannot be reached or read."""
     from aiokafka.errors import KafkaError
 
+    from stockflow.cli.reach import (
+        EXIT_UNREACHABLE,
+        broker_source,
+        broker_unreachable,
+        probe_broker,
+        quiet_kafka_logs,
+        reason,
+    )
     from stockflow.errors import BrokerError
     from stockflow.replay import record_lines
     from stockflow.testing.topics import read_topics
@@ -135,12 +201,22 @@ def record(broker: str | None, topics: str | None, out: Path | None, timeout: fl
     if not names:
         raise click.BadParameter("name at least one topic", param_hint="--topics")
     servers = bootstrap_servers(settings.broker)
+    kwargs = client_kwargs(settings)
     try:
-        read = asyncio.run(
-            read_topics(servers, names, timeout=timeout, client_kwargs=client_kwargs(settings))
-        )
+        with quiet_kafka_logs():
+            probe_broker(servers, client_kwargs=kwargs)
+    except OSError as exc:
+        broker_unreachable("record", servers, broker_source(ctx), exc)
+    try:
+        with quiet_kafka_logs():
+            read = asyncio.run(read_topics(servers, names, timeout=timeout, client_kwargs=kwargs))
     except (BrokerError, KafkaError, OSError) as exc:
-        raise click.ClickException(f"reading {', '.join(names)}: {exc}") from None
+        click.echo(
+            f"stockflow record: could not read {', '.join(names)} from {servers}: {reason(exc)}. "
+            "Check the topic names (--topics) or raise --timeout.",
+            err=True,
+        )
+        raise SystemExit(EXIT_UNREACHABLE) from None
     _write(record_lines(r for records in read.values() for r in records), out)
 
 

@@ -6,11 +6,13 @@ Examples::
     stockflow stock sku-1 --url http://worker-2:6066 --json
     stockflow order o-1
 
-Exit status: 0 found, 1 unknown id (HTTP 404), 3 the worker could not answer.
+Exit status: 0 found, 1 unknown id (HTTP 404), 3 the worker could not answer (one line on
+stderr says which URL was tried and what to do).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -60,11 +62,19 @@ def fetch(url: str, path: str, ident: str, *, timeout: float) -> tuple[int, Any]
 
 
 def _answer(url: str, path: str, ident: str, timeout: float) -> Any:
+    from stockflow.cli.reach import worker_unreachable
+
     try:
         status, body = fetch(url, path, ident, timeout=timeout)
-    except OSError as exc:
-        click.echo(f"stockflow: {url} did not answer: {exc}", err=True)
-        raise SystemExit(EXIT_UNREACHABLE) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        ctx = click.get_current_context()
+        source = ctx.get_parameter_source("url")
+        where = "the default"
+        if source is click.core.ParameterSource.COMMANDLINE:
+            where = "from --url"
+        elif source is click.core.ParameterSource.ENVIRONMENT:
+            where = "from STOCKFLOW_URL"
+        worker_unreachable(ctx.info_name or path, url, where, exc)
     if status == 404:
         click.echo(f"stockflow: {body.get('error', 'not found')}: {ident}", err=True)
         raise SystemExit(EXIT_UNKNOWN)
