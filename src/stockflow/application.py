@@ -10,6 +10,7 @@ from typing import Any
 import faust
 
 from stockflow._faust.batches import BatchProcessor, Route
+from stockflow._faust.internals import check_internals
 from stockflow._faust.producing import BatchSender
 from stockflow.agents import Batching, register_agents, register_scheduler
 from stockflow.agents.publish import Publisher
@@ -80,6 +81,7 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
     (:attr:`Stockflow.metrics`).
     """
     settings = settings or Settings()
+    check_internals()  # before anything is patched: a clear error, not a broken rebalance
     transport = getattr(app, "_transport", None)
     if transport is None:
         use_tuned_transport(app, settings.fetch_max_wait_ms)

@@ -7,6 +7,7 @@ exceptions. Exceptions are for bugs and infrastructure only::
      +-- ConfigurationError      invalid settings or an impossible topology
      +-- BrokerError             the embedded broker could not be started or reached
      +-- WorkerError             a worker process did not start or stop as asked
+     +-- DependencyError         an installed Faust or aiokafka lacks an internal stockflow needs
      +-- InvariantViolation      the decision core found state it must never produce (a bug)
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 __all__ = [
     "BrokerError",
     "ConfigurationError",
+    "DependencyError",
     "InvariantViolation",
     "StockflowError",
     "WorkerError",
@@ -35,6 +37,11 @@ class BrokerError(StockflowError):
 
 class WorkerError(StockflowError):
     """A worker process did not start, become ready or stop within its timeout."""
+
+
+class DependencyError(StockflowError):
+    """The installed Faust or aiokafka lacks a private name stockflow patches or calls
+    (:mod:`stockflow._faust.internals`): another version than the pinned one."""
 
 
 class InvariantViolation(StockflowError):

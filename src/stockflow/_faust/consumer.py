@@ -31,6 +31,7 @@ from typing import Any
 from faust.types import TP
 
 from stockflow._faust.batches import BatchProcessor
+from stockflow._faust.internals import CONSUMER_STATE, check_internals
 from stockflow.transport import TunedConsumer
 
 __all__ = ["BatchConsumer"]
@@ -44,6 +45,7 @@ class BatchConsumer(TunedConsumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        check_internals([f"Consumer().{n}" for n in CONSUMER_STATE if not hasattr(self, n)])
         self._processed: dict[TP, int] = {}
         """Per stockflow partition, the offset after the last record whose effects are in the
         producer client: what the next commit may cover."""
