@@ -192,3 +192,48 @@ def test_blocking_client_from_several_threads(stockflow_harness: Harness) -> Non
         assert [(type(e), e.order_id) for e in paid] == [(ReservationConfirmed, reserved[0])]
     harness.wait_settled()
     assert harness.stock_state()["sku"] == {"on_hand": 2, "reserved": 2, "pending_sum": 2}
+
+
+def test_worker_killed_while_calls_are_in_flight(stockflow_harness: Harness) -> None:
+    """Every call gets its answer, or a timeout and then the same answer from outcome()."""
+    harness = stockflow_harness
+    worker = harness.start_worker()
+    harness.stock("hot", 150)
+    ids = [f"k-{n}" for n in range(400)]
+
+    async def scenario() -> tuple[dict[str, Any], int]:
+        async with stockflow.Client(harness.settings) as client:
+
+            async def call(order_id: str) -> Any:
+                try:
+                    return await client.place(order_id, [("hot", 1)], timeout=4.0)
+                except OrderTimeout as exc:
+                    return exc
+
+            calls = [asyncio.create_task(call(order_id)) for order_id in ids]
+            await asyncio.sleep(0.3)  # some answered, many in flight
+            await asyncio.to_thread(worker.kill)
+            await asyncio.to_thread(harness.start_worker)
+            results = await asyncio.gather(*calls)
+            timed_out = 0
+            answers: dict[str, Any] = {}
+            for order_id, result in zip(ids, results, strict=True):
+                if isinstance(result, OrderTimeout):
+                    assert result.order_id == order_id
+                    timed_out += 1
+                    result = await client.outcome(order_id, timeout=60)
+                answers[order_id] = result
+            return answers, timed_out
+
+    answers, timed_out = asyncio.run(scenario())
+    assert timed_out > 0, "the kill should leave some calls unanswered in time"
+    harness.wait_settled()
+    decisions = harness.decisions()
+    assert_one_outcome_each(decisions, ids)
+    on_topic = {
+        d["order_id"]: d for d in decisions if d["type"] in ("OrderReserved", "OrderRejected")
+    }
+    assert {k: v.model_dump() for k, v in answers.items()} == {k: on_topic[k] for k in ids}
+    reserved = sum(isinstance(a, OrderReserved) for a in answers.values())
+    assert reserved == 150
+    assert harness.stock_state()["hot"] == {"on_hand": 150, "reserved": 150, "pending_sum": 150}
