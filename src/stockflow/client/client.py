@@ -66,6 +66,9 @@ LineInput = OrderLine | Mapping[str, Any] | tuple[str, int]
 """A line: an :class:`~stockflow.models.OrderLine`, ``{"product_id", "quantity"}`` or
 ``(product_id, quantity)``."""
 
+SEND_TIMEOUT = 1.0
+"""Seconds a request may take to be sent even when the call's timeout is shorter."""
+
 QUIET_PERIOD = 0.5
 """Seconds to wait for more confirmations or releases after the first one, when the order's
 outcome (and so its reserved lines) is not known to this client."""
@@ -268,14 +271,19 @@ class Client:
         timeout: float,
     ) -> object:
         """Register ``waiter``, make sure its partition is read, send ``value`` (if any) to
-        ``orders`` keyed by the order id, and wait for the waiter's result."""
+        ``orders`` keyed by the order id, and wait for the waiter's result.
+
+        The request is always sent, even with a timeout of 0 (``POST /orders?wait=0``): the
+        send may take up to :data:`SEND_TIMEOUT` seconds beyond a shorter ``timeout``."""
         reader = self._running()
         producer = self._producer
         assert producer is not None
         future = waiter.future
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         reader.add(order_id, waiter)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(max(timeout, SEND_TIMEOUT)):
                 await reader.watch(self.partition_of(order_id))
                 if value is not None:
                     try:
@@ -284,6 +292,7 @@ class Client:
                         )
                     except KafkaError as exc:
                         raise BrokerError(f"sending {action} for {order_id!r}: {exc}") from exc
+            async with asyncio.timeout_at(deadline):
                 return await future
         except TimeoutError:
             raise OrderTimeout(order_id, action, timeout) from None

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from stockflow.core.saga import Saga
     from stockflow.observability.metrics import Metrics
 
-__all__ = ["ReadModel", "register_views"]
+__all__ = ["ReadModel", "register_views", "register_writes"]
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STOCK_PREFIX = stock_key("")[: -len("0:")]  # "s:", what every product's counters start with
@@ -275,4 +275,19 @@ def register_views(
     app.page("/stock/{product_id:.+}", name=f"{prefix}-stock")(StockView)
     app.page("/orders/{order_id:.+}", name=f"{prefix}-order")(OrderView)
     app.page("/metrics", name=f"{prefix}-metrics")(MetricsView)
+    register_writes(app, handle.settings)
     return read
+
+
+def register_writes(app: Any, settings: Any) -> None:
+    """The writes (:mod:`stockflow.web.orders_api`), ``/openapi.json`` and the bearer token."""
+    from stockflow.web.auth import install_auth
+    from stockflow.web.openapi import register_openapi
+    from stockflow.web.orders_api import register_orders_api
+
+    register_orders_api(app, settings)
+    token = settings.http_token is not None
+    reads_closed = token and settings.http_token_reads
+    name = f"{settings.app_id}-openapi"
+    register_openapi(app, token=token, reads_closed=reads_closed, name=name)
+    install_auth(app.web.web_app, settings)
