@@ -26,6 +26,9 @@ from stockflow.web.orders_api import DEFAULT_WAIT, MAX_WAIT
 __all__ = ["openapi_document", "register_openapi"]
 
 REF = "#/components/schemas/{model}"
+TEXT = "^[^\\ud800-\\udfff]*$"
+"""Ids and reasons are Unicode text without lone surrogates (which JSON can carry and no
+Kafka key or UTF-8 encoder can): the API answers 400 to them."""
 _MODELS: tuple[type[BaseModel], ...] = (
     OrderLine,
     OrderReserved,
@@ -55,6 +58,7 @@ def _schemas() -> dict[str, Any]:
         schema = model.model_json_schema(ref_template=REF, mode="serialization")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    schemas["OrderLine"]["properties"]["product_id"]["pattern"] = TEXT
     nullable_int = {"type": ["integer", "null"]}
     nullable_str = {"type": ["string", "null"]}
     schemas.update(
@@ -88,7 +92,12 @@ def _schemas() -> dict[str, Any]:
                 "required": ["order_id", "lines"],
                 "properties": {
                     "type": {"const": "OrderPlaced"},
-                    "order_id": {"type": "string", "minLength": 1, "maxLength": 256},
+                    "order_id": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 256,
+                        "pattern": TEXT,
+                    },
                     "lines": {"type": "array", "minItems": 1, "items": _ref("OrderLine")},
                     "fulfilment": {
                         "enum": ["all_or_nothing", "partial"],
@@ -103,7 +112,9 @@ def _schemas() -> dict[str, Any]:
             },
             "CancelRequest": {
                 "type": "object",
-                "properties": {"reason": {"type": ["string", "null"], "maxLength": 1024}},
+                "properties": {
+                    "reason": {"type": ["string", "null"], "maxLength": 1024, "pattern": TEXT}
+                },
             },
             "Outcome": {"oneOf": [_ref("OrderReserved"), _ref("OrderRejected")]},
             "Pending": {
@@ -228,7 +239,7 @@ def _path_id(name: str) -> dict[str, Any]:
         "name": name,
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+        "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": TEXT},
     }
 
 

@@ -130,6 +130,34 @@ def _field(name: str, message: str) -> dict[str, str]:
     return {"field": name, "message": message}
 
 
+def _integral(body: dict[str, Any]) -> dict[str, Any]:
+    """``2.0`` is the integer 2 in JSON (and in JSON Schema): accept it as a quantity. The
+    worker's own parser is strict, but it gets the order re-encoded by the client."""
+    lines = body.get("lines")
+    if not isinstance(lines, list):
+        return body
+    fixed = [
+        {**line, "quantity": int(line["quantity"])}
+        if isinstance(line, dict)
+        and isinstance(line.get("quantity"), float)
+        and line["quantity"].is_integer()
+        else line
+        for line in lines
+    ]
+    return {**body, "lines": fixed}
+
+
+def _check_utf8(*ids: str) -> None:
+    """JSON can carry lone surrogates (``"\\ud800"``), which no Kafka key can hold."""
+    for value in ids:
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise BadRequest(
+                {"error": "invalid order", "fields": [_field("body", "ids must be valid UTF-8")]}
+            ) from None
+
+
 def _not_object(error: str) -> dict[str, Any]:
     return {"error": error, "fields": [_field("body", "a JSON object")]}
 
@@ -175,6 +203,7 @@ def register_orders_api(app: Any, settings: Settings) -> Checkout:
                     OrderPaid(type="OrderPaid", order_id=order_id)
                 else:
                     OrderCancelled(type="OrderCancelled", order_id=order_id, reason=reason)
+                _check_utf8(order_id, reason or "")
             except BadRequest as exc:
                 return self.json(exc.body, status=400)
             except ValidationError as exc:
@@ -205,7 +234,8 @@ def register_orders_api(app: Any, settings: Settings) -> Checkout:
                     raise BadRequest(
                         {"error": "invalid order", "fields": [_field("body", "an object")]}
                     )
-                order = OrderPlaced.model_validate({"type": "OrderPlaced", **body})
+                order = OrderPlaced.model_validate({"type": "OrderPlaced", **_integral(body)})
+                _check_utf8(order.order_id, *(line.product_id for line in order.lines))
             except BadRequest as exc:
                 return self.json(exc.body, status=400)
             except ValidationError as exc:
@@ -252,6 +282,6 @@ def register_orders_api(app: Any, settings: Settings) -> Checkout:
 
     prefix = settings.app_id
     app.page("/orders", name=f"{prefix}-place")(PlaceView)
-    app.page("/orders/{order_id:.+}/pay", name=f"{prefix}-pay")(PayView)
-    app.page("/orders/{order_id:.+}/cancel", name=f"{prefix}-cancel")(CancelView)
+    app.page(r"/orders/{order_id:[\s\S]+}/pay", name=f"{prefix}-pay")(PayView)
+    app.page(r"/orders/{order_id:[\s\S]+}/cancel", name=f"{prefix}-cancel")(CancelView)
     return checkout

@@ -272,8 +272,8 @@ def register_views(
             return self.bytes(metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     prefix = handle.settings.app_id
-    app.page("/stock/{product_id:.+}", name=f"{prefix}-stock")(StockView)
-    app.page("/orders/{order_id:.+}", name=f"{prefix}-order")(OrderView)
+    app.page(r"/stock/{product_id:[\s\S]+}", name=f"{prefix}-stock")(StockView)
+    app.page(r"/orders/{order_id:[\s\S]+}", name=f"{prefix}-order")(OrderView)
     app.page("/metrics", name=f"{prefix}-metrics")(MetricsView)
     register_writes(app, handle.settings)
     return read
