@@ -9,7 +9,7 @@ exceptions. Exceptions are for bugs and infrastructure only::
      +-- WorkerError             a worker process did not start or stop as asked
      +-- InvariantViolation      the decision core found state it must never produce (a bug)
      +-- OrderTimeout            a checkout call got no answer in time (carries the order id)
-     +-- OrderConflict           an order id placed again with different lines
+     +-- OrderConflict           an order id placed again with other lines or settings
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ class OrderTimeout(StockflowError):
 
 
 class OrderConflict(StockflowError):
-    """An order id was placed again with different lines (or fulfilment) than the first time.
+    """An order id was placed again with other lines than the first time (or, where it can be
+    told, another fulfilment or reservation TTL).
 
     The first order stands, unchanged: stockflow decides an order id once, and a second
     ``OrderPlaced`` with that id only repeats the first decision. ``differences`` names each
@@ -75,7 +76,7 @@ class OrderConflict(StockflowError):
 
     def __init__(self, order_id: str, differences: list[str], outcome: object = None) -> None:
         super().__init__(
-            f"order {order_id!r} was placed with different lines: " + "; ".join(differences)
+            f"order {order_id!r} was placed differently before: " + "; ".join(differences)
         )
         self.order_id = order_id
         self.differences = differences

@@ -56,6 +56,13 @@ def test_place_returns_the_outcome_and_is_idempotent(stockflow_harness: Harness)
                 "other: not placed, quantity 1 asked now",
             ]
             assert conflict.value.outcome == first
+            # Remembered here: the fulfilment and the TTL are compared too.
+            with pytest.raises(OrderConflict) as conflict:
+                await client.place("o-1", [("sku", 3)], fulfilment="partial", reservation_ttl=60)
+            assert conflict.value.differences == [
+                "fulfilment all_or_nothing placed, partial asked now",
+                "reservation_ttl None placed, 60.0 asked now",
+            ]
             assert await asyncio.to_thread(orders_sent, harness, "o-1") == 1
 
         # A new client (a restarted checkout) knows nothing: it sends the order again and the

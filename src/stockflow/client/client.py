@@ -217,6 +217,11 @@ class Client:
             asked_fulfilment=request.fulfilment,
             placed_fulfilment=placed.fulfilment,
         )
+        if request.reservation_ttl != placed.reservation_ttl:
+            found.append(
+                f"reservation_ttl {placed.reservation_ttl} placed, "
+                f"{request.reservation_ttl} asked now"
+            )
         if found:
             outcome = self._running().outcome(request.order_id)
             raise OrderConflict(request.order_id, found, outcome)

@@ -257,7 +257,7 @@ def register_orders_api(app: Any, settings: Settings) -> Checkout:
                 known = exc.outcome
                 return self.json(
                     {
-                        "error": "order id already placed with different lines",
+                        "error": "order id already placed with a different body",
                         "order_id": order.order_id,
                         "differences": exc.differences,
                         "outcome": None if known is None else known.model_dump(mode="json"),  # type: ignore[attr-defined]
