@@ -192,3 +192,35 @@ def test_flash_sale_through_client_and_http_at_once(stockflow_harness: Harness) 
     keys = orders_keys(harness)
     assert sorted(keys) == sorted(k.encode() for k in ids)
     assert harness.stock_state()["hot"] == {"on_hand": 100, "reserved": 100, "pending_sum": 100}
+
+
+def test_closed_reads_need_the_token_and_are_forwarded_with_it(
+    stockflow_harness: Harness,
+) -> None:
+    harness = stockflow_harness
+    env = {"STOCKFLOW_HTTP_TOKEN": TOKEN, "STOCKFLOW_HTTP_TOKEN_READS": "true"}
+    workers = [harness.worker(name, **env).start() for name in ("r1", "r2")]
+    for worker in workers:
+        worker.wait_ready(60)
+    products = {f"p-{n}": 3 for n in range(8)}
+    harness.stock_many(products)
+    url = base_url(workers[0])
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    async def scenario() -> set[str]:
+        served_by = set()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/stock/p-0") as response:
+                assert response.status == 401
+            async with session.get(f"{url}/metrics") as response:
+                assert response.status == 401
+            for product in products:
+                async with session.get(f"{url}/stock/{product}", headers=auth) as response:
+                    assert response.status == 200, await response.text()
+                    answer = await response.json()
+                    assert answer["on_hand"] == 3
+                    served_by.add(answer["freshness"]["served_by"])
+        return served_by
+
+    # Both workers answered through the first one: the forwarded reads carried the token.
+    assert len(asyncio.run(scenario())) == 2
