@@ -94,14 +94,28 @@ def test_place_pay_cancel_over_http(stockflow_harness: Harness) -> None:
             assert ignored["events"] == [
                 {"type": "OrderCancelIgnored", "order_id": "h-1", "reason": "already_confirmed"}
             ]
+            # Placed elsewhere (the worker never saw the outcome), paid over HTTP: every line
+            # of the order is confirmed in the answer (the worker reads its reserved lines).
+            async with stockflow.Client(harness.settings) as client:
+                placed = await client.place("h-3", [("sku", 1), ("other", 2)], timeout=30)
+                assert isinstance(placed, OrderReserved)
+            status, paid, _ = await post(session, f"{url}/orders/h-3/pay?wait=30")
+            assert status == 200
+            assert sorted((e["product_id"], e["quantity"]) for e in paid["events"]) == [
+                ("other", 2),
+                ("sku", 1),
+            ]
+            # Paying again repeats the same answer.
+            status, again, _ = await post(session, f"{url}/orders/h-3/pay?wait=30")
+            assert sorted(e["product_id"] for e in again["events"]) == ["other", "sku"]
 
     asyncio.run(scenario())
     assert b"h-bad" not in orders_keys(harness)
     harness.wait_settled()
-    assert_one_outcome_each(harness.decisions(), ["h-1", "h/2"])
+    assert_one_outcome_each(harness.decisions(), ["h-1", "h/2", "h-3"])
     state = harness.stock_state()
-    assert state["sku"] == {"on_hand": 3, "reserved": 0, "pending_sum": 0}
-    assert state["other"] == {"on_hand": 5, "reserved": 0, "pending_sum": 0}
+    assert state["sku"] == {"on_hand": 2, "reserved": 0, "pending_sum": 0}
+    assert state["other"] == {"on_hand": 3, "reserved": 0, "pending_sum": 0}
 
 
 def test_writes_need_the_token_when_one_is_set(stockflow_harness: Harness) -> None:

@@ -86,13 +86,23 @@ class BlockingClient:
     def outcome(self, order_id: str, *, timeout: float = 5.0) -> OrderReserved | OrderRejected:
         return self._call(self.client.outcome(order_id, timeout=timeout), timeout)
 
-    def pay(self, order_id: str, *, timeout: float = 5.0) -> list[PayAnswer]:
-        return self._call(self.client.pay(order_id, timeout=timeout), timeout)
+    def pay(
+        self, order_id: str, *, timeout: float = 5.0, expect: Iterable[str] | None = None
+    ) -> list[PayAnswer]:
+        expect = None if expect is None else list(expect)
+        return self._call(self.client.pay(order_id, timeout=timeout, expect=expect), timeout)
 
     def cancel(
-        self, order_id: str, *, reason: str | None = None, timeout: float = 5.0
+        self,
+        order_id: str,
+        *,
+        reason: str | None = None,
+        timeout: float = 5.0,
+        expect: Iterable[str] | None = None,
     ) -> list[CancelAnswer]:
-        return self._call(self.client.cancel(order_id, reason=reason, timeout=timeout), timeout)
+        expect = None if expect is None else list(expect)
+        call = self.client.cancel(order_id, reason=reason, timeout=timeout, expect=expect)
+        return self._call(call, timeout)
 
     def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
         loop = self._loop

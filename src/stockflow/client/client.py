@@ -180,20 +180,33 @@ class Client:
         assert isinstance(outcome, OrderReserved | OrderRejected)
         return outcome
 
-    async def pay(self, order_id: str, *, timeout: float = 5.0) -> list[PayAnswer]:
+    async def pay(
+        self, order_id: str, *, timeout: float = 5.0, expect: Iterable[str] | None = None
+    ) -> list[PayAnswer]:
         """Send ``OrderPaid``; returns one ``ReservationConfirmed`` per reserved line, or
-        ``[ReservationConfirmFailed]`` (the payment must be refunded)."""
+        ``[ReservationConfirmFailed]`` (the payment must be refunded).
+
+        The answer is complete when every reserved line is confirmed. The reserved lines come
+        from the outcome if this client saw it, else from ``expect`` (the products of the
+        order's reserved lines, if the caller knows them); without either, the answer is taken
+        as complete :data:`QUIET_PERIOD` seconds after the last confirmation."""
         request = OrderPaid(type="OrderPaid", order_id=order_id)
-        events = await self._lifecycle(order_id, "pay", encode(request), timeout)
+        events = await self._lifecycle(order_id, "pay", encode(request), timeout, expect)
         return events
 
     async def cancel(
-        self, order_id: str, *, reason: str | None = None, timeout: float = 5.0
+        self,
+        order_id: str,
+        *,
+        reason: str | None = None,
+        timeout: float = 5.0,
+        expect: Iterable[str] | None = None,
     ) -> list[CancelAnswer]:
         """Send ``OrderCancelled``; returns one ``ReservationReleased`` per released line, or
-        ``[OrderCancelIgnored]`` (nothing was held any more, or the order was paid)."""
+        ``[OrderCancelIgnored]`` (nothing was held any more, or the order was paid).
+        ``expect``: as for :meth:`pay`."""
         request = OrderCancelled(type="OrderCancelled", order_id=order_id, reason=reason)
-        events = await self._lifecycle(order_id, "cancel", encode(request), timeout)
+        events = await self._lifecycle(order_id, "cancel", encode(request), timeout, expect)
         return events
 
     # --- internals ----------------------------------------------------------------------------
@@ -244,11 +257,20 @@ class Client:
             self._placed.popitem(last=False)
 
     async def _lifecycle(
-        self, order_id: str, action: Literal["pay", "cancel"], value: bytes, timeout: float
+        self,
+        order_id: str,
+        action: Literal["pay", "cancel"],
+        value: bytes,
+        timeout: float,
+        expect: Iterable[str] | None,
     ) -> list[Any]:
         reader = self._running()
         known = reader.outcome(order_id)
-        answers = Answers(action, None if known is None else reserved_products(known))
+        if known is not None:
+            expected: frozenset[str] | None = reserved_products(known)
+        else:
+            expected = None if expect is None else frozenset(expect)
+        answers = Answers(action, expected)
         reader.track(order_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -43,6 +44,7 @@ __all__ = [
     "MAX_BODY",
     "MAX_WAIT",
     "Checkout",
+    "ReservedLookup",
     "field_errors",
     "parse_wait",
     "register_orders_api",
@@ -166,7 +168,15 @@ def _location(order_id: str) -> str:
     return "/orders/" + quote(order_id, safe="")
 
 
-def register_orders_api(app: Any, settings: Settings) -> Checkout:
+ReservedLookup = Callable[[str], "frozenset[str] | None"]
+"""``order_id`` -> the products of its reserved lines if this worker knows the decided order
+(its saga is in a local partition), else ``None``: tells a payment or cancellation when its
+answer is complete without waiting for a quiet period (:meth:`stockflow.Client.pay`)."""
+
+
+def register_orders_api(
+    app: Any, settings: Settings, *, reserved: ReservedLookup | None = None
+) -> Checkout:
     """Add the writes to ``app``'s web server; returns the :class:`Checkout` behind them."""
     from faust import web
 
@@ -212,10 +222,13 @@ def register_orders_api(app: Any, settings: Settings) -> Checkout:
                 )
             try:
                 client = await checkout.client()
+                expect = None if reserved is None else reserved(order_id)
                 if action == "pay":
-                    events: list[Any] = await client.pay(order_id, timeout=wait)
+                    events: list[Any] = await client.pay(order_id, timeout=wait, expect=expect)
                 else:
-                    events = await client.cancel(order_id, reason=reason, timeout=wait)
+                    events = await client.cancel(
+                        order_id, reason=reason, timeout=wait, expect=expect
+                    )
             except OrderTimeout:
                 return self.pending(order_id)
             except BrokerError as exc:
