@@ -244,3 +244,30 @@ def test_worker_killed_while_calls_are_in_flight(stockflow_harness: Harness) -> 
     reserved = sum(isinstance(a, OrderReserved) for a in answers.values())
     assert reserved == 150
     assert harness.stock_state()["hot"] == {"on_hand": 150, "reserved": 150, "pending_sum": 150}
+
+
+def test_an_answer_that_comes_before_the_call_waits_is_not_missed(
+    stockflow_harness: Harness,
+) -> None:
+    harness = stockflow_harness
+    harness.start_worker()
+    harness.stock("sku", 1)
+
+    async def scenario() -> Any:
+        async with stockflow.Client(harness.settings) as client:
+            producer: Any = client._producer
+            send = producer.send_and_wait
+
+            async def send_then_stall(topic: str, value: bytes, key: bytes) -> Any:
+                sent = await send(topic, value, key=key)
+                # Hold the call until its outcome is on the broker and read by the client's
+                # consumer: the answer arrives before the call starts waiting for it.
+                await asyncio.to_thread(harness.wait_outcomes, [key.decode()], timeout=30)
+                await asyncio.sleep(0.5)
+                return sent
+
+            producer.send_and_wait = send_then_stall
+            return await client.place("early", [("sku", 1)], timeout=60)
+
+    outcome = asyncio.run(scenario())
+    assert isinstance(outcome, OrderReserved) and outcome.order_id == "early"
