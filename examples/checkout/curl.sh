@@ -51,4 +51,5 @@ call GET "/orders/${ORDER}-b"
 call GET /stock/sku-mug
 
 step "10. the API's OpenAPI document"
-curl -sS "${AUTH[@]}" "$URL/openapi.json" | head -c 300; echo
+document=$(curl -sS "${AUTH[@]}" "$URL/openapi.json")
+echo "${document:0:300}..."
