@@ -7,6 +7,7 @@ Examples::
     python -m bench --only throughput,latency --orders 20000
     python -m bench --only recovery --scale 0.1  # 100,000 products instead of 1,000,000
     python -m bench --only knobs --env STOCKFLOW_PRODUCER_LINGER_MS=20
+    python -m bench --only checkout --orders 2000   # place() and POST /orders round trips
 """
 
 from __future__ import annotations
@@ -31,7 +32,16 @@ from bench.report import KINDS, Report, evaluate_goals
 
 __all__ = ["Plan", "main", "run"]
 
-SECTIONS = ("throughput", "latency", "recovery", "memory", "core", "knobs", "profile")
+SECTIONS = (
+    "throughput",
+    "latency",
+    "recovery",
+    "memory",
+    "core",
+    "knobs",
+    "profile",
+    "checkout",
+)
 DEFAULT_SECTIONS = ("throughput", "latency", "recovery", "core")
 SYSTEM_NAMES = ("pipe", "quix", "faust", "faust+6w", "stockflow", "stockflow-stream")
 QUICK_SYSTEMS = ("pipe", "quix", "stockflow")
@@ -73,6 +83,7 @@ class Plan:
     recovery_runs: tuple[str, ...] | None
     core_decisions: int
     partitions: int
+    in_flight: int
     repeat: int
     env: dict[str, str]
     timeout: float
@@ -102,6 +113,7 @@ class Plan:
             recovery_runs=tuple(args.recovery_runs.split(",")) if args.recovery_runs else None,
             core_decisions=20_000 if quick else 200_000,
             partitions=args.partitions,
+            in_flight=args.in_flight,
             repeat=args.repeat,
             env=env,
             timeout=args.timeout,
@@ -175,7 +187,8 @@ def _throughput(plan: Plan, report: Report) -> None:
             report.throughput.append(result.as_dict())
 
 
-def _latency(plan: Plan, report: Report) -> None:
+def _spread_maximum(plan: Plan, report: Report) -> float:
+    """stockflow's spread throughput of this run, measured now if no section did yet."""
     maximum = report.rate("stockflow", "spread")
     if maximum is None:
         probe = throughput_run(
@@ -186,6 +199,11 @@ def _latency(plan: Plan, report: Report) -> None:
             timeout=plan.timeout,
         )
         maximum = probe.rate
+    return maximum
+
+
+def _latency(plan: Plan, report: Report) -> None:
+    maximum = _spread_maximum(plan, report)
     rate = max(maximum / 2, 1.0)
     count = max(int(rate * plan.latency_seconds), 50)
     for fetch_wait in plan.latency_fetch_waits:
@@ -211,6 +229,22 @@ def _latency(plan: Plan, report: Report) -> None:
         )
         result.note = f"{fraction:.0%} of max"
         report.latency.append(result.as_dict())
+
+
+def _checkout(plan: Plan, report: Report) -> None:
+    from bench.checkout import checkout_runs
+
+    rate = max(_spread_maximum(plan, report) / 2, 1.0)  # the latency section's offered load
+    rows = checkout_runs(
+        rate=rate,
+        count=max(int(rate * plan.latency_seconds), 50),
+        in_flight=plan.in_flight,
+        products=plan.products,
+        partitions=plan.partitions,
+        env=plan.env,
+        timeout=plan.timeout,
+    )
+    report.checkout = [row.as_dict() for row in rows]
 
 
 def _recovery(plan: Plan, report: Report) -> None:
@@ -286,6 +320,7 @@ RUNNERS = {
     "core": _core,
     "knobs": _knobs,
     "profile": _profile,
+    "checkout": _checkout,
 }
 
 
@@ -326,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         help="subset of cold,replacement,restart,memory (default: all)",
     )
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--in-flight", type=int, default=1000, help="checkout: calls started at once (1,000)"
+    )
     parser.add_argument(
         "--repeat", type=int, default=1, help="throughput and knob runs: the median of this many"
     )

@@ -50,6 +50,7 @@ class Report:
     recovery: dict[str, Any] | None = None
     knobs: list[dict[str, Any]] = field(default_factory=list)
     profile: dict[str, Any] | None = None
+    checkout: list[dict[str, Any]] = field(default_factory=list)
     goals: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -61,6 +62,7 @@ class Report:
             "recovery": self.recovery,
             "knobs": self.knobs,
             "profile": self.profile,
+            "checkout": self.checkout,
             "goals": self.goals,
         }
 
@@ -86,6 +88,7 @@ class Report:
         for table in (
             self._throughput_table(),
             self._latency_table(),
+            self._checkout_table(),
             self._recovery_table(),
             self._memory_table(),
             self._core_table(),
@@ -166,6 +169,29 @@ class Report:
                 _ratio(row["p50_ms"], pipe["p50_ms"] if pipe else None),
                 _ratio(row["p99_ms"], pipe["p99_ms"] if pipe else None),
                 _num(row["cpu_cores"], 2),
+            )
+        return table
+
+    def _checkout_table(self) -> Table | None:
+        if not self.checkout:
+            return None
+        table = Table(title="Checkout round trip: place() and POST /orders (one worker)")
+        for col in ("call", "offered/s", "orders", "answered", "p50 ms", "p99 ms", "max ms"):
+            table.add_column(col, justify="left" if col == "call" else "right")
+        table.add_column("p50 vs pipe", justify="right")
+        table.add_column("p99 vs pipe", justify="right")
+        pipe = next((r for r in self.checkout if r["system"] == "pipe"), None)
+        for row in self.checkout:
+            table.add_row(
+                row["note"],
+                _num(row["offered"]) if row["offered"] else "all at once",
+                _num(row["orders"]),
+                _num(row["answered"]),
+                _num(row["p50_ms"], 1),
+                _num(row["p99_ms"], 1),
+                _num(row["max_ms"], 1),
+                _ratio(row["p50_ms"], pipe["p50_ms"] if pipe else None),
+                _ratio(row["p99_ms"], pipe["p99_ms"] if pipe else None),
             )
         return table
 

@@ -17,6 +17,8 @@ from stockflow.errors import (
     BrokerError,
     ConfigurationError,
     InvariantViolation,
+    OrderConflict,
+    OrderTimeout,
     StockflowError,
     WorkerError,
 )
@@ -24,13 +26,18 @@ from stockflow.settings import Settings
 
 if TYPE_CHECKING:
     from stockflow.application import Stockflow, create_app, install
+    from stockflow.client import BlockingClient, Client
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlockingClient",
     "BrokerError",
+    "Client",
     "ConfigurationError",
     "InvariantViolation",
+    "OrderConflict",
+    "OrderTimeout",
     "Settings",
     "Stockflow",
     "StockflowError",
@@ -42,6 +49,7 @@ __all__ = [
 ]
 
 _LAZY = {"create_app", "install", "Stockflow"}
+_CLIENT = {"Client", "BlockingClient"}
 _app: Any = None
 
 
@@ -51,6 +59,10 @@ def __getattr__(name: str) -> Any:
         from stockflow import application
 
         return getattr(application, name)
+    if name in _CLIENT:
+        from stockflow import client
+
+        return getattr(client, name)
     if name == "app":
         if _app is None:
             from stockflow.application import create_app

@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     """Seconds a worker waits for the owner of a partition when it forwards a read-model
     request there. Default 5; env ``STOCKFLOW_WEB_ROUTE_TIMEOUT``."""
 
+    http_token: SecretStr | None = None
+    """Bearer token the HTTP writes (``POST /orders``, ``/orders/{id}/pay``, ``/cancel``)
+    require: ``Authorization: Bearer <token>``, else 401 and nothing is sent. Default none
+    (writes open); env ``STOCKFLOW_HTTP_TOKEN``. Never logged (a ``SecretStr``)."""
+
+    http_token_reads: bool = False
+    """Require the token for the reads too (``/stock``, ``/orders/{id}``, ``/metrics``,
+    ``/openapi.json``). Default false; env ``STOCKFLOW_HTTP_TOKEN_READS``."""
+
     # --- topics ----------------------------------------------------------------------------
     orders_topic: str = "orders"
     """Input: OrderPlaced/OrderPaid/OrderCancelled keyed by order id.

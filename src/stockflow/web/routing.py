@@ -95,6 +95,9 @@ class Router:
         if local:
             target = target.update_query(local="1")
         headers = {HOPS_HEADER: str(hops + 1), "Accept": "application/json"}
+        authorization = request.headers.get("Authorization")
+        if authorization:  # reads may need the token (STOCKFLOW_HTTP_TOKEN_READS)
+            headers["Authorization"] = authorization
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with self.app.http_client.get(target, headers=headers, timeout=timeout) as resp:

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from stockflow.core.saga import Saga
     from stockflow.observability.metrics import Metrics
 
-__all__ = ["ReadModel", "register_views"]
+__all__ = ["ReadModel", "register_views", "register_writes"]
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STOCK_PREFIX = stock_key("")[: -len("0:")]  # "s:", what every product's counters start with
@@ -272,7 +272,32 @@ def register_views(
             return self.bytes(metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     prefix = handle.settings.app_id
-    app.page("/stock/{product_id:.+}", name=f"{prefix}-stock")(StockView)
-    app.page("/orders/{order_id:.+}", name=f"{prefix}-order")(OrderView)
+    app.page(r"/stock/{product_id:[\s\S]+}", name=f"{prefix}-stock")(StockView)
+    app.page(r"/orders/{order_id:[\s\S]+}", name=f"{prefix}-order")(OrderView)
     app.page("/metrics", name=f"{prefix}-metrics")(MetricsView)
+    register_writes(app, handle)
     return read
+
+
+def register_writes(app: Any, handle: Stockflow) -> None:
+    """The writes (:mod:`stockflow.web.orders_api`), ``/openapi.json`` and the bearer token."""
+    from stockflow.web.auth import install_auth
+    from stockflow.web.openapi import register_openapi
+    from stockflow.web.orders_api import register_orders_api
+
+    settings = handle.settings
+
+    def reserved(order_id: str) -> frozenset[str] | None:
+        saga = handle.orders.saga(order_id)  # local partitions only; None elsewhere
+        if saga is None or saga.status == "reserving":
+            return None
+        if saga.status == "rejected":
+            return frozenset()  # nothing to confirm or release: the refusal answers
+        return frozenset(line.product_id for line in saga.lines if line.answer == "reserved")
+
+    register_orders_api(app, settings, reserved=reserved)
+    token = settings.http_token is not None
+    reads_closed = token and settings.http_token_reads
+    name = f"{settings.app_id}-openapi"
+    register_openapi(app, token=token, reads_closed=reads_closed, name=name)
+    install_auth(app.web.web_app, settings)

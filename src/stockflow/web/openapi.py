@@ -1,0 +1,399 @@
+"""The OpenAPI 3.1 document of the worker's HTTP API, served at ``GET /openapi.json``.
+
+Event schemas come from the pydantic models of the event contract (:mod:`stockflow.models`), so
+the document cannot drift from what the worker emits; the read model's answers are described
+here by hand, after :mod:`stockflow.web.views`. A test runs schemathesis against a live worker
+with this document (``tests/integration/test_http_schema.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from stockflow.models import (
+    OrderCancelIgnored,
+    OrderLine,
+    OrderRejected,
+    OrderReserved,
+    ReservationConfirmed,
+    ReservationConfirmFailed,
+    ReservationReleased,
+)
+from stockflow.web.orders_api import DEFAULT_WAIT, MAX_WAIT
+
+__all__ = ["openapi_document", "register_openapi"]
+
+REF = "#/components/schemas/{model}"
+TEXT = "^[^\\ud800-\\udfff]*$"
+"""Ids and reasons are Unicode text without lone surrogates (which JSON can carry and no
+Kafka key or UTF-8 encoder can): the API answers 400 to them."""
+_MODELS: tuple[type[BaseModel], ...] = (
+    OrderLine,
+    OrderReserved,
+    OrderRejected,
+    ReservationConfirmed,
+    ReservationConfirmFailed,
+    ReservationReleased,
+    OrderCancelIgnored,
+)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _schemas() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for model in _MODELS:
+        schema = model.model_json_schema(ref_template=REF, mode="serialization")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    schemas["OrderLine"]["properties"]["product_id"]["pattern"] = TEXT
+    nullable_int = {"type": ["integer", "null"]}
+    nullable_str = {"type": ["string", "null"]}
+    schemas.update(
+        {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}},
+            },
+            "FieldErrors": {
+                "type": "object",
+                "required": ["error", "fields"],
+                "properties": {
+                    "error": {"type": "string"},
+                    "fields": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["field", "message"],
+                            "properties": {
+                                "field": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+            "OrderRequest": {
+                "type": "object",
+                "description": "The fields of OrderPlaced; other fields are ignored.",
+                "required": ["order_id", "lines"],
+                "properties": {
+                    "type": {"const": "OrderPlaced"},
+                    "order_id": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 256,
+                        "pattern": TEXT,
+                    },
+                    "lines": {"type": "array", "minItems": 1, "items": _ref("OrderLine")},
+                    "fulfilment": {
+                        "enum": ["all_or_nothing", "partial"],
+                        "default": "all_or_nothing",
+                    },
+                    "reservation_ttl": {
+                        "type": ["number", "null"],
+                        "exclusiveMinimum": 0,
+                        "maximum": 365 * 24 * 3600,
+                    },
+                },
+            },
+            "CancelRequest": {
+                "type": "object",
+                "properties": {
+                    "reason": {"type": ["string", "null"], "maxLength": 1024, "pattern": TEXT}
+                },
+            },
+            "Outcome": {"oneOf": [_ref("OrderReserved"), _ref("OrderRejected")]},
+            "Pending": {
+                "type": "object",
+                "required": ["order_id", "status", "location"],
+                "properties": {
+                    "order_id": {"type": "string"},
+                    "status": {"const": "pending"},
+                    "location": {"type": "string"},
+                },
+            },
+            "Conflict": {
+                "type": "object",
+                "required": ["error", "order_id", "differences", "outcome"],
+                "properties": {
+                    "error": {"type": "string"},
+                    "order_id": {"type": "string"},
+                    "differences": {"type": "array", "items": {"type": "string"}},
+                    "outcome": {"oneOf": [_ref("Outcome"), {"type": "null"}]},
+                },
+            },
+            "PayAnswer": {
+                "type": "object",
+                "required": ["order_id", "events"],
+                "properties": {
+                    "order_id": {"type": "string"},
+                    "events": {
+                        "type": "array",
+                        "items": {
+                            "oneOf": [
+                                _ref("ReservationConfirmed"),
+                                _ref("ReservationConfirmFailed"),
+                            ]
+                        },
+                    },
+                },
+            },
+            "CancelAnswer": {
+                "type": "object",
+                "required": ["order_id", "events"],
+                "properties": {
+                    "order_id": {"type": "string"},
+                    "events": {
+                        "type": "array",
+                        "items": {
+                            "oneOf": [_ref("ReservationReleased"), _ref("OrderCancelIgnored")]
+                        },
+                    },
+                },
+            },
+            "Stock": {
+                "type": "object",
+                "required": ["product_id", "on_hand", "reserved", "available", "freshness"],
+                "properties": {
+                    "product_id": {"type": "string"},
+                    "on_hand": {"type": "integer"},
+                    "reserved": {"type": "integer"},
+                    "available": {"type": "integer"},
+                    "freshness": {"type": "object"},
+                },
+            },
+            "OrderState": {
+                "type": "object",
+                "required": ["order_id", "status", "fulfilment", "lines", "freshness"],
+                "properties": {
+                    "order_id": {"type": "string"},
+                    "status": {
+                        "enum": [
+                            "reserving",
+                            "reserved",
+                            "rejected",
+                            "confirmed",
+                            "cancelled",
+                            "expired",
+                        ]
+                    },
+                    "fulfilment": {"enum": ["all_or_nothing", "partial"]},
+                    "lines": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["product_id", "quantity", "answer", "action"],
+                            "properties": {
+                                "product_id": {"type": "string"},
+                                "quantity": {"type": "integer"},
+                                "answer": {"enum": ["pending", "reserved", "refused"]},
+                                "reason": nullable_str,
+                                "available": nullable_int,
+                                "action": {"enum": ["reserve", "confirm", "release", "none"]},
+                                "release_reason": nullable_str,
+                            },
+                        },
+                    },
+                    "placed_at": {"type": "string"},
+                    "deadline": {"type": "string"},
+                    "expires_at": {"type": "string"},
+                    "finished_at": nullable_str,
+                    "rejection": nullable_str,
+                    "pay_requested": {"type": "boolean"},
+                    "cancel_requested": {"type": "boolean"},
+                    "freshness": {"type": "object"},
+                },
+            },
+        }
+    )
+    return schemas
+
+
+def _wait() -> dict[str, Any]:
+    return {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "description": f"Seconds to wait for the answer (default {DEFAULT_WAIT:g}, "
+        f"values above {MAX_WAIT:g} count as {MAX_WAIT:g}).",
+        "schema": {"type": "number", "minimum": 0, "default": DEFAULT_WAIT},
+    }
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": TEXT},
+    }
+
+
+def _pending() -> dict[str, Any]:
+    response = _json(_ref("Pending"), "Not answered within `wait`; see `Location`.")
+    response["headers"] = {"Location": {"schema": {"type": "string"}}}
+    return response
+
+
+def _write_errors() -> dict[str, Any]:
+    return {
+        "400": _json(_ref("FieldErrors"), "Invalid request; nothing was sent."),
+        "401": _error("STOCKFLOW_HTTP_TOKEN is set and the bearer token is missing or wrong."),
+        "503": _error("The broker cannot be reached."),
+    }
+
+
+def openapi_document(*, token: bool = False, reads_closed: bool = False) -> dict[str, Any]:
+    """The document; ``token``/``reads_closed`` add the bearer scheme where it is required."""
+    read_errors = {
+        "503": _error("No worker owns the partition, or its owner did not answer."),
+    }
+    if reads_closed:
+        read_errors["401"] = _error("The bearer token is missing or wrong.")
+    paths: dict[str, Any] = {
+        "/orders": {
+            "post": {
+                "operationId": "placeOrder",
+                "summary": "Place an order and wait for its outcome",
+                "parameters": [_wait()],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("OrderRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Outcome"), "The order's outcome."),
+                    "202": _pending(),
+                    "409": _json(_ref("Conflict"), "The order id was placed with other lines."),
+                    **_write_errors(),
+                },
+            }
+        },
+        "/orders/{order_id}/pay": {
+            "post": {
+                "operationId": "payOrder",
+                "summary": "Confirm every reserved line of an order",
+                "parameters": [_path_id("order_id"), _wait()],
+                "responses": {
+                    "200": _json(_ref("PayAnswer"), "The payment's answer."),
+                    "202": _pending(),
+                    **_write_errors(),
+                },
+            }
+        },
+        "/orders/{order_id}/cancel": {
+            "post": {
+                "operationId": "cancelOrder",
+                "summary": "Release every reserved line of an order",
+                "parameters": [_path_id("order_id"), _wait()],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("CancelRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("CancelAnswer"), "The cancellation's answer."),
+                    "202": _pending(),
+                    **_write_errors(),
+                },
+            }
+        },
+        "/orders/{order_id}": {
+            "get": {
+                "operationId": "getOrder",
+                "summary": "An order's reservation state (the saga)",
+                "parameters": [_path_id("order_id")],
+                "responses": {
+                    "200": _json(_ref("OrderState"), "The order's state."),
+                    "404": _error("Never placed, or forgotten after STOCKFLOW_RETENTION."),
+                    **read_errors,
+                },
+            }
+        },
+        "/stock/{product_id}": {
+            "get": {
+                "operationId": "getStock",
+                "summary": "A product's stock and how fresh the answer is",
+                "parameters": [_path_id("product_id")],
+                "responses": {
+                    "200": _json(_ref("Stock"), "The product's stock."),
+                    "404": _error("Never stocked."),
+                    **read_errors,
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "getMetrics",
+                "summary": "Prometheus metrics of this worker",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **{k: v for k, v in read_errors.items() if k == "401"},
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "getOpenApi",
+                "summary": "This document",
+                "responses": {
+                    "200": _json({"type": "object"}, "The OpenAPI document."),
+                    **{k: v for k, v in read_errors.items() if k == "401"},
+                },
+            }
+        },
+    }
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "stockflow worker",
+            "version": _version(),
+            "description": "Place, pay and cancel orders; read stock and order state. Any "
+            "worker answers any id.",
+        },
+        "paths": paths,
+        "components": {"schemas": _schemas()},
+    }
+    if token:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        for path in paths.values():
+            for method, operation in path.items():
+                if method != "get" or reads_closed:
+                    operation["security"] = [{"bearer": []}]
+    return document
+
+
+def _version() -> str:
+    from stockflow import __version__
+
+    return __version__
+
+
+def register_openapi(app: Any, *, token: bool, reads_closed: bool, name: str) -> None:
+    """Serve :func:`openapi_document` at ``GET /openapi.json``."""
+    from faust import web
+
+    document = openapi_document(token=token, reads_closed=reads_closed)
+
+    class OpenApiView(web.View):
+        """The OpenAPI document of this worker's HTTP API."""
+
+        async def get(self, request: Any) -> Any:
+            return self.json(document)
+
+    app.page("/openapi.json", name=name)(OpenApiView)
