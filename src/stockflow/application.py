@@ -18,6 +18,7 @@ from stockflow.agents import (
 from stockflow.agents.loop import Batching
 from stockflow.agents.publish import Publisher
 from stockflow.core.policy import Policy
+from stockflow.lifecycle import attach
 from stockflow.observability import DecisionLog, Metrics
 from stockflow.processing import InventoryRouter, OrderDesk, ProductWriter, Role
 from stockflow.settings import Settings
@@ -28,9 +29,11 @@ from stockflow.tables import (
     UncleanShutdownGuard,
     create_state_table,
 )
+from stockflow.topics import required_topics
 from stockflow.transport import TunedTransport, complete_producer_flush, use_tuned_transport
 from stockflow.web import Progress, register_views
 from stockflow.web.freshness import consumer_lags
+from stockflow.web.health import register_health
 
 __all__ = ["Stockflow", "create_app", "install"]
 
@@ -66,8 +69,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         autodiscover=False,
     )
     use_tuned_transport(app, settings.fetch_max_wait_ms)
-    handle = install(app, settings)
-    app.stockflow = handle  # type: ignore[attr-defined]
+    # For code that holds only the app (tests, ``stockflow.app.stockflow``); stockflow itself
+    # never reads it back: install() hands each part what it needs.
+    app.stockflow = install(app, settings)  # type: ignore[attr-defined]
     return app
 
 
@@ -129,6 +133,14 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         help="order sagas and their timers",
         options=settings.table_options(),
     )
+    tables = app.tables
+    if isinstance(tables, SelfHealingTableManager):
+        tables.fast_restore = settings.fast_restore
+    elif not settings.fast_restore:
+        log.warning(
+            "stockflow.install: fast_restore=False has no effect without "
+            "TableManager=SelfHealingTableManager"
+        )
     app.sensors.add(
         UncleanShutdownGuard(
             app, [product_table.name, order_table.name], name=f"{prefix}-stockflow"
@@ -229,4 +241,6 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         app, handle, progress=progress, metrics=metrics, route_timeout=settings.web_route_timeout
     )
     metrics.pending_source = read.reserved_units
+    register_health(app, settings, progress, consumed)
+    attach(app, settings, required_topics(settings, faust_id=app.conf.id))
     return handle
