@@ -114,8 +114,8 @@ async def inspect_topics(
     client_kwargs: Mapping[str, Any] | None = None,
 ) -> list[TopicCheck]:
     """Describe ``specs``' topics on the broker, creating the missing ones first if ``create``
-    and the existing ones agree on their partitions; one check per spec. Raises :class:`BrokerError` if the broker does not answer within
-    ``timeout`` seconds."""
+    and the existing ones agree on their partitions; one check per spec. Raises
+    :class:`BrokerError` if the broker does not answer within ``timeout`` seconds."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(
