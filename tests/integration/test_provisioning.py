@@ -6,8 +6,14 @@ with one clear message and exit status 2, when existing topics disagree."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
+from urllib.error import HTTPError
+from urllib.request import urlopen
 
 from stockflow.lifecycle import EXIT_TOPICS
 from stockflow.provisioning import inspect_topics
@@ -18,6 +24,7 @@ from stockflow.topics import required_topics
 from expectations import assert_one_outcome_each, order_placed
 
 PRODUCTS = {"p1": 5, "p2": 3}
+STOCKFLOW = Path(sys.executable).with_name("stockflow")
 
 
 def broker_partitions(harness: Harness) -> dict[str, int | None]:
@@ -90,3 +97,63 @@ def test_disagreeing_partitions_stop_the_worker_before_it_consumes(tmp_path: Pat
         after = broker_partitions(harness)
         assert after[settings.reservations_topic] is None
         assert after[settings.product_commands_topic] is None
+
+
+def stockflow_topics(harness: Harness, *args: str) -> tuple[int, str]:
+    env = {**os.environ, **harness.env}
+    done = subprocess.run(
+        [str(STOCKFLOW), "topics", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_topics_command_checks_and_creates(tmp_path: Path) -> None:
+    with Harness(partitions=4, precreate="inputs", workdir=tmp_path) as harness:
+        code, out = stockflow_topics(harness, "check", "--json")
+        assert code == 1, out
+        report = json.loads(out)
+        by_name = {t["topic"]: t for t in report["topics"]}
+        assert by_name[harness.settings.orders_topic]["ok"]
+        assert by_name[harness.settings.reservations_topic]["differences"] == ["missing"]
+
+        code, out = stockflow_topics(harness, "create")
+        assert code == 0, out
+        code, out = stockflow_topics(harness, "check", "--json")
+        assert code == 0, out
+        assert all(t["broker_partitions"] == t["partitions"] for t in json.loads(out)["topics"])
+
+        # A mismatch (another partition count wanted) is named, and nothing is created.
+        harness.env["STOCKFLOW_PARTITIONS"] = "8"
+        code, out = stockflow_topics(harness, "check")
+        assert code == 1
+        assert f"{harness.settings.orders_topic}: 4 partitions" in out
+        code, _out = stockflow_topics(harness, "check", "--broker", "kafka://127.0.0.1:1")
+        assert code == 2
+
+
+def test_health_and_ready_answer_on_a_running_worker(tmp_path: Path) -> None:
+    with Harness(partitions=4, workdir=tmp_path) as harness:
+        worker = harness.start_worker()
+        base = f"http://127.0.0.1:{worker.web_port}"
+        with urlopen(f"{base}/health", timeout=5) as answer:
+            assert json.load(answer) == {"status": "ok"}
+        deadline = time.monotonic() + 20
+        while True:  # readiness follows the first assignment and recovery
+            try:
+                with urlopen(f"{base}/ready", timeout=5) as answer:
+                    ready = json.load(answer)
+                break
+            except HTTPError as exc:
+                assert exc.code == 503
+                assert time.monotonic() < deadline, json.load(exc)
+                time.sleep(0.2)
+        assert ready["ready"] and ready["partitions"] > 0 and ready["lag"] == 0
+        # With STOCKFLOW_READY_MAX_LAG=0, a worker restarted over a backlog is ready once it
+        # has processed all of it (the 503 reasons are unit-tested in test_topics_and_lifecycle).
+        worker.stop()
+        harness.send([order_placed(f"q{n}", ("none", 1)) for n in range(50)])
+        worker.env["STOCKFLOW_READY_MAX_LAG"] = "0"
+        worker.start().wait_ready(30)
+        harness.wait_outcomes([f"q{n}" for n in range(50)], timeout=30)
+        with urlopen(f"{base}/ready", timeout=5) as answer:
+            assert json.load(answer)["ready"]
