@@ -343,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    plan = Plan.from_args(args)
+    missing = missing_packages(plan)
+    if missing:
+        print(f"python -m bench: {missing}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(message)s",
@@ -350,11 +355,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("bench").setLevel(logging.INFO)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    plan = Plan.from_args(args)
-    missing = missing_packages(plan)
-    if missing:
-        print(f"python -m bench: {missing}", file=sys.stderr)
-        return 2
     exit_on_signals()
     try:
         report = run(plan, command)

@@ -8,6 +8,7 @@ the bench exits (an exception, SIGTERM, SIGINT) is stopped by :func:`stop_all`, 
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -58,6 +59,10 @@ def exit_on_signals() -> None:
 
     def leave(signum: int, _frame: Any) -> None:
         raise SystemExit(128 + signum)
+
+    # A signal may land outside any try/finally (between two statements): stop_all runs at
+    # interpreter exit then.
+    atexit.register(stop_all)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, leave)

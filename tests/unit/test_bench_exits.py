@@ -54,8 +54,8 @@ def test_sigterm_stops_every_process_the_bench_started(tmp_path: Path) -> None:
             import sys, time
             from bench.procs import ChildProcess, exit_on_signals, stop_all
             child = ChildProcess("http.server", ["0", "--bind", "127.0.0.1"]).start()
-            print(child.pid, flush=True)
             exit_on_signals()
+            print(child.pid, flush=True)  # ready: the handler is installed
             try:
                 time.sleep(60)
             finally:
