@@ -17,6 +17,7 @@ from stockflow.agents import (
 )
 from stockflow.agents.loop import Batching
 from stockflow.agents.publish import Publisher
+from stockflow.brokerwatch import register_broker_watch
 from stockflow.core.policy import Policy
 from stockflow.lifecycle import attach
 from stockflow.observability import DecisionLog, Metrics
@@ -242,5 +243,8 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
     )
     metrics.pending_source = read.reserved_units
     register_health(app, settings, progress, consumed)
+    register_broker_watch(
+        app, name=f"{prefix}.broker-watch", allowance=settings.broker_lost_timeout
+    )
     attach(app, settings, required_topics(settings, faust_id=app.conf.id))
     return handle

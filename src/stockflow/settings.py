@@ -183,6 +183,11 @@ class Settings(BaseSettings):
     can hang forever after a crash, and a hung worker keeps its partitions while nothing
     restarts it. Default 30; env ``STOCKFLOW_CRASH_EXIT_TIMEOUT``."""
 
+    broker_lost_timeout: float = Field(default=60.0, gt=0)
+    """Seconds the broker may not answer before the worker crashes (and so exits within
+    ``crash_exit_timeout``) instead of waiting forever. Above the outages a worker rides out
+    (3-15 s in the chaos suite). Default 60; env ``STOCKFLOW_BROKER_LOST_TIMEOUT``."""
+
     stop_timeout: float = Field(default=25.0, gt=0)
     """Seconds a graceful stop (SIGTERM, SIGINT) may take before the process exits with
     status 1 anyway. Below Kubernetes' default 30 s grace period. Default 25; env

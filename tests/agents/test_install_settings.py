@@ -81,17 +81,18 @@ def test_business_rules_reach_both_processors(monkeypatch: pytest.MonkeyPatch) -
         assert policy.max_lines == 5
 
 
-def test_timer_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    intervals: list[float] = []
+def test_timer_interval_and_broker_lost_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    intervals: dict[str, float] = {}
     original = faust.App.timer
 
-    def timer(self: Any, interval: float, **kwargs: Any) -> Any:
-        intervals.append(interval)
-        return original(self, interval, **kwargs)
+    def timer(self: Any, interval: float, *, name: str, **kwargs: Any) -> Any:
+        intervals[name] = interval
+        return original(self, interval, name=name, **kwargs)
 
     monkeypatch.setattr(faust.App, "timer", timer)
-    build(monkeypatch, timer_interval=1.25)
-    assert intervals == [1.25]
+    _app, handle = build(monkeypatch, timer_interval=1.25, broker_lost_timeout=6)
+    prefix = handle.settings.app_id
+    assert intervals == {f"{prefix}.timers": 1.25, f"{prefix}.broker-watch": 2.0}
 
 
 def test_fetch_max_wait_ms(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,3 +60,24 @@ def test_a_crashed_worker_exits_non_zero_within_the_bound(tmp_path: Path, fault:
         assert code == EXIT_CRASHED, log[-3000:]
         assert took <= BOUND + SLACK, f"exited {took:.1f} s after the crash"
         assert any(mark in log for mark in MARKS), log[-3000:]
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_that_lost_its_broker_exits_after_the_allowance(tmp_path: Path) -> None:
+    allowance = 3.0
+    with Harness(partitions=4, workdir=tmp_path) as harness:
+        worker = harness.worker(
+            STOCKFLOW_BROKER_LOST_TIMEOUT=str(allowance),
+            STOCKFLOW_CRASH_EXIT_TIMEOUT=str(BOUND),
+        )
+        worker.start().wait_ready(30)
+        harness.stock("fine", 1)
+        harness.broker.stop()  # and never back
+        lost = time.monotonic()
+        assert worker.process is not None
+        code = worker.process.wait(timeout=allowance + BOUND + SLACK + 30)
+        took = time.monotonic() - lost
+        log = worker.log_text()
+        assert code == EXIT_CRASHED, log[-3000:]
+        assert took <= allowance + BOUND + SLACK, f"exited {took:.1f} s after the broker went"
+        assert "STOCKFLOW_BROKER_LOST_TIMEOUT=3" in log
