@@ -157,3 +157,41 @@ def test_health_and_ready_answer_on_a_running_worker(tmp_path: Path) -> None:
         harness.wait_outcomes([f"q{n}" for n in range(50)], timeout=30)
         with urlopen(f"{base}/ready", timeout=5) as answer:
             assert json.load(answer)["ready"]
+
+
+def test_two_workers_sigkilled_come_back_on_their_own_topics(tmp_path: Path) -> None:
+    """The issue's run: nothing pre-created, default 8 partitions, two workers, SIGKILLs. With
+    the worker's old provisioning a SIGKILLed worker could not come back (ConsistencyError on a
+    changelog partition, exit 1) in 2 runs out of 2."""
+    products = {f"k{n}": 40 for n in range(4)}
+    env = {"STOCKFLOW_PARTITIONS": "8"}
+    with Harness(partitions=8, precreate="none", env=env, workdir=tmp_path) as harness:
+        first = harness.start_worker("w1")
+        second = harness.worker("w2").start()
+        second.wait_ready(60)
+        harness.stock_many(products)
+        names = list(products)
+        orders = [order_placed(f"k-{n}", (names[n % 4], 1)) for n in range(600)]
+        ids = [order[1] for order in orders]
+        for part in range(3):  # a SIGKILL of each worker in turn, mid-stream
+            harness.send(orders[part * 200 : (part + 1) * 200])
+            victim = (first, second)[part % 2]
+            harness.wait_decisions(lambda ds, n=part: len(ds) >= 150 * (n + 1), timeout=60)
+            victim.kill()
+            time.sleep(0.3)
+            victim.start()
+            victim.wait_ready(60)
+        decisions = harness.wait_outcomes(ids, timeout=120)
+        assert_one_outcome_each(decisions, ids)
+        for worker in (first, second):
+            assert worker.running, worker.log_text()[-3000:]
+            assert "ConsistencyError" not in worker.log_text()
+        harness.wait_settled()
+        state = harness.stock_state()
+        reserved = {d["order_id"]: d for d in decisions if d["type"] == "OrderReserved"}
+        for product, units in products.items():
+            held = sum(1 for d in reserved.values() if d["lines"][0]["product_id"] == product)
+            assert held == units, (product, held)  # 150 orders each for 40 units: sold out
+            assert state[product] == {"on_hand": units, "reserved": units, "pending_sum": units}
+        wanted = {s.name: s.partitions for s in required_topics(harness.settings)}
+        assert broker_partitions(harness) == wanted
