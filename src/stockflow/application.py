@@ -242,7 +242,7 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         app, handle, progress=progress, metrics=metrics, route_timeout=settings.web_route_timeout
     )
     metrics.pending_source = read.reserved_units
-    register_health(app, settings, progress, consumed)
+    register_health(app, progress, consumed, max_lag=settings.ready_max_lag, prefix=prefix)
     register_broker_watch(
         app, name=f"{prefix}.broker-watch", allowance=settings.broker_lost_timeout
     )

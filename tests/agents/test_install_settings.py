@@ -149,3 +149,35 @@ def test_provisioning_and_exit_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     assert list(seen["specs"]) == list(required_topics(handle.settings, app.conf.id))
     orders = next(s for s in seen["specs"] if s.name == handle.settings.orders_topic)
     assert (orders.partitions, orders.config["retention.ms"]) == (6, "120000")
+
+
+def test_batching_decision_log_route_timeout_and_ready_lag(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stockflow import application
+
+    seen: dict[str, Any] = {}
+
+    def spy(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            seen[name] = kwargs
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(application, name, call)
+        return call
+
+    for name in ("Batching", "DecisionLog", "register_views", "register_health"):
+        spy(name, getattr(application, name))
+    build(
+        monkeypatch,
+        batch_max_records=17,
+        batch_within_ms=40,
+        log_decisions=True,
+        web_route_timeout=2.5,
+        ready_max_lag=99,
+    )
+    assert seen["Batching"] == {"max_records": 17, "within": 0.04}
+    assert "DecisionLog" in seen
+    assert seen["register_views"]["route_timeout"] == 2.5
+    assert seen["register_health"]["max_lag"] == 99
+    seen.clear()  # the spies stay: with log_decisions off, no DecisionLog is built
+    build(monkeypatch, log_decisions=False)
+    assert "DecisionLog" not in seen

@@ -21,7 +21,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from stockflow.settings import Settings
 from stockflow.web.freshness import Progress, consumer_lags
 
 __all__ = ["ReadyState", "readiness", "register_health"]
@@ -70,9 +69,10 @@ def _state(app: Any, progress: Progress, consumed: Iterable[str]) -> ReadyState:
 
 
 def register_health(
-    app: Any, settings: Settings, progress: Progress, consumed: Iterable[str]
+    app: Any, progress: Progress, consumed: Iterable[str], *, max_lag: int, prefix: str
 ) -> None:
-    """Add ``/health`` and ``/ready`` to ``app``'s web server (see the module docstring)."""
+    """Add ``/health`` and ``/ready`` to ``app``'s web server (see the module docstring);
+    ``max_lag`` is ``STOCKFLOW_READY_MAX_LAG``, ``prefix`` names the views."""
     from faust import web
 
     topics = tuple(consumed)
@@ -93,12 +93,11 @@ def register_health(
 
         async def get(self, request: Any) -> Any:
             state = _state(app, progress, topics)
-            reasons = readiness(state, settings.ready_max_lag)
+            reasons = readiness(state, max_lag)
             body = {"ready": not reasons, "partitions": state.partitions, "lag": state.lag}
             if reasons:
                 return self.json({**body, "reasons": reasons}, status=503)
             return self.json(body)
 
-    prefix = settings.app_id
     app.page("/health", name=f"{prefix}-health")(HealthView)
     app.page("/ready", name=f"{prefix}-ready")(ReadyView)
