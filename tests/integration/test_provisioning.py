@@ -17,6 +17,7 @@ from urllib.request import urlopen
 
 from stockflow.lifecycle import EXIT_TOPICS
 from stockflow.provisioning import inspect_topics
+from stockflow.testing import WorkerProcess, fast_test_env, free_port
 from stockflow.testing.harness import Harness
 from stockflow.testing.topics import consumed_to_end
 from stockflow.topics import required_topics
@@ -31,6 +32,20 @@ def broker_partitions(harness: Harness) -> dict[str, int | None]:
     specs = required_topics(harness.settings)
     checks = asyncio.run(inspect_topics([harness.bootstrap], specs, create=False, timeout=10))
     return {c.spec.name: None if c.observed is None else c.observed.partitions for c in checks}
+
+
+def every_broker_topic(harness: Harness) -> dict[str, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def describe() -> dict[str, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=harness.bootstrap)
+        await admin.start()
+        try:
+            return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(None)}
+        finally:
+            await admin.close()
+
+    return asyncio.run(describe())
 
 
 def flash_sale(harness: Harness) -> None:
@@ -57,7 +72,7 @@ def test_nothing_pre_created_every_topic_gets_the_default_8(tmp_path: Path) -> N
         assert broker_partitions(harness) == wanted
         assert set(wanted.values()) == {8, 1}  # the Faust assignor's topic has one
         flash_sale(harness)
-        assert broker_partitions(harness) == wanted
+        assert every_broker_topic(harness) == wanted  # and nothing else was auto-created
 
 
 def test_readme_setup_only_inputs_pre_created(tmp_path: Path) -> None:
@@ -195,3 +210,28 @@ def test_two_workers_sigkilled_come_back_on_their_own_topics(tmp_path: Path) -> 
             assert state[product] == {"on_hand": units, "reserved": units, "pending_sum": units}
         wanted = {s.name: s.partitions for s in required_topics(harness.settings)}
         assert broker_partitions(harness) == wanted
+
+
+def test_an_unreachable_broker_stops_the_worker_with_one_message(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    worker = WorkerProcess(
+        {
+            **fast_test_env(),
+            "STOCKFLOW_BROKER": f"kafka://127.0.0.1:{port}",
+            "STOCKFLOW_PROVISION_TIMEOUT": "3",
+        },
+        datadir=tmp_path / "w",
+    )
+    try:
+        started = time.monotonic()
+        worker.start()
+        assert worker.process is not None
+        code = worker.process.wait(timeout=60)
+        log = worker.log_text()
+        assert code == EXIT_TOPICS, log[-3000:]
+        assert time.monotonic() - started < 30
+        assert f"cannot reach the broker at 127.0.0.1:{port}" in log, log[-3000:]
+        assert "check STOCKFLOW_BROKER" in log
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        worker.stop()

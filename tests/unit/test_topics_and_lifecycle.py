@@ -3,12 +3,18 @@ reasons, and the exit watchdog's bounds (with a fake app and a fake exit)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
-from stockflow import Settings
+import pytest
+
+from stockflow import BrokerError, ConfigurationError, Settings
+from stockflow.brokerwatch import BrokerWatch
 from stockflow.lifecycle import EXIT_CRASHED, ExitWatchdog
+from stockflow.provisioning import provision
 from stockflow.topics import (
     ObservedTopic,
     check_topics,
@@ -105,3 +111,61 @@ def test_watchdog_stop_bound_and_the_thread() -> None:
         time.sleep(0.02)
     watchdog.close()
     assert exits == [EXIT_CRASHED]
+
+
+class FakeAdmin:
+    """Enough of aiokafka's admin client for :func:`inspect_topics`: no topics, and every
+    CreateTopics answered with ``code``."""
+
+    code = 29  # TOPIC_AUTHORIZATION_FAILED
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.created: list[Any] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def describe_topics(self, topics: Any) -> list[Any]:
+        return []
+
+    async def create_topics(self, new_topics: list[Any]) -> Any:
+        return SimpleNamespace(topic_errors=[(t.name, self.code, None) for t in new_topics])
+
+
+@pytest.mark.parametrize("code", [29, 31])
+def test_a_refused_creation_is_one_clear_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    import aiokafka.admin
+
+    monkeypatch.setattr(FakeAdmin, "code", code)
+    monkeypatch.setattr(aiokafka.admin, "AIOKafkaAdminClient", FakeAdmin)
+    settings = Settings()
+    with pytest.raises(ConfigurationError, match="not authorized") as refused:
+        asyncio.run(provision(settings, required_topics(settings), servers=["h:1"]))
+    assert "stockflow topics check" in str(refused.value)
+
+
+def test_broker_watch_tolerates_outages_up_to_the_allowance() -> None:
+    now = [0.0]
+    answering = [True]
+
+    async def probe() -> None:
+        if not answering[0]:
+            raise OSError("connection refused")
+
+    watch = BrokerWatch(probe, allowance=10, timeout=1, clock=lambda: now[0])
+    assert asyncio.run(watch.check()) is None
+    answering[0] = False
+    now[0] = 9.0
+    assert asyncio.run(watch.check()) is None  # 9 s lost: within the allowance
+    answering[0] = True
+    assert asyncio.run(watch.check()) is None  # back: the count starts again
+    answering[0] = False
+    now[0] = 19.5
+    error = asyncio.run(watch.check())
+    assert isinstance(error, BrokerError)
+    assert "STOCKFLOW_BROKER_LOST_TIMEOUT=10" in str(error)
