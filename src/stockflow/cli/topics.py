@@ -3,7 +3,8 @@ hand (the worker itself creates the missing ones at start, see :mod:`stockflow.l
 
 Settings come from the ``STOCKFLOW_*`` environment (``STOCKFLOW_BROKER``, ``STOCKFLOW_APP_ID``,
 ``STOCKFLOW_PARTITIONS``, ``STOCKFLOW_REPLICATION_FACTOR``, ``STOCKFLOW_TOPIC_RETENTION``, the
-topic names); ``--broker`` overrides the broker.
+topic names); ``--broker`` overrides the broker, ``--faust-id`` names the Faust app an embedded
+stockflow runs in (its id starts the changelog names).
 
 Example::
 
@@ -33,7 +34,7 @@ def _settings(broker: str | None) -> Settings:
     return settings.model_copy(update={"broker": broker}) if broker else settings
 
 
-def _run(settings: Settings, *, create: bool) -> list[TopicCheck]:
+def _run(settings: Settings, faust_id: str | None, *, create: bool) -> list[TopicCheck]:
     from stockflow.provisioning import inspect_topics, servers_and_auth
 
     servers, auth = servers_and_auth(settings)
@@ -41,7 +42,7 @@ def _run(settings: Settings, *, create: bool) -> list[TopicCheck]:
         return asyncio.run(
             inspect_topics(
                 servers,
-                required_topics(settings),
+                required_topics(settings, faust_id),
                 create=create,
                 timeout=settings.provision_timeout,
                 client_kwargs=auth,
@@ -80,26 +81,34 @@ def topics() -> None:
     """Check or create every topic a stockflow worker needs."""
 
 
+_FAUST_ID_HELP = (
+    "Id of the Faust app stockflow is installed in, which starts the changelog names "
+    "(default: STOCKFLOW_APP_ID, the standalone worker's)."
+)
+
+
 @topics.command()
 @click.option("--broker", default=None, help="kafka://host:port (default: STOCKFLOW_BROKER).")
+@click.option("--faust-id", default=None, help=_FAUST_ID_HELP)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document for scripts.")
-def check(broker: str | None, as_json: bool) -> None:
+def check(broker: str | None, faust_id: str | None, as_json: bool) -> None:
     """List every topic with its partitions and configs and what differs on the broker; exit 1
     on any difference."""
     settings = _settings(broker)
-    checks = _run(settings, create=False)
+    checks = _run(settings, faust_id, create=False)
     _report(checks, settings, as_json)
     sys.exit(0 if all(c.ok for c in checks) else 1)
 
 
 @topics.command()
 @click.option("--broker", default=None, help="kafka://host:port (default: STOCKFLOW_BROKER).")
+@click.option("--faust-id", default=None, help=_FAUST_ID_HELP)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document for scripts.")
-def create(broker: str | None, as_json: bool) -> None:
+def create(broker: str | None, faust_id: str | None, as_json: bool) -> None:
     """Create the missing topics (none while existing ones disagree on partitions); exit 1 if
     any is still missing or disagrees."""
     settings = _settings(broker)
-    checks = _run(settings, create=True)
+    checks = _run(settings, faust_id, create=True)
     _report(checks, settings, as_json)
     failed = copartition_problems(checks) or [c for c in checks if c.missing]
     sys.exit(1 if failed else 0)
