@@ -6,7 +6,8 @@ runs before it starts its producer, consumer and agents:
 
 1. An :class:`ExitWatchdog` thread starts. Once the app has crashed (an agent's exception, a
    failed changelog write, a lost broker (:mod:`stockflow.brokerwatch`), any crash Faust passes
-   on to the app), the process gets ``STOCKFLOW_CRASH_EXIT_TIMEOUT`` (default 30 s) to stop, then exits with status 1 anyway;
+   on to the app), the process gets ``STOCKFLOW_CRASH_EXIT_TIMEOUT`` (default 30 s) to stop,
+   then exits with status 1 anyway;
    once a stop was asked for (SIGTERM), it gets ``STOCKFLOW_STOP_TIMEOUT`` (default 25 s).
    Faust's own stop can hang after a crash (seen: more than 3 minutes in "Wait for
    streams..." at 60% CPU) and a hung worker keeps its partitions while no supervisor restarts
