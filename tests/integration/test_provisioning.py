@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.error import HTTPError
 from urllib.request import urlopen
 
@@ -146,32 +147,43 @@ def test_topics_command_checks_and_creates(tmp_path: Path) -> None:
         assert code == 2
 
 
+def get(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urlopen(url, timeout=5) as answer:
+            return answer.status, json.load(answer)
+    except HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
 def test_health_and_ready_answer_on_a_running_worker(tmp_path: Path) -> None:
     with Harness(partitions=4, workdir=tmp_path) as harness:
         worker = harness.start_worker()
         base = f"http://127.0.0.1:{worker.web_port}"
-        with urlopen(f"{base}/health", timeout=5) as answer:
-            assert json.load(answer) == {"status": "ok"}
+        assert get(f"{base}/health") == (200, {"status": "ok"})
         deadline = time.monotonic() + 20
-        while True:  # readiness follows the first assignment and recovery
-            try:
-                with urlopen(f"{base}/ready", timeout=5) as answer:
-                    ready = json.load(answer)
-                break
-            except HTTPError as exc:
-                assert exc.code == 503
-                assert time.monotonic() < deadline, json.load(exc)
-                time.sleep(0.2)
-        assert ready["ready"] and ready["partitions"] > 0 and ready["lag"] == 0
-        # With STOCKFLOW_READY_MAX_LAG=0, a worker restarted over a backlog is ready once it
-        # has processed all of it (the 503 reasons are unit-tested in test_topics_and_lifecycle).
+        while (answer := get(f"{base}/ready"))[0] != 200:  # after the first fetches
+            assert answer[0] == 503 and answer[1]["reasons"], answer
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.1)
+        assert answer[1] == {"ready": True, "partitions": answer[1]["partitions"], "lag": 0}
+        assert answer[1]["partitions"] > 0
+
+        # A backlog above STOCKFLOW_READY_MAX_LAG: not ready, with the reason, until processed.
         worker.stop()
-        harness.send([order_placed(f"q{n}", ("none", 1)) for n in range(50)])
-        worker.env["STOCKFLOW_READY_MAX_LAG"] = "0"
+        backlog = [order_placed(f"q{n}", ("none", 1)) for n in range(20_000)]
+        harness.send(backlog)
+        worker.env["STOCKFLOW_READY_MAX_LAG"] = "100"
         worker.start().wait_ready(30)
-        harness.wait_outcomes([f"q{n}" for n in range(50)], timeout=30)
-        with urlopen(f"{base}/ready", timeout=5) as answer:
-            assert json.load(answer)["ready"]
+        seen: list[tuple[int, dict[str, Any]]] = []
+        deadline = time.monotonic() + 120
+        while (answer := get(f"{base}/ready"))[0] != 200 or not seen:
+            seen.append(answer)
+            assert time.monotonic() < deadline, seen[-3:]
+            time.sleep(0.1)
+        lagging = [body for code, body in seen if code == 503 and body["lag"] > 100]
+        assert lagging, seen[:3]
+        assert any("STOCKFLOW_READY_MAX_LAG" in r for r in lagging[0]["reasons"])
+        assert answer[1]["lag"] <= 100
 
 
 def test_two_workers_sigkilled_come_back_on_their_own_topics(tmp_path: Path) -> None:

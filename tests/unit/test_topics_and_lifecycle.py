@@ -81,6 +81,9 @@ def test_readiness_reasons() -> None:
         "crashed",
         "stopping",
     ]
+    assert readiness(ReadyState(False, False, 4, False, True, 0, lag_unknown=2), max_lag=10) == [
+        "lag not yet known for 2 partitions"
+    ]
 
 
 @dataclass

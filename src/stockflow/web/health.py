@@ -7,9 +7,10 @@
     A blocked event loop does not answer at all: the probe's timeout is the signal.
 ``GET /ready``
     200 ``{"ready": true, "partitions", "lag"}`` when partitions are assigned, no rebalance or
-    recovery is in progress and the records not yet processed in this worker's partitions
-    (``lag``) are at most ``STOCKFLOW_READY_MAX_LAG`` (default 10000); otherwise 503
-    ``{"ready": false, "reasons": [...]}``.
+    recovery is in progress, the end of every partition is known (after its first fetch) and
+    the records not yet processed in this worker's partitions (``lag``) are at most
+    ``STOCKFLOW_READY_MAX_LAG`` (default 10000); otherwise 503 ``{"ready": false, "reasons":
+    [...]}``.
 
 Faust starts its web server once the first recovery is complete, so both answer only from then
 on: give the liveness probe a start-up allowance (a Kubernetes ``startupProbe``).
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from stockflow.web.freshness import Progress, consumer_lags
+from stockflow.web.freshness import Progress, partition_position
 
 __all__ = ["ReadyState", "readiness", "register_health"]
 
@@ -36,6 +37,8 @@ class ReadyState:
     rebalancing: bool
     recovered: bool
     lag: int
+    lag_unknown: int = 0
+    """Partitions whose end the consumer has not learned yet (before their first fetch)."""
 
 
 def readiness(state: ReadyState, max_lag: int) -> list[str]:
@@ -51,20 +54,29 @@ def readiness(state: ReadyState, max_lag: int) -> list[str]:
         reasons.append("rebalancing")
     if not state.recovered:
         reasons.append("recovering tables")
+    if state.lag_unknown:
+        reasons.append(f"lag not yet known for {state.lag_unknown} partitions")
     if state.lag > max_lag:
         reasons.append(f"lag {state.lag} > {max_lag} (STOCKFLOW_READY_MAX_LAG)")
     return reasons
 
 
 def _state(app: Any, progress: Progress, consumed: Iterable[str]) -> ReadyState:
-    recovery = app.tables.recovery
+    wanted = set(consumed)
+    actives = app.assignor.assigned_actives()
+    lags = [
+        partition_position(app, progress, tp.topic, tp.partition)["lag"]
+        for tp in actives
+        if tp.topic in wanted
+    ]
     return ReadyState(
         crashed=getattr(app, "crash_reason", None) is not None,
         stopping=bool(getattr(app, "should_stop", False)),
-        partitions=len(app.assignor.assigned_actives()),
+        partitions=len(actives),
         rebalancing=bool(getattr(app, "rebalancing", False)),
-        recovered=recovery.completed.is_set(),
-        lag=sum(lag for _topic, _partition, lag in consumer_lags(app, progress, consumed)),
+        recovered=app.tables.recovery.completed.is_set(),
+        lag=sum(lag for lag in lags if lag is not None),
+        lag_unknown=sum(1 for lag in lags if lag is None),
     )
 
 
