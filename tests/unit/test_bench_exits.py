@@ -67,6 +67,7 @@ def test_sigterm_stops_every_process_the_bench_started(tmp_path: Path) -> None:
     bench = subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
     )
+    child = None
     try:
         assert bench.stdout is not None
         child = int(bench.stdout.readline())
@@ -81,3 +82,5 @@ def test_sigterm_stops_every_process_the_bench_started(tmp_path: Path) -> None:
         if bench.poll() is None:
             bench.kill()
             bench.wait(timeout=10)
+        if child is not None and Path(f"/proc/{child}").exists():  # the test failed: clean up
+            os.kill(child, signal.SIGKILL)
