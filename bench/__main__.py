@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import logging
 import os
 import platform
@@ -28,6 +29,7 @@ from typing import Any
 from bench.core import run_core
 from bench.harness import RunResult, latency_run, median_run, throughput_run
 from bench.load import workload
+from bench.procs import exit_on_signals, stop_all
 from bench.report import KINDS, Report, evaluate_goals
 
 __all__ = ["Plan", "main", "run"]
@@ -379,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    plan = Plan.from_args(args)
+    missing = missing_packages(plan)
+    if missing:
+        print(f"python -m bench: {missing}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(message)s",
@@ -386,11 +393,38 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("bench").setLevel(logging.INFO)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    report = run(Plan.from_args(args), command)
+    exit_on_signals()
+    try:
+        report = run(plan, command)
+    finally:
+        stop_all()  # every broker, worker and peer still running, whatever ended the run
     report.print()
     if args.json:
         report.write_json(args.json)
     return 0
+
+
+PEER_PACKAGES = {"quix": ("quixstreams", "Quix Streams peer")}
+"""System -> (the package it imports, what it is): installed by ``pip install -e '.[bench]'``."""
+SECTIONS_WITH_SYSTEMS = ("throughput", "latency", "knobs", "profile")
+
+
+def missing_packages(plan: Plan) -> str | None:
+    """Why the plan cannot run (a peer's package not installed), or None. Checked before any
+    process starts: the peer's process would die at its import, and its run wait until the
+    timeout for outputs that never come."""
+    if not set(plan.sections) & set(SECTIONS_WITH_SYSTEMS):
+        return None
+    for system in plan.systems:
+        package, what = PEER_PACKAGES.get(system, (None, ""))
+        if package is not None and importlib.util.find_spec(package) is None:
+            others = ",".join(s for s in plan.systems if s != system) or "stockflow"
+            return (
+                f"the {what} ({system!r}) needs the package {package!r}, which is not "
+                f"installed. Install the bench extra (pip install -e '.[bench]') or leave "
+                f"it out: --systems {others}"
+            )
+    return None
 
 
 if __name__ == "__main__":

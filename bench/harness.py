@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.load import Workload, run_load
-from bench.procs import cpu_seconds, status_kib
+from bench.procs import cpu_seconds, register, status_kib
 from bench.systems import ORDERS, RESERVATIONS, SYSTEMS, System
 from stockflow.testing.broker import EmbeddedBroker
 
@@ -60,7 +60,8 @@ def running(
 ) -> Iterator[tuple[EmbeddedBroker, System]]:
     """A fresh broker with ``name``'s system started on it; both stopped by PID on exit."""
     with EmbeddedBroker() as broker:
-        system = SYSTEMS[name](broker, partitions, env=env)
+        register(broker)
+        system = register(SYSTEMS[name](broker, partitions, env=env))
         try:
             system.start(timeout)
             yield broker, system

@@ -1,21 +1,71 @@
 """Child processes of the harness (the baseline pipe, the Quix peer) and /proc readings.
 
 Every child runs in its own session, is stopped by its PID (SIGTERM, then SIGKILL after a
-bounded wait) and logs to a file; nothing is ever killed by name.
+bounded wait) and logs to a file; nothing is ever killed by name. Every child still running when
+the bench exits (an exception, SIGTERM, SIGINT) is stopped by :func:`stop_all`, which
+``python -m bench`` calls on every exit path (:func:`exit_on_signals`).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ChildProcess", "cpu_seconds", "status_kib"]
+__all__ = [
+    "ChildProcess",
+    "cpu_seconds",
+    "exit_on_signals",
+    "register",
+    "status_kib",
+    "stop_all",
+]
 
 STOP_TIMEOUT = 10.0
+
+_RUNNING: list[Any] = []
+"""Everything started and not yet stopped (children, brokers, workers): objects with stop()."""
+
+
+def register(process: Any) -> Any:
+    """Remember ``process`` (anything with ``stop()``) so that :func:`stop_all` stops it."""
+    if process not in _RUNNING:
+        _RUNNING.append(process)
+    return process
+
+
+def stop_all() -> int:
+    """Stop every registered process by its PID, the last started first; how many."""
+    stopped = 0
+    while _RUNNING:
+        process = _RUNNING.pop()
+        try:
+            process.stop()
+            stopped += 1
+        except Exception as exc:  # keep stopping the others
+            print(f"bench: could not stop {process!r}: {exc!r}", file=sys.stderr)
+    return stopped
+
+
+def exit_on_signals() -> None:
+    """Turn SIGTERM and SIGHUP into ``SystemExit`` (SIGINT already raises
+    ``KeyboardInterrupt``), so that every ``finally`` and :func:`stop_all` run: the default
+    action ends Python at once and left the broker, in its own session, running."""
+
+    def leave(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    # A signal may land outside any try/finally (between two statements): stop_all runs at
+    # interpreter exit then.
+    atexit.register(stop_all)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, leave)
 
 
 class ChildProcess:
@@ -44,6 +94,7 @@ class ChildProcess:
             )
         finally:
             log.close()
+        register(self)
         return self
 
     def alive(self) -> bool:
@@ -56,6 +107,8 @@ class ChildProcess:
             return ""
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        if self in _RUNNING:
+            _RUNNING.remove(self)
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return

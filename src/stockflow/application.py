@@ -14,7 +14,9 @@ from stockflow._faust.internals import check_internals
 from stockflow._faust.producing import BatchSender
 from stockflow.agents import Batching, register_agents, register_scheduler
 from stockflow.agents.publish import Publisher
+from stockflow.brokerwatch import register_broker_watch
 from stockflow.core.policy import Policy
+from stockflow.lifecycle import attach
 from stockflow.observability import DecisionLog, Metrics
 from stockflow.processing import InventoryRouter, OrderDesk, ProductWriter, Role
 from stockflow.settings import Settings
@@ -25,9 +27,11 @@ from stockflow.tables import (
     UncleanShutdownGuard,
     create_state_table,
 )
+from stockflow.topics import required_topics
 from stockflow.transport import TunedTransport, complete_producer_flush, use_tuned_transport
 from stockflow.web import Progress, register_views
 from stockflow.web.freshness import consumer_lags
+from stockflow.web.health import register_health
 
 __all__ = ["Stockflow", "create_app", "install"]
 
@@ -63,8 +67,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         autodiscover=False,
     )
     use_tuned_transport(app, settings.fetch_max_wait_ms)
-    handle = install(app, settings)
-    app.stockflow = handle  # type: ignore[attr-defined]
+    # For code that holds only the app (tests, ``stockflow.app.stockflow``); stockflow itself
+    # never reads it back: install() hands each part what it needs.
+    app.stockflow = install(app, settings)  # type: ignore[attr-defined]
     return app
 
 
@@ -127,6 +132,14 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         help="order sagas and their timers",
         options=settings.table_options(),
     )
+    tables = app.tables
+    if isinstance(tables, SelfHealingTableManager):
+        tables.fast_restore = settings.fast_restore
+    elif not settings.fast_restore:
+        log.warning(
+            "stockflow.install: fast_restore=False has no effect without "
+            "TableManager=SelfHealingTableManager"
+        )
     app.sensors.add(
         UncleanShutdownGuard(
             app, [product_table.name, order_table.name], name=f"{prefix}-stockflow"
@@ -233,4 +246,9 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         app, handle, progress=progress, metrics=metrics, route_timeout=settings.web_route_timeout
     )
     metrics.pending_source = read.reserved_units
+    register_health(app, progress, consumed, max_lag=settings.ready_max_lag, prefix=prefix)
+    register_broker_watch(
+        app, name=f"{prefix}.broker-watch", allowance=settings.broker_lost_timeout
+    )
+    attach(app, settings, required_topics(settings, faust_id=app.conf.id))
     return handle

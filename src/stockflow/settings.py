@@ -110,6 +110,16 @@ class Settings(BaseSettings):
     """Replication of the topics stockflow creates.
     Default 1; env ``STOCKFLOW_REPLICATION_FACTOR``."""
 
+    topic_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
+    """Seconds the event topics (inputs, outputs, the internal hops) keep records, as the
+    ``retention.ms`` of the topics stockflow creates (changelogs are compacted instead).
+    Default 7 days; env ``STOCKFLOW_TOPIC_RETENTION``."""
+
+    provision_timeout: float = Field(default=30.0, gt=0)
+    """Seconds the worker, ``install()`` and ``stockflow topics`` wait for the broker to
+    describe and create topics before they give up with a clear error. Default 30; env
+    ``STOCKFLOW_PROVISION_TIMEOUT``."""
+
     # --- business rules --------------------------------------------------------------------
     reservation_ttl: float = Field(default=900.0, gt=0)
     """Seconds a pending reservation lives before it expires. Default 900; env
@@ -187,6 +197,27 @@ class Settings(BaseSettings):
     RocksDB before Faust's per-record restore (:mod:`stockflow.tables.fast_restore`; 1,000,000
     products: ~25 s instead of ~11 min). Off: Faust's restore alone. Default true; env
     ``STOCKFLOW_FAST_RESTORE``."""
+
+    # --- running unattended -------------------------------------------------------------------
+    crash_exit_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a crashed worker (an agent's exception, a failed changelog write, a dead
+    service) may spend stopping before the process exits with status 1 anyway: Faust's stop
+    can hang forever after a crash, and a hung worker keeps its partitions while nothing
+    restarts it. Default 30; env ``STOCKFLOW_CRASH_EXIT_TIMEOUT``."""
+
+    broker_lost_timeout: float = Field(default=60.0, gt=0)
+    """Seconds the broker may not answer before the worker crashes (and so exits within
+    ``crash_exit_timeout``) instead of waiting forever. Above the outages a worker rides out
+    (3-15 s in the chaos suite). Default 60; env ``STOCKFLOW_BROKER_LOST_TIMEOUT``."""
+
+    stop_timeout: float = Field(default=25.0, gt=0)
+    """Seconds a graceful stop (SIGTERM, SIGINT) may take before the process exits with
+    status 1 anyway. Below Kubernetes' default 30 s grace period. Default 25; env
+    ``STOCKFLOW_STOP_TIMEOUT``."""
+
+    ready_max_lag: int = Field(default=10_000, ge=0)
+    """``GET /ready`` answers 503 while the records not yet processed in this worker's
+    partitions exceed this. Default 10000; env ``STOCKFLOW_READY_MAX_LAG``."""
 
     # RocksDB keeps one database per table partition (2 tables x the partitions a worker holds,
     # standbys included), and Faust's defaults give each 3 x 64 MiB of write buffers and a

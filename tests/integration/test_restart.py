@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import signal
 import time
+from collections import Counter
 
 import pytest
 
 from stockflow.testing.harness import Harness
 
-from expectations import assert_one_outcome_each, order_placed, unique_product_events
+from expectations import OUTCOMES, assert_one_outcome_each, order_placed, unique_product_events
 
 PRODUCTS = {f"p{n}": 150 for n in range(4)}
 ORDERS = 2400
+STOP_BOUND = 25.0  # STOCKFLOW_STOP_TIMEOUT's default
 
 
 @pytest.mark.parametrize(
@@ -40,7 +42,12 @@ def test_restart_mid_stream(stockflow_harness: Harness, sig: int, wipe: bool) ->
 
     # Stop it once a few hundred decisions are out: the rest is in flight or not yet read.
     harness.wait_decisions(lambda ds: len(ds) >= 300, timeout=60)
-    worker.stop(sig)
+    stopping = time.monotonic()
+    code = worker.stop(sig)
+    if sig == signal.SIGTERM:
+        # A graceful stop: the batch finished, flushed, committed, group left, status 0.
+        assert code == 0, worker.log_text()[-3000:]
+        assert time.monotonic() - stopping < STOP_BOUND
     if wipe:
         harness.wipe_state(worker)
     time.sleep(0.5)
@@ -49,6 +56,10 @@ def test_restart_mid_stream(stockflow_harness: Harness, sig: int, wipe: bool) ->
 
     decisions = harness.wait_outcomes(ids, timeout=180)
     assert_one_outcome_each(decisions, ids)
+    if sig == signal.SIGTERM:
+        # Nothing answered twice, not even identically: all that was processed was committed.
+        answers = Counter(d["order_id"] for d in decisions if d["type"] in OUTCOMES)
+        assert max(answers.values()) == 1, answers.most_common(3)
     reserved_orders = {d["order_id"]: d for d in decisions if d["type"] == "OrderReserved"}
     held = unique_product_events(decisions, "ProductReserved")
     assert held == {(o, d["lines"][0]["product_id"]) for o, d in reserved_orders.items()}

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "chaos": "stockflow.cli.chaos:chaos",
     "stock": "stockflow.cli.stock:stock",
     "order": "stockflow.cli.stock:order",
+    "topics": "stockflow.cli.topics:topics",
 }
 
 

@@ -55,10 +55,10 @@ class SelfHealingRecovery(Recovery):
     @property
     def fast_restore(self) -> bool:
         """Restore active partitions with :mod:`stockflow.tables.fast_restore` first, unless
-        the app's stockflow settings turn it off (``STOCKFLOW_FAST_RESTORE``)."""
-        handle = getattr(self.app, "stockflow", None)
-        settings = getattr(handle, "settings", None)
-        return bool(getattr(settings, "fast_restore", True))
+        the table manager was told otherwise (``STOCKFLOW_FAST_RESTORE``, given by
+        :func:`stockflow.install`)."""
+        tables = self.tables
+        return not isinstance(tables, SelfHealingTableManager) or tables.fast_restore
 
     async def _build_offsets(
         self, consumer: Any, tps: set[TP], destination: Any, title: str
@@ -167,6 +167,10 @@ class SelfHealingRecovery(Recovery):
 
 class SelfHealingTableManager(TableManager):
     """Faust's table manager with :class:`SelfHealingRecovery`."""
+
+    fast_restore: bool = True
+    """Whether recovery restores active partitions in batches first; :func:`stockflow.install`
+    sets it from ``Settings.fast_restore``."""
 
     @property
     def recovery(self) -> Recovery:

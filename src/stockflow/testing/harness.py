@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from stockflow.errors import BrokerError
 from stockflow.models import OrderPlaced, StockSet
@@ -20,6 +20,7 @@ from stockflow.settings import Settings
 from stockflow.testing.broker import EmbeddedBroker, create_topics
 from stockflow.testing.topics import Record, consumed_to_end, produce, read_topics, wait_for
 from stockflow.testing.worker import WorkerProcess, fast_test_env
+from stockflow.topics import required_topics
 
 __all__ = ["OUTCOME_TYPES", "Harness", "fold_changelog", "outcome_counts"]
 
@@ -54,9 +55,13 @@ class Harness:
         env: Mapping[str, str] | None = None,
         workdir: Path | None = None,
         broker_url: str | None = None,
+        precreate: Literal["all", "inputs", "none"] = "all",
     ) -> None:
         """``broker_url`` (``kafka://host:port``) uses a running broker instead of starting an
-        embedded one."""
+        embedded one. ``precreate``: which topics :meth:`start` creates with ``partitions``
+        partitions: ``all`` of :func:`stockflow.topics.required_topics`, the ``inputs`` only
+        (the README's set-up), or ``none`` (the worker provisions everything)."""
+        self.precreate = precreate
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="stockflow-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.external_url = broker_url
@@ -77,9 +82,18 @@ class Harness:
         if self.external_url is None:
             self.broker.start()
         self.env["STOCKFLOW_BROKER"] = self.external_url or self.broker.url
-        asyncio.run(
-            create_topics(self.bootstrap, self.settings.all_topics(), partitions=self.partitions)
-        )
+        specs = [
+            spec
+            for spec in required_topics(self.settings)
+            if self.precreate == "all" or (self.precreate == "inputs" and spec.role == "input")
+        ]
+        groups: dict[tuple[int, tuple[tuple[str, str], ...]], list[str]] = {}
+        for spec in specs:
+            groups.setdefault((spec.partitions, tuple(spec.config.items())), []).append(spec.name)
+        for (partitions, config), names in groups.items():
+            asyncio.run(
+                create_topics(self.bootstrap, names, partitions=partitions, config=dict(config))
+            )
         return self
 
     def close(self) -> None:
