@@ -55,6 +55,8 @@ class Stockflow:
     """Prometheus counters and registry (served at ``/metrics``)."""
     progress: Progress
     """Last offset applied per topic partition (the read model's freshness)."""
+    processor: BatchProcessor
+    """Runs the processors over the records of stockflow's topics (its ``routes``: by topic)."""
 
 
 def create_app(settings: Settings | None = None) -> faust.App:
@@ -234,6 +236,7 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
         orders=desk,
         metrics=metrics,
         progress=progress,
+        processor=processor,
     )
     consumed = (
         settings.orders_topic,

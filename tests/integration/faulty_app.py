@@ -19,10 +19,12 @@ Nothing in ``src/`` knows about these faults: they are patched onto the app buil
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from typing import Any
 
 import stockflow
+from stockflow.tables.changelog import check_delivery
 
 __all__ = ["app"]
 
@@ -43,7 +45,9 @@ def _stick_flush() -> None:
 
 
 if _fault in ("agent", "stuck"):
-    _decide = _handle.products.handle
+    _routes = _handle.processor.routes
+    _topic = _handle.settings.product_commands_topic
+    _decide = _routes[_topic].handle
 
     def _faulty_decide(value: bytes, meta: Any) -> Any:
         if FAULTY_PRODUCT.encode() in (value or b""):
@@ -52,7 +56,7 @@ if _fault in ("agent", "stuck"):
             raise RuntimeError("injected fault: a bug in the product agent")
         return _decide(value, meta)
 
-    _handle.products.handle = _faulty_decide
+    _routes[_topic] = dataclasses.replace(_routes[_topic], handle=_faulty_decide)
 
 elif _fault == "changelog":
     _changelog: Any = _handle.product_store.changelog
@@ -63,20 +67,20 @@ elif _fault == "changelog":
         if failing:
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             future.set_exception(OSError("injected fault: the changelog write failed"))
-            _changelog._check(future)
+            check_delivery(app, [("changelog", failing[0][1], future, 1)], "a changelog write")
         await _send()
 
     _changelog.send = _faulty_send
 
 elif _fault == "partition":
-    _producer: Any = app.producer
-    _produce = _producer.send
+    _sender: Any = _handle.processor.outputs.sender
+    _produce = _sender.send
 
-    async def _faulty_produce(
-        topic: Any, key: Any, value: Any, partition: Any, timestamp: Any, headers: Any, **kw: Any
-    ) -> Any:
-        if FAULTY_PRODUCT.encode() in (value or b"") + (key or b""):
-            partition = 99
-        return await _produce(topic, key, value, partition, timestamp, headers, **kw)
+    async def _faulty_produce(records: Any) -> Any:
+        wrong = FAULTY_PRODUCT.encode()
+        return await _produce(
+            (topic, 99 if wrong in (value or b"") + (key or b"") else partition, key, value)
+            for topic, partition, key, value in records
+        )
 
-    _producer.send = _faulty_produce
+    _sender.send = _faulty_produce

@@ -41,7 +41,7 @@ def test_a_missing_peer_fails_at_once_naming_the_package(
     # Without the peer, or with only sections that need none, nothing is refused.
     options = {"only": "core", "profile": False, "quick": True, "env": [], "systems": None}
     sizes = {"orders": None, "products": None, "scale": 1.0, "recovery_runs": None}
-    runs = {"partitions": 4, "repeat": 1, "timeout": 1.0}
+    runs = {"partitions": 4, "in_flight": 10, "repeat": 1, "timeout": 1.0}
     plan = bench_main.Plan.from_args(argparse.Namespace(**options, **sizes, **runs))
     assert bench_main.missing_packages(plan) is None
 
