@@ -6,7 +6,7 @@ import base64
 import json
 
 from stockflow.models import Confirm, FireTimers, LineAnswer, Reserve
-from stockflow.processing.codec import encode
+from stockflow.processing.codec import decode_entry, decode_saga, decode_stock, encode
 from stockflow.processing.keys import entry_key, saga_key, stock_key
 
 from agent_world import AgentWorld, put_from
@@ -54,11 +54,11 @@ async def test_product_agent_reserves_and_answers_the_saga_partition(world: Agen
     assert [(r.partition, r.json()["status"]) for r in replies] == [(3, "reserved"), (1, "refused")]
     assert [r.json()["type"] for r in world.sent_to("reservations")] == ["ProductReserved"]
     store = world.handle.product_store
-    stock = json.loads(store.get(stock_key("sku")))["stock"]
-    assert (stock["on_hand"], stock["reserved"]) == (1, 1)
-    assert json.loads(store.get(entry_key("sku", "o1")))["status"] == "pending"
-    refusal = json.loads(store.get(entry_key("sku", "o2")))  # recorded: a replay answers the same
-    assert (refusal["status"], refusal["refusal"], refusal["available"]) == (
+    stock = decode_stock(store.get(stock_key("sku")) or b"").stock
+    assert (stock.on_hand, stock.reserved) == (1, 1)
+    assert decode_entry(store.get(entry_key("sku", "o1")) or b"").status == "pending"
+    refusal = decode_entry(store.get(entry_key("sku", "o2")) or b"")  # a replay answers the same
+    assert (refusal.status, refusal.refusal, refusal.available) == (
         "refused",
         "insufficient_stock",
         0,
@@ -82,8 +82,8 @@ async def test_order_agent_runs_the_saga_across_both_topics(world: AgentWorld) -
     assert outcome.key == b"o1" and outcome.json()["type"] == "OrderReserved"
     confirm = world.sent_to("product_commands")[-1]
     assert confirm.json() == json.loads(encode(Confirm(order_id="o1", product_id="sku")))
-    saga = json.loads(world.handle.order_store.get(saga_key("o1")))
-    assert saga["status"] == "confirmed"
+    saga = decode_saga(world.handle.order_store.get(saga_key("o1")) or b"")
+    assert saga.status == "confirmed"
 
 
 async def test_bad_input_goes_to_dead_letters_with_its_bytes(world: AgentWorld) -> None:
@@ -117,7 +117,7 @@ async def test_fired_saga_timers_are_deleted_only_after_a_flush(
     world.app.producer.flush = flush  # type: ignore[method-assign]
     async with world.agent("orders").test_context() as agent:
         await put_from(agent, settings.orders_topic, _placed("o1", ("sku", 1)), key=b"o1")
-        placed_at = json.loads(world.handle.order_store.get(saga_key("o1")))["placed_at_ms"]
+        placed_at = decode_saga(world.handle.order_store.get(saga_key("o1")) or b"").placed_at_ms
         tick = FireTimers(partition=0, now_ms=placed_at + 10 * 60_000)
         await put_from(agent, settings.order_replies_topic, encode(tick), key=None)
 
@@ -160,4 +160,4 @@ async def test_table_changes_reach_the_changelog_of_their_partition_in_write_ord
         else:
             replayed[record.key.decode()] = record.value
     assert replayed == dict(world.handle.product_store.scan("", partition=2))
-    assert json.loads(replayed[entry_key("sku", "o1")])["status"] == "confirmed"
+    assert decode_entry(replayed[entry_key("sku", "o1")]).status == "confirmed"

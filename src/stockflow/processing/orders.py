@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import cast
 
+from pydantic import BaseModel
+from pydantic_core import to_json
+
 from stockflow.core import saga as decide
 from stockflow.core.policy import Policy
-from stockflow.core.saga import Saga, SagaDecision, TimerKind
+from stockflow.core.saga import Plain, Saga, SagaDecision, TimerKind
 from stockflow.models import (
     ORDER_EVENT_ADAPTER,
     REPLY_COMMAND_ADAPTER,
@@ -118,13 +121,10 @@ class OrderDesk:
             self.store.delete(key)
         elif decision.saga is not None:
             self.store.put(key, encode_saga(decision.saga))
-        outputs = [
-            Out(role="reservations", key=event.order_id.encode(), value=encode(event))
-            for event in decision.events
-        ]
+        outputs = [Out("reservations", *_keyed(event, "order_id")) for event in decision.raw_events]
         outputs.extend(
-            Out(role="product_commands", key=command.product_id.encode(), value=encode(command))
-            for command in decision.commands
+            Out("product_commands", *_keyed(command, "product_id"))
+            for command in decision.raw_commands
         )
         return Step(outputs=outputs)
 
@@ -138,3 +138,10 @@ class OrderDesk:
             # Deleted only after what it caused is durable (see Step.after_flush).
             step.after_flush.append(timer.key)
         return step
+
+
+def _keyed(item: BaseModel | Plain, field: str) -> tuple[bytes, bytes]:
+    """(key, value) of an event or command, whether a model or its plain JSON object."""
+    if isinstance(item, dict):
+        return str(item[field]).encode(), to_json(item)
+    return str(getattr(item, field)).encode(), encode(item)

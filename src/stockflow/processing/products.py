@@ -26,7 +26,9 @@ from stockflow.processing.codec import (
     decode_entry,
     decode_stock,
     encode,
+    encode_answer,
     encode_entry,
+    encode_entry_event,
     encode_stock,
     parse,
 )
@@ -79,13 +81,13 @@ class ProductWriter:
                 now_ms=now,
             )
             step = self._apply(product_id, meta, decision)
-            if decision.answer is not None:
+            if decision.source is not None:
                 step.outputs.append(
                     Out(
-                        role="order_replies",
-                        key=command.order_id.encode(),
-                        value=encode(decision.answer),
-                        partition=command.reply_partition,
+                        "order_replies",
+                        command.order_id.encode(),
+                        encode_answer(decision.source),
+                        command.reply_partition,
                     )
                 )
             return step
@@ -175,10 +177,16 @@ class ProductWriter:
             self.store.put(stock_key(product_id), encode_stock(record))
         if second is not None:
             self.store.put(*second)
-        outputs = [
-            Out(role="reservations", key=_event_key(event), value=encode(event))
-            for event in decision.events
-        ]
+        outputs = []
+        if decision.emits and decision.source is not None:
+            source = decision.source
+            outputs.append(
+                Out("reservations", source.order_id.encode(), encode_entry_event(source))
+            )
+        outputs.extend(
+            Out("reservations", event.product_id.encode(), encode(event))
+            for event in decision.extra  # shortfalls, keyed by product
+        )
         return Step(outputs=outputs)
 
     def _fire(self, partition: int, now_ms: int) -> None:
@@ -213,11 +221,3 @@ def _marker_product(key: str) -> str:
     """The product id in a :func:`marker_key` (``m:{len}:{product}:{source}``)."""
     _m, length, rest = key.split(":", 2)
     return rest[: int(length)]
-
-
-def _event_key(event: object) -> bytes:
-    order_id = getattr(event, "order_id", None)
-    if isinstance(order_id, str):
-        return order_id.encode()
-    product_id = getattr(event, "product_id", "")
-    return str(product_id).encode()
