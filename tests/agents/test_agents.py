@@ -67,20 +67,26 @@ async def test_product_agent_reserves_and_answers_the_saga_partition(world: Agen
 
 async def test_order_agent_runs_the_saga_across_both_topics(world: AgentWorld) -> None:
     settings = world.handle.settings
-    answer = LineAnswer(order_id="o1", product_id="sku", status="reserved", quantity=2)
+    # Two lines: the saga decides the outcome (a single-line order's comes from its product).
+    answers = [
+        LineAnswer(order_id="o1", product_id=pid, status="reserved", quantity=2)
+        for pid in ("sku", "sku2")
+    ]
     async with world.agent("orders").test_context() as agent:
-        await put_from(
-            agent, settings.orders_topic, _placed("o1", ("sku", 2)), key=b"o1", partition=2
-        )
-        (reserve,) = world.sent_to("product_commands")
+        placed = _placed("o1", ("sku", 2), ("sku2", 2))
+        await put_from(agent, settings.orders_topic, placed, key=b"o1", partition=2)
+        reserve, _other = world.sent_to("product_commands")
         assert reserve.key == b"sku" and reserve.json()["reply_partition"] == 2
-        await put_from(agent, settings.order_replies_topic, encode(answer), key=b"o1", partition=2)
+        for answer in answers:
+            await put_from(
+                agent, settings.order_replies_topic, encode(answer), key=b"o1", partition=2
+            )
         paid = json.dumps({"type": "OrderPaid", "order_id": "o1"}).encode()
         await put_from(agent, settings.orders_topic, paid, key=b"o1", partition=2)
 
     (outcome,) = world.sent_to("reservations")
     assert outcome.key == b"o1" and outcome.json()["type"] == "OrderReserved"
-    confirm = world.sent_to("product_commands")[-1]
+    confirm = world.sent_to("product_commands")[-2]
     assert confirm.json() == json.loads(encode(Confirm(order_id="o1", product_id="sku")))
     saga = decode_saga(world.handle.order_store.get(saga_key("o1")) or b"")
     assert saga.status == "confirmed"
@@ -116,7 +122,9 @@ async def test_fired_saga_timers_are_deleted_only_after_a_flush(
 
     world.app.producer.flush = flush  # type: ignore[method-assign]
     async with world.agent("orders").test_context() as agent:
-        await put_from(agent, settings.orders_topic, _placed("o1", ("sku", 1)), key=b"o1")
+        # Two lines: a single-line order has no answer deadline (its product decides).
+        placed = _placed("o1", ("sku", 1), ("sku2", 1))
+        await put_from(agent, settings.orders_topic, placed, key=b"o1")
         placed_at = decode_saga(world.handle.order_store.get(saga_key("o1")) or b"").placed_at_ms
         tick = FireTimers(partition=0, now_ms=placed_at + 10 * 60_000)
         await put_from(agent, settings.order_replies_topic, encode(tick), key=None)

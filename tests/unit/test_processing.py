@@ -17,16 +17,20 @@ from stockflow.models import (
     DeadLetter,
     FireTimers,
     LineAnswer,
+    LineRefusal,
     OrderCancelIgnored,
     OrderRejected,
+    OrderReserved,
     ProductReserved,
     Release,
     ReservationConfirmed,
     ReservationConfirmFailed,
     ReservationReleased,
     Reserve,
+    ReservedLine,
     SetStock,
     StockShortfall,
+    iso_from_ms,
 )
 from stockflow.processing import InventoryRouter, MemoryStore, OrderDesk, ProductWriter
 from stockflow.processing.codec import (
@@ -501,7 +505,7 @@ def test_a_lost_saga_write_is_repaired_by_the_redelivered_order() -> None:
         desk = OrderDesk(store, POLICY)
         at = meta(partition=1, offset=0, timestamp_ms=T0, key=b"o-1")
         store.begin()
-        first = desk.handle_order(order_placed("o-1", ("p", 1)), at)
+        first = desk.handle_order(order_placed("o-1", ("p", 1), ("q", 1)), at)
         assert [key for key, _previous in store.journal] == [
             timer_key(1, T0 + POLICY.saga_timeout_ms, "deadline", "o-1"),
             saga_key("o-1"),
@@ -509,7 +513,7 @@ def test_a_lost_saga_write_is_repaired_by_the_redelivered_order() -> None:
         written = store.items()
         store.lose_last(lost)
 
-        again = desk.handle_order(order_placed("o-1", ("p", 1)), at)
+        again = desk.handle_order(order_placed("o-1", ("p", 1), ("q", 1)), at)
 
         assert again.outputs == first.outputs
         assert store.items() == written
@@ -535,7 +539,8 @@ def test_the_order_desk_routes_commands_by_product_and_events_by_order() -> None
 def test_fired_timers_are_deleted_only_after_their_effects_are_flushed() -> None:
     store = MemoryStore()
     desk = OrderDesk(store, POLICY)
-    desk.handle_order(order_placed("o-1", ("p", 1)), meta(key=b"o-1", timestamp_ms=T0))
+    two_lines = order_placed("o-1", ("p", 1), ("q", 1))  # one line: no deadline (see saga)
+    desk.handle_order(two_lines, meta(key=b"o-1", timestamp_ms=T0))
     deadline = T0 + POLICY.saga_timeout_ms
     tick = encode(FireTimers(partition=0, now_ms=deadline))
 
@@ -721,3 +726,57 @@ def test_dead_letters_leave_the_pipeline() -> None:
     # The pipeline carries on with the next record.
     (rejected,) = events_of(shop.place("o-2", ("p", 1)))
     assert isinstance(rejected, OrderRejected) and rejected.reason == "unknown_product"
+
+
+# --- a single-line order's outcome, published by its product writer ---------------------------
+
+
+def _single(order_id: str, quantity: int) -> bytes:
+    command = Reserve(
+        order_id=order_id,
+        product_id="p",
+        quantity=quantity,
+        expires_at_ms=T0 + 60_000,
+        reply_partition=3,
+        outcome=True,
+    )
+    return encode(command)
+
+
+def test_the_product_writer_publishes_a_single_line_orders_outcome_after_the_hold() -> None:
+    writer, _store = _writer(on_hand=2)
+
+    held = writer.handle(_single("o-1", 2), command_meta(1, T0))
+    refused = writer.handle(_single("o-2", 1), command_meta(2, T0))
+
+    assert [(out.role, type(decode_event(out.value)).__name__) for out in held.outputs[:2]] == [
+        ("reservations", "ProductReserved"),
+        ("reservations", "OrderReserved"),
+    ]
+    assert decode_event(held.outputs[1].value) == OrderReserved(
+        order_id="o-1",
+        lines=[ReservedLine(product_id="p", quantity=2)],
+        expires_at=iso_from_ms(T0 + 60_000),
+    )
+    assert held.outputs[2].role == "order_replies"  # the saga still learns the answer
+    assert [out.role for out in refused.outputs] == ["reservations", "order_replies"]
+    assert decode_event(refused.outputs[0].value) == OrderRejected(
+        order_id="o-2",
+        reason="insufficient_stock",
+        lines=[LineRefusal(product_id="p", quantity=1, reason="insufficient_stock", available=0)],
+    )
+    # Without the flag (a multi-line order's line) the saga publishes the outcome, not the writer.
+    plain = writer.handle(reserve("o-3", 1), command_meta(3, T0))
+    assert all(b"Order" not in out.value for out in plain.outputs if out.role == "reservations")
+
+
+def test_a_redelivered_single_line_reserve_publishes_the_same_outcome_even_after_payment() -> None:
+    writer, _store = _writer(on_hand=2)
+    first = writer.handle(_single("o-1", 2), command_meta(1, T0))
+    writer.handle(encode(Confirm(order_id="o-1", product_id="p")), command_meta(2, T0 + 1))
+
+    # A crash lost the outputs of the first Reserve; the table holds the later confirmation.
+    again = writer.handle(_single("o-1", 2), command_meta(1, T0))
+
+    outcome = [out.value for out in first.outputs if b"OrderReserved" in out.value]
+    assert [out.value for out in again.outputs if out.role == "reservations"] == outcome

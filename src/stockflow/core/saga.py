@@ -1,7 +1,11 @@
 """Decisions for one order: the saga that reserves every line all-or-nothing (or partially).
 
 The saga is the single decision point for everything that happens to an order after it is
-placed: the order-level outcome, payment, cancellation, expiry and compensation. Because all of
+placed: the order-level outcome, payment, cancellation, expiry and compensation. One exception
+saves a hop: a single-line order's outcome is its one product writer's answer, so that writer
+publishes it (``Reserve.outcome``) and the saga, learning the same answer from the reply, takes
+the same decision without publishing it again and without an answer deadline that could
+contradict it (``Saga.product_decides``). Because all of
 an order's commands and timeouts reach the saga through one partition of one stream, races (a
 payment against an expiry, a late line answer against a timeout) are decided by log order and
 by the records' own timestamps, never by which thread wins.
@@ -95,6 +99,11 @@ class Saga:
     """(partition, offset) of the ``OrderPlaced`` record that started the saga."""
     first_request: Literal["pay", "cancel"] | None = None
     """Which of a payment and a cancellation deferred while reserving came first in the log."""
+    product_decides: bool = False
+    """A single-line order: its one product writer decides and publishes the outcome (one hop
+    fewer); this saga learns it from the line answer, never publishes an outcome itself and has
+    no answer deadline (see :func:`place`). ``False`` for multi-line orders and for sagas
+    written by versions before it existed, which keep deciding their outcome here."""
 
 
 Plain = dict[str, Any]
@@ -209,6 +218,7 @@ def place(
     if saga is not None:
         return _effects(saga)
     merged = merge_lines(lines)
+    single = len(merged) == 1 and policy.max_lines >= 1
     ttl = policy.reservation_ttl_ms if ttl_ms is None else min(ttl_ms, policy.reservation_ttl_ms)
     new = Saga(
         order_id=order_id,
@@ -220,7 +230,14 @@ def place(
         expires_at_ms=now_ms + ttl,
         reply_partition=reply_partition,
         placed_at=placed_at,
+        product_decides=single,
     )
+    if single:
+        # The product writer's answer is the outcome: a deadline here could only contradict
+        # it (a "timeout" rejection racing a "reserved" the product already published), so a
+        # single-line order waits for its product, however long (STOCKFLOW_SAGA_TIMEOUT applies
+        # to multi-line orders only).
+        return _with_effects(new)
     if len(merged) > policy.max_lines:
         rejected = replace(
             new,
@@ -234,7 +251,27 @@ def place(
 
 
 def answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy) -> SagaDecision:
-    """A product writer answered a Reserve (or acknowledged a Confirm/Release)."""
+    """A product writer answered a Reserve (or acknowledged a Confirm/Release).
+
+    For a single-line order (``product_decides``) the product writer published the outcome
+    with this answer (and again with the answer to every Reserve sent again): the saga takes
+    the same decision from it, and publishes everything else it implies (deferred payment and
+    cancellation answers, Confirm/Release), but not the outcome a second time."""
+    decision = _answer(saga, reply, now_ms=now_ms, policy=policy)
+    if saga is not None and saga.product_decides:
+        return decision.with_events(
+            tuple(event for event in decision.raw_events if not _is_outcome(event))
+        )
+    return decision
+
+
+def _is_outcome(event: SagaEvent | Plain) -> bool:
+    if isinstance(event, dict):
+        return event["type"] in ("OrderReserved", "OrderRejected")
+    return isinstance(event, OrderReserved | OrderRejected)
+
+
+def _answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy) -> SagaDecision:
     if saga is None:
         # After a crash a line answer of the previous run can be read before the redelivered
         # OrderPlaced that recreates the saga (the two topics are read side by side).
@@ -291,6 +328,7 @@ def _saga_with(saga: Saga, lines: tuple[LineState, ...], status: SagaStatus) -> 
         saga.finished_at_ms,
         saga.placed_at,
         saga.first_request,
+        saga.product_decides,
     )
 
 
@@ -471,6 +509,8 @@ def fire_timer(saga: Saga | None, kind: TimerKind, *, now_ms: int, policy: Polic
     # crash: re-derive its effects. Any other tick finding a moved-on saga does nothing.
     replayed = saga.finished_at_ms == now_ms
     if kind == "deadline":
+        if saga.product_decides:
+            return NOTHING  # never armed for these (see place); kept safe if one is found
         if saga.status != "reserving" or now_ms < saga.deadline_ms:
             timed_out = saga.status == "rejected" and saga.rejection == "timeout"
             return _effects(saga) if timed_out and replayed else NOTHING
@@ -525,6 +565,7 @@ def _effects(saga: Saga, *, outcome: bool = True) -> SagaDecision:
                     "quantity": line.quantity,
                     "expires_at_ms": saga.expires_at_ms,
                     "reply_partition": saga.reply_partition,
+                    "outcome": saga.product_decides,
                 }
             )
         elif line.action == "confirm":

@@ -31,6 +31,7 @@ __all__ = [
     "encode_answer",
     "encode_entry",
     "encode_entry_event",
+    "encode_outcome",
     "encode_saga",
     "encode_stock",
     "parse",
@@ -193,6 +194,7 @@ def encode_saga(saga: Saga) -> bytes:
             saga.finished_at_ms,
             saga.placed_at,
             saga.first_request,
+            saga.product_decides,
         ]
     )
 
@@ -240,6 +242,42 @@ def encode_entry_event(entry: Reservation) -> bytes:
             "product_id": entry.product_id,
             "quantity": entry.quantity,
             "expires_at": iso_from_ms(entry.expires_at_ms),
+        }
+    )
+
+
+def encode_outcome(entry: Reservation) -> bytes:
+    """The order-level outcome of a single-line order, decided by its product writer: exactly
+    the :class:`~stockflow.models.OrderReserved` or :class:`~stockflow.models.OrderRejected` the
+    order's saga would publish for this line's answer (``saga._outcome``). Derived from the
+    ledger entry alone, so a redelivered Reserve re-derives the same outcome."""
+    if entry.status == "refused":
+        return to_json(
+            {
+                "type": "OrderRejected",
+                "order_id": entry.order_id,
+                "reason": "unknown_product"
+                if entry.refusal == "unknown_product"
+                else "insufficient_stock",
+                "lines": [
+                    {
+                        "product_id": entry.product_id,
+                        "quantity": entry.quantity,
+                        "reason": entry.refusal,
+                        "available": entry.available,
+                    }
+                ],
+            }
+        )
+    # pending, or confirmed/released since (a redelivery): it was reserved.
+    return to_json(
+        {
+            "type": "OrderReserved",
+            "order_id": entry.order_id,
+            "lines": [{"product_id": entry.product_id, "quantity": entry.quantity}],
+            "expires_at": iso_from_ms(entry.expires_at_ms),
+            "partial": False,
+            "refused": [],
         }
     )
 

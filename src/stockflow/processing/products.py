@@ -29,6 +29,7 @@ from stockflow.processing.codec import (
     encode_answer,
     encode_entry,
     encode_entry_event,
+    encode_outcome,
     encode_stock,
     parse,
 )
@@ -82,6 +83,13 @@ class ProductWriter:
             )
             step = self._apply(product_id, meta, decision)
             if decision.source is not None:
+                if command.outcome:
+                    # A single-line order: this answer is its outcome (after ProductReserved,
+                    # as the saga would have published it). Re-derived from the ledger entry on
+                    # redelivery, so every copy is the same event.
+                    order_key = command.order_id.encode()
+                    outcome = encode_outcome(decision.source)
+                    step.outputs.append(Out("reservations", order_key, outcome))
                 step.outputs.append(
                     Out(
                         "order_replies",
