@@ -113,7 +113,9 @@ class Settings(BaseSettings):
 
     retention: float = Field(default=7 * 24 * 3600.0, gt=0)
     """Seconds a finished reservation or order is kept to answer late duplicates the same way
-    before its state is deleted. Default 7 days; env ``STOCKFLOW_RETENTION``."""
+    before its state is deleted (by each partition's sweep, which runs hourly or once per
+    retention if that is shorter: deleted up to that much later). Default 7 days; env
+    ``STOCKFLOW_RETENTION``."""
 
     max_lines: int = Field(default=100, ge=1)
     """Orders with more lines are rejected as ``invalid_order``. Default 100; env

@@ -302,6 +302,13 @@ def test_every_order_gets_exactly_one_outcome_in_every_interleaving(stock, actio
             saga = saga_of(world.orders, entry.order_id)
             assert saga is not None and saga.status == "reserved", (entry, saga)
 
+    # Retention: every order has finished (held ones expired), so the sweeps forget them all.
+    for _ in range(3):
+        world.advance(POLICY.retention_ms)
+        world.drain()
+    assert list(world.orders.scan("o:")) == []
+    assert list(world.products.scan("r:")) == []
+
 
 def encode_set_stock(product_id: str, on_hand: int) -> bytes:
     return encode(SetStock(product_id=product_id, on_hand=on_hand, source=f"init/{product_id}"))

@@ -51,6 +51,7 @@ from stockflow.processing.keys import (
 )
 from stockflow.processing.pipeline import LocalPipeline, partition_for
 from stockflow.processing.records import Step
+from stockflow.processing.sweep import sweep_interval, sweep_state_key
 from stockflow.processing.timers import FIRE_BATCH, due_timers, has_due_timer, next_due
 
 from fixtures import (
@@ -417,7 +418,9 @@ def test_finished_reservations_are_forgotten_after_retention() -> None:
     assert step == Step()
     assert ledger_of(store, "p") == []
     assert store.get(marker_key("p", "inv/0/0")) is None  # the recount marker went too
-    assert next_due(store, 0) is None
+    # The entry had no timer of its own: the partition's sweep found it, and sweeps again later.
+    assert [t.kind for t in due_timers(store, 0, 2**40)] == ["sweep"]
+    assert next_due(store, 0) == gc_at + sweep_interval(POLICY.retention_ms)
 
     # The next command for the product must not bring the forgotten entries back.
     writer.handle(reserve("o-2", 1), command_meta(5, gc_at + 1))
@@ -695,10 +698,52 @@ def test_everything_is_forgotten_after_retention() -> None:
 
     assert shop.saga("o-1") is None
     assert shop.ledger("p") == []
-    assert set(shop.pipeline.order_store.items()) == set()
-    assert set(shop.pipeline.product_store.items()) == {stock_key("p")}
+    # Only each partition's sweep (one timer and its cursor) stays, for records still to finish.
+    assert not_sweep(shop.pipeline.order_store.items()) == set()
+    assert not_sweep(shop.pipeline.product_store.items()) == {stock_key("p")}
     shop.place("o-2", ("p", 1))
     assert [entry.order_id for entry in shop.ledger("p")] == ["o-2"]
+
+
+def not_sweep(items: dict[str, bytes]) -> set[str]:
+    return {key for key in items if not key.startswith("w:") and ":sweep:" not in key}
+
+
+def test_a_finished_saga_and_entry_make_no_timer_write_of_their_own() -> None:
+    # Retention used to be one timer key per finished record (a write, and a delete when it
+    # fired); the sweep is armed once per partition and then costs no write per record.
+    shop = Shop(policy=POLICY, partitions=1)
+    shop.set_stock("p", 5)
+    shop.place("o-1", ("p", 1))
+    shop.cancel("o-1")
+    orders, products = shop.pipeline.order_store, shop.pipeline.product_store
+    armed = (len(orders.items()), len(products.items()))
+
+    shop.place("o-2", ("p", 1))
+    shop.cancel("o-2")
+
+    # o-2 added its saga (and its expiry timer, due later) and its ledger entry, nothing else.
+    assert (len(orders.items()), len(products.items())) == (armed[0] + 2, armed[1] + 1)
+    assert all(":gc:" not in key and ":forget:" not in key for key in orders.items())
+    assert all(":gc:r:" not in key for key in products.items())  # (markers keep theirs)
+
+
+def test_a_stale_sweep_timer_is_dropped_and_a_lost_sweep_state_is_rebuilt() -> None:
+    store = MemoryStore()
+    desk = OrderDesk(store, POLICY)
+    # A torn arming: the timer was written, the state was not.
+    store.put(timer_key(0, 5, "sweep", ""), b"")
+    desk.handle_reply(encode(FireTimers(partition=0, now_ms=10)), meta())
+    state = store.get(sweep_state_key(0))
+    assert state is not None and json.loads(state) == [
+        10 + sweep_interval(POLICY.retention_ms),
+        None,
+    ]
+    # A timer the state does not name (left by a torn re-arm) goes without sweeping.
+    store.put(timer_key(0, 7, "sweep", ""), b"")
+    desk.handle_reply(encode(FireTimers(partition=0, now_ms=11)), meta())
+    assert store.get(timer_key(0, 7, "sweep", "")) is None
+    assert json.loads(store.get(sweep_state_key(0)) or b"") == json.loads(state)
 
 
 def test_the_pipeline_accepts_only_input_topics() -> None:

@@ -25,6 +25,7 @@ from stockflow.processing.codec import dead_letter, decode_saga, encode, encode_
 from stockflow.processing.keys import saga_key, timer_key
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
+from stockflow.processing.sweep import SWEEP_KIND, ensure_sweep, run_sweep
 from stockflow.processing.timers import due_timers
 
 __all__ = ["OrderDesk"]
@@ -115,7 +116,12 @@ class OrderDesk:
         # Timers first, then the saga: a timer without its saga is ignored when it fires, and a
         # redelivered input re-arms timers whose write was lost.
         for due, kind in decision.timers:
-            self.store.put(timer_key(partition, due, kind, order_id), b"")
+            if kind == "forget":
+                # The finished saga's own finish time is its retention timer (see sweep).
+                finished = due - self.policy.retention_ms
+                ensure_sweep(self.store, partition, finished, self.policy.retention_ms)
+            else:
+                self.store.put(timer_key(partition, due, kind, order_id), b"")
         key = saga_key(order_id)
         if decision.forget:
             self.store.delete(key)
@@ -128,9 +134,26 @@ class OrderDesk:
         )
         return Step(outputs=outputs)
 
+    def _forget(self, key: str, raw: bytes, now_ms: int) -> None:
+        decision = decide.fire_timer(decode_saga(raw), "forget", now_ms=now_ms, policy=self.policy)
+        if decision.forget:
+            self.store.delete(key)
+
     def _fire(self, partition: int, now_ms: int) -> Step:
         step = Step()
         for timer in list(due_timers(self.store, partition, now_ms)):
+            if timer.kind == SWEEP_KIND:
+                # Forgetting publishes nothing: no need to wait for a flush.
+                run_sweep(
+                    self.store,
+                    partition,
+                    now_ms,
+                    timer,
+                    prefix="o:",
+                    retention_ms=self.policy.retention_ms,
+                    forget=lambda key, raw: self._forget(key, raw, now_ms),
+                )
+                continue
             saga = self._load(timer.ref)
             kind = cast(TimerKind, timer.kind)
             decision = decide.fire_timer(saga, kind, now_ms=now_ms, policy=self.policy)

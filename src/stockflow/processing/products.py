@@ -36,6 +36,7 @@ from stockflow.processing.codec import (
 from stockflow.processing.keys import entry_key, ledger_prefix, marker_key, stock_key, timer_key
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
+from stockflow.processing.sweep import SWEEP_KIND, ensure_sweep, run_sweep
 from stockflow.processing.timers import due_timers
 
 __all__ = ["ProductWriter"]
@@ -168,8 +169,8 @@ class ProductWriter:
             entry = decision.entry
             second = (entry_key(product_id, entry.order_id), encode_entry(entry))
             if entry.finished_at_ms is not None:
-                due = entry.finished_at_ms + self.policy.retention_ms
-                self.store.put(timer_key(partition, due, "gc", second[0]), b"")
+                # Its finish time is its retention timer: the partition's sweep forgets it.
+                ensure_sweep(self.store, partition, entry.finished_at_ms, self.policy.retention_ms)
         elif marker is not None:
             second = (marker[0], str(marker[1]).encode())
             due = marker[1] + self.policy.retention_ms
@@ -201,6 +202,18 @@ class ProductWriter:
         """Retention: forget finished reservations and applied markers. Deleting produces no
         output, so timers are removed at once."""
         for timer in list(due_timers(self.store, partition, now_ms)):
+            if timer.kind == SWEEP_KIND:
+                run_sweep(
+                    self.store,
+                    partition,
+                    now_ms,
+                    timer,
+                    prefix="r:",
+                    retention_ms=self.policy.retention_ms,
+                    forget=lambda key, raw: self._forget_entry(key, raw, now_ms),
+                )
+                continue
+            # A gc timer: markers, and ledger entries finished by an older version.
             target = timer.ref
             raw = self.store.get(target)
             if raw is not None and target.startswith("r:"):
@@ -211,6 +224,12 @@ class ProductWriter:
             elif raw is not None:
                 self._forget(_marker_product(target), target)
             self.store.delete(timer.key)
+
+    def _forget_entry(self, key: str, raw: bytes, now_ms: int) -> None:
+        entry = decode_entry(raw)
+        finished = entry.finished_at_ms
+        if finished is not None and finished + self.policy.retention_ms <= now_ms:
+            self._forget(entry.product_id, key)
 
     def _forget(self, product_id: str, key: str) -> None:
         # The product's StockRecord may still carry this key as its write-ahead copy (when it
