@@ -825,3 +825,24 @@ def test_a_redelivered_single_line_reserve_publishes_the_same_outcome_even_after
 
     outcome = [out.value for out in first.outputs if b"OrderReserved" in out.value]
     assert [out.value for out in again.outputs if out.role == "reservations"] == outcome
+
+
+def test_a_sweep_walks_a_partition_in_batches_from_its_cursor(monkeypatch) -> None:
+    from stockflow.processing import sweep
+
+    monkeypatch.setattr(sweep, "SWEEP_BATCH", 2)
+    shop = Shop(policy=POLICY, partitions=1)
+    shop.set_stock("p", 10)
+    for number in range(5):
+        shop.place(f"o-{number}", ("p", 1))
+        shop.cancel(f"o-{number}")
+    store = shop.pipeline.order_store
+    assert len([key for key in store.items() if key.startswith("o:")]) == 5
+
+    # One tick at retention: the first batch of two, and the sweep is due again at once.
+    shop.tick(POLICY.retention_ms + sweep_interval(POLICY.retention_ms))
+
+    assert [key for key in store.items() if key.startswith("o:")] == []
+    assert shop.ledger("p") == []
+    state = json.loads(store.get(sweep_state_key(0)) or b"")
+    assert state[1] is None  # the pass finished: the cursor is reset for the next one
