@@ -285,6 +285,9 @@ class Reserve(_Internal):
     quantity: int
     expires_at_ms: int
     reply_partition: int
+    outcome: bool = False
+    """The order has this one line: the product writer publishes its ``OrderReserved`` or
+    ``OrderRejected`` itself (one hop fewer) and still answers the saga."""
 
 
 class Confirm(_Internal):

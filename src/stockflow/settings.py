@@ -126,12 +126,15 @@ class Settings(BaseSettings):
     ``STOCKFLOW_RESERVATION_TTL``. An order may ask for a shorter one."""
 
     saga_timeout: float = Field(default=30.0, gt=0)
-    """Seconds an order waits for all its lines to answer before it is rejected and whatever was
-    reserved is released. Default 30; env ``STOCKFLOW_SAGA_TIMEOUT``."""
+    """Seconds a multi-line order waits for all its lines to answer before it is rejected and
+    whatever was reserved is released. A single-line order has no deadline: its product writer
+    decides and publishes its outcome. Default 30; env ``STOCKFLOW_SAGA_TIMEOUT``."""
 
     retention: float = Field(default=7 * 24 * 3600.0, gt=0)
     """Seconds a finished reservation or order is kept to answer late duplicates the same way
-    before its state is deleted. Default 7 days; env ``STOCKFLOW_RETENTION``."""
+    before its state is deleted (by each partition's sweep, which runs hourly or once per
+    retention if that is shorter: deleted up to that much later). Default 7 days; env
+    ``STOCKFLOW_RETENTION``."""
 
     max_lines: int = Field(default=100, ge=1)
     """Orders with more lines are rejected as ``invalid_order``. Default 100; env

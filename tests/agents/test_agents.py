@@ -6,7 +6,7 @@ import base64
 import json
 
 from stockflow.models import Confirm, FireTimers, LineAnswer, Reserve
-from stockflow.processing.codec import encode
+from stockflow.processing.codec import decode_entry, decode_saga, decode_stock, encode
 from stockflow.processing.keys import entry_key, saga_key, stock_key
 
 from agent_world import AgentWorld, put_from
@@ -54,11 +54,11 @@ async def test_product_agent_reserves_and_answers_the_saga_partition(world: Agen
     assert [(r.partition, r.json()["status"]) for r in replies] == [(3, "reserved"), (1, "refused")]
     assert [r.json()["type"] for r in world.sent_to("reservations")] == ["ProductReserved"]
     store = world.handle.product_store
-    stock = json.loads(store.get(stock_key("sku")))["stock"]
-    assert (stock["on_hand"], stock["reserved"]) == (1, 1)
-    assert json.loads(store.get(entry_key("sku", "o1")))["status"] == "pending"
-    refusal = json.loads(store.get(entry_key("sku", "o2")))  # recorded: a replay answers the same
-    assert (refusal["status"], refusal["refusal"], refusal["available"]) == (
+    stock = decode_stock(store.get(stock_key("sku")) or b"").stock
+    assert (stock.on_hand, stock.reserved) == (1, 1)
+    assert decode_entry(store.get(entry_key("sku", "o1")) or b"").status == "pending"
+    refusal = decode_entry(store.get(entry_key("sku", "o2")) or b"")  # a replay answers the same
+    assert (refusal.status, refusal.refusal, refusal.available) == (
         "refused",
         "insufficient_stock",
         0,
@@ -67,23 +67,29 @@ async def test_product_agent_reserves_and_answers_the_saga_partition(world: Agen
 
 async def test_order_agent_runs_the_saga_across_both_topics(world: AgentWorld) -> None:
     settings = world.handle.settings
-    answer = LineAnswer(order_id="o1", product_id="sku", status="reserved", quantity=2)
+    # Two lines: the saga decides the outcome (a single-line order's comes from its product).
+    answers = [
+        LineAnswer(order_id="o1", product_id=pid, status="reserved", quantity=2)
+        for pid in ("sku", "sku2")
+    ]
     async with world.agent("orders").test_context() as agent:
-        await put_from(
-            agent, settings.orders_topic, _placed("o1", ("sku", 2)), key=b"o1", partition=2
-        )
-        (reserve,) = world.sent_to("product_commands")
+        placed = _placed("o1", ("sku", 2), ("sku2", 2))
+        await put_from(agent, settings.orders_topic, placed, key=b"o1", partition=2)
+        reserve, _other = world.sent_to("product_commands")
         assert reserve.key == b"sku" and reserve.json()["reply_partition"] == 2
-        await put_from(agent, settings.order_replies_topic, encode(answer), key=b"o1", partition=2)
+        for answer in answers:
+            await put_from(
+                agent, settings.order_replies_topic, encode(answer), key=b"o1", partition=2
+            )
         paid = json.dumps({"type": "OrderPaid", "order_id": "o1"}).encode()
         await put_from(agent, settings.orders_topic, paid, key=b"o1", partition=2)
 
     (outcome,) = world.sent_to("reservations")
     assert outcome.key == b"o1" and outcome.json()["type"] == "OrderReserved"
-    confirm = world.sent_to("product_commands")[-1]
+    confirm = world.sent_to("product_commands")[-2]
     assert confirm.json() == json.loads(encode(Confirm(order_id="o1", product_id="sku")))
-    saga = json.loads(world.handle.order_store.get(saga_key("o1")))
-    assert saga["status"] == "confirmed"
+    saga = decode_saga(world.handle.order_store.get(saga_key("o1")) or b"")
+    assert saga.status == "confirmed"
 
 
 async def test_bad_input_goes_to_dead_letters_with_its_bytes(world: AgentWorld) -> None:
@@ -116,8 +122,10 @@ async def test_fired_saga_timers_are_deleted_only_after_a_flush(
 
     world.app.producer.flush = flush  # type: ignore[method-assign]
     async with world.agent("orders").test_context() as agent:
-        await put_from(agent, settings.orders_topic, _placed("o1", ("sku", 1)), key=b"o1")
-        placed_at = json.loads(world.handle.order_store.get(saga_key("o1")))["placed_at_ms"]
+        # Two lines: a single-line order has no answer deadline (its product decides).
+        placed = _placed("o1", ("sku", 1), ("sku2", 1))
+        await put_from(agent, settings.orders_topic, placed, key=b"o1")
+        placed_at = decode_saga(world.handle.order_store.get(saga_key("o1")) or b"").placed_at_ms
         tick = FireTimers(partition=0, now_ms=placed_at + 10 * 60_000)
         await put_from(agent, settings.order_replies_topic, encode(tick), key=None)
 
@@ -160,4 +168,4 @@ async def test_table_changes_reach_the_changelog_of_their_partition_in_write_ord
         else:
             replayed[record.key.decode()] = record.value
     assert replayed == dict(world.handle.product_store.scan("", partition=2))
-    assert json.loads(replayed[entry_key("sku", "o1")])["status"] == "confirmed"
+    assert decode_entry(replayed[entry_key("sku", "o1")]).status == "confirmed"

@@ -26,7 +26,7 @@ from stockflow.models import (
     OrderRejected,
     OrderReserved,
 )
-from stockflow.processing.codec import decode_entry, decode_saga, decode_stock
+from stockflow.processing.codec import decode_entry, decode_saga, decode_stock, encode_outcome
 from stockflow.processing.keys import ledger_prefix, saga_key, stock_key
 from stockflow.processing.pipeline import Emitted, LocalPipeline
 from stockflow.processing.records import Meta, Out, Step
@@ -252,8 +252,28 @@ class SagaDriver:
 
     def do(self, kind: str, now: int, **kwargs: Any) -> SagaDecision:
         self.inputs.append((kind, now, kwargs))
+        if kind == "answer":
+            self.events.extend(self.product_outcome(kwargs["reply"]))
         self.decisions.append(self.apply(self.decide(kind, now, **kwargs)))
         return self.decisions[-1]
+
+    def product_outcome(self, reply: LineAnswer) -> list[BaseModel]:
+        """What the product writer published with this answer: a single-line order's outcome
+        (``Saga.product_decides``), encoded as the writer encodes it."""
+        saga = self.saga
+        if saga is None or not saga.product_decides or reply.status not in ("reserved", "refused"):
+            return []
+        entry = Reservation(
+            order_id=reply.order_id,
+            product_id=reply.product_id,
+            quantity=reply.quantity,
+            seq=0,
+            expires_at_ms=saga.expires_at_ms,
+            status="pending" if reply.status == "reserved" else "refused",
+            refusal=reply.reason,
+            available=reply.available,
+        )
+        return [OUTPUT_EVENT_ADAPTER.validate_json(encode_outcome(entry))]  # type: ignore[list-item]
 
     # shorthands
     def place(self, *lines: tuple[str, int], now: int, **kwargs: Any) -> SagaDecision:

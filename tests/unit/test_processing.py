@@ -17,16 +17,20 @@ from stockflow.models import (
     DeadLetter,
     FireTimers,
     LineAnswer,
+    LineRefusal,
     OrderCancelIgnored,
     OrderRejected,
+    OrderReserved,
     ProductReserved,
     Release,
     ReservationConfirmed,
     ReservationConfirmFailed,
     ReservationReleased,
     Reserve,
+    ReservedLine,
     SetStock,
     StockShortfall,
+    iso_from_ms,
 )
 from stockflow.processing import InventoryRouter, MemoryStore, OrderDesk, ProductWriter
 from stockflow.processing.codec import (
@@ -47,6 +51,7 @@ from stockflow.processing.keys import (
 )
 from stockflow.processing.pipeline import LocalPipeline, partition_for
 from stockflow.processing.records import Step
+from stockflow.processing.sweep import sweep_interval, sweep_state_key
 from stockflow.processing.timers import FIRE_BATCH, due_timers, has_due_timer, next_due
 
 from fixtures import (
@@ -413,7 +418,9 @@ def test_finished_reservations_are_forgotten_after_retention() -> None:
     assert step == Step()
     assert ledger_of(store, "p") == []
     assert store.get(marker_key("p", "inv/0/0")) is None  # the recount marker went too
-    assert next_due(store, 0) is None
+    # The entry had no timer of its own: the partition's sweep found it, and sweeps again later.
+    assert [t.kind for t in due_timers(store, 0, 2**40)] == ["sweep"]
+    assert next_due(store, 0) == gc_at + sweep_interval(POLICY.retention_ms)
 
     # The next command for the product must not bring the forgotten entries back.
     writer.handle(reserve("o-2", 1), command_meta(5, gc_at + 1))
@@ -501,7 +508,7 @@ def test_a_lost_saga_write_is_repaired_by_the_redelivered_order() -> None:
         desk = OrderDesk(store, POLICY)
         at = meta(partition=1, offset=0, timestamp_ms=T0, key=b"o-1")
         store.begin()
-        first = desk.handle_order(order_placed("o-1", ("p", 1)), at)
+        first = desk.handle_order(order_placed("o-1", ("p", 1), ("q", 1)), at)
         assert [key for key, _previous in store.journal] == [
             timer_key(1, T0 + POLICY.saga_timeout_ms, "deadline", "o-1"),
             saga_key("o-1"),
@@ -509,7 +516,7 @@ def test_a_lost_saga_write_is_repaired_by_the_redelivered_order() -> None:
         written = store.items()
         store.lose_last(lost)
 
-        again = desk.handle_order(order_placed("o-1", ("p", 1)), at)
+        again = desk.handle_order(order_placed("o-1", ("p", 1), ("q", 1)), at)
 
         assert again.outputs == first.outputs
         assert store.items() == written
@@ -535,7 +542,8 @@ def test_the_order_desk_routes_commands_by_product_and_events_by_order() -> None
 def test_fired_timers_are_deleted_only_after_their_effects_are_flushed() -> None:
     store = MemoryStore()
     desk = OrderDesk(store, POLICY)
-    desk.handle_order(order_placed("o-1", ("p", 1)), meta(key=b"o-1", timestamp_ms=T0))
+    two_lines = order_placed("o-1", ("p", 1), ("q", 1))  # one line: no deadline (see saga)
+    desk.handle_order(two_lines, meta(key=b"o-1", timestamp_ms=T0))
     deadline = T0 + POLICY.saga_timeout_ms
     tick = encode(FireTimers(partition=0, now_ms=deadline))
 
@@ -690,10 +698,52 @@ def test_everything_is_forgotten_after_retention() -> None:
 
     assert shop.saga("o-1") is None
     assert shop.ledger("p") == []
-    assert set(shop.pipeline.order_store.items()) == set()
-    assert set(shop.pipeline.product_store.items()) == {stock_key("p")}
+    # Only each partition's sweep (one timer and its cursor) stays, for records still to finish.
+    assert not_sweep(shop.pipeline.order_store.items()) == set()
+    assert not_sweep(shop.pipeline.product_store.items()) == {stock_key("p")}
     shop.place("o-2", ("p", 1))
     assert [entry.order_id for entry in shop.ledger("p")] == ["o-2"]
+
+
+def not_sweep(items: dict[str, bytes]) -> set[str]:
+    return {key for key in items if not key.startswith("w:") and ":sweep:" not in key}
+
+
+def test_a_finished_saga_and_entry_make_no_timer_write_of_their_own() -> None:
+    # Retention used to be one timer key per finished record (a write, and a delete when it
+    # fired); the sweep is armed once per partition and then costs no write per record.
+    shop = Shop(policy=POLICY, partitions=1)
+    shop.set_stock("p", 5)
+    shop.place("o-1", ("p", 1))
+    shop.cancel("o-1")
+    orders, products = shop.pipeline.order_store, shop.pipeline.product_store
+    armed = (len(orders.items()), len(products.items()))
+
+    shop.place("o-2", ("p", 1))
+    shop.cancel("o-2")
+
+    # o-2 added its saga (and its expiry timer, due later) and its ledger entry, nothing else.
+    assert (len(orders.items()), len(products.items())) == (armed[0] + 2, armed[1] + 1)
+    assert all(":gc:" not in key and ":forget:" not in key for key in orders.items())
+    assert all(":gc:r:" not in key for key in products.items())  # (markers keep theirs)
+
+
+def test_a_stale_sweep_timer_is_dropped_and_a_lost_sweep_state_is_rebuilt() -> None:
+    store = MemoryStore()
+    desk = OrderDesk(store, POLICY)
+    # A torn arming: the timer was written, the state was not.
+    store.put(timer_key(0, 5, "sweep", ""), b"")
+    desk.handle_reply(encode(FireTimers(partition=0, now_ms=10)), meta())
+    state = store.get(sweep_state_key(0))
+    assert state is not None and json.loads(state) == [
+        10 + sweep_interval(POLICY.retention_ms),
+        None,
+    ]
+    # A timer the state does not name (left by a torn re-arm) goes without sweeping.
+    store.put(timer_key(0, 7, "sweep", ""), b"")
+    desk.handle_reply(encode(FireTimers(partition=0, now_ms=11)), meta())
+    assert store.get(timer_key(0, 7, "sweep", "")) is None
+    assert json.loads(store.get(sweep_state_key(0)) or b"") == json.loads(state)
 
 
 def test_the_pipeline_accepts_only_input_topics() -> None:
@@ -721,3 +771,78 @@ def test_dead_letters_leave_the_pipeline() -> None:
     # The pipeline carries on with the next record.
     (rejected,) = events_of(shop.place("o-2", ("p", 1)))
     assert isinstance(rejected, OrderRejected) and rejected.reason == "unknown_product"
+
+
+# --- a single-line order's outcome, published by its product writer ---------------------------
+
+
+def _single(order_id: str, quantity: int) -> bytes:
+    command = Reserve(
+        order_id=order_id,
+        product_id="p",
+        quantity=quantity,
+        expires_at_ms=T0 + 60_000,
+        reply_partition=3,
+        outcome=True,
+    )
+    return encode(command)
+
+
+def test_the_product_writer_publishes_a_single_line_orders_outcome_after_the_hold() -> None:
+    writer, _store = _writer(on_hand=2)
+
+    held = writer.handle(_single("o-1", 2), command_meta(1, T0))
+    refused = writer.handle(_single("o-2", 1), command_meta(2, T0))
+
+    assert [(out.role, type(decode_event(out.value)).__name__) for out in held.outputs[:2]] == [
+        ("reservations", "ProductReserved"),
+        ("reservations", "OrderReserved"),
+    ]
+    assert decode_event(held.outputs[1].value) == OrderReserved(
+        order_id="o-1",
+        lines=[ReservedLine(product_id="p", quantity=2)],
+        expires_at=iso_from_ms(T0 + 60_000),
+    )
+    assert held.outputs[2].role == "order_replies"  # the saga still learns the answer
+    assert [out.role for out in refused.outputs] == ["reservations", "order_replies"]
+    assert decode_event(refused.outputs[0].value) == OrderRejected(
+        order_id="o-2",
+        reason="insufficient_stock",
+        lines=[LineRefusal(product_id="p", quantity=1, reason="insufficient_stock", available=0)],
+    )
+    # Without the flag (a multi-line order's line) the saga publishes the outcome, not the writer.
+    plain = writer.handle(reserve("o-3", 1), command_meta(3, T0))
+    assert all(b"Order" not in out.value for out in plain.outputs if out.role == "reservations")
+
+
+def test_a_redelivered_single_line_reserve_publishes_the_same_outcome_even_after_payment() -> None:
+    writer, _store = _writer(on_hand=2)
+    first = writer.handle(_single("o-1", 2), command_meta(1, T0))
+    writer.handle(encode(Confirm(order_id="o-1", product_id="p")), command_meta(2, T0 + 1))
+
+    # A crash lost the outputs of the first Reserve; the table holds the later confirmation.
+    again = writer.handle(_single("o-1", 2), command_meta(1, T0))
+
+    outcome = [out.value for out in first.outputs if b"OrderReserved" in out.value]
+    assert [out.value for out in again.outputs if out.role == "reservations"] == outcome
+
+
+def test_a_sweep_walks_a_partition_in_batches_from_its_cursor(monkeypatch) -> None:
+    from stockflow.processing import sweep
+
+    monkeypatch.setattr(sweep, "SWEEP_BATCH", 2)
+    shop = Shop(policy=POLICY, partitions=1)
+    shop.set_stock("p", 10)
+    for number in range(5):
+        shop.place(f"o-{number}", ("p", 1))
+        shop.cancel(f"o-{number}")
+    store = shop.pipeline.order_store
+    assert len([key for key in store.items() if key.startswith("o:")]) == 5
+
+    # One tick at retention: the first batch of two, and the sweep is due again at once.
+    shop.tick(POLICY.retention_ms + sweep_interval(POLICY.retention_ms))
+
+    assert [key for key in store.items() if key.startswith("o:")] == []
+    assert shop.ledger("p") == []
+    state = json.loads(store.get(sweep_state_key(0)) or b"")
+    assert state[1] is None  # the pass finished: the cursor is reset for the next one

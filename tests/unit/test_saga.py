@@ -5,6 +5,7 @@ re-derivation a redelivered input must get."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -389,8 +390,10 @@ def test_pay_deferred_then_rejected_says_the_payment_failed() -> None:
 
     decision = saga.answer("a", "refused", now=T0 + 2)
 
-    assert [type(event) for event in decision.events] == [OrderRejected, ReservationConfirmFailed]
-    assert decision.events[1] == ReservationConfirmFailed(order_id="o-1", reason="rejected")
+    # A single-line order: the product writer published OrderRejected with the answer; the
+    # saga publishes what the deferred payment is owed, after it.
+    assert [type(event) for event in saga.events] == [OrderRejected, ReservationConfirmFailed]
+    assert decision.events == (ReservationConfirmFailed(order_id="o-1", reason="rejected"),)
 
 
 def test_pay_confirms_every_held_line_at_once() -> None:
@@ -485,8 +488,10 @@ def test_cancel_while_reserving_is_applied_once_the_order_is_held() -> None:
 
     decision = saga.answer("a", now=T0 + 2)
 
-    # The outcome is still announced (lines were held), then released at once.
-    assert [type(event) for event in decision.events] == [OrderReserved]
+    # The outcome is still announced (lines were held: by the product writer, for a single-line
+    # order), then released at once.
+    assert [type(event) for event in saga.events] == [OrderReserved]
+    assert decision.events == ()
     assert decision.commands == (release("a", "cancelled"),)
     assert saga.saga is not None and saga.saga.status == "cancelled"
 
@@ -514,9 +519,10 @@ def test_cancel_then_pay_both_deferred_never_swallow_the_payment() -> None:
 
     assert saga.saga is not None and saga.saga.status == "cancelled"
     assert decision.commands == (release("a", "cancelled"),)
-    # The payment was captured and cannot be applied: it must be refunded, so say so.
-    assert [type(event) for event in decision.events] == [OrderReserved, ReservationConfirmFailed]
-    assert decision.events[1] == ReservationConfirmFailed(order_id="o-1", reason="cancelled")
+    # The payment was captured and cannot be applied: it must be refunded, so say so (after
+    # the outcome, which the product writer published with the answer).
+    assert [type(event) for event in saga.events] == [OrderReserved, ReservationConfirmFailed]
+    assert decision.events == (ReservationConfirmFailed(order_id="o-1", reason="cancelled"),)
     # A redelivered last answer re-derives exactly that.
     again = saga.decide("answer", T0 + 3, reply=saga.inputs[-1][2]["reply"])
     assert as_json(again.events) == as_json(decision.events)
@@ -533,8 +539,8 @@ def test_pay_then_cancel_both_deferred_confirm_and_ignore_the_cancellation() -> 
 
     assert saga.saga is not None and saga.saga.status == "confirmed"
     assert decision.commands == (confirm("a"),)
-    assert [type(event) for event in decision.events] == [OrderReserved, OrderCancelIgnored]
-    assert decision.events[1] == OrderCancelIgnored(order_id="o-1", reason="already_confirmed")
+    assert [type(event) for event in saga.events] == [OrderReserved, OrderCancelIgnored]
+    assert decision.events == (OrderCancelIgnored(order_id="o-1", reason="already_confirmed"),)
     again = saga.decide("answer", T0 + 3, reply=saga.inputs[-1][2]["reply"])
     assert as_json(again.events) == as_json(decision.events)
     assert again.commands == decision.commands
@@ -769,7 +775,7 @@ def test_the_answer_deadline_counts_from_when_the_saga_starts_waiting() -> None:
     placed = decide.place(
         None,
         order_id="o",
-        lines=[OrderLine(product_id="p", quantity=1)],
+        lines=[OrderLine(product_id="p", quantity=1), OrderLine(product_id="q", quantity=1)],
         fulfilment="all_or_nothing",
         ttl_ms=None,
         now_ms=T0,
@@ -781,3 +787,46 @@ def test_the_answer_deadline_counts_from_when_the_saga_starts_waiting() -> None:
     assert placed.saga.deadline_ms == T0 + 600_000 + POLICY.saga_timeout_ms
     assert placed.saga.expires_at_ms == T0 + POLICY.reservation_ttl_ms
     assert placed.timers == ((placed.saga.deadline_ms, "deadline"),)
+
+
+# --- single-line orders: the product writer decides and publishes ------------------------------
+
+
+def test_a_single_line_order_asks_its_product_for_the_outcome_and_has_no_deadline() -> None:
+    saga = driver()
+    placed = saga.place(("a", 2), now=T0)
+
+    assert placed.commands == (
+        Reserve(
+            order_id="o-1",
+            product_id="a",
+            quantity=2,
+            expires_at_ms=EXPIRES,
+            reply_partition=2,
+            outcome=True,
+        ),
+    )
+    assert placed.timers == ()  # no answer deadline: only the product's answer decides
+    assert saga.saga is not None and saga.saga.product_decides
+    # Even a deadline timer (from an older version) past due changes nothing.
+    assert saga.fire("deadline", now=DEADLINE + 1) == NOTHING
+    assert saga.saga.status == "reserving"
+
+    answered = saga.answer("a", now=DEADLINE + 2, quantity=2)
+
+    # The product writer published OrderReserved with its answer; the saga does not repeat it.
+    assert answered.events == ()
+    assert answered.timers == ((EXPIRES, "expiry"),)
+    assert saga.saga.status == "reserved"
+    assert [type(event) for event in saga.events] == [OrderReserved]
+
+
+def test_a_single_line_saga_written_before_product_decides_still_publishes_its_outcome() -> None:
+    saga = driver()
+    saga.place(("a", 1), now=T0)
+    assert saga.saga is not None
+    saga.saga = replace(saga.saga, product_decides=False)  # as decoded from an older version
+
+    decision = saga.answer("a", now=T0 + 1)
+
+    assert [type(event) for event in decision.events] == [OrderReserved]

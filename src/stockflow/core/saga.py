@@ -1,7 +1,11 @@
 """Decisions for one order: the saga that reserves every line all-or-nothing (or partially).
 
 The saga is the single decision point for everything that happens to an order after it is
-placed: the order-level outcome, payment, cancellation, expiry and compensation. Because all of
+placed: the order-level outcome, payment, cancellation, expiry and compensation. One exception
+saves a hop: a single-line order's outcome is its one product writer's answer, so that writer
+publishes it (``Reserve.outcome``) and the saga, learning the same answer from the reply, takes
+the same decision without publishing it again and without an answer deadline that could
+contradict it (``Saga.product_decides``). Because all of
 an order's commands and timeouts reach the saga through one partition of one stream, races (a
 payment against an expiry, a late line answer against a timeout) are decided by log order and
 by the records' own timestamps, never by which thread wins.
@@ -20,14 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal, cast
 
 from stockflow.core.policy import Policy
 from stockflow.models import (
+    OUTPUT_EVENT_ADAPTER,
+    PRODUCT_COMMAND_ADAPTER,
     Confirm,
     Fulfilment,
     LineAnswer,
-    LineRefusal,
     OrderCancelIgnored,
     OrderLine,
     OrderRejected,
@@ -38,12 +43,12 @@ from stockflow.models import (
     ReleaseReason,
     ReservationConfirmFailed,
     Reserve,
-    ReservedLine,
     iso_from_ms,
 )
 
 __all__ = [
     "LineState",
+    "Plain",
     "Saga",
     "SagaDecision",
     "SagaStatus",
@@ -94,18 +99,88 @@ class Saga:
     """(partition, offset) of the ``OrderPlaced`` record that started the saga."""
     first_request: Literal["pay", "cancel"] | None = None
     """Which of a payment and a cancellation deferred while reserving came first in the log."""
+    product_decides: bool = False
+    """A single-line order: its one product writer decides and publishes the outcome (one hop
+    fewer); this saga learns it from the line answer, never publishes an outcome itself and has
+    no answer deadline (see :func:`place`). ``False`` for multi-line orders and for sagas
+    written by versions before it existed, which keep deciding their outcome here."""
 
 
-@dataclass(frozen=True, slots=True)
+Plain = dict[str, Any]
+"""An event or command as its JSON object (field order as the model dumps it): what the hot
+paths build instead of a model, encoded with ``to_json`` and validated only on demand."""
+
+
 class SagaDecision:
     """``saga`` is the new state (``None``: unchanged), ``forget`` deletes it. ``timers`` are
-    (due, kind) pairs to arm; a timer that fires for a saga that moved on is ignored."""
+    (due, kind) pairs to arm; a timer that fires for a saga that moved on is ignored.
 
-    saga: Saga | None = None
-    events: tuple[SagaEvent, ...] = ()
-    commands: tuple[ProductCommand, ...] = ()
-    timers: tuple[tuple[int, TimerKind], ...] = ()
-    forget: bool = False
+    Events and commands are held as given: models, or :data:`Plain` objects built on the hot
+    paths (an order's Reserve and its outcome). :attr:`events` and :attr:`commands` return
+    models either way (tests, the public API); the order desk encodes :attr:`raw_events` and
+    :attr:`raw_commands` directly."""
+
+    __slots__ = ("_commands", "_events", "forget", "saga", "timers")
+
+    def __init__(
+        self,
+        saga: Saga | None = None,
+        events: tuple[SagaEvent | Plain, ...] = (),
+        commands: tuple[ProductCommand | Plain, ...] = (),
+        timers: tuple[tuple[int, TimerKind], ...] = (),
+        forget: bool = False,
+    ) -> None:
+        self.saga = saga
+        self._events = events
+        self._commands = commands
+        self.timers = timers
+        self.forget = forget
+
+    @property
+    def raw_events(self) -> tuple[SagaEvent | Plain, ...]:
+        return self._events
+
+    @property
+    def raw_commands(self) -> tuple[ProductCommand | Plain, ...]:
+        return self._commands
+
+    @property
+    def events(self) -> tuple[SagaEvent, ...]:
+        return tuple(
+            cast(SagaEvent, OUTPUT_EVENT_ADAPTER.validate_python(e)) if isinstance(e, dict) else e
+            for e in self._events
+        )
+
+    @property
+    def commands(self) -> tuple[ProductCommand, ...]:
+        return tuple(
+            cast(ProductCommand, PRODUCT_COMMAND_ADAPTER.validate_python(c))
+            if isinstance(c, dict)
+            else c
+            for c in self._commands
+        )
+
+    def with_events(self, events: tuple[SagaEvent | Plain, ...]) -> SagaDecision:
+        return SagaDecision(self.saga, events, self._commands, self.timers, self.forget)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SagaDecision):
+            return NotImplemented
+        return (
+            self.saga == other.saga
+            and self.timers == other.timers
+            and self.forget == other.forget
+            and self.events == other.events
+            and self.commands == other.commands
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"SagaDecision(saga={self.saga!r}, events={self.events!r}, "
+            f"commands={self.commands!r}, timers={self.timers!r}, forget={self.forget!r})"
+        )
 
 
 NOTHING = SagaDecision()
@@ -143,6 +218,7 @@ def place(
     if saga is not None:
         return _effects(saga)
     merged = merge_lines(lines)
+    single = len(merged) == 1 and policy.max_lines >= 1
     ttl = policy.reservation_ttl_ms if ttl_ms is None else min(ttl_ms, policy.reservation_ttl_ms)
     new = Saga(
         order_id=order_id,
@@ -154,7 +230,14 @@ def place(
         expires_at_ms=now_ms + ttl,
         reply_partition=reply_partition,
         placed_at=placed_at,
+        product_decides=single,
     )
+    if single:
+        # The product writer's answer is the outcome: a deadline here could only contradict
+        # it (a "timeout" rejection racing a "reserved" the product already published), so a
+        # single-line order waits for its product, however long (STOCKFLOW_SAGA_TIMEOUT applies
+        # to multi-line orders only).
+        return _with_effects(new)
     if len(merged) > policy.max_lines:
         rejected = replace(
             new,
@@ -168,7 +251,27 @@ def place(
 
 
 def answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy) -> SagaDecision:
-    """A product writer answered a Reserve (or acknowledged a Confirm/Release)."""
+    """A product writer answered a Reserve (or acknowledged a Confirm/Release).
+
+    For a single-line order (``product_decides``) the product writer published the outcome
+    with this answer (and again with the answer to every Reserve sent again): the saga takes
+    the same decision from it, and publishes everything else it implies (deferred payment and
+    cancellation answers, Confirm/Release), but not the outcome a second time."""
+    decision = _answer(saga, reply, now_ms=now_ms, policy=policy)
+    if saga is not None and saga.product_decides:
+        return decision.with_events(
+            tuple(event for event in decision.raw_events if not _is_outcome(event))
+        )
+    return decision
+
+
+def _is_outcome(event: SagaEvent | Plain) -> bool:
+    if isinstance(event, dict):
+        return event["type"] in ("OrderReserved", "OrderRejected")
+    return isinstance(event, OrderReserved | OrderRejected)
+
+
+def _answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy) -> SagaDecision:
     if saga is None:
         # After a crash a line answer of the previous run can be read before the redelivered
         # OrderPlaced that recreates the saga (the two topics are read side by side).
@@ -196,13 +299,37 @@ def answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy)
         # Already known, or decided without it (a timeout released it): nothing new happens.
         return _effects(saga) if line.answer != "pending" else NOTHING
     if reply.status == "reserved":
-        updated = replace(line, answer="reserved")
+        updated = LineState(
+            line.product_id, line.quantity, "reserved", line.reason, line.available, line.action
+        )
     else:
-        updated = replace(
-            line, answer="refused", reason=reply.reason, available=reply.available, action="none"
+        updated = LineState(
+            line.product_id, line.quantity, "refused", reply.reason, reply.available, "none"
         )
     lines = (*saga.lines[:index], updated, *saga.lines[index + 1 :])
-    return _decide(replace(saga, lines=lines), now_ms=now_ms, policy=policy)
+    return _decide(_saga_with(saga, lines, saga.status), now_ms=now_ms, policy=policy)
+
+
+def _saga_with(saga: Saga, lines: tuple[LineState, ...], status: SagaStatus) -> Saga:
+    """``replace(saga, lines=..., status=...)`` without its per-field introspection (the one
+    change every answered order makes)."""
+    return Saga(
+        saga.order_id,
+        lines,
+        saga.fulfilment,
+        status,
+        saga.placed_at_ms,
+        saga.deadline_ms,
+        saga.expires_at_ms,
+        saga.reply_partition,
+        saga.rejection,
+        saga.pay_requested,
+        saga.cancel_requested,
+        saga.finished_at_ms,
+        saga.placed_at,
+        saga.first_request,
+        saga.product_decides,
+    )
 
 
 def _decide(saga: Saga, *, now_ms: int, policy: Policy) -> SagaDecision:
@@ -220,7 +347,7 @@ def _decide(saga: Saga, *, now_ms: int, policy: Policy) -> SagaDecision:
         first_reason = refused[0].reason if refused else None
         reason = "unknown_product" if first_reason == "unknown_product" else "insufficient_stock"
         return _reject(saga, reason, now_ms=now_ms, policy=policy)
-    held = replace(saga, status="reserved")
+    held = _saga_with(saga, saga.lines, "reserved")
     # Deferred requests apply in log order, as if the order had been held when they came: the
     # outcome may reach the saga before, between or after them (the replies are read beside
     # the orders topic, in an order a replay does not repeat), and the decision must not
@@ -237,7 +364,7 @@ def _decide(saga: Saga, *, now_ms: int, policy: Policy) -> SagaDecision:
         confirmed = _confirm_all(held, now_ms=now_ms, policy=policy)
         assert confirmed.saga is not None
         # The outcome, then what a cancellation after the payment is told (_deferred_answers).
-        return replace(confirmed, events=(*_outcome(held), *_deferred_answers(confirmed.saga)))
+        return confirmed.with_events((*_outcome(held), *_deferred_answers(confirmed.saga)))
     return _with_effects(held, timers=((held.expires_at_ms, "expiry"),))
 
 
@@ -289,9 +416,8 @@ def pay(
         paid = replace(saga, pay_requested=True)
         expired = _finish_holding(paid, "expired", now_ms=now_ms, policy=policy)
         assert expired.saga is not None
-        return replace(
-            expired,
-            events=(*expired.events, ReservationConfirmFailed(order_id=order_id, reason="expired")),
+        return expired.with_events(
+            (*expired.raw_events, ReservationConfirmFailed(order_id=order_id, reason="expired"))
         )
     if saga.status == "reserved":
         return _confirm_all(saga, now_ms=now_ms, policy=policy)
@@ -302,7 +428,7 @@ def pay(
         # releases it sent too, which a crash may have lost (no expiry tick will re-send them).
         return SagaDecision(
             events=(ReservationConfirmFailed(order_id=order_id, reason="expired"),),
-            commands=_effects(saga, outcome=False).commands,
+            commands=_effects(saga, outcome=False).raw_commands,
         )
     failure: Literal["expired", "cancelled", "rejected"] = (
         "expired"
@@ -360,7 +486,7 @@ def _finish_holding(
     *,
     now_ms: int,
     policy: Policy,
-    extra: tuple[SagaEvent, ...] = (),
+    extra: tuple[SagaEvent | Plain, ...] = (),
 ) -> SagaDecision:
     reason: ReleaseReason = "cancelled" if status == "cancelled" else "expired"
     lines = tuple(
@@ -383,6 +509,8 @@ def fire_timer(saga: Saga | None, kind: TimerKind, *, now_ms: int, policy: Polic
     # crash: re-derive its effects. Any other tick finding a moved-on saga does nothing.
     replayed = saga.finished_at_ms == now_ms
     if kind == "deadline":
+        if saga.product_decides:
+            return NOTHING  # never armed for these (see place); kept safe if one is found
         if saga.status != "reserving" or now_ms < saga.deadline_ms:
             timed_out = saga.status == "rejected" and saga.rejection == "timeout"
             return _effects(saga) if timed_out and replayed else NOTHING
@@ -416,50 +544,53 @@ def _with_effects(
     saga: Saga,
     *,
     timers: tuple[tuple[int, TimerKind], ...] = (),
-    extra: tuple[SagaEvent, ...] = (),
+    extra: tuple[SagaEvent | Plain, ...] = (),
     outcome: bool = True,
 ) -> SagaDecision:
     effects = _effects(saga, outcome=outcome)
-    return SagaDecision(
-        saga=saga, events=effects.events + extra, commands=effects.commands, timers=timers
-    )
+    return SagaDecision(saga, effects.raw_events + extra, effects.raw_commands, timers)
 
 
 def _effects(saga: Saga, *, outcome: bool = True) -> SagaDecision:
     """Everything the current state implies downstream: the outcome once decided, and the
     command for every line. Used for first emissions and, identically, for redeliveries."""
-    commands: list[ProductCommand] = []
+    commands: list[Plain] = []
     for line in saga.lines:
         if line.action == "reserve" and saga.status == "reserving" and line.answer == "pending":
             commands.append(
-                Reserve(
-                    order_id=saga.order_id,
-                    product_id=line.product_id,
-                    quantity=line.quantity,
-                    expires_at_ms=saga.expires_at_ms,
-                    reply_partition=saga.reply_partition,
-                )
+                {
+                    "type": "Reserve",
+                    "order_id": saga.order_id,
+                    "product_id": line.product_id,
+                    "quantity": line.quantity,
+                    "expires_at_ms": saga.expires_at_ms,
+                    "reply_partition": saga.reply_partition,
+                    "outcome": saga.product_decides,
+                }
             )
         elif line.action == "confirm":
-            commands.append(Confirm(order_id=saga.order_id, product_id=line.product_id))
+            commands.append(
+                {"type": "Confirm", "order_id": saga.order_id, "product_id": line.product_id}
+            )
         elif line.action == "release" and line.release_reason is not None:
             commands.append(
-                Release(
-                    order_id=saga.order_id,
-                    product_id=line.product_id,
-                    reason=line.release_reason,
-                )
+                {
+                    "type": "Release",
+                    "order_id": saga.order_id,
+                    "product_id": line.product_id,
+                    "reason": line.release_reason,
+                }
             )
     event = (*_outcome(saga), *_deferred_answers(saga)) if outcome else ()
     return SagaDecision(events=event, commands=tuple(commands))
 
 
-def _deferred_answers(saga: Saga) -> tuple[SagaEvent, ...]:
+def _deferred_answers(saga: Saga) -> tuple[SagaEvent | Plain, ...]:
     """What payments and cancellations deferred while reserving were told when the outcome
     came, in log order, exactly what each would have been told had it come after the outcome:
     a payment that was never applied fails; a cancellation of a confirmed or rejected order is
     ignored."""
-    cancelled: tuple[SagaEvent, ...] = ()
+    cancelled: tuple[SagaEvent | Plain, ...] = ()
     if saga.cancel_requested and saga.status in ("confirmed", "rejected"):
         reason: Literal["already_confirmed", "already_released"] = (
             "already_confirmed" if saga.status == "confirmed" else "already_released"
@@ -469,7 +600,7 @@ def _deferred_answers(saga: Saga) -> tuple[SagaEvent, ...]:
     return (*cancelled, *paid) if saga.first_request == "cancel" else (*paid, *cancelled)
 
 
-def _payment_failure(saga: Saga) -> tuple[SagaEvent, ...]:
+def _payment_failure(saga: Saga) -> tuple[SagaEvent | Plain, ...]:
     """The refund signal owed to a payment that arrived while reserving and was never applied
     because the order was then rejected or cancelled."""
     if not saga.pay_requested or saga.status not in ("rejected", "cancelled"):
@@ -480,40 +611,51 @@ def _payment_failure(saga: Saga) -> tuple[SagaEvent, ...]:
     return (ReservationConfirmFailed(order_id=saga.order_id, reason=reason),)
 
 
-def _outcome(saga: Saga) -> tuple[SagaEvent, ...]:
+def _outcome(saga: Saga) -> tuple[Plain, ...]:
+    """The order-level outcome as :class:`OrderReserved`/:class:`OrderRejected` objects."""
     if saga.status == "reserving":
         return ()
     if saga.status == "rejected":
         assert saga.rejection is not None
         return (
-            OrderRejected(
-                order_id=saga.order_id,
-                reason=saga.rejection,
-                lines=[_refusal(line, saga.rejection) for line in saga.lines],
-            ),
+            {
+                "type": "OrderRejected",
+                "order_id": saga.order_id,
+                "reason": saga.rejection,
+                "lines": [_refusal(line, saga.rejection) for line in saga.lines],
+            },
         )
-    held = [line for line in saga.lines if line.answer == "reserved"]
-    refused = [line for line in saga.lines if line.answer == "refused"]
+    held = [
+        {"product_id": line.product_id, "quantity": line.quantity}
+        for line in saga.lines
+        if line.answer == "reserved"
+    ]
+    refused = [_refusal(line, None) for line in saga.lines if line.answer == "refused"]
     return (
-        OrderReserved(
-            order_id=saga.order_id,
-            lines=[
-                ReservedLine(product_id=line.product_id, quantity=line.quantity) for line in held
-            ],
-            expires_at=iso_from_ms(saga.expires_at_ms),
-            partial=bool(refused),
-            refused=[_refusal(line, None) for line in refused],
-        ),
+        {
+            "type": "OrderReserved",
+            "order_id": saga.order_id,
+            "lines": held,
+            "expires_at": iso_from_ms(saga.expires_at_ms),
+            "partial": bool(refused),
+            "refused": refused,
+        },
     )
 
 
-def _refusal(line: LineState, rejection: RejectionReason | None) -> LineRefusal:
+def _refusal(line: LineState, rejection: RejectionReason | None) -> Plain:
+    """A :class:`LineRefusal` object."""
     if line.answer == "refused" and line.reason is not None:
-        return LineRefusal(
-            product_id=line.product_id,
-            quantity=line.quantity,
-            reason=line.reason,
-            available=line.available,
-        )
+        return {
+            "product_id": line.product_id,
+            "quantity": line.quantity,
+            "reason": line.reason,
+            "available": line.available,
+        }
     reason: RefusalReason = "invalid_order" if rejection == "invalid_order" else "compensated"
-    return LineRefusal(product_id=line.product_id, quantity=line.quantity, reason=reason)
+    return {
+        "product_id": line.product_id,
+        "quantity": line.quantity,
+        "reason": reason,
+        "available": None,
+    }

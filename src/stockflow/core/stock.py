@@ -17,7 +17,7 @@ and so shift every decision after it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from stockflow.errors import InvariantViolation
@@ -39,6 +39,7 @@ __all__ = [
     "StockDecision",
     "adjust_stock",
     "confirm",
+    "entry_event",
     "release",
     "reserve",
     "set_stock",
@@ -82,19 +83,46 @@ class Reservation:
 
 @dataclass(frozen=True, slots=True)
 class StockDecision:
-    """What one command did. ``stock``/``entry`` are ``None`` when unchanged."""
+    """What one command did. ``stock``/``entry`` are ``None`` when unchanged.
+
+    The decision is kept as plain values: ``source`` is the ledger entry the order-level answer
+    (and, when ``emits``, the entry's public event) is derived from; ``extra`` holds rarer
+    events (shortfalls). :attr:`events` and :attr:`answer` build the public models on demand
+    (tests, the public API); the product writer encodes straight from ``source``
+    (:mod:`stockflow.processing.codec`), so the hot path constructs no model."""
 
     stock: Stock | None = None
     entry: Reservation | None = None
-    events: tuple[PublicEvent, ...] = ()
-    answer: LineAnswer | None = None
+    source: Reservation | None = None
+    emits: bool = False
+    extra: tuple[StockShortfall, ...] = ()
 
     @property
     def changed(self) -> bool:
         return self.stock is not None or self.entry is not None
 
+    @property
+    def events(self) -> tuple[PublicEvent, ...]:
+        head: tuple[PublicEvent, ...] = ()
+        if self.emits and self.source is not None:
+            head = (entry_event(self.source),)
+        return head + self.extra
+
+    @property
+    def answer(self) -> LineAnswer | None:
+        return None if self.source is None else _answer(self.source)
+
 
 NOTHING = StockDecision()
+
+
+def entry_event(entry: Reservation) -> ProductReserved | ReservationConfirmed | ReservationReleased:
+    """The public event an entry in its current status stands for."""
+    if entry.status == "confirmed":
+        return _confirmed_event(entry)
+    if entry.status == "released":
+        return _released_event(entry)
+    return _reserved_event(entry)
 
 
 def _reserved_event(entry: Reservation) -> ProductReserved:
@@ -148,34 +176,26 @@ def reserve(
 
     ``now_ms`` is the command's own timestamp: a refusal is recorded as finished then."""
     if entry is not None:  # redelivered: answer as the first time, change nothing
-        events: tuple[PublicEvent, ...] = (
-            (_reserved_event(entry),) if entry.status == "pending" else ()
-        )
-        return StockDecision(events=events, answer=_answer(entry))
-    if stock is None or stock.available < quantity:
+        return StockDecision(None, None, entry, entry.status == "pending")
+    if stock is None or stock.on_hand - stock.reserved < quantity:
         refused = Reservation(
-            order_id=order_id,
-            product_id=product_id,
-            quantity=quantity,
-            seq=-1,  # never held: numbers only reservations
-            expires_at_ms=expires_at_ms,
-            status="refused",
-            finished_at_ms=now_ms,
-            refusal="unknown_product" if stock is None else "insufficient_stock",
-            available=0 if stock is None else max(stock.available, 0),
+            order_id,
+            product_id,
+            quantity,
+            -1,  # never held: numbers only reservations
+            expires_at_ms,
+            "refused",
+            None,
+            now_ms,
+            "unknown_product" if stock is None else "insufficient_stock",
+            0 if stock is None else max(stock.on_hand - stock.reserved, 0),
         )
-        return StockDecision(entry=refused, answer=_answer(refused))
-    held = Reservation(
-        order_id=order_id,
-        product_id=product_id,
-        quantity=quantity,
-        seq=stock.next_seq,
-        expires_at_ms=expires_at_ms,
-    )
-    new_stock = _check(Stock(stock.on_hand, stock.reserved + quantity, stock.next_seq + 1))
-    return StockDecision(
-        stock=new_stock, entry=held, events=(_reserved_event(held),), answer=_answer(held)
-    )
+        return StockDecision(None, refused, refused)
+    if quantity < 0:  # never from a parsed order (quantities are > 0): a bug upstream
+        raise InvariantViolation(f"negative quantity {quantity} for {order_id!r}")
+    held = Reservation(order_id, product_id, quantity, stock.next_seq, expires_at_ms)
+    new_stock = Stock(stock.on_hand, stock.reserved + quantity, stock.next_seq + 1)
+    return StockDecision(new_stock, held, held, True)
 
 
 def confirm(
@@ -194,17 +214,17 @@ def confirm(
     if entry is None or stock is None or entry.status in ("released", "refused"):
         return NOTHING
     if entry.status == "confirmed":
-        return StockDecision(events=(_confirmed_event(entry),), answer=_answer(entry))
-    done = replace(entry, status="confirmed", finished_at_ms=now_ms)
+        return StockDecision(None, None, entry, True)
+    done = _finished(entry, "confirmed", None, now_ms)
     short = stock.on_hand < entry.quantity
     new_stock = _check(
-        replace(
-            stock,
-            on_hand=max(stock.on_hand - entry.quantity, 0),
-            reserved=stock.reserved - entry.quantity,
+        Stock(
+            max(stock.on_hand - entry.quantity, 0),
+            stock.reserved - entry.quantity,
+            stock.next_seq,
         )
     )
-    events: tuple[PublicEvent, ...] = (_confirmed_event(done),)
+    extra: tuple[StockShortfall, ...] = ()
     if short:
         # The ledger still holds this entry as pending (it is written after the decision), but
         # its units just left stock: only the *other* pending reservations can be at risk.
@@ -213,8 +233,25 @@ def confirm(
 
         warning = shortfall(new_stock, product_id=entry.product_id, pending=others, force=True)
         if warning is not None:
-            events += (warning,)
-    return StockDecision(stock=new_stock, entry=done, events=events, answer=_answer(done))
+            extra = (warning,)
+    return StockDecision(new_stock, done, done, True, extra)
+
+
+def _finished(
+    entry: Reservation, status: ReservationStatus, reason: ReleaseReason | None, now_ms: int
+) -> Reservation:
+    return Reservation(
+        entry.order_id,
+        entry.product_id,
+        entry.quantity,
+        entry.seq,
+        entry.expires_at_ms,
+        status,
+        reason,
+        now_ms,
+        entry.refusal,
+        entry.available,
+    )
 
 
 def _confirmed_event(entry: Reservation) -> ReservationConfirmed:
@@ -238,12 +275,10 @@ def release(
     if entry is None or stock is None or entry.status in ("confirmed", "refused"):
         return NOTHING
     if entry.status == "released":
-        return StockDecision(events=(_released_event(entry),), answer=_answer(entry))
-    done = replace(entry, status="released", release_reason=reason, finished_at_ms=now_ms)
-    new_stock = _check(replace(stock, reserved=stock.reserved - entry.quantity))
-    return StockDecision(
-        stock=new_stock, entry=done, events=(_released_event(done),), answer=_answer(done)
-    )
+        return StockDecision(None, None, entry, True)
+    done = _finished(entry, "released", reason, now_ms)
+    new_stock = _check(Stock(stock.on_hand, stock.reserved - entry.quantity, stock.next_seq))
+    return StockDecision(new_stock, done, done, True)
 
 
 def _released_event(entry: Reservation) -> ReservationReleased:
@@ -285,9 +320,9 @@ def adjust_stock(
 def _new_on_hand(
     stock: Stock, *, product_id: str, on_hand: int, pending: Callable[[], Iterable[Reservation]]
 ) -> StockDecision:
-    new_stock = _check(replace(stock, on_hand=on_hand))
+    new_stock = _check(Stock(on_hand, stock.reserved, stock.next_seq))
     warning = shortfall(new_stock, product_id=product_id, pending=pending)
-    return StockDecision(stock=new_stock, events=(warning,) if warning else ())
+    return StockDecision(new_stock, extra=(warning,) if warning else ())
 
 
 def shortfall(

@@ -1,16 +1,23 @@
-"""Bytes in, bytes out: parsing inputs (or explaining why not), encoding outputs and state."""
+"""Bytes in, bytes out: parsing inputs (or explaining why not), encoding outputs and state.
+
+State values are compact JSON arrays encoded and decoded with ``pydantic_core``'s
+``to_json``/``from_json`` straight from and into the core's dataclasses: no model validation
+per read (a ``TypeAdapter`` round trip was the largest cost of a step). Hot outputs (a ledger
+entry's event, a line answer) are encoded from plain values too; rarer ones from their models.
+"""
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import from_json, to_json
 
-from stockflow.core.saga import Saga
+from stockflow.core.saga import LineState, Saga
 from stockflow.core.stock import Reservation, Stock
-from stockflow.models import DeadLetter
+from stockflow.models import DeadLetter, iso_from_ms
 from stockflow.processing.records import Meta, Out
 
 __all__ = [
@@ -21,7 +28,10 @@ __all__ = [
     "decode_saga",
     "decode_stock",
     "encode",
+    "encode_answer",
     "encode_entry",
+    "encode_entry_event",
+    "encode_outcome",
     "encode_saga",
     "encode_stock",
     "parse",
@@ -53,9 +63,19 @@ class StockRecord:
     event_ms: int | None = None
 
 
-_STOCK = TypeAdapter(StockRecord)
-_ENTRY = TypeAdapter(Reservation)
-_SAGA = TypeAdapter(Saga)
+_LEGACY: dict[str, TypeAdapter[Any]] = {}
+"""TypeAdapters for state written by versions before 0.x as JSON objects (see _legacy)."""
+
+
+def _legacy(kind: type[T], raw: bytes) -> T:
+    # State used to be pydantic-dumped objects ({...}); it is now compact arrays ([...]) that
+    # decode without model validation. Old values are still read (cheaply told apart by their
+    # first byte), so a table written by an older version needs no rebuild.
+    adapter = _LEGACY.get(kind.__name__)
+    if adapter is None:
+        adapter = _LEGACY[kind.__name__] = TypeAdapter(kind)
+    value: T = adapter.validate_json(raw)
+    return value
 
 
 def encode(model: BaseModel) -> bytes:
@@ -99,24 +119,181 @@ def _b64(data: bytes | None) -> str | None:
 
 
 def encode_stock(record: StockRecord) -> bytes:
-    return _STOCK.dump_json(record)
+    """``[on_hand, reserved, next_seq, wal_key, wal_value, offset, event_ms]``."""
+    stock = record.stock
+    return to_json(
+        [
+            stock.on_hand,
+            stock.reserved,
+            stock.next_seq,
+            record.wal_key,
+            record.wal_value,
+            record.offset,
+            record.event_ms,
+        ]
+    )
 
 
 def decode_stock(raw: bytes) -> StockRecord:
-    return _STOCK.validate_json(raw)
+    if raw[:1] == b"{":
+        return _legacy(StockRecord, raw)
+    on_hand, reserved, next_seq, wal_key, wal_value, offset, event_ms = from_json(raw)
+    return StockRecord(Stock(on_hand, reserved, next_seq), wal_key, wal_value, offset, event_ms)
 
 
 def encode_entry(entry: Reservation) -> bytes:
-    return _ENTRY.dump_json(entry)
+    """The :class:`Reservation` fields in order, as a JSON array."""
+    return to_json(
+        [
+            entry.order_id,
+            entry.product_id,
+            entry.quantity,
+            entry.seq,
+            entry.expires_at_ms,
+            entry.status,
+            entry.release_reason,
+            entry.finished_at_ms,
+            entry.refusal,
+            entry.available,
+        ]
+    )
 
 
 def decode_entry(raw: bytes) -> Reservation:
-    return _ENTRY.validate_json(raw)
+    if raw[:1] == b"{":
+        return _legacy(Reservation, raw)
+    return Reservation(*from_json(raw))
 
 
 def encode_saga(saga: Saga) -> bytes:
-    return _SAGA.dump_json(saga)
+    """The :class:`Saga` fields in order as a JSON array, each line as an array too."""
+    return to_json(
+        [
+            saga.order_id,
+            [
+                [
+                    line.product_id,
+                    line.quantity,
+                    line.answer,
+                    line.reason,
+                    line.available,
+                    line.action,
+                    line.release_reason,
+                ]
+                for line in saga.lines
+            ],
+            saga.fulfilment,
+            saga.status,
+            saga.placed_at_ms,
+            saga.deadline_ms,
+            saga.expires_at_ms,
+            saga.reply_partition,
+            saga.rejection,
+            saga.pay_requested,
+            saga.cancel_requested,
+            saga.finished_at_ms,
+            saga.placed_at,
+            saga.first_request,
+            saga.product_decides,
+        ]
+    )
 
 
 def decode_saga(raw: bytes) -> Saga:
-    return _SAGA.validate_json(raw)
+    if raw[:1] == b"{":
+        return _legacy(Saga, raw)
+    values = from_json(raw)
+    values[1] = tuple(LineState(*line) for line in values[1])
+    placed_at = values[12]
+    if placed_at is not None:
+        values[12] = (placed_at[0], placed_at[1])
+    return Saga(*values)
+
+
+# --- outputs encoded from plain values (no model construction per decision) ------------------
+
+
+def encode_entry_event(entry: Reservation) -> bytes:
+    """The public event a ledger entry stands for (:func:`stockflow.core.stock.entry_event`),
+    byte for byte what the model would dump."""
+    if entry.status == "confirmed":
+        return to_json(
+            {
+                "type": "ReservationConfirmed",
+                "order_id": entry.order_id,
+                "product_id": entry.product_id,
+                "quantity": entry.quantity,
+            }
+        )
+    if entry.status == "released":
+        return to_json(
+            {
+                "type": "ReservationReleased",
+                "order_id": entry.order_id,
+                "product_id": entry.product_id,
+                "quantity": entry.quantity,
+                "reason": entry.release_reason,
+            }
+        )
+    return to_json(
+        {
+            "type": "ProductReserved",
+            "order_id": entry.order_id,
+            "product_id": entry.product_id,
+            "quantity": entry.quantity,
+            "expires_at": iso_from_ms(entry.expires_at_ms),
+        }
+    )
+
+
+def encode_outcome(entry: Reservation) -> bytes:
+    """The order-level outcome of a single-line order, decided by its product writer: exactly
+    the :class:`~stockflow.models.OrderReserved` or :class:`~stockflow.models.OrderRejected` the
+    order's saga would publish for this line's answer (``saga._outcome``). Derived from the
+    ledger entry alone, so a redelivered Reserve re-derives the same outcome."""
+    if entry.status == "refused":
+        return to_json(
+            {
+                "type": "OrderRejected",
+                "order_id": entry.order_id,
+                "reason": "unknown_product"
+                if entry.refusal == "unknown_product"
+                else "insufficient_stock",
+                "lines": [
+                    {
+                        "product_id": entry.product_id,
+                        "quantity": entry.quantity,
+                        "reason": entry.refusal,
+                        "available": entry.available,
+                    }
+                ],
+            }
+        )
+    # pending, or confirmed/released since (a redelivery): it was reserved.
+    return to_json(
+        {
+            "type": "OrderReserved",
+            "order_id": entry.order_id,
+            "lines": [{"product_id": entry.product_id, "quantity": entry.quantity}],
+            "expires_at": iso_from_ms(entry.expires_at_ms),
+            "partial": False,
+            "refused": [],
+        }
+    )
+
+
+def encode_answer(entry: Reservation) -> bytes:
+    """The :class:`~stockflow.models.LineAnswer` for an entry (what ``StockDecision.answer``
+    holds), encoded without building it."""
+    refused = entry.status == "refused"
+    return to_json(
+        {
+            "type": "LineAnswer",
+            "order_id": entry.order_id,
+            "product_id": entry.product_id,
+            "status": "reserved" if entry.status == "pending" else entry.status,
+            "quantity": entry.quantity,
+            "reason": entry.refusal if refused else None,
+            "available": entry.available if refused else None,
+        }
+    )

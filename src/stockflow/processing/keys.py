@@ -4,6 +4,8 @@ ledger entries share a prefix that a range scan can find."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 __all__ = [
     "entry_key",
     "ledger_prefix",
@@ -40,6 +42,7 @@ def saga_key(order_id: str) -> str:
     return f"o:{order_id}"
 
 
+@lru_cache(maxsize=4096)
 def timer_prefix(partition: int) -> str:
     return f"t:{partition:05d}:"
 

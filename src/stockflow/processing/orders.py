@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import cast
 
+from pydantic import BaseModel
+from pydantic_core import to_json
+
 from stockflow.core import saga as decide
 from stockflow.core.policy import Policy
-from stockflow.core.saga import Saga, SagaDecision, TimerKind
+from stockflow.core.saga import Plain, Saga, SagaDecision, TimerKind
 from stockflow.models import (
     ORDER_EVENT_ADAPTER,
     REPLY_COMMAND_ADAPTER,
@@ -22,6 +25,7 @@ from stockflow.processing.codec import dead_letter, decode_saga, encode, encode_
 from stockflow.processing.keys import saga_key, timer_key
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
+from stockflow.processing.sweep import SWEEP_KIND, ensure_sweep, run_sweep
 from stockflow.processing.timers import due_timers
 
 __all__ = ["OrderDesk"]
@@ -112,25 +116,44 @@ class OrderDesk:
         # Timers first, then the saga: a timer without its saga is ignored when it fires, and a
         # redelivered input re-arms timers whose write was lost.
         for due, kind in decision.timers:
-            self.store.put(timer_key(partition, due, kind, order_id), b"")
+            if kind == "forget":
+                # The finished saga's own finish time is its retention timer (see sweep).
+                finished = due - self.policy.retention_ms
+                ensure_sweep(self.store, partition, finished, self.policy.retention_ms)
+            else:
+                self.store.put(timer_key(partition, due, kind, order_id), b"")
         key = saga_key(order_id)
         if decision.forget:
             self.store.delete(key)
         elif decision.saga is not None:
             self.store.put(key, encode_saga(decision.saga))
-        outputs = [
-            Out(role="reservations", key=event.order_id.encode(), value=encode(event))
-            for event in decision.events
-        ]
+        outputs = [Out("reservations", *_keyed(event, "order_id")) for event in decision.raw_events]
         outputs.extend(
-            Out(role="product_commands", key=command.product_id.encode(), value=encode(command))
-            for command in decision.commands
+            Out("product_commands", *_keyed(command, "product_id"))
+            for command in decision.raw_commands
         )
         return Step(outputs=outputs)
+
+    def _forget(self, key: str, raw: bytes, now_ms: int) -> None:
+        decision = decide.fire_timer(decode_saga(raw), "forget", now_ms=now_ms, policy=self.policy)
+        if decision.forget:
+            self.store.delete(key)
 
     def _fire(self, partition: int, now_ms: int) -> Step:
         step = Step()
         for timer in list(due_timers(self.store, partition, now_ms)):
+            if timer.kind == SWEEP_KIND:
+                # Forgetting publishes nothing: no need to wait for a flush.
+                run_sweep(
+                    self.store,
+                    partition,
+                    now_ms,
+                    timer,
+                    prefix="o:",
+                    retention_ms=self.policy.retention_ms,
+                    forget=lambda key, raw: self._forget(key, raw, now_ms),
+                )
+                continue
             saga = self._load(timer.ref)
             kind = cast(TimerKind, timer.kind)
             decision = decide.fire_timer(saga, kind, now_ms=now_ms, policy=self.policy)
@@ -138,3 +161,10 @@ class OrderDesk:
             # Deleted only after what it caused is durable (see Step.after_flush).
             step.after_flush.append(timer.key)
         return step
+
+
+def _keyed(item: BaseModel | Plain, field: str) -> tuple[bytes, bytes]:
+    """(key, value) of an event or command, whether a model or its plain JSON object."""
+    if isinstance(item, dict):
+        return str(item[field]).encode(), to_json(item)
+    return str(getattr(item, field)).encode(), encode(item)

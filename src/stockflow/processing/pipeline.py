@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
 
@@ -17,11 +18,11 @@ from stockflow.core.policy import Policy
 from stockflow.models import FireTimers
 from stockflow.processing.codec import encode
 from stockflow.processing.inventory import InventoryRouter
+from stockflow.processing.keys import timer_prefix
 from stockflow.processing.orders import OrderDesk
 from stockflow.processing.products import ProductWriter
 from stockflow.processing.records import Meta, Out, Role, Step
 from stockflow.processing.store import MemoryStore
-from stockflow.processing.timers import has_due_timer
 
 __all__ = ["Emitted", "LocalPipeline", "partition_for"]
 
@@ -30,7 +31,23 @@ INPUT_ROLES = ("orders", "inventory")
 
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), as aiokafka and the Java client use it."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+    return _positive_hash(key) % partitions
+
+
+@lru_cache(maxsize=65_536)
+def _positive_hash(key: bytes) -> int:
+    # murmur2 is pure Python in aiokafka; product keys repeat on every order.
+    return int(murmur2(key) & 0x7FFFFFFF)
+
+
+def _has_due_timer(store: MemoryStore, partition: int, now_ms: int) -> bool:
+    # timers.has_due_timer without its generator: checked for every partition on every input.
+    prefix = timer_prefix(partition)
+    key = store.first_key(prefix)
+    if key is None:
+        return False
+    start = len(prefix)
+    return int(key[start : key.index(":", start)]) <= now_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +102,16 @@ class LocalPipeline:
         for _ in range(10_000):  # bounded: each round fires at most a batch per partition
             fired = False
             for partition in range(self.partitions):
+                due_orders = _has_due_timer(self.order_store, partition, self.clock_ms)
+                due_products = _has_due_timer(self.product_store, partition, self.clock_ms)
+                if not (due_orders or due_products):
+                    continue
+                fired = True
                 tick = encode(FireTimers(partition=partition, now_ms=self.clock_ms))
-                if has_due_timer(self.order_store, partition, self.clock_ms):
+                if due_orders:
                     self._enqueue("order_replies", partition, None, tick, self.clock_ms)
-                    fired = True
-                if has_due_timer(self.product_store, partition, self.clock_ms):
+                if due_products:
                     self._enqueue("product_commands", partition, None, tick, self.clock_ms)
-                    fired = True
             if not fired:
                 break
             self._drain()

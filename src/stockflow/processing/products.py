@@ -26,13 +26,17 @@ from stockflow.processing.codec import (
     decode_entry,
     decode_stock,
     encode,
+    encode_answer,
     encode_entry,
+    encode_entry_event,
+    encode_outcome,
     encode_stock,
     parse,
 )
 from stockflow.processing.keys import entry_key, ledger_prefix, marker_key, stock_key, timer_key
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
+from stockflow.processing.sweep import SWEEP_KIND, ensure_sweep, run_sweep
 from stockflow.processing.timers import due_timers
 
 __all__ = ["ProductWriter"]
@@ -79,13 +83,20 @@ class ProductWriter:
                 now_ms=now,
             )
             step = self._apply(product_id, meta, decision)
-            if decision.answer is not None:
+            if decision.source is not None:
+                if command.outcome:
+                    # A single-line order: this answer is its outcome (after ProductReserved,
+                    # as the saga would have published it). Re-derived from the ledger entry on
+                    # redelivery, so every copy is the same event.
+                    order_key = command.order_id.encode()
+                    outcome = encode_outcome(decision.source)
+                    step.outputs.append(Out("reservations", order_key, outcome))
                 step.outputs.append(
                     Out(
-                        role="order_replies",
-                        key=command.order_id.encode(),
-                        value=encode(decision.answer),
-                        partition=command.reply_partition,
+                        "order_replies",
+                        command.order_id.encode(),
+                        encode_answer(decision.source),
+                        command.reply_partition,
                     )
                 )
             return step
@@ -158,8 +169,8 @@ class ProductWriter:
             entry = decision.entry
             second = (entry_key(product_id, entry.order_id), encode_entry(entry))
             if entry.finished_at_ms is not None:
-                due = entry.finished_at_ms + self.policy.retention_ms
-                self.store.put(timer_key(partition, due, "gc", second[0]), b"")
+                # Its finish time is its retention timer: the partition's sweep forgets it.
+                ensure_sweep(self.store, partition, entry.finished_at_ms, self.policy.retention_ms)
         elif marker is not None:
             second = (marker[0], str(marker[1]).encode())
             due = marker[1] + self.policy.retention_ms
@@ -175,16 +186,34 @@ class ProductWriter:
             self.store.put(stock_key(product_id), encode_stock(record))
         if second is not None:
             self.store.put(*second)
-        outputs = [
-            Out(role="reservations", key=_event_key(event), value=encode(event))
-            for event in decision.events
-        ]
+        outputs = []
+        if decision.emits and decision.source is not None:
+            source = decision.source
+            outputs.append(
+                Out("reservations", source.order_id.encode(), encode_entry_event(source))
+            )
+        outputs.extend(
+            Out("reservations", event.product_id.encode(), encode(event))
+            for event in decision.extra  # shortfalls, keyed by product
+        )
         return Step(outputs=outputs)
 
     def _fire(self, partition: int, now_ms: int) -> None:
         """Retention: forget finished reservations and applied markers. Deleting produces no
         output, so timers are removed at once."""
         for timer in list(due_timers(self.store, partition, now_ms)):
+            if timer.kind == SWEEP_KIND:
+                run_sweep(
+                    self.store,
+                    partition,
+                    now_ms,
+                    timer,
+                    prefix="r:",
+                    retention_ms=self.policy.retention_ms,
+                    forget=lambda key, raw: self._forget_entry(key, raw, now_ms),
+                )
+                continue
+            # A gc timer: markers, and ledger entries finished by an older version.
             target = timer.ref
             raw = self.store.get(target)
             if raw is not None and target.startswith("r:"):
@@ -195,6 +224,12 @@ class ProductWriter:
             elif raw is not None:
                 self._forget(_marker_product(target), target)
             self.store.delete(timer.key)
+
+    def _forget_entry(self, key: str, raw: bytes, now_ms: int) -> None:
+        entry = decode_entry(raw)
+        finished = entry.finished_at_ms
+        if finished is not None and finished + self.policy.retention_ms <= now_ms:
+            self._forget(entry.product_id, key)
 
     def _forget(self, product_id: str, key: str) -> None:
         # The product's StockRecord may still carry this key as its write-ahead copy (when it
@@ -213,11 +248,3 @@ def _marker_product(key: str) -> str:
     """The product id in a :func:`marker_key` (``m:{len}:{product}:{source}``)."""
     _m, length, rest = key.split(":", 2)
     return rest[: int(length)]
-
-
-def _event_key(event: object) -> bytes:
-    order_id = getattr(event, "order_id", None)
-    if isinstance(order_id, str):
-        return order_id.encode()
-    product_id = getattr(event, "product_id", "")
-    return str(product_id).encode()

@@ -7,9 +7,10 @@ missing, which the processors are written to tolerate.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterator
 from typing import Protocol
+
+from sortedcontainers import SortedList
 
 __all__ = ["MemoryStore", "StateStore"]
 
@@ -37,31 +38,58 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._data: dict[str, bytes] = {}
-        self._keys: list[str] = []
+        # A plain list with bisect.insort is O(n) per new key: it bounded the replayer and the
+        # pipeline benchmark once the state held tens of thousands of keys.
+        self._keys: SortedList = SortedList()
+        self._first: dict[str, str | None] = {}
+        """first_key answers per prefix, kept current by put and delete."""
+        self._heads: set[str] = set()
 
     def get(self, key: str) -> bytes | None:
         return self._data.get(key)
 
     def put(self, key: str, value: bytes) -> None:
         if key not in self._data:
-            bisect.insort(self._keys, key)
+            self._keys.add(key)
+            if key[:2] in self._heads:
+                for prefix, first in self._first.items():
+                    if key.startswith(prefix) and (first is None or key < first):
+                        self._first[prefix] = key
         self._data[key] = value
 
     def delete(self, key: str) -> None:
         if self._data.pop(key, None) is not None:
-            index = bisect.bisect_left(self._keys, key)
-            del self._keys[index]
+            self._keys.remove(key)
+            if key[:2] in self._heads:
+                for prefix in [p for p, first in self._first.items() if first == key]:
+                    del self._first[prefix]  # recomputed on the next first_key
 
     def scan(
         self, prefix: str, *, partition: int = 0, start: str | None = None
     ) -> Iterator[tuple[str, bytes]]:
-        index = bisect.bisect_left(self._keys, max(prefix, start or prefix))
-        while index < len(self._keys):
-            key = self._keys[index]
+        for key in self._keys.irange(minimum=max(prefix, start or prefix)):
             if not key.startswith(prefix):
                 return
             yield key, self._data[key]
-            index += 1
+
+    def first_key(self, prefix: str) -> str | None:
+        """The smallest key starting with ``prefix``.
+
+        The pipeline asks for every partition's earliest timer on every input, so answers are
+        cached per prefix and kept current by :meth:`put` and :meth:`delete`."""
+        if prefix in self._first:
+            return self._first[prefix]
+        if len(prefix) < 2:  # not cached: put/delete look entries up by two characters
+            return next((key for key, _value in self.scan(prefix)), None)
+        first: str | None = None
+        index = self._keys.bisect_left(prefix)
+        if index < len(self._keys):
+            key: str = self._keys[index]
+            if key.startswith(prefix):
+                first = key
+        self._first[prefix] = first
+        self._heads.add(prefix[:2])
+        return first
 
     def items(self) -> dict[str, bytes]:
         """A copy of everything, for assertions."""

@@ -42,8 +42,10 @@ def due_timers(store: StateStore, partition: int, now_ms: int) -> Iterator[DueTi
 
 def next_due(store: StateStore, partition: int) -> int | None:
     """Due time of the partition's earliest timer, or ``None``."""
-    for key, value in store.scan(timer_prefix(partition), partition=partition):
-        return DueTimer(key, value).due_ms
+    prefix = timer_prefix(partition)
+    for key, _value in store.scan(prefix, partition=partition):
+        start = len(prefix)  # the due time follows the prefix (see timer_key)
+        return int(key[start : key.index(":", start)])
     return None
 
 

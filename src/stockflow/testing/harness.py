@@ -4,7 +4,6 @@ the demo or a chaos run needs, with helpers to send events and read decisions an
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import tempfile
 import time
@@ -286,21 +285,23 @@ class Harness:
 
     def stock_state(self) -> dict[str, dict[str, int]]:
         """``{product_id: {"on_hand", "reserved", "pending_sum"}}`` from the changelog."""
+        from stockflow.processing.codec import decode_entry, decode_stock
+
         result: dict[str, dict[str, int]] = {}
         state = self.changelog("products")
         for key, value in state.items():
             if key.startswith("s:"):
                 product = _id_of(key[2:])
-                stock = json.loads(value)["stock"]
+                stock = decode_stock(value).stock
                 result.setdefault(product, {"pending_sum": 0}).update(
-                    on_hand=stock["on_hand"], reserved=stock["reserved"]
+                    on_hand=stock.on_hand, reserved=stock.reserved
                 )
         for key, value in state.items():
             if key.startswith("r:"):
-                entry = json.loads(value)
-                if entry["status"] == "pending":
-                    result.setdefault(entry["product_id"], {"pending_sum": 0})
-                    result[entry["product_id"]]["pending_sum"] += entry["quantity"]
+                entry = decode_entry(value)
+                if entry.status == "pending":
+                    result.setdefault(entry.product_id, {"pending_sum": 0})
+                    result[entry.product_id]["pending_sum"] += entry.quantity
         return result
 
 
