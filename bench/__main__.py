@@ -7,6 +7,12 @@ Examples::
     python -m bench --only throughput,latency --orders 20000
     python -m bench --only recovery --scale 0.1  # 100,000 products instead of 1,000,000
     python -m bench --only knobs --env STOCKFLOW_PRODUCER_LINGER_MS=20
+    python -m bench --only scaleout --repeat 3   # 1 worker vs 2 workers, spread workload
+
+Before anything starts it checks what the run needs (:mod:`bench.preflight`): without the
+``bench`` extra a run with the Quix peer or charts fails at once, naming the package. Every
+process it starts is stopped on every exit path, Ctrl-C and SIGTERM included
+(:func:`bench.procs.stopping_children`).
 """
 
 from __future__ import annotations
@@ -25,18 +31,22 @@ from pathlib import Path
 from typing import Any
 
 from bench.core import run_core
+from bench.goals import evaluate_goals
 from bench.harness import RunResult, latency_run, median_run, throughput_run
 from bench.load import workload
-from bench.report import KINDS, Report, evaluate_goals
+from bench.preflight import require
+from bench.procs import stopping_children
+from bench.report import KINDS, Report
 
 __all__ = ["Plan", "main", "run"]
 
-SECTIONS = ("throughput", "latency", "recovery", "memory", "core", "knobs", "profile")
+SECTIONS = ("throughput", "latency", "scaleout", "recovery", "memory", "core", "knobs", "profile")
 DEFAULT_SECTIONS = ("throughput", "latency", "recovery", "core")
 SYSTEM_NAMES = ("pipe", "quix", "faust", "faust+6w", "stockflow", "stockflow-stream")
 QUICK_SYSTEMS = ("pipe", "quix", "stockflow")
 LATENCY_VARIANT_SYSTEMS = ("pipe", "stockflow")
 """Only these are also timed at the second fetch wait."""
+SCALEOUT_SYSTEMS = (("stockflow", "1 worker"), ("stockflow-2w", "2 workers"))
 KNOBS: tuple[dict[str, str], ...] = (
     {},
     {"STOCKFLOW_PRODUCER_LINGER_MS": "20"},
@@ -176,8 +186,13 @@ def _throughput(plan: Plan, report: Report) -> None:
 
 
 def _latency(plan: Plan, report: Report) -> None:
+    """Every system at the same offered load, half stockflow's own spread maximum (from the
+    throughput section of this run, or a probe run). The pipe always runs when stockflow does:
+    the latency goals are ratios to the pipe at that load."""
     maximum = report.rate("stockflow", "spread")
+    basis = "throughput section"
     if maximum is None:
+        basis = "probe run"
         probe = throughput_run(
             "stockflow",
             workload("spread", plan.orders, plan.products),
@@ -187,9 +202,13 @@ def _latency(plan: Plan, report: Report) -> None:
         )
         maximum = probe.rate
     rate = max(maximum / 2, 1.0)
+    report.meta["latency_load"] = {"stockflow_max": maximum, "offered": rate, "from": basis}
     count = max(int(rate * plan.latency_seconds), 50)
+    systems = plan.systems
+    if "stockflow" in systems and "pipe" not in systems:
+        systems = ("pipe", *systems)
     for fetch_wait in plan.latency_fetch_waits:
-        for system in plan.systems:
+        for system in systems:
             if fetch_wait is not None and system not in LATENCY_VARIANT_SYSTEMS:
                 continue
             env = _env_for(plan, system)
@@ -211,6 +230,23 @@ def _latency(plan: Plan, report: Report) -> None:
         )
         result.note = f"{fraction:.0%} of max"
         report.latency.append(result.as_dict())
+
+
+def _scaleout(plan: Plan, report: Report) -> None:
+    """The same spread workload, on a fresh broker each, with 1 and with 2 workers."""
+    for system, label in SCALEOUT_SYSTEMS:
+        load = workload("spread", plan.orders, plan.products, prefix="scale-")
+        result = median_run(
+            plan.repeat,
+            throughput_run,
+            system,
+            load,
+            partitions=plan.partitions,
+            env=plan.env,
+            timeout=plan.timeout,
+        )
+        result.note = label
+        report.scaleout.append(result.as_dict())
 
 
 def _recovery(plan: Plan, report: Report) -> None:
@@ -282,6 +318,7 @@ def _profile(plan: Plan, report: Report) -> None:
 RUNNERS = {
     "throughput": _throughput,
     "latency": _latency,
+    "scaleout": _scaleout,
     "recovery": _recovery,
     "core": _core,
     "knobs": _knobs,
@@ -338,7 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="add a py-spy profile section")
     parser.add_argument("--timeout", type=float, default=300.0, help="bound of every wait (s)")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--json", type=Path, help="also write the results here, and the charts beside them"
+    )
+    parser.add_argument("--charts", type=Path, metavar="DIR", help="write the PNG charts here")
+    parser.add_argument("--no-charts", action="store_true", help="no charts, even with --json")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -348,11 +389,31 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("bench").setLevel(logging.INFO)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    report = run(Plan.from_args(args), command)
+    plan = Plan.from_args(args)
+    charts = _charts_target(args)
+    require(plan.sections, plan.systems, charts=charts is not None)
+    with stopping_children():
+        report = run(plan, command)
     report.print()
     if args.json:
         report.write_json(args.json)
+    if charts is not None:
+        from bench.charts import write_charts
+
+        for path in write_charts(report, *charts):
+            print(f"chart: {path}")
     return 0
+
+
+def _charts_target(args: argparse.Namespace) -> tuple[Path, str] | None:
+    """``(directory, file prefix)`` of the charts: ``--charts DIR``, else beside ``--json``."""
+    if args.no_charts:
+        return None
+    if args.charts is not None:
+        return args.charts, ""
+    if args.json is not None:
+        return args.json.parent, f"{args.json.stem}-"
+    return None
 
 
 if __name__ == "__main__":
