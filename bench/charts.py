@@ -45,10 +45,16 @@ def _grouped_bars(axes: Any, groups: Sequence[str], series: dict[str, list[float
         positions = [g + (index - (len(series) - 1) / 2) * width for g in range(len(groups))]
         heights = [v or 0.0 for v in values]
         bars = axes.bar(positions, heights, width, label=label)
-        texts = ["-" if v is None else f"{v:,.3g}" for v in values]
+        texts = [_label(v) for v in values]
         axes.bar_label(bars, labels=texts, fontsize=7, padding=2, rotation=90)
     axes.set_xticks(range(len(groups)), groups)
     axes.margins(y=0.2)
+
+
+def _label(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def _throughput(report: Report, path: Path) -> Path | None:

@@ -29,10 +29,13 @@ def missing(
     systems: Iterable[str],
     *,
     charts: bool,
-    found: Callable[[str], bool] = _module_found,
-    which: Callable[[str], str | None] = shutil.which,
+    found: Callable[[str], bool] | None = None,
+    which: Callable[[str], str | None] | None = None,
 ) -> list[str]:
-    """One line per missing requirement of this run (empty: nothing is missing)."""
+    """One line per missing requirement of this run (empty: nothing is missing). ``found``
+    (is a module importable) and ``which`` (an executable's path) default to the real checks."""
+    found = found or _module_found
+    which = which or shutil.which
     sections = set(sections)
     problems = []
     if sections & SYSTEM_SECTIONS and "quix" in set(systems) and not found("quixstreams"):
