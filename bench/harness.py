@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.load import Workload, run_load
+from bench.load import Workload, highwaters, run_load
 from bench.procs import cpu_seconds, status_kib
 from bench.systems import ORDERS, RESERVATIONS, SYSTEMS, System
 from stockflow.testing.broker import EmbeddedBroker
@@ -35,6 +35,9 @@ __all__ = [
 
 log = logging.getLogger("bench")
 
+CHANGELOG_SETTLE = 0.5
+"""Seconds after the last outcome before the changelogs are counted: a batch's changelog
+writes and its outputs are sent together, not in a fixed order."""
 CDF_POINTS: tuple[float, ...] = (
     *(i / 100 for i in range(100)),
     *(0.99 + i / 1000 for i in range(10)),
@@ -69,6 +72,9 @@ class RunResult:
     p50_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
+    changelog_per_order: float | None = None
+    """Changelog records written per order during the timed run (systems that name their
+    changelogs: stockflow)."""
     cdf: list[tuple[float, float]] = field(default_factory=list)
     """``(quantile, ms)`` pairs at :data:`CDF_POINTS` (latency runs only)."""
     note: str = ""
@@ -107,6 +113,7 @@ def _measure(
 ) -> tuple[RunResult, dict[bytes, float], dict[str, float]]:
     result = RunResult(system.name, load.kind, load.orders)
     pids = system.pids
+    writes_before = _changelog_records(system)
     cpu_before = _cpu(pids)
     wall_before = time.monotonic()
     sent, tally = asyncio.run(
@@ -137,10 +144,26 @@ def _measure(
     result.answered = len(tally.arrived)
     result.statuses = dict(tally.statuses)
     result.correct = _check(system, load, tally.statuses) if tally.done else False
+    writes_after = _changelog_records(system, settle=CHANGELOG_SETTLE)
+    if writes_before is not None and writes_after is not None and tally.done:
+        result.changelog_per_order = (writes_after - writes_before) / max(load.orders, 1)
     if tally.arrived:
         result.seconds = max(tally.arrived.values()) - min(sent.values())
         result.rate = len(tally.arrived) / result.seconds if result.seconds > 0 else 0.0
     return result, sent, tally.arrived
+
+
+def _changelog_records(system: System, settle: float = 0.0) -> int | None:
+    """Records in the system's changelogs (``None`` if it names none), after ``settle`` s."""
+    topics = system.changelog_topics()
+    if not topics:
+        return None
+    time.sleep(settle)
+
+    async def count() -> int:
+        return sum([sum((await highwaters(system.broker.bootstrap, t)).values()) for t in topics])
+
+    return asyncio.run(count())
 
 
 def _cpu(pids: list[int]) -> float | None:

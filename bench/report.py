@@ -95,7 +95,7 @@ class Report:
     # --- printing ------------------------------------------------------------------------------
 
     def print(self, console: Console | None = None) -> None:
-        console = console or Console(width=140)
+        console = console or Console(width=160)
         meta = self.meta
         console.print(f"[bold]stockflow bench[/]  {meta.get('command', '')}")
         console.print(
@@ -129,6 +129,7 @@ class Report:
             "vs quix",
             "cpu cores",
             "cpu ms/order",
+            "writes/order",
             "runs",
             "reserved",
             "not reserved",
@@ -146,6 +147,7 @@ class Report:
                 _ratio(row["rate"], self.rate("quix", kind)),
                 _num(row["cpu_cores"], 2),
                 _num(row["cpu_ms_per_order"], 3),
+                _num(row.get("changelog_per_order"), 2),
                 _runs(row),
                 _num(row["statuses"].get("reserved")),
                 _others(row["statuses"]),

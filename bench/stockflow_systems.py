@@ -98,6 +98,9 @@ class StockflowSystem(System):
     def alive(self) -> bool:
         return all(w.running for w in self.workers)
 
+    def changelog_topics(self) -> list[str]:
+        return list(self.changelogs)
+
     def parts(self, load: Workload) -> int:
         return 1  # the saga emits one order-level outcome
 

@@ -46,6 +46,10 @@ class System:
         """Every process of the system (CPU is summed over them, peak RSS is the largest)."""
         return [] if self.pid is None else [self.pid]
 
+    def changelog_topics(self) -> list[str]:
+        """The changelog topics whose records the harness counts per order (none by default)."""
+        return []
+
     def alive(self) -> bool:
         """Whether every process of the system still runs."""
         return True
