@@ -382,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-charts", action="store_true", help="no charts, even with --json")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    plan = Plan.from_args(args)
+    charts = _charts_target(args)
+    require(plan.sections, plan.systems, charts=charts is not None)  # before anything starts
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(message)s",
@@ -389,9 +392,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("bench").setLevel(logging.INFO)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    plan = Plan.from_args(args)
-    charts = _charts_target(args)
-    require(plan.sections, plan.systems, charts=charts is not None)
     with stopping_children():
         report = run(plan, command)
     report.print()

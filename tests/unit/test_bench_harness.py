@@ -175,7 +175,6 @@ def test_a_goal_not_measured_is_left_out() -> None:
 
 
 def test_charts_are_png_files(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="the bench extra: pip install -e '.[bench]'")
     paths = write_charts(_fabricated(), tmp_path, "run-")
     assert sorted(p.name for p in paths) == [
         "run-latency-cdf.png",
@@ -188,7 +187,6 @@ def test_charts_are_png_files(tmp_path: Path) -> None:
 
 
 def test_charts_of_an_empty_report_draw_nothing(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="the bench extra: pip install -e '.[bench]'")
     assert write_charts(Report(), tmp_path) == []
 
 
