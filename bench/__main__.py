@@ -37,6 +37,7 @@ from bench.load import workload
 from bench.preflight import require
 from bench.procs import stopping_children
 from bench.report import KINDS, Report
+from bench.systems import SYSTEMS
 
 __all__ = ["Plan", "main", "run"]
 
@@ -96,6 +97,9 @@ class Plan:
         if unknown:
             raise SystemExit(f"unknown sections: {', '.join(sorted(unknown))}")
         quick = args.quick
+        unknown_systems = set(args.systems.split(",")) - set(SYSTEMS) if args.systems else set()
+        if unknown_systems:
+            raise SystemExit(f"unknown systems: {', '.join(sorted(unknown_systems))}")
         env = dict(item.split("=", 1) for item in args.env)
         return cls(
             sections=sections,
@@ -347,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts, < 2 minutes")
     parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
     parser.add_argument(
-        "--systems", help=f"comma-separated: {', '.join(SYSTEM_NAMES)} (quick: fewer)"
+        "--systems",
+        help=f"comma-separated: {', '.join(SYSTEM_NAMES)} (default; quick: fewer), "
+        "stockflow-2w (two workers)",
     )
     parser.add_argument("--orders", type=int, help="stockflow orders per throughput run")
     parser.add_argument("--products", type=int, help="products of the spread workload")
