@@ -6,7 +6,7 @@
 ``scaleout``     orders/s and CPU ms per order with 1 and 2 stockflow workers.
 
 matplotlib (the ``bench`` extra) draws them with its Agg canvas: no display, no pyplot state.
-``python -m bench.charts RUN.json DIR`` redraws them from a saved run.
+``python -m bench.charts RUN.json [DIR]`` redraws them from a saved run.
 """
 
 from __future__ import annotations
@@ -132,12 +132,16 @@ def write_charts(report: Report, directory: Path, prefix: str = "") -> list[Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.charts RUN.json [DIR]``: redraw a saved run's charts as
+    ``DIR/RUN-throughput.png`` etc. (``DIR``: beside the JSON), the names ``--json`` gives."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m bench.charts RUN.json DIR", file=sys.stderr)
+    if len(args) not in (1, 2):
+        print("usage: python -m bench.charts RUN.json [DIR]", file=sys.stderr)
         return 2
-    report = Report.from_dict(json.loads(Path(args[0]).read_text()))
-    for path in write_charts(report, Path(args[1])):
+    source = Path(args[0])
+    report = Report.from_dict(json.loads(source.read_text()))
+    directory = Path(args[1]) if len(args) == 2 else source.parent
+    for path in write_charts(report, directory, f"{source.stem}-"):
         print(path)
     return 0
 

@@ -298,3 +298,13 @@ def test_children_are_stopped_when_the_run_is_signalled(sig: int) -> None:
     status, child = _run_script("wait", sig)
     assert status != 0
     assert _gone(child)
+
+
+def test_charts_redrawn_from_a_saved_run(tmp_path: Path) -> None:
+    from bench.charts import main as charts_main
+
+    saved = tmp_path / "bench.json"
+    _fabricated().write_json(saved)
+    assert charts_main([str(saved), str(tmp_path / "img")]) == 0
+    names = sorted(p.name for p in (tmp_path / "img").iterdir())
+    assert names == ["bench-latency-cdf.png", "bench-scaleout.png", "bench-throughput.png"]
