@@ -8,13 +8,18 @@ Examples::
     python -m bench --only recovery --scale 0.1  # 100,000 products instead of 1,000,000
     python -m bench --only knobs --env STOCKFLOW_PRODUCER_LINGER_MS=20
     python -m bench --only checkout --orders 2000   # place() and POST /orders round trips
+    python -m bench --only scaleout --repeat 3   # 1 worker vs 2 workers, spread workload
+
+Before anything starts it checks what the run needs (:mod:`bench.preflight`): without the
+``bench`` extra a run with the Quix peer or charts fails at once, naming the package. Every
+process it starts is stopped on every exit path, Ctrl-C and SIGTERM included
+(:func:`bench.procs.stopping_children`).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import logging
 import os
 import platform
@@ -27,16 +32,20 @@ from pathlib import Path
 from typing import Any
 
 from bench.core import run_core
+from bench.goals import evaluate_goals
 from bench.harness import RunResult, latency_run, median_run, throughput_run
 from bench.load import workload
-from bench.procs import exit_on_signals, stop_all
-from bench.report import KINDS, Report, evaluate_goals
+from bench.preflight import require
+from bench.procs import stopping_children
+from bench.report import KINDS, Report
+from bench.systems import SYSTEMS
 
 __all__ = ["Plan", "main", "run"]
 
 SECTIONS = (
     "throughput",
     "latency",
+    "scaleout",
     "recovery",
     "memory",
     "core",
@@ -49,6 +58,7 @@ SYSTEM_NAMES = ("pipe", "quix", "faust", "faust+6w", "stockflow", "stockflow-str
 QUICK_SYSTEMS = ("pipe", "quix", "stockflow")
 LATENCY_VARIANT_SYSTEMS = ("pipe", "stockflow")
 """Only these are also timed at the second fetch wait."""
+SCALEOUT_SYSTEMS = (("stockflow", "1 worker"), ("stockflow-2w", "2 workers"))
 KNOBS: tuple[dict[str, str], ...] = (
     {},
     {"STOCKFLOW_PRODUCER_LINGER_MS": "20"},
@@ -99,6 +109,9 @@ class Plan:
         if unknown:
             raise SystemExit(f"unknown sections: {', '.join(sorted(unknown))}")
         quick = args.quick
+        unknown_systems = set(args.systems.split(",")) - set(SYSTEMS) if args.systems else set()
+        if unknown_systems:
+            raise SystemExit(f"unknown systems: {', '.join(sorted(unknown_systems))}")
         env = dict(item.split("=", 1) for item in args.env)
         return cls(
             sections=sections,
@@ -189,10 +202,13 @@ def _throughput(plan: Plan, report: Report) -> None:
             report.throughput.append(result.as_dict())
 
 
-def _spread_maximum(plan: Plan, report: Report) -> float:
-    """stockflow's spread throughput of this run, measured now if no section did yet."""
+def _spread_maximum(plan: Plan, report: Report) -> tuple[float, str]:
+    """stockflow's spread throughput of this run and where it came from, measured now if no
+    section did yet."""
     maximum = report.rate("stockflow", "spread")
+    basis = "throughput section"
     if maximum is None:
+        basis = "probe run"
         probe = throughput_run(
             "stockflow",
             workload("spread", plan.orders, plan.products),
@@ -201,15 +217,22 @@ def _spread_maximum(plan: Plan, report: Report) -> float:
             timeout=plan.timeout,
         )
         maximum = probe.rate
-    return maximum
+    return maximum, basis
 
 
 def _latency(plan: Plan, report: Report) -> None:
-    maximum = _spread_maximum(plan, report)
+    """Every system at the same offered load, half stockflow's own spread maximum (from the
+    throughput section of this run, or a probe run). The pipe always runs when stockflow does:
+    the latency goals are ratios to the pipe at that load."""
+    maximum, basis = _spread_maximum(plan, report)
     rate = max(maximum / 2, 1.0)
+    report.meta["latency_load"] = {"stockflow_max": maximum, "offered": rate, "from": basis}
     count = max(int(rate * plan.latency_seconds), 50)
+    systems = plan.systems
+    if "stockflow" in systems and "pipe" not in systems:
+        systems = ("pipe", *systems)
     for fetch_wait in plan.latency_fetch_waits:
-        for system in plan.systems:
+        for system in systems:
             if fetch_wait is not None and system not in LATENCY_VARIANT_SYSTEMS:
                 continue
             env = _env_for(plan, system)
@@ -236,7 +259,7 @@ def _latency(plan: Plan, report: Report) -> None:
 def _checkout(plan: Plan, report: Report) -> None:
     from bench.checkout import checkout_runs
 
-    rate = max(_spread_maximum(plan, report) / 2, 1.0)  # the latency section's offered load
+    rate = max(_spread_maximum(plan, report)[0] / 2, 1.0)  # the latency section's load
     rows = checkout_runs(
         rate=rate,
         count=max(int(rate * plan.latency_seconds), 50),
@@ -247,6 +270,23 @@ def _checkout(plan: Plan, report: Report) -> None:
         timeout=plan.timeout,
     )
     report.checkout = [row.as_dict() for row in rows]
+
+
+def _scaleout(plan: Plan, report: Report) -> None:
+    """The same spread workload, on a fresh broker each, with 1 and with 2 workers."""
+    for system, label in SCALEOUT_SYSTEMS:
+        load = workload("spread", plan.orders, plan.products, prefix="scale-")
+        result = median_run(
+            plan.repeat,
+            throughput_run,
+            system,
+            load,
+            partitions=plan.partitions,
+            env=plan.env,
+            timeout=plan.timeout,
+        )
+        result.note = label
+        report.scaleout.append(result.as_dict())
 
 
 def _recovery(plan: Plan, report: Report) -> None:
@@ -318,6 +358,7 @@ def _profile(plan: Plan, report: Report) -> None:
 RUNNERS = {
     "throughput": _throughput,
     "latency": _latency,
+    "scaleout": _scaleout,
     "recovery": _recovery,
     "core": _core,
     "knobs": _knobs,
@@ -347,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts, < 2 minutes")
     parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
     parser.add_argument(
-        "--systems", help=f"comma-separated: {', '.join(SYSTEM_NAMES)} (quick: fewer)"
+        "--systems",
+        help=f"comma-separated: {', '.join(SYSTEM_NAMES)} (default; quick: fewer), "
+        "stockflow-2w (two workers)",
     )
     parser.add_argument("--orders", type=int, help="stockflow orders per throughput run")
     parser.add_argument("--products", type=int, help="products of the spread workload")
@@ -378,14 +421,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="add a py-spy profile section")
     parser.add_argument("--timeout", type=float, default=300.0, help="bound of every wait (s)")
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--json", type=Path, help="also write the results here, and the charts beside them"
+    )
+    parser.add_argument("--charts", type=Path, metavar="DIR", help="write the PNG charts here")
+    parser.add_argument("--no-charts", action="store_true", help="no charts, even with --json")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     plan = Plan.from_args(args)
-    missing = missing_packages(plan)
-    if missing:
-        print(f"python -m bench: {missing}", file=sys.stderr)
-        return 2
+    charts = _charts_target(args)
+    require(plan.sections, plan.systems, charts=charts is not None)  # before anything starts
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(message)s",
@@ -393,37 +438,27 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("bench").setLevel(logging.INFO)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    exit_on_signals()
-    try:
+    with stopping_children():
         report = run(plan, command)
-    finally:
-        stop_all()  # every broker, worker and peer still running, whatever ended the run
     report.print()
     if args.json:
         report.write_json(args.json)
+    if charts is not None:
+        from bench.charts import write_charts
+
+        for path in write_charts(report, *charts):
+            print(f"chart: {path}")
     return 0
 
 
-PEER_PACKAGES = {"quix": ("quixstreams", "Quix Streams peer")}
-"""System -> (the package it imports, what it is): installed by ``pip install -e '.[bench]'``."""
-SECTIONS_WITH_SYSTEMS = ("throughput", "latency", "knobs", "profile")
-
-
-def missing_packages(plan: Plan) -> str | None:
-    """Why the plan cannot run (a peer's package not installed), or None. Checked before any
-    process starts: the peer's process would die at its import, and its run wait until the
-    timeout for outputs that never come."""
-    if not set(plan.sections) & set(SECTIONS_WITH_SYSTEMS):
+def _charts_target(args: argparse.Namespace) -> tuple[Path, str] | None:
+    """``(directory, file prefix)`` of the charts: ``--charts DIR``, else beside ``--json``."""
+    if args.no_charts:
         return None
-    for system in plan.systems:
-        package, what = PEER_PACKAGES.get(system, (None, ""))
-        if package is not None and importlib.util.find_spec(package) is None:
-            others = ",".join(s for s in plan.systems if s != system) or "stockflow"
-            return (
-                f"the {what} ({system!r}) needs the package {package!r}, which is not "
-                f"installed. Install the bench extra (pip install -e '.[bench]') or leave "
-                f"it out: --systems {others}"
-            )
+    if args.charts is not None:
+        return args.charts, ""
+    if args.json is not None:
+        return args.json.parent, f"{args.json.stem}-"
     return None
 
 

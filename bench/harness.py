@@ -2,8 +2,9 @@
 
 :func:`throughput_run` sends every order at once and times first order produced -> last outcome
 consumed. :func:`latency_run` offers a fixed rate and measures each order's produce -> outcome
-arrival. Both report the CPU the system's process used, so a run bound by its own Python thread
-(~1 core) is told apart from one starved by the noisy machine.
+arrival, and keeps the latency distribution (:data:`CDF_POINTS` quantiles) for the CDF chart.
+Both report the CPU the system's processes used, so a run bound by its own Python thread (~1 core)
+is told apart from one starved by the noisy machine.
 """
 
 from __future__ import annotations
@@ -17,14 +18,35 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.load import Workload, run_load
-from bench.procs import cpu_seconds, register, status_kib
+from bench.load import Workload, highwaters, run_load
+from bench.procs import cpu_seconds, status_kib
 from bench.systems import ORDERS, RESERVATIONS, SYSTEMS, System
 from stockflow.testing.broker import EmbeddedBroker
 
-__all__ = ["RunResult", "latency_run", "median_run", "running", "throughput_run"]
+__all__ = [
+    "CDF_POINTS",
+    "RunResult",
+    "latency_run",
+    "median_run",
+    "quantiles",
+    "running",
+    "throughput_run",
+]
 
 log = logging.getLogger("bench")
+
+CHANGELOG_SETTLE = 0.5
+"""Seconds after the last outcome before the changelogs are counted: a batch's changelog
+writes and its outputs are sent together, not in a fixed order."""
+CDF_POINTS: tuple[float, ...] = (
+    *(i / 100 for i in range(100)),
+    *(0.99 + i / 1000 for i in range(10)),
+    0.9995,
+    0.9999,
+    1.0,
+)
+"""The quantiles a latency run keeps: every percent, every per mille of the top percent, and
+the tail (enough to draw a CDF without keeping every order's latency in the JSON)."""
 
 
 @dataclass
@@ -45,9 +67,16 @@ class RunResult:
     runs: list[float] = field(default_factory=list)
     rss_mb: float | None = None
     offered: float | None = None
+    sent_rate: float | None = None
+    """Orders/s the load generator actually sent (below ``offered`` if it could not keep up)."""
     p50_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
+    changelog_per_order: float | None = None
+    """Changelog records written per order during the timed run (systems that name their
+    changelogs: stockflow)."""
+    cdf: list[tuple[float, float]] = field(default_factory=list)
+    """``(quantile, ms)`` pairs at :data:`CDF_POINTS` (latency runs only)."""
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,8 +89,7 @@ def running(
 ) -> Iterator[tuple[EmbeddedBroker, System]]:
     """A fresh broker with ``name``'s system started on it; both stopped by PID on exit."""
     with EmbeddedBroker() as broker:
-        register(broker)
-        system = register(SYSTEMS[name](broker, partitions, env=env))
+        system = SYSTEMS[name](broker, partitions, env=env)
         try:
             system.start(timeout)
             yield broker, system
@@ -84,38 +112,66 @@ def _measure(
     system: System, load: Workload, timeout: float, rate: float | None, linger_ms: int
 ) -> tuple[RunResult, dict[bytes, float], dict[str, float]]:
     result = RunResult(system.name, load.kind, load.orders)
-    cpu_before = cpu_seconds(system.pid)
+    pids = system.pids
+    writes_before = _changelog_records(system)
+    cpu_before = _cpu(pids)
     wall_before = time.monotonic()
     sent, tally = asyncio.run(
-        run_load(
-            system.broker.bootstrap,
-            ORDERS,
-            RESERVATIONS,
-            load.order_records(),
-            load.prefix,
-            system.matcher,
-            parts=system.parts(load),
-            timeout=timeout,
-            rate=rate,
-            linger_ms=linger_ms,
+        system.watched(
+            run_load(
+                system.broker.bootstrap,
+                ORDERS,
+                RESERVATIONS,
+                load.order_records(),
+                load.prefix,
+                system.matcher,
+                parts=system.parts(load),
+                timeout=timeout,
+                rate=rate,
+                linger_ms=linger_ms,
+            )
         )
     )
-    cpu_after = cpu_seconds(system.pid)
+    cpu_after = _cpu(pids)
     if cpu_before is not None and cpu_after is not None:
         result.cpu_cores = (cpu_after - cpu_before) / max(time.monotonic() - wall_before, 1e-9)
         # CPU per order is steadier than orders/s on a shared machine: a starved run is slower
         # but does not cost more CPU per order.
         result.cpu_ms_per_order = (cpu_after - cpu_before) * 1000 / max(load.orders, 1)
-    rss = status_kib(system.pid)
-    result.rss_mb = None if rss is None else rss / 1024
+    rss = [kib for kib in (status_kib(pid) for pid in pids) if kib is not None]
+    result.rss_mb = max(rss) / 1024 if rss else None
     result.complete = tally.done
     result.answered = len(tally.arrived)
     result.statuses = dict(tally.statuses)
     result.correct = _check(system, load, tally.statuses) if tally.done else False
+    writes_after = _changelog_records(system, settle=CHANGELOG_SETTLE)
+    if writes_before is not None and writes_after is not None and tally.done:
+        result.changelog_per_order = (writes_after - writes_before) / max(load.orders, 1)
     if tally.arrived:
         result.seconds = max(tally.arrived.values()) - min(sent.values())
         result.rate = len(tally.arrived) / result.seconds if result.seconds > 0 else 0.0
     return result, sent, tally.arrived
+
+
+def _changelog_records(system: System, settle: float = 0.0) -> int | None:
+    """Records in the system's changelogs (``None`` if it names none), after ``settle`` s."""
+    topics = system.changelog_topics()
+    if not topics:
+        return None
+    time.sleep(settle)
+
+    async def count() -> int:
+        return sum([sum((await highwaters(system.broker.bootstrap, t)).values()) for t in topics])
+
+    return asyncio.run(count())
+
+
+def _cpu(pids: list[int]) -> float | None:
+    """CPU seconds used by all of ``pids`` (``None`` if one cannot be read)."""
+    readings = [cpu_seconds(pid) for pid in pids]
+    if not readings or any(r is None for r in readings):
+        return None
+    return sum(r for r in readings if r is not None)
 
 
 def throughput_run(
@@ -157,6 +213,17 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def quantiles(
+    values: list[float], points: tuple[float, ...] = CDF_POINTS
+) -> list[tuple[float, float]]:
+    """``(q, value)`` at each of ``points`` (nearest rank); empty for no values."""
+    if not values:
+        return []
+    ordered = sorted(values)
+    last = len(ordered) - 1
+    return [(q, ordered[min(last, max(0, round(q * last)))]) for q in points]
+
+
 def latency_run(
     name: str,
     load: Workload,
@@ -172,6 +239,9 @@ def latency_run(
         asyncio.run(system.warm(load, timeout))
         result, sent, arrived = _measure(system, load, timeout + load.orders / rate, rate, 1)
     result.offered = rate
+    if len(sent) > 1:
+        span = max(sent.values()) - min(sent.values())
+        result.sent_rate = (len(sent) - 1) / span if span > 0 else None
     latencies = [
         (arrived[key.decode()] - sent[key]) * 1000 for key in sent if key.decode() in arrived
     ]
@@ -179,5 +249,6 @@ def latency_run(
         result.p50_ms = statistics.median(latencies)
         result.p99_ms = _percentile(latencies, 0.99)
         result.max_ms = max(latencies)
+        result.cdf = [(q, round(ms, 3)) for q, ms in quantiles(latencies)]
     log.info("latency %s at %.0f/s: p50 %s ms p99 %s ms", name, rate, result.p50_ms, result.p99_ms)
     return result

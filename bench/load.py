@@ -118,9 +118,11 @@ async def produce(
     *,
     rate: float | None = None,
     linger_ms: int = 5,
+    partitions: dict[bytes, int] | None = None,
 ) -> dict[bytes, float]:
     """Send ``records``; as fast as possible, or paced at ``rate`` records/s. Returns each key's
-    send time. Waits until every record is acknowledged."""
+    send time. Waits until every record is acknowledged; ``partitions``, if given, receives the
+    partition each key was written to."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         linger_ms=linger_ms,
@@ -143,8 +145,10 @@ async def produce(
             sent[key] = time.time()
             futures.append(await producer.send(topic, key=key, value=value))
         await producer.flush()
-        for future in futures:
-            await future
+        for (key, _value), future in zip(records, futures, strict=True):
+            metadata = await future
+            if partitions is not None:
+                partitions[key] = metadata.partition
         return sent
     finally:
         await producer.stop()

@@ -1,71 +1,41 @@
 """Child processes of the harness (the baseline pipe, the Quix peer) and /proc readings.
 
 Every child runs in its own session, is stopped by its PID (SIGTERM, then SIGKILL after a
-bounded wait) and logs to a file; nothing is ever killed by name. Every child still running when
-the bench exits (an exception, SIGTERM, SIGINT) is stopped by :func:`stop_all`, which
-``python -m bench`` calls on every exit path (:func:`exit_on_signals`).
+bounded wait) and logs to a file; nothing is ever killed by name.
+
+:func:`stopping_children` is the last line of defence around a whole bench run: on SIGTERM or
+SIGHUP it raises :class:`SystemExit` (so every ``finally`` and ``with`` on the way out runs, as
+for Ctrl-C), and on the way out it stops whatever child of this process is still alive (brokers,
+workers, the pipe, the peer: each found by its parent PID in /proc, each stopped by its PID and
+process group), so that no exit path leaves a process behind.
 """
 
 from __future__ import annotations
 
-import atexit
+import contextlib
+import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
 __all__ = [
     "ChildProcess",
+    "children",
     "cpu_seconds",
-    "exit_on_signals",
-    "register",
+    "reap_children",
     "status_kib",
-    "stop_all",
+    "stopping_children",
 ]
 
+log = logging.getLogger("bench")
+
 STOP_TIMEOUT = 10.0
-
-_RUNNING: list[Any] = []
-"""Everything started and not yet stopped (children, brokers, workers): objects with stop()."""
-
-
-def register(process: Any) -> Any:
-    """Remember ``process`` (anything with ``stop()``) so that :func:`stop_all` stops it."""
-    if process not in _RUNNING:
-        _RUNNING.append(process)
-    return process
-
-
-def stop_all() -> int:
-    """Stop every registered process by its PID, the last started first; how many."""
-    stopped = 0
-    while _RUNNING:
-        process = _RUNNING.pop()
-        try:
-            process.stop()
-            stopped += 1
-        except Exception as exc:  # keep stopping the others
-            print(f"bench: could not stop {process!r}: {exc!r}", file=sys.stderr)
-    return stopped
-
-
-def exit_on_signals() -> None:
-    """Turn SIGTERM and SIGHUP into ``SystemExit`` (SIGINT already raises
-    ``KeyboardInterrupt``), so that every ``finally`` and :func:`stop_all` run: the default
-    action ends Python at once and left the broker, in its own session, running."""
-
-    def leave(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    # A signal may land outside any try/finally (between two statements): stop_all runs at
-    # interpreter exit then.
-    atexit.register(stop_all)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, leave)
 
 
 class ChildProcess:
@@ -94,7 +64,6 @@ class ChildProcess:
             )
         finally:
             log.close()
-        register(self)
         return self
 
     def alive(self) -> bool:
@@ -107,8 +76,6 @@ class ChildProcess:
             return ""
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        if self in _RUNNING:
-            _RUNNING.remove(self)
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
@@ -143,3 +110,98 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """``(state, parent pid, process group)`` of ``pid`` from /proc/PID/stat, or ``None``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1]), int(fields[2])
+
+
+def children(parent: int | None = None) -> list[int]:
+    """PIDs whose parent is ``parent`` (default: this process) and that have not exited."""
+    parent = os.getpid() if parent is None else parent
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        stat = _stat(int(entry.name))
+        if stat is not None and stat[1] == parent and stat[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _signal(pid: int, sig: int) -> None:
+    """``sig`` to ``pid``'s process group when it leads one (each child runs in its own session,
+    so its own children go too), else to ``pid`` alone."""
+    stat = _stat(pid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if stat is not None and stat[2] == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def _collect(pids: list[int]) -> list[int]:
+    """Reap the exited ones (no zombies left); the PIDs still running."""
+    running = []
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                continue
+        stat = _stat(pid)
+        if stat is not None and stat[0] not in ("Z", "X"):
+            running.append(pid)
+    return running
+
+
+def reap_children(timeout: float = STOP_TIMEOUT) -> list[int]:
+    """Stop every live child of this process by its PID: SIGTERM, then SIGKILL after
+    ``timeout``. Returns the PIDs it had to stop (empty when every owner stopped its own)."""
+    pids = children()
+    if not pids:
+        return []
+    log.warning("stopping %d leftover child process(es): %s", len(pids), pids)
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    running = _collect(pids)
+    while running and time.monotonic() < deadline:
+        time.sleep(0.05)
+        running = _collect(running)
+    for pid in running:
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while running and time.monotonic() < deadline:
+        time.sleep(0.05)
+        running = _collect(running)
+    return pids
+
+
+def _exit_on(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def stopping_children(timeout: float = STOP_TIMEOUT) -> Iterator[None]:
+    """Around a bench run: SIGTERM and SIGHUP end it like Ctrl-C does (an exception that runs
+    every ``finally`` on the way out), and no child outlives it, whatever the exit path."""
+    previous = {
+        sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    }
+    signal.signal(signal.SIGTERM, _exit_on)
+    signal.signal(signal.SIGHUP, _exit_on)
+    try:
+        yield
+    finally:
+        # A second signal (an impatient Ctrl-C) must not cut the clean-up short.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            reap_children(timeout)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -32,7 +32,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.load import Tally, consume_outcomes
-from bench.procs import register, status_kib
+from bench.procs import status_kib
 from bench.systems import ORDERS, RESERVATIONS, StockflowSystem, stockflow_matcher
 from stockflow.testing.broker import EmbeddedBroker
 from stockflow.testing.worker import WorkerProcess
@@ -261,8 +261,7 @@ def recovery_run(
     env = {**dict(env or {}), "STOCKFLOW_RESERVATION_TTL": str(TTL_SECONDS)}
     app = "bench.variants" if any(key.startswith("BENCH_") for key in env) else "stockflow"
     with EmbeddedBroker() as empty:  # the baseline: an idle worker holding nothing
-        register(empty)
-        idle = register(StockflowSystem(empty, partitions, env))
+        idle = StockflowSystem(empty, partitions, env)
         try:
             idle.start(timeout)
             result.empty_ready_s = idle.ready_s or float("nan")
@@ -271,7 +270,6 @@ def recovery_run(
         finally:
             idle.stop()
     with EmbeddedBroker() as broker:
-        register(broker)
         system = StockflowSystem(broker, partitions, env)
         system.create_topics()
         products, orders = synthesize(n, partitions, int(time.time() * 1000))
@@ -294,7 +292,7 @@ def recovery_run(
                     app=app,
                 )
                 previous = worker
-                register(worker).start()
+                worker.start()
                 arrived, first, fresh = asyncio.run(_probe(broker.bootstrap, tag, n, timeout))
                 result.probes[tag] = fresh if first == fresh else f"first {first}; then {fresh}"
                 setattr(result, f"{tag}_decided_s", arrived - since)

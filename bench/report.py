@@ -1,4 +1,5 @@
-"""The results of one ``python -m bench`` run: rich tables, JSON, and the issue's goals.
+"""The results of one ``python -m bench`` run: rich tables and JSON (the goals are evaluated in
+:mod:`bench.goals`, the charts drawn by :mod:`bench.charts`).
 
 Every figure is shown next to the baseline measured in the same run (the machine is shared and
 noisy: only ratios carry over between runs).
@@ -15,12 +16,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["Report", "evaluate_goals"]
+from bench.goals import ONE_MILLION, pipe_row, restore_seconds, rss_at_million
+
+__all__ = ["KINDS", "Report"]
 
 KINDS = ("spread", "hot", "multi")
-ONE_MILLION = 1_000_000
-EXTRAPOLATE_FROM = 100_000
-"""Fewer products than this: RocksDB's fixed costs dominate the RSS; no extrapolation."""
 RECOVERY_LABELS = (
     ("cold", "cold start, empty datadir"),
     ("replacement", "SIGKILL -> replacement, new datadir"),
@@ -47,6 +47,7 @@ class Report:
     core: list[dict[str, Any]] = field(default_factory=list)
     throughput: list[dict[str, Any]] = field(default_factory=list)
     latency: list[dict[str, Any]] = field(default_factory=list)
+    scaleout: list[dict[str, Any]] = field(default_factory=list)
     recovery: dict[str, Any] | None = None
     knobs: list[dict[str, Any]] = field(default_factory=list)
     profile: dict[str, Any] | None = None
@@ -59,6 +60,7 @@ class Report:
             "core": self.core,
             "throughput": self.throughput,
             "latency": self.latency,
+            "scaleout": self.scaleout,
             "recovery": self.recovery,
             "knobs": self.knobs,
             "profile": self.profile,
@@ -69,16 +71,33 @@ class Report:
     def write_json(self, path: Path) -> None:
         path.write_text(json.dumps(self.as_dict(), indent=2, default=str) + "\n")
 
-    def rate(self, system: str, kind: str) -> float | None:
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """A report read back from its JSON (e.g. to redraw the charts)."""
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def row(self, system: str, kind: str) -> dict[str, Any] | None:
+        """``system``'s complete throughput run on ``kind``, if any."""
         for row in self.throughput:
             if row["system"] == system and row["workload"] == kind and row["complete"]:
-                return float(row["rate"])
+                return row
         return None
+
+    def rate(self, system: str, kind: str) -> float | None:
+        row = self.row(system, kind)
+        return None if row is None else float(row["rate"])
+
+    def cpu(self, system: str, kind: str) -> float | None:
+        """CPU ms per order of ``system``'s complete run on ``kind``."""
+        row = self.row(system, kind)
+        value = None if row is None else row.get("cpu_ms_per_order")
+        return None if value is None else float(value)
 
     # --- printing ------------------------------------------------------------------------------
 
     def print(self, console: Console | None = None) -> None:
-        console = console or Console(width=140)
+        console = console or Console(width=160)
         meta = self.meta
         console.print(f"[bold]stockflow bench[/]  {meta.get('command', '')}")
         console.print(
@@ -89,6 +108,7 @@ class Report:
             self._throughput_table(),
             self._latency_table(),
             self._checkout_table(),
+            self._scaleout_table(),
             self._recovery_table(),
             self._memory_table(),
             self._core_table(),
@@ -112,6 +132,7 @@ class Report:
             "vs quix",
             "cpu cores",
             "cpu ms/order",
+            "writes/order",
             "runs",
             "reserved",
             "not reserved",
@@ -129,6 +150,7 @@ class Report:
                 _ratio(row["rate"], self.rate("quix", kind)),
                 _num(row["cpu_cores"], 2),
                 _num(row["cpu_ms_per_order"], 3),
+                _num(row.get("changelog_per_order"), 2),
                 _runs(row),
                 _num(row["statuses"].get("reserved")),
                 _others(row["statuses"]),
@@ -139,11 +161,21 @@ class Report:
     def _latency_table(self) -> Table | None:
         if not self.latency:
             return None
-        table = Table(title="Latency at a fixed offered load (half stockflow's spread maximum)")
+        load = self.meta.get("latency_load") or {}
+        basis = (
+            f": {load['stockflow_max']:,.0f}/s from the {load['from']}"
+            if load.get("stockflow_max")
+            else ""
+        )
+        table = Table(
+            title="Latency at a fixed offered load, the same for every system "
+            f"(half stockflow's spread maximum{basis})"
+        )
         for col in (
             "system",
             "settings",
             "offered/s",
+            "sent/s",
             "orders",
             "p50 ms",
             "p99 ms",
@@ -154,14 +186,12 @@ class Report:
         ):
             table.add_column(col, justify="left" if col in ("system", "settings") else "right")
         for row in self.latency:
-            pipe = next(
-                (r for r in self.latency if r["system"] == "pipe" and r["note"] == row["note"]),
-                None,
-            )
+            pipe = pipe_row(self.latency, row)
             table.add_row(
                 row["system"],
                 row["note"],
                 _num(row["offered"]),
+                _num(row.get("sent_rate")),
                 _num(row["answered"]),
                 _num(row["p50_ms"], 1),
                 _num(row["p99_ms"], 1),
@@ -195,6 +225,41 @@ class Report:
             )
         return table
 
+    def _scaleout_table(self) -> Table | None:
+        if not self.scaleout:
+            return None
+        table = Table(
+            title="Scale-out: stockflow workers in one group, same broker, spread workload"
+        )
+        for col in (
+            "workers",
+            "system",
+            "orders",
+            "orders/s",
+            "vs 1 worker",
+            "cpu cores",
+            "cpu ms/order",
+            "cpu/order vs 1 worker",
+            "runs",
+            "correct",
+        ):
+            table.add_column(col, justify="left" if col in ("workers", "system") else "right")
+        one = self.scaleout[0]
+        for row in self.scaleout:
+            table.add_row(
+                row["note"],
+                row["system"],
+                _num(row["orders"]),
+                _num(row["rate"]) if row["complete"] else f"incomplete ({row['answered']})",
+                _ratio(row["rate"], one["rate"]),
+                _num(row["cpu_cores"], 2),
+                _num(row["cpu_ms_per_order"], 3),
+                _ratio(row["cpu_ms_per_order"], one["cpu_ms_per_order"]),
+                _runs(row),
+                str(row["correct"]),
+            )
+        return table
+
     def _recovery_table(self) -> Table | None:
         rec = self.recovery
         if not rec:
@@ -221,7 +286,7 @@ class Report:
             phases = rec["phases"].get(tag)
             if phases is None:
                 continue
-            restore = _restore(phases)
+            restore = restore_seconds(phases)
             decided = rec[f"{tag}_decided_s"]
             table.add_row(
                 label,
@@ -252,7 +317,7 @@ class Report:
             if rec[key]:
                 per = (rec[key] - empty) * 1024 * 1024 / max(n, 1)
                 table.add_row(label, _num(rec[key], 1), _ratio(rec[key], empty), _num(per))
-        at_million = _rss_at_million(rec)
+        at_million = rss_at_million(rec)
         if at_million is not None and n < ONE_MILLION:
             table.add_row("rocksdb://, linear to 1,000,000", _num(at_million, 1), "", "")
         return table
@@ -347,71 +412,3 @@ def _runs(row: dict[str, Any]) -> str:
 
 def _pct(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"
-
-
-def _rss_at_million(rec: dict[str, Any]) -> float | None:
-    empty, used, n = rec["rss_empty_mb"], rec["rss_rocksdb_mb"], rec["products"]
-    if n >= ONE_MILLION:
-        return float(used)
-    if n < EXTRAPOLATE_FROM or not used:
-        return None
-    return float(empty + (used - empty) * ONE_MILLION / n)
-
-
-def _restore(phases: dict[str, float]) -> float | None:
-    if "ready" in phases and "assigned" in phases:
-        return phases["ready"] - phases["assigned"]
-    return None
-
-
-def evaluate_goals(report: Report) -> list[dict[str, Any]]:
-    goals: list[dict[str, Any]] = []
-
-    def add(goal: str, measured: str, met: bool | None) -> None:
-        goals.append({"goal": goal, "measured": measured, "met": met})
-
-    sf, pipe, quix = (report.rate(s, "spread") for s in ("stockflow", "pipe", "quix"))
-    if sf and quix:
-        add("throughput (spread) >= Quix peer", f"{sf / quix:.3f}x the peer", sf >= quix)
-    if sf and pipe:
-        add("throughput (spread) >= 50% of baseline pipe", f"{sf / pipe:.1%}", sf >= pipe / 2)
-    hot = report.rate("stockflow", "hot")
-    if sf and hot:
-        add("hot product >= 80% of spread", f"{hot / sf:.1%}", hot >= 0.8 * sf)
-    lat = next((r for r in report.latency if r["system"] == "stockflow"), None)  # defaults
-    if lat and lat["p50_ms"] is not None:
-        add("p50 <= 10 ms at half load", f"{lat['p50_ms']:.1f} ms", lat["p50_ms"] <= 10)
-        add("p99 <= 50 ms at half load", f"{lat['p99_ms']:.1f} ms", lat["p99_ms"] <= 50)
-    rec = report.recovery
-    tag = next((t for t in ("replacement", "cold") if rec and t in rec["phases"]), None)
-    if rec and tag:
-        raw = max(rec["raw_read_s"], 1e-9)
-        ratio = rec[f"{tag}_decided_s"] / raw
-        restore = _restore(rec["phases"][tag])
-        extra = "" if restore is None else f"; restore alone {restore / raw:.1f}x"
-        add(
-            "recovery <= 3x raw changelog read",
-            f"{ratio:.1f}x ({tag}, {rec['products']:,} products{extra})",
-            ratio <= 3,
-        )
-    if rec:
-        add("ready < 10 s, small state", f"{rec['empty_ready_s']:.2f} s", rec["empty_ready_s"] < 10)
-        rss = _rss_at_million(rec)
-        if rss is None:
-            add(
-                "RSS <= 500 MB at 1M products (RocksDB)",
-                f"{rec['rss_rocksdb_mb']:.0f} MiB at {rec['products']:,}: too few to say",
-                None,
-            )
-        else:
-            how = "measured" if rec["products"] >= ONE_MILLION else "linear from "
-            how += "" if rec["products"] >= ONE_MILLION else f"{rec['products']:,}"
-            add("RSS <= 500 MB at 1M products (RocksDB)", f"{rss:.0f} MiB ({how})", rss <= 500)
-    bare = next((r for r in report.core if r["name"].startswith("stockflow.core")), None)
-    if bare:
-        add(
-            "pure core >= 300,000 decisions/s (bare reserve)",
-            f"{bare['rate']:,.0f}/s",
-            bare["rate"] >= 300_000,
-        )
-    return goals

@@ -1,0 +1,202 @@
+"""Issue 11's goals, each measured as a ratio to a baseline from the same run (the machine is
+shared and noisy: only ratios carry over between runs). Measured, not asserted: a goal that a
+run did not measure is left out, one it cannot judge (too few products, no baseline at the same
+load) is shown with ``met`` = ``None``.
+
+| goal | from |
+|---|---|
+| throughput >= 0.6x the Quix peer, every workload (aim 1.0x) | throughput section |
+| CPU per order <= 2x the peer's, every workload | throughput section |
+| p50 <= 1.5x and p99 <= 2x the pipe's, at half stockflow's maximum | latency section |
+| bare ``reserve`` >= 300,000 decisions/s | core section |
+| ``LocalPipeline`` single-line orders >= 50,000 orders/s | core section |
+| recovery at 1,000,000 products <= 3x the raw changelog read | recovery section |
+| peak RSS <= 500 MiB at 1,000,000 products | memory (recovery) section |
+| 2 workers vs 1 (reported, no threshold) | scaleout section |
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.report import Report
+
+__all__ = [
+    "CPU_GOAL",
+    "ONE_MILLION",
+    "PIPELINE_GOAL",
+    "RESERVE_GOAL",
+    "RSS_GOAL_MIB",
+    "THROUGHPUT_AIM",
+    "THROUGHPUT_GOAL",
+    "evaluate_goals",
+    "pipe_row",
+    "restore_seconds",
+    "rss_at_million",
+]
+
+KINDS = ("spread", "hot", "multi")
+THROUGHPUT_GOAL = 0.6
+THROUGHPUT_AIM = 1.0
+CPU_GOAL = 2.0
+P50_GOAL = 1.5
+P99_GOAL = 2.0
+RESERVE_GOAL = 300_000
+PIPELINE_GOAL = 50_000
+RECOVERY_GOAL = 3.0
+RSS_GOAL_MIB = 500
+ONE_MILLION = 1_000_000
+EXTRAPOLATE_FROM = 100_000
+"""Fewer products than this: RocksDB's fixed costs dominate the RSS; no extrapolation."""
+
+
+def rss_at_million(rec: dict[str, Any]) -> float | None:
+    empty, used, n = rec["rss_empty_mb"], rec["rss_rocksdb_mb"], rec["products"]
+    if n >= ONE_MILLION:
+        return float(used)
+    if n < EXTRAPOLATE_FROM or not used:
+        return None
+    return float(empty + (used - empty) * ONE_MILLION / n)
+
+
+def pipe_row(rows: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any] | None:
+    """The pipe's latency run at ``row``'s offered load and settings (``None`` if there is no
+    such run: a ratio to a pipe at another load would mean nothing)."""
+    for other in rows:
+        if (
+            other["system"] == "pipe"
+            and other["note"] == row["note"]
+            and other["offered"] is not None
+            and row["offered"] is not None
+            and math.isclose(other["offered"], row["offered"], rel_tol=1e-6)
+        ):
+            return other
+    return None
+
+
+def restore_seconds(phases: dict[str, float]) -> float | None:
+    if "ready" in phases and "assigned" in phases:
+        return phases["ready"] - phases["assigned"]
+    return None
+
+
+def evaluate_goals(report: Report) -> list[dict[str, Any]]:
+    """One ``{"goal", "measured", "met"}`` per goal the run measured (see the module docstring)."""
+    goals: list[dict[str, Any]] = []
+
+    def add(goal: str, measured: str, met: bool | None) -> None:
+        goals.append({"goal": goal, "measured": measured, "met": met})
+
+    for kind in KINDS:
+        sf, quix = report.rate("stockflow", kind), report.rate("quix", kind)
+        if sf and quix:
+            ratio = sf / quix
+            aim = " (aim met)" if ratio >= THROUGHPUT_AIM else ""
+            add(
+                f"throughput ({kind}) >= {THROUGHPUT_GOAL}x the Quix peer (aim {THROUGHPUT_AIM}x)",
+                f"{ratio:.3f}x ({sf:,.0f} vs {quix:,.0f} orders/s){aim}",
+                ratio >= THROUGHPUT_GOAL,
+            )
+        cpu_sf, cpu_quix = report.cpu("stockflow", kind), report.cpu("quix", kind)
+        if cpu_sf and cpu_quix:
+            ratio = cpu_sf / cpu_quix
+            add(
+                f"CPU per order ({kind}) <= {CPU_GOAL}x the Quix peer's",
+                f"{ratio:.2f}x ({cpu_sf:.3f} vs {cpu_quix:.3f} ms/order)",
+                ratio <= CPU_GOAL,
+            )
+    _latency_goals(report, add)
+    _core_goals(report, add)
+    _recovery_goals(report, add)
+    _scaleout_goal(report, add)
+    return goals
+
+
+def _latency_goals(report: Report, add: Any) -> None:
+    """stockflow's first latency run (default settings, half its own spread maximum) against the
+    pipe's run at the same offered load and settings."""
+    row = next((r for r in report.latency if r["system"] == "stockflow"), None)
+    if row is None or row["p50_ms"] is None:
+        return
+    pipe = pipe_row(report.latency, row)
+    where = f"at {row['offered']:,.0f} orders/s offered"
+    for label, key, bound in (("p50", "p50_ms", P50_GOAL), ("p99", "p99_ms", P99_GOAL)):
+        goal = f"latency {label} at half max <= {bound}x the pipe's"
+        if pipe is None or not pipe[key]:
+            add(goal, f"{row[key]:.1f} ms {where}; no pipe run at that load", None)
+            continue
+        ratio = row[key] / pipe[key]
+        add(
+            goal,
+            f"{ratio:.2f}x ({row[key]:.1f} vs {pipe[key]:.1f} ms {where})",
+            ratio <= bound,
+        )
+
+
+def _core_goals(report: Report, add: Any) -> None:
+    def layer(key: str, prefix: str) -> dict[str, Any] | None:
+        return next(
+            (r for r in report.core if r.get("key") == key or r["name"].startswith(prefix)), None
+        )
+
+    base = layer("baseline", "baseline")
+    extra = f"; the hand-written json + dict loop: {base['rate']:,.0f}/s" if base else ""
+    bare = layer("reserve", "stockflow.core")
+    if bare:
+        add(
+            f"bare reserve >= {RESERVE_GOAL:,} decisions/s",
+            f"{bare['rate']:,.0f}/s{extra}",
+            bare["rate"] >= RESERVE_GOAL,
+        )
+    pipeline = layer("pipeline", "LocalPipeline")
+    if pipeline:
+        add(
+            f"LocalPipeline single-line orders >= {PIPELINE_GOAL:,}/s",
+            f"{pipeline['rate']:,.0f} orders/s",
+            pipeline["rate"] >= PIPELINE_GOAL,
+        )
+
+
+def _recovery_goals(report: Report, add: Any) -> None:
+    rec = report.recovery
+    if not rec:
+        return
+    n = rec["products"]
+    short = "" if n >= ONE_MILLION else f"; the goal is at {ONE_MILLION:,} (--scale 1.0)"
+    tag = next((t for t in ("replacement", "cold") if t in rec["phases"]), None)
+    if tag:
+        raw = max(rec["raw_read_s"], 1e-9)
+        ratio = rec[f"{tag}_decided_s"] / raw
+        restore = restore_seconds(rec["phases"][tag])
+        alone = "" if restore is None else f"; restore alone {restore / raw:.1f}x"
+        add(
+            f"recovery at 1M products <= {RECOVERY_GOAL:g}x the raw changelog read",
+            f"{ratio:.1f}x ({tag}, {n:,} products{alone}{short})",
+            ratio <= RECOVERY_GOAL if n >= ONE_MILLION else None,
+        )
+    add("ready < 10 s, small state", f"{rec['empty_ready_s']:.2f} s", rec["empty_ready_s"] < 10)
+    rss = rss_at_million(rec)
+    goal = f"peak RSS <= {RSS_GOAL_MIB} MiB at 1M products (RocksDB)"
+    if rss is None:
+        add(goal, f"{rec['rss_rocksdb_mb']:.0f} MiB at {n:,}: too few to say", None)
+    else:
+        how = "measured" if n >= ONE_MILLION else f"linear from {n:,}"
+        add(goal, f"{rss:.0f} MiB ({how})", rss <= RSS_GOAL_MIB)
+
+
+def _scaleout_goal(report: Report, add: Any) -> None:
+    rows = [r for r in report.scaleout if r["complete"]]
+    if len(rows) < 2 or not rows[0]["rate"]:
+        return
+    one, two = rows[0], rows[-1]
+    cpu = ""
+    if one["cpu_ms_per_order"] and two["cpu_ms_per_order"]:
+        cpu = f", CPU per order {two['cpu_ms_per_order'] / one['cpu_ms_per_order']:.2f}x"
+    rates = f"({two['rate']:,.0f} vs {one['rate']:,.0f})"
+    add(
+        "scale-out: 2 workers vs 1 (spread; reported)",
+        f"{two['rate'] / one['rate']:.2f}x orders/s {rates}{cpu}",
+        None,
+    )

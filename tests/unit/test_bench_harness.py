@@ -1,0 +1,310 @@
+"""The benchmark harness's pieces that need no broker: the start-up check for missing packages,
+the goals computed from a report, the charts, and that no child process outlives a run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench import __main__ as bench_main
+from bench import preflight
+from bench.charts import write_charts
+from bench.goals import evaluate_goals
+from bench.harness import CDF_POINTS, quantiles
+from bench.report import Report
+from bench.stockflow_systems import _last_per_partition
+from bench.system import System
+
+from stockflow.errors import BrokerError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# --- missing packages -----------------------------------------------------------------------
+
+
+def test_missing_quixstreams_is_named_with_the_install_command() -> None:
+    problems = preflight.missing(
+        ["throughput"], ["pipe", "quix", "stockflow"], charts=False, found=lambda name: False
+    )
+    assert len(problems) == 1
+    assert "quixstreams" in problems[0]
+    assert "pip install -e '.[bench]'" in problems[0]
+
+
+def test_nothing_is_missing_when_quix_is_not_run() -> None:
+    never = lambda name: False  # noqa: E731
+    assert preflight.missing(["throughput"], ["pipe", "stockflow"], charts=False, found=never) == []
+    # Sections that run stockflow alone do not need the peer.
+    assert preflight.missing(["core", "recovery"], ["quix"], charts=False, found=never) == []
+
+
+def test_charts_and_profile_requirements() -> None:
+    problems = preflight.missing(
+        ["profile"], ["stockflow"], charts=True, found=lambda name: False, which=lambda name: None
+    )
+    assert any("matplotlib" in p for p in problems)
+    assert any("py-spy" in p for p in problems)
+
+
+def test_bench_without_the_peer_fails_at_once_and_starts_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(preflight, "_module_found", lambda name: name != "quixstreams")
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main.main(["--quick"])
+    assert time.monotonic() - started < 5
+    assert "quixstreams" in str(exit_info.value.code)
+    assert "pip install -e '.[bench]'" in str(exit_info.value.code)
+    assert "bench" not in capsys.readouterr().out  # no table: nothing ran
+
+
+# --- goals ----------------------------------------------------------------------------------
+
+
+def _run(system: str, kind: str, rate: float, cpu: float) -> dict[str, Any]:
+    return {
+        "system": system,
+        "workload": kind,
+        "rate": rate,
+        "cpu_ms_per_order": cpu,
+        "complete": True,
+        "note": "",
+    }
+
+
+def _fabricated() -> Report:
+    throughput = []
+    for kind, sf_rate in (("spread", 9_000.0), ("hot", 5_000.0), ("multi", 3_000.0)):
+        throughput += [
+            _run("pipe", kind, 20_000.0, 0.04),
+            _run("quix", kind, 10_000.0, 0.06),
+            _run("stockflow", kind, sf_rate, 0.10),
+        ]
+    throughput[-1]["cpu_ms_per_order"] = 0.15  # multi: 2.5x the peer's CPU
+    cdf = [(q, 10.0 + 90 * q) for q in CDF_POINTS]
+    latency = [
+        {"system": s, "note": "fetch wait 50 ms", "offered": 4_500.0, "cdf": cdf, **lat}
+        for s, lat in (
+            ("pipe", {"p50_ms": 40.0, "p99_ms": 100.0}),
+            ("stockflow", {"p50_ms": 50.0, "p99_ms": 250.0}),
+        )
+    ]
+    core = [
+        {"key": "baseline", "name": "baseline", "decisions": 1, "seconds": 1, "rate": 200_000.0},
+        {"key": "reserve", "name": "reserve", "decisions": 1, "seconds": 1, "rate": 350_000.0},
+        {"key": "pipeline", "name": "LocalPipeline", "decisions": 1, "seconds": 1, "rate": 40e3},
+    ]
+    recovery = {
+        "products": 1_000_000,
+        "raw_read_s": 10.0,
+        "replacement_decided_s": 25.0,
+        "phases": {"replacement": {"assigned": 3.0, "ready": 20.0}},
+        "empty_ready_s": 3.0,
+        "rss_empty_mb": 100.0,
+        "rss_rocksdb_mb": 450.0,
+    }
+    scaleout = [
+        {**_run("stockflow", "spread", 9_000.0, 0.10), "note": "1 worker"},
+        {**_run("stockflow-2w", "spread", 15_000.0, 0.11), "note": "2 workers"},
+    ]
+    return Report(
+        meta={"commit": "abc1234", "nproc": "2"},
+        throughput=throughput,
+        latency=latency,
+        core=core,
+        recovery=recovery,
+        scaleout=scaleout,
+    )
+
+
+def test_goals_are_ratios_to_the_same_run() -> None:
+    goals = {g["goal"]: g for g in evaluate_goals(_fabricated())}
+    met = {goal: g["met"] for goal, g in goals.items()}
+    assert met["throughput (spread) >= 0.6x the Quix peer (aim 1.0x)"] is True  # 0.9x
+    assert met["throughput (hot) >= 0.6x the Quix peer (aim 1.0x)"] is False  # 0.5x
+    assert met["CPU per order (spread) <= 2.0x the Quix peer's"] is True  # 1.67x
+    assert met["CPU per order (multi) <= 2.0x the Quix peer's"] is False  # 2.5x
+    assert met["latency p50 at half max <= 1.5x the pipe's"] is True  # 1.25x
+    assert met["latency p99 at half max <= 2.0x the pipe's"] is False  # 2.5x
+    assert met["bare reserve >= 300,000 decisions/s"] is True
+    assert met["LocalPipeline single-line orders >= 50,000/s"] is False
+    assert met["recovery at 1M products <= 3x the raw changelog read"] is True  # 2.5x
+    assert met["peak RSS <= 500 MiB at 1M products (RocksDB)"] is True
+    assert met["scale-out: 2 workers vs 1 (spread; reported)"] is None
+    assert goals["throughput (spread) >= 0.6x the Quix peer (aim 1.0x)"]["measured"].startswith(
+        "0.900x"
+    )
+    assert "1.67x" in goals["scale-out: 2 workers vs 1 (spread; reported)"]["measured"]
+
+
+def test_latency_goal_needs_the_pipe_at_the_same_load() -> None:
+    report = _fabricated()
+    report.latency[0]["offered"] = 1_000.0  # the pipe at another load: no ratio
+    goals = {g["goal"]: g for g in evaluate_goals(report)}
+    p50 = goals["latency p50 at half max <= 1.5x the pipe's"]
+    assert p50["met"] is None
+    assert "no pipe run at that load" in p50["measured"]
+
+
+def test_recovery_below_a_million_products_is_not_judged() -> None:
+    report = _fabricated()
+    assert report.recovery is not None
+    report.recovery["products"] = 100_000
+    goals = {g["goal"]: g for g in evaluate_goals(report)}
+    recovery = goals["recovery at 1M products <= 3x the raw changelog read"]
+    assert recovery["met"] is None
+    assert "--scale 1.0" in recovery["measured"]
+
+
+def test_a_goal_not_measured_is_left_out() -> None:
+    report = Report(throughput=[_run("stockflow", "spread", 1_000.0, 0.5)])
+    assert evaluate_goals(report) == []
+
+
+# --- charts ---------------------------------------------------------------------------------
+
+
+def test_charts_are_png_files(tmp_path: Path) -> None:
+    paths = write_charts(_fabricated(), tmp_path, "run-")
+    assert sorted(p.name for p in paths) == [
+        "run-latency-cdf.png",
+        "run-scaleout.png",
+        "run-throughput.png",
+    ]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.stat().st_size > 10_000
+
+
+def test_charts_of_an_empty_report_draw_nothing(tmp_path: Path) -> None:
+    assert write_charts(Report(), tmp_path) == []
+
+
+def test_quantiles_keep_the_tail() -> None:
+    values = [float(v) for v in range(1, 1001)]
+    points = dict(quantiles(values))
+    assert points[0.0] == 1.0
+    assert points[0.5] == 501.0
+    assert points[0.999] == 999.0
+    assert points[1.0] == 1000.0
+    assert quantiles([]) == []
+
+
+# --- the warm-up sample ---------------------------------------------------------------------
+
+
+def test_warm_up_reads_the_last_product_of_each_partition() -> None:
+    keys = [b"a", b"b", b"c", b"d", b"e"]
+    partition_of = {b"a": 0, b"b": 1, b"c": 0, b"d": 2, b"e": 1}
+    assert _last_per_partition(keys, partition_of) == ["c", "e", "d"]
+
+
+# --- nothing left behind --------------------------------------------------------------------
+
+
+class _DeadSystem(System):
+    name = "dead"
+
+    def __init__(self) -> None:
+        pass
+
+    def alive(self) -> bool:
+        return False
+
+
+def test_a_wait_ends_at_once_when_the_system_exits() -> None:
+    started = time.monotonic()
+    with pytest.raises(BrokerError, match="dead exited during the warm-up"):
+        asyncio.run(_DeadSystem().watched(asyncio.sleep(60), "the warm-up"))
+    assert time.monotonic() - started < 5
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import subprocess, sys, time
+    from bench.procs import stopping_children
+
+    with stopping_children(timeout=5):
+        child = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True
+        )
+        print(child.pid, flush=True)
+        if sys.argv[1] == "raise":
+            time.sleep(0.5)
+            raise RuntimeError("a failed run")
+        time.sleep(120)
+    """
+)
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    """True once ``pid`` no longer runs (a zombie counts as gone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _run_script(mode: str, sig: int | None) -> tuple[int, int]:
+    """Run :data:`SCRIPT`; returns (its exit status, the PID of the child it started)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, mode],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    child = 0
+    try:
+        assert process.stdout is not None
+        child = int(process.stdout.readline())
+        if sig is not None:
+            time.sleep(0.3)
+            process.send_signal(sig)
+        return process.wait(timeout=30), child
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        if child and not _gone(child, 0):
+            os.kill(child, signal.SIGKILL)  # our own stray: stop it by its PID
+
+
+def test_children_are_stopped_when_the_run_raises() -> None:
+    status, child = _run_script("raise", None)
+    assert status == 1
+    assert _gone(child)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_children_are_stopped_when_the_run_is_signalled(sig: int) -> None:
+    status, child = _run_script("wait", sig)
+    assert status != 0
+    assert _gone(child)
+
+
+def test_charts_redrawn_from_a_saved_run(tmp_path: Path) -> None:
+    from bench.charts import main as charts_main
+
+    saved = tmp_path / "bench.json"
+    _fabricated().write_json(saved)
+    assert charts_main([str(saved), str(tmp_path / "img")]) == 0
+    names = sorted(p.name for p in (tmp_path / "img").iterdir())
+    assert names == ["bench-latency-cdf.png", "bench-scaleout.png", "bench-throughput.png"]
