@@ -19,8 +19,8 @@ from typing import Any
 
 import faust
 
+from stockflow._faust.transport import use_tuned_transport
 from stockflow.settings import Settings
-from stockflow.transport import use_tuned_transport
 
 __all__ = ["BY_PRODUCT", "TABLE", "WRITES", "app"]
 

@@ -12,6 +12,7 @@ import faust
 from stockflow._faust.batches import BatchProcessor, Route
 from stockflow._faust.internals import check_internals
 from stockflow._faust.producing import BatchSender
+from stockflow._faust.transport import TunedTransport, complete_producer_flush, use_tuned_transport
 from stockflow.agents import Batching, register_agents, register_scheduler
 from stockflow.agents.publish import Publisher
 from stockflow.brokerwatch import register_broker_watch
@@ -28,7 +29,6 @@ from stockflow.tables import (
     create_state_table,
 )
 from stockflow.topics import required_topics
-from stockflow.transport import TunedTransport, complete_producer_flush, use_tuned_transport
 from stockflow.web import Progress, register_views
 from stockflow.web.freshness import consumer_lags
 from stockflow.web.health import register_health

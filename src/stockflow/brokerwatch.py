@@ -67,7 +67,7 @@ def register_broker_watch(app: Any, *, name: str, allowance: float) -> BrokerWat
         if "client" not in client:
             from aiokafka.client import AIOKafkaClient
 
-            from stockflow.transport import client_settings
+            from stockflow._faust.transport import client_settings
 
             servers, auth = client_settings(app, app.transport)
             client["client"] = AIOKafkaClient(

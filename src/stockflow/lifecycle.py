@@ -153,8 +153,8 @@ def attach(
     first_start = app.on_first_start
 
     async def default_provision() -> Any:
+        from stockflow._faust.transport import client_settings
         from stockflow.provisioning import provision as create_and_check
-        from stockflow.transport import client_settings
 
         servers, auth = client_settings(app, app.transport)
         return await create_and_check(settings, specs, servers=servers, client_kwargs=auth)

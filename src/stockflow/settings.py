@@ -197,7 +197,7 @@ class Settings(BaseSettings):
 
     fast_restore: bool = True
     """Restore taken-over table partitions by writing fetched changelog batches straight into
-    RocksDB before Faust's per-record restore (:mod:`stockflow.tables.fast_restore`; 1,000,000
+    RocksDB before Faust's per-record restore (:mod:`stockflow._faust.fast_restore`; 1,000,000
     products: ~25 s instead of ~11 min). Off: Faust's restore alone. Default true; env
     ``STOCKFLOW_FAST_RESTORE``."""
 

@@ -24,7 +24,7 @@ import os
 from typing import Any
 
 import stockflow
-from stockflow.tables.changelog import check_delivery
+from stockflow._faust.changelog import check_delivery
 
 __all__ = ["app"]
 

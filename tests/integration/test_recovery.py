@@ -1,12 +1,12 @@
 """The two recovery fixes, each shown against the failure it prevents.
 
 1. tansu's ListOffsets(latest) reports the end of a topic wrongly when records share a batch;
-   stockflow takes the end from a Fetch response's high watermark (stockflow.transport).
+   stockflow takes the end from a Fetch response's high watermark (stockflow._faust.transport).
 2. A worker whose local state says it applied changelog offsets beyond the changelog's end (the
    topic was recreated, or a broker lost its log) recovers by itself instead of dying with
-   Faust's ConsistencyError (stockflow.tables.recovery).
+   Faust's ConsistencyError (stockflow._faust.recovery).
 3. A replacement restores its tables in batches straight into RocksDB
-   (stockflow.tables.fast_restore), to exactly what the changelogs hold.
+   (stockflow._faust.fast_restore), to exactly what the changelogs hold.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from stockflow._faust.transport import fetched_highwaters
 from stockflow.testing import EmbeddedBroker
 from stockflow.testing.harness import Harness
-from stockflow.transport import fetched_highwaters
 
 from expectations import OUTCOMES, order_placed
 

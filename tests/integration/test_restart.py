@@ -1,6 +1,7 @@
 """A worker stopped mid-stream (SIGTERM or SIGKILL), restarted with its RocksDB state kept or
 deleted: state comes back from the changelogs, no order is lost or decided twice, nothing is
-oversold. On tansu this also exercises stockflow's end-offset fix (see stockflow.transport)."""
+oversold. On tansu this also exercises stockflow's end-offset fix (see
+stockflow._faust.transport)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka.structs import RecordMetadata, TopicPartition
 
-from stockflow.tables.changelog import ChangelogWriter
+from stockflow._faust.changelog import ChangelogWriter
 
 
 @dataclass

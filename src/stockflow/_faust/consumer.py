@@ -32,7 +32,7 @@ from faust.types import TP
 
 from stockflow._faust.batches import BatchProcessor
 from stockflow._faust.internals import CONSUMER_STATE, check_internals
-from stockflow.transport import TunedConsumer
+from stockflow._faust.transport import TunedConsumer
 
 __all__ = ["BatchConsumer"]
 

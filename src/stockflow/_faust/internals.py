@@ -1,8 +1,9 @@
 """The private names of Faust and aiokafka that stockflow patches, calls or reads, checked at
 startup.
 
-stockflow works around measured defects and costs inside faust-streaming and aiokafka (see the
-modules of :mod:`stockflow._faust` and :mod:`stockflow.transport`, :mod:`stockflow.tables`).
+stockflow works around measured defects and costs inside faust-streaming and aiokafka (the
+modules of :mod:`stockflow._faust`: the transport and consumer, the batch processor and sender,
+the changelog writer, the recovery and the batch restore; and :mod:`stockflow.tables.store`).
 Those names are not public API: another release may rename or drop one, and the workaround
 would then fail in the middle of a rebalance or a restore, or silently stop working. So every
 name is listed here and :func:`check_internals` runs before an app is built; a missing one

@@ -13,7 +13,7 @@ broker, and it keeps one request in flight per broker: submitting inline made th
 wait for a broker round trip per batch (a worker at 40% CPU). So builders are submitted by
 tasks, in order per topic partition, while the processor goes on with the next batch.
 :meth:`BatchSender.flushed` waits for every submission made before it; the producer's flush,
-which precedes every offset commit, calls it first (:func:`stockflow.transport.
+which precedes every offset commit, calls it first (:func:`stockflow._faust.transport.
 complete_producer_flush`), so a commit never covers a record that is not on the broker.
 """
 

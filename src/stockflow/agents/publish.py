@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from stockflow._faust.changelog import check_delivery
 from stockflow._faust.producing import BatchSender
 from stockflow.processing.pipeline import partition_for
 from stockflow.processing.records import Out, Role
-from stockflow.tables.changelog import check_delivery
 
 __all__ = ["Publisher"]
 

@@ -1,9 +1,10 @@
 """Faust tables: the store adapter, batched changelog writes, and recovery that survives
-broker and crash defects."""
+broker and crash defects (the last two live with stockflow's other Faust internals in
+``stockflow._faust``; this is their public home)."""
 
-from stockflow.tables.changelog import ChangelogWriter
+from stockflow._faust.changelog import ChangelogWriter
+from stockflow._faust.recovery import SelfHealingRecovery, SelfHealingTableManager
 from stockflow.tables.guard import UncleanShutdownGuard
-from stockflow.tables.recovery import SelfHealingRecovery, SelfHealingTableManager
 from stockflow.tables.store import TableStore, create_state_table
 
 __all__ = [

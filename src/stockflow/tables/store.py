@@ -12,8 +12,8 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from stockflow._faust.changelog import ChangelogWriter
 from stockflow.errors import StockflowError
-from stockflow.tables.changelog import ChangelogWriter
 
 __all__ = ["TableStore", "create_state_table"]
 

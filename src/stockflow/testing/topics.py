@@ -177,7 +177,7 @@ async def consumed_to_end(
 
     Committed offsets are read without joining the group (OffsetFetch), the ends from Fetch
     responses (see the module docstring)."""
-    from stockflow.transport import fetched_highwaters
+    from stockflow._faust.transport import fetched_highwaters
 
     kwargs = dict(client_kwargs or {})
     consumer = AIOKafkaConsumer(

@@ -142,7 +142,7 @@ class TunedConsumer(faust_aiokafka.Consumer):
     Faust counts offsets it never delivered as processed when a fetched record is more than one
     offset past the last one delivered (a "gap", meant for compacted and transactional topics).
     On any other topic a gap means records were skipped - the defect stockflow's recovery fixes
-    (:mod:`stockflow.tables.recovery`) showed up exactly so - so each one is logged.
+    (:mod:`stockflow._faust.recovery`) showed up exactly so - so each one is logged.
     """
 
     fetch_max_wait_ms: int = 1500

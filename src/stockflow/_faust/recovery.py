@@ -2,9 +2,9 @@
 
 1. Faust raises ``ConsistencyError`` when the offset a local RocksDB store says it has applied
    lies beyond the end of its changelog (Faust issues #158 and #651; on tansu also after every
-   SIGKILL, see :mod:`stockflow.transport`). The worker then dies at every restart. The changelog
-   is the source of truth, so stockflow discards that partition's local store and restores it
-   from the beginning of the changelog, with a warning.
+   SIGKILL, see :mod:`stockflow._faust.transport`). The worker then dies at every restart.
+   The changelog is the source of truth, so stockflow discards that partition's local store
+   and restores it from the beginning of the changelog, with a warning.
 2. When recovery completes, Faust resumes the stream partitions *before* seeking them to their
    committed offsets, and resumes flow (which empties every stream's queue) only after the seek.
    Records fetched in between were handed to the streams and then thrown away with the queues,
@@ -25,8 +25,8 @@ from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
-from stockflow.tables.fast_restore import RestoreTarget, restore_partitions
-from stockflow.transport import client_settings
+from stockflow._faust.fast_restore import RestoreTarget, restore_partitions
+from stockflow._faust.transport import client_settings
 
 __all__ = ["SelfHealingRecovery", "SelfHealingTableManager", "discard_partition"]
 
@@ -54,7 +54,7 @@ def discard_partition(table: Any, partition: int) -> None:
 class SelfHealingRecovery(Recovery):
     @property
     def fast_restore(self) -> bool:
-        """Restore active partitions with :mod:`stockflow.tables.fast_restore` first, unless
+        """Restore active partitions with :mod:`stockflow._faust.fast_restore` first, unless
         the table manager was told otherwise (``STOCKFLOW_FAST_RESTORE``, given by
         :func:`stockflow.install`)."""
         tables = self.tables

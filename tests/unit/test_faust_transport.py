@@ -1,5 +1,5 @@
-"""stockflow.transport without a broker: the parts of Faust's consumer and producer it changes,
-driven through fakes so that the moment of a pause, a seek or a send can be placed exactly.
+"""stockflow._faust.transport without a broker: the parts of Faust's consumer and producer it
+changes, driven through fakes so that the moment of a pause, a seek or a send can be placed exactly.
 
 - Records aiokafka returned for a paused partition are fetched again, never skipped.
 - ``fetch_again`` moves a fetch position back only when it lies past the first skipped record.
@@ -19,7 +19,7 @@ from aiokafka import TopicPartition
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
-from stockflow.transport import TunedConsumer, TunedConsumerThread, complete_producer_flush
+from stockflow._faust.transport import TunedConsumer, TunedConsumerThread, complete_producer_flush
 
 ORDERS = TP("orders", 0)
 REPLIES = TP("replies", 0)
