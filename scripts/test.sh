@@ -4,4 +4,11 @@
 ruff check .
 ruff format --check .
 mypy
-exec python -m pytest -q "$@"
+if [ "$#" -gt 0 ]; then
+  exec python -m pytest -q "$@"
+fi
+# Most integration tests wait on a broker and worker processes more than they compute, and each
+# starts its own broker on a free port: three run at a time (about half the wall time). The
+# chaos tier times kills, takeovers and outages, so it runs alone, after them.
+python -m pytest -q -n 3 --dist loadfile --ignore=tests/chaos tests
+exec python -m pytest -q tests/chaos
