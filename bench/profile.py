@@ -103,7 +103,14 @@ class Profile:
 IDLE = "select/epoll wait (idle)"
 
 
+IDLE_WAITS = ("wait (threading.py", "_wait_for_tstate_lock (threading.py")
+"""Leaves of a thread blocked on a lock or condition (the exit watchdog, the consumer thread's
+queue): idle like ``select``, not CPU, though py-spy's ``--idle`` samples show them."""
+
+
 def _layer(frame: str) -> str:
+    if frame.startswith(IDLE_WAITS):
+        return IDLE
     for name, marker in LAYERS:
         if marker in frame:
             return name

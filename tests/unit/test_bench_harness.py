@@ -308,3 +308,20 @@ def test_charts_redrawn_from_a_saved_run(tmp_path: Path) -> None:
     assert charts_main([str(saved), str(tmp_path / "img")]) == 0
     names = sorted(p.name for p in (tmp_path / "img").iterdir())
     assert names == ["bench-latency-cdf.png", "bench-scaleout.png", "bench-throughput.png"]
+
+
+def test_a_thread_blocked_on_a_condition_counts_as_idle() -> None:
+    from bench.profile import summarize
+
+    raw = "\n".join(
+        [
+            "thread (0x1): MainThread;run (asyncio/base_events.py:600);"
+            "_apply (stockflow/_faust/batches.py:140) 30",
+            "thread (0x1): MainThread;select (selectors.py:468) 50",
+            "thread (0x2): stockflow-exit-watchdog;run (threading.py:975);"
+            "wait (threading.py:324) 80",
+        ]
+    )
+    profile = summarize(raw)
+    assert profile.samples == 160
+    assert profile.busy == 30  # only the batch processor's samples are CPU
