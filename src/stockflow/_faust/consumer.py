@@ -32,6 +32,7 @@ from faust.types import TP
 
 from stockflow._faust.batches import BatchProcessor
 from stockflow._faust.internals import CONSUMER_STATE, check_internals
+from stockflow._faust.standby import StandbyApplier
 from stockflow._faust.transport import TunedConsumer
 
 __all__ = ["BatchConsumer"]
@@ -50,6 +51,7 @@ class BatchConsumer(TunedConsumer):
         """Per stockflow partition, the offset after the last record whose effects are in the
         producer client: what the next commit may cover."""
         self._in_flight: asyncio.Future[None] | None = None
+        self._standbys = StandbyApplier(self.app)
 
     @property
     def processor(self) -> BatchProcessor | None:
@@ -72,15 +74,20 @@ class BatchConsumer(TunedConsumer):
             except Exception as exc:
                 log.warning("seek after a stopped flow failed: %r", exc)
             return
+        buffered = self._buffered_partitions
+        deliverable = {
+            tp: batch
+            for tp, batch in records.items()
+            if batch and (active is None or tp in active or tp in buffered)
+        }
+        read_offset = self._read_offset
+        for tp, end in self._standbys.take(deliverable).items():
+            read_offset[tp] = end
         generation = self.app.consumer_generation_id
         mine: list[tuple[TP, Sequence[Any]]] = []
         theirs: dict[TP, Any] = {}
         topics = processor.topics
-        buffered = self._buffered_partitions
-        read_offset = self._read_offset
-        for tp, batch in records.items():
-            if not batch or (active is not None and tp not in active and tp not in buffered):
-                continue
+        for tp, batch in deliverable.items():
             if tp.topic not in topics:
                 theirs[tp] = batch
                 continue

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ from aiokafka import TopicPartition
 from faust.types import TP
 from rocksdict import WriteBatch
 
-__all__ = ["RestoreTarget", "restore_partitions"]
+__all__ = ["RestoreTarget", "restore_partitions", "write_records"]
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ async def restore_partitions(
                 target = pending.get(tp)
                 if target is None:
                     continue
-                last = _write(target, tp, batch)
+                last = write_records(target, tp, batch)
                 if last is None:
                     continue
                 applied[tp] = last
@@ -102,7 +102,7 @@ async def restore_partitions(
     return applied
 
 
-def _write(target: RestoreTarget, tp: TP, batch: list[Any]) -> int | None:
+def write_records(target: RestoreTarget, tp: TP, batch: Sequence[Any]) -> int | None:
     """One ``WriteBatch`` for the records of ``batch`` below ``target.end``, with the
     persisted offset. Returns the last offset written."""
     write = WriteBatch(raw_mode=True)

@@ -54,13 +54,20 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "faust.tables.recovery",
         "Recovery",
-        ("_build_offsets", "on_recovery_completed", "_set_recovery_ended", "_wait"),
+        (
+            "_build_offsets",
+            "on_recovery_completed",
+            "_set_recovery_ended",
+            "_wait",
+            "in_recovery",
+            "standby_remaining_total",
+        ),
     ),
-    ("faust.tables.manager", "TableManager", ("recovery",)),
+    ("faust.tables.manager", "TableManager", ("recovery", "on_standbys_ready")),
     (
         "faust.stores.rocksdb",
         "Store",
-        ("_db_for_partition", "set_persisted_offset", "partition_path"),
+        ("_db_for_partition", "set_persisted_offset", "partition_path", "offset_key"),
     ),
     ("aiokafka.producer.producer", "AIOKafkaProducer", ("create_batch", "send_batch")),
     ("aiokafka.client", "AIOKafkaClient", ("_wait_on_metadata",)),
