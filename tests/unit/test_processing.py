@@ -648,6 +648,36 @@ def test_two_lines_for_one_product_are_checked_together() -> None:
     assert shop.stock("p") == Stock(on_hand=3)
 
 
+def test_a_line_refused_after_its_order_was_rejected_stays_compensated_and_holds_nothing() -> None:
+    # Both products are out of stock: the first refusal rejects the order, the second reaches a
+    # saga that already decided without it. The saga keeps that line as compensated (what the
+    # outcome said, and what a redelivery re-derives); the ledger keeps the refusal. Found by
+    # the pipeline property once a whole-suite run drew this example (see its SETTINGS).
+    shop = Shop(policy=POLICY)
+    shop.set_stock("p", 0)
+    shop.set_stock("q", 0)
+
+    emitted = shop.place("o-1", ("p", 1), ("q", 1))
+    again = shop.place("o-1", ("p", 1), ("q", 1))
+
+    rejected = OrderRejected(
+        order_id="o-1",
+        reason="insufficient_stock",
+        lines=[
+            LineRefusal(product_id="p", quantity=1, reason="insufficient_stock", available=0),
+            LineRefusal(product_id="q", quantity=1, reason="compensated", available=None),
+        ],
+    )
+    assert [e for e in events_of(emitted) if isinstance(e, OrderRejected)] == [rejected]
+    assert events_of(again) == [rejected]
+    saga = shop.saga("o-1")
+    assert saga is not None and saga.status == "rejected"
+    line = saga.lines[1]
+    assert (line.answer, line.action, line.release_reason) == ("pending", "release", "compensation")
+    assert [entry.status for entry in shop.ledger("q")] == ["refused"]
+    assert shop.stock("q") == Stock(on_hand=0)
+
+
 def test_an_order_is_reserved_paid_and_confirmed_across_products() -> None:
     shop = Shop(policy=POLICY)
     shop.set_stock("p", 5)
