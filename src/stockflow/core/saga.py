@@ -30,6 +30,7 @@ from stockflow.core.policy import Policy
 from stockflow.models import (
     OUTPUT_EVENT_ADAPTER,
     PRODUCT_COMMAND_ADAPTER,
+    AnswerStatus,
     Confirm,
     Fulfilment,
     LineAnswer,
@@ -54,6 +55,7 @@ __all__ = [
     "SagaStatus",
     "TimerKind",
     "answer",
+    "answer_line",
     "cancel",
     "fire_timer",
     "merge_lines",
@@ -257,8 +259,31 @@ def answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy)
     with this answer (and again with the answer to every Reserve sent again): the saga takes
     the same decision from it, and publishes everything else it implies (deferred payment and
     cancellation answers, Confirm/Release), but not the outcome a second time."""
-    decision = _answer(saga, reply, now_ms=now_ms, policy=policy)
-    if saga is not None and saga.product_decides:
+    return answer_line(
+        saga,
+        reply.product_id,
+        reply.status,
+        reply.reason,
+        reply.available,
+        now_ms=now_ms,
+        policy=policy,
+    )
+
+
+def answer_line(
+    saga: Saga | None,
+    product_id: str,
+    status: AnswerStatus,
+    reason: RefusalReason | None,
+    available: int | None,
+    *,
+    now_ms: int,
+    policy: Policy,
+) -> SagaDecision:
+    """:func:`answer` from the :class:`LineAnswer`'s fields (the order desk's hot path reads
+    answers as plain values)."""
+    decision = _answer(saga, product_id, status, reason, available, now_ms=now_ms, policy=policy)
+    if saga is not None and saga.product_decides and decision.raw_events:
         return decision.with_events(
             tuple(event for event in decision.raw_events if not _is_outcome(event))
         )
@@ -271,7 +296,16 @@ def _is_outcome(event: SagaEvent | Plain) -> bool:
     return isinstance(event, OrderReserved | OrderRejected)
 
 
-def _answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy) -> SagaDecision:
+def _answer(
+    saga: Saga | None,
+    product_id: str,
+    status: AnswerStatus,
+    reason: RefusalReason | None,
+    available: int | None,
+    *,
+    now_ms: int,
+    policy: Policy,
+) -> SagaDecision:
     if saga is None:
         # After a crash a line answer of the previous run can be read before the redelivered
         # OrderPlaced that recreates the saga (the two topics are read side by side).
@@ -281,11 +315,11 @@ def _answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy
         # saga is only forgotten a retention period after it finished: no Reserve of it can
         # still be in flight.)
         return NOTHING
-    index = _line_index(saga, reply.product_id)
-    if index is None or reply.status not in ("reserved", "refused"):
+    index = _line_index(saga, product_id)
+    if index is None or status not in ("reserved", "refused"):
         return NOTHING
     line = saga.lines[index]
-    if reply.status == "reserved" and line.answer == "refused" and line.action == "none":
+    if status == "reserved" and line.answer == "refused" and line.action == "none":
         # A Reserve sent again for a line still waiting (a duplicate OrderPlaced or a replay
         # re-sends them) was answered after the first one was refused, and found stock freed in
         # between. The saga counts this line as refused, so the units must not stay held. (A line
@@ -298,14 +332,12 @@ def _answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy
     if line.answer != "pending" or saga.status != "reserving":
         # Already known, or decided without it (a timeout released it): nothing new happens.
         return _effects(saga) if line.answer != "pending" else NOTHING
-    if reply.status == "reserved":
+    if status == "reserved":
         updated = LineState(
             line.product_id, line.quantity, "reserved", line.reason, line.available, line.action
         )
     else:
-        updated = LineState(
-            line.product_id, line.quantity, "refused", reply.reason, reply.available, "none"
-        )
+        updated = LineState(line.product_id, line.quantity, "refused", reason, available, "none")
     lines = (*saga.lines[:index], updated, *saga.lines[index + 1 :])
     return _decide(_saga_with(saga, lines, saga.status), now_ms=now_ms, policy=policy)
 

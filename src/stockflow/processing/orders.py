@@ -11,17 +11,9 @@ from pydantic_core import to_json
 from stockflow.core import saga as decide
 from stockflow.core.policy import Policy
 from stockflow.core.saga import Plain, Saga, SagaDecision, TimerKind
-from stockflow.models import (
-    ORDER_EVENT_ADAPTER,
-    REPLY_COMMAND_ADAPTER,
-    FireTimers,
-    LineAnswer,
-    OrderCancelled,
-    OrderPaid,
-    OrderPlaced,
-    ReplyBatch,
-)
+from stockflow.models import ORDER_EVENT_ADAPTER, OrderCancelled, OrderPaid, OrderPlaced
 from stockflow.processing.codec import dead_letter, decode_saga, encode, encode_saga, parse
+from stockflow.processing.internal import Command, parse_replies
 from stockflow.processing.keys import saga_key, timer_key
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
@@ -86,23 +78,28 @@ class OrderDesk:
 
     def handle_reply(self, raw: bytes | None, meta: Meta) -> Step:
         """A record from the internal reply topic: a line answer or a timer tick."""
-        command = parse(REPLY_COMMAND_ADAPTER, raw)
-        if isinstance(command, str):
-            return Step(outputs=[dead_letter(meta, raw, command)])
-        if isinstance(command, FireTimers):
-            return self._fire(meta.partition, command.now_ms)
-        if isinstance(command, ReplyBatch):
-            step = Step()
-            for answer in command.answers:
-                step.outputs.extend(self._answer(answer, meta).outputs)
-            return step
-        assert isinstance(command, LineAnswer)
-        return self._answer(command, meta)
+        answers = parse_replies(raw)
+        if isinstance(answers, str):
+            return Step(outputs=[dead_letter(meta, raw, answers)])
+        if len(answers) == 1 and answers[0]["type"] == "FireTimers":
+            return self._fire(meta.partition, answers[0]["now_ms"])
+        outputs: list[Out] = []
+        for answer in answers:
+            outputs.extend(self._answer(answer, meta))
+        return Step(outputs=outputs)
 
-    def _answer(self, command: LineAnswer, meta: Meta) -> Step:
-        saga = self._load(command.order_id)
-        decision = decide.answer(saga, command, now_ms=meta.timestamp_ms, policy=self.policy)
-        return self._apply(command.order_id, meta.partition, decision)
+    def _answer(self, answer: Command, meta: Meta) -> list[Out]:
+        order_id: str = answer["order_id"]
+        decision = decide.answer_line(
+            self._load(order_id),
+            answer["product_id"],
+            answer["status"],
+            answer["reason"],
+            answer["available"],
+            now_ms=meta.timestamp_ms,
+            policy=self.policy,
+        )
+        return self._outputs(order_id, meta.partition, decision)
 
     def saga(self, order_id: str) -> Saga | None:
         """The order's current state (for the read model)."""
@@ -113,6 +110,9 @@ class OrderDesk:
         return None if raw is None else decode_saga(raw)
 
     def _apply(self, order_id: str, partition: int, decision: SagaDecision) -> Step:
+        return Step(outputs=self._outputs(order_id, partition, decision))
+
+    def _outputs(self, order_id: str, partition: int, decision: SagaDecision) -> list[Out]:
         # Timers first, then the saga: a timer without its saga is ignored when it fires, and a
         # redelivered input re-arms timers whose write was lost.
         for due, kind in decision.timers:
@@ -132,7 +132,7 @@ class OrderDesk:
             Out("product_commands", *_keyed(command, "product_id"))
             for command in decision.raw_commands
         )
-        return Step(outputs=outputs)
+        return outputs
 
     def _forget(self, key: str, raw: bytes, now_ms: int) -> None:
         decision = decide.fire_timer(decode_saga(raw), "forget", now_ms=now_ms, policy=self.policy)

@@ -9,17 +9,6 @@ from dataclasses import replace
 from stockflow.core import stock as decide
 from stockflow.core.policy import Policy
 from stockflow.core.stock import Reservation, Stock, StockDecision
-from stockflow.models import (
-    PRODUCT_COMMAND_ADAPTER,
-    AdjustStock,
-    Confirm,
-    FireTimers,
-    ProductBatch,
-    Release,
-    Reserve,
-    SetStock,
-    StockCommand,
-)
 from stockflow.processing.codec import (
     StockRecord,
     dead_letter,
@@ -31,8 +20,8 @@ from stockflow.processing.codec import (
     encode_entry_event,
     encode_outcome,
     encode_stock,
-    parse,
 )
+from stockflow.processing.internal import Command, parse_product_commands
 from stockflow.processing.keys import entry_key, ledger_prefix, marker_key, stock_key, timer_key
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
@@ -51,82 +40,85 @@ class ProductWriter:
         self.policy = policy
 
     def handle(self, raw: bytes | None, meta: Meta) -> Step:
-        command = parse(PRODUCT_COMMAND_ADAPTER, raw)
-        if isinstance(command, str):
-            return Step(outputs=[dead_letter(meta, raw, command)])
-        if isinstance(command, FireTimers):
-            self._fire(meta.partition, command.now_ms)
-            return Step()
-        if isinstance(command, ProductBatch):
-            # One record, several commands: each is applied as if it had its own record, in
-            # order (their writes are sequential, so a crash still loses only a suffix).
-            step = Step()
-            for each in command.commands:
-                step.outputs.extend(self._command(each, meta).outputs)
-            return step
-        return self._command(command, meta)
+        commands = parse_product_commands(raw)
+        if isinstance(commands, str):
+            return Step(outputs=[dead_letter(meta, raw, commands)])
+        if len(commands) == 1:
+            command = commands[0]
+            if command["type"] == "FireTimers":
+                self._fire(meta.partition, command["now_ms"])
+                return Step()
+            return Step(outputs=self._command(command, meta))
+        # A batch: each command is applied as if it had its own record, in order (their writes
+        # are sequential, so a crash still loses only a suffix).
+        outputs: list[Out] = []
+        for command in commands:
+            outputs.extend(self._command(command, meta))
+        return Step(outputs=outputs)
 
-    def _command(self, command: StockCommand, meta: Meta) -> Step:
-        product_id = command.product_id
+    def _command(self, command: Command, meta: Meta) -> list[Out]:
+        kind = command["type"]
+        product_id: str = command["product_id"]
         partition = meta.partition
         stock = self._load(product_id)
         now = meta.timestamp_ms
-        if isinstance(command, Reserve):
-            entry = self._entry(product_id, command.order_id)
+        if kind == "Reserve":
+            order_id: str = command["order_id"]
+            entry = self._entry(product_id, order_id)
             decision = decide.reserve(
                 stock,
                 entry,
-                order_id=command.order_id,
+                order_id=order_id,
                 product_id=product_id,
-                quantity=command.quantity,
-                expires_at_ms=command.expires_at_ms,
+                quantity=command["quantity"],
+                expires_at_ms=command["expires_at_ms"],
                 now_ms=now,
             )
-            step = self._apply(product_id, meta, decision)
-            if decision.source is not None:
-                if command.outcome:
+            outputs = self._apply(product_id, meta, decision)
+            source = decision.source
+            if source is not None:
+                order_key = order_id.encode()
+                if command["outcome"]:
                     # A single-line order: this answer is its outcome (after ProductReserved,
                     # as the saga would have published it). Re-derived from the ledger entry on
                     # redelivery, so every copy is the same event.
-                    order_key = command.order_id.encode()
-                    outcome = encode_outcome(decision.source)
-                    step.outputs.append(Out("reservations", order_key, outcome))
-                step.outputs.append(
+                    outputs.append(Out("reservations", order_key, encode_outcome(source)))
+                outputs.append(
                     Out(
                         "order_replies",
-                        command.order_id.encode(),
-                        encode_answer(decision.source),
-                        command.reply_partition,
+                        order_key,
+                        encode_answer(source),
+                        command["reply_partition"],
                     )
                 )
-            return step
-        if isinstance(command, Confirm):
-            entry = self._entry(product_id, command.order_id)
+            return outputs
+        if kind == "Confirm":
+            entry = self._entry(product_id, command["order_id"])
             decision = decide.confirm(
                 stock, entry, now_ms=now, pending=lambda: self._ledger(product_id, partition)
             )
             return self._apply(product_id, meta, decision)
-        if isinstance(command, Release):
-            entry = self._entry(product_id, command.order_id)
-            decision = decide.release(stock, entry, reason=command.reason, now_ms=now)
+        if kind == "Release":
+            entry = self._entry(product_id, command["order_id"])
+            decision = decide.release(stock, entry, reason=command["reason"], now_ms=now)
             return self._apply(product_id, meta, decision)
-        source = command.source if isinstance(command, SetStock) else command.adjustment_id
-        marker = marker_key(product_id, source)
+        source_id: str = command["source"] if kind == "SetStock" else command["adjustment_id"]
+        marker = marker_key(product_id, source_id)
         if self.store.get(marker) is not None:
-            return Step()  # this recount or adjustment was applied already
-        if isinstance(command, SetStock):
+            return []  # this recount or adjustment was applied already
+        if kind == "SetStock":
             decision = decide.set_stock(
                 stock,
                 product_id=product_id,
-                on_hand=command.on_hand,
+                on_hand=command["on_hand"],
                 pending=lambda: self._ledger(product_id, partition),
             )
         else:
-            assert isinstance(command, AdjustStock)
+            assert kind == "AdjustStock", kind
             decision = decide.adjust_stock(
                 stock,
                 product_id=product_id,
-                delta=command.delta,
+                delta=command["delta"],
                 pending=lambda: self._ledger(product_id, partition),
             )
         return self._apply(product_id, meta, decision, marker=(marker, now))
@@ -160,7 +152,7 @@ class ProductWriter:
         decision: StockDecision,
         *,
         marker: tuple[str, int] | None = None,
-    ) -> Step:
+    ) -> list[Out]:
         # Write order matters: timers, then counters (with a copy of the second key), then the
         # second key. Any prefix of these writes is repaired or harmless on redelivery.
         partition = meta.partition
@@ -186,7 +178,7 @@ class ProductWriter:
             self.store.put(stock_key(product_id), encode_stock(record))
         if second is not None:
             self.store.put(*second)
-        outputs = []
+        outputs: list[Out] = []
         if decision.emits and decision.source is not None:
             source = decision.source
             outputs.append(
@@ -196,7 +188,7 @@ class ProductWriter:
             Out("reservations", event.product_id.encode(), encode(event))
             for event in decision.extra  # shortfalls, keyed by product
         )
-        return Step(outputs=outputs)
+        return outputs
 
     def _fire(self, partition: int, now_ms: int) -> None:
         """Retention: forget finished reservations and applied markers. Deleting produces no
