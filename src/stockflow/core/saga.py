@@ -282,12 +282,109 @@ def answer_line(
 ) -> SagaDecision:
     """:func:`answer` from the :class:`LineAnswer`'s fields (the order desk's hot path reads
     answers as plain values)."""
+    if saga is not None and saga.status == "reserving":
+        fast = _answer_plainly(saga, product_id, status, reason, available, now_ms, policy)
+        if fast is not None:
+            return fast
+    return _answer_generally(saga, product_id, status, reason, available, now_ms, policy)
+
+
+def _answer_generally(
+    saga: Saga | None,
+    product_id: str,
+    status: AnswerStatus,
+    reason: RefusalReason | None,
+    available: int | None,
+    now_ms: int,
+    policy: Policy,
+) -> SagaDecision:
     decision = _answer(saga, product_id, status, reason, available, now_ms=now_ms, policy=policy)
     if saga is not None and saga.product_decides and decision.raw_events:
         return decision.with_events(
             tuple(event for event in decision.raw_events if not _is_outcome(event))
         )
     return decision
+
+
+def _answer_plainly(
+    saga: Saga,
+    product_id: str,
+    status: AnswerStatus,
+    reason: RefusalReason | None,
+    available: int | None,
+    now_ms: int,
+    policy: Policy,
+) -> SagaDecision | None:
+    """The common answers, decided without the general path's intermediate states: a line
+    reserved while nothing was deferred (the order is then held, or still waits for other
+    lines), and a single-line order refused by its product. ``None`` for everything else.
+    Each result is exactly what :func:`_answer` (then :func:`answer_line`'s filter) gives;
+    tests/unit/test_saga.py checks that for every saga state."""
+    if saga.pay_requested or saga.cancel_requested:
+        return None
+    lines = saga.lines
+    if len(lines) == 1:
+        line = lines[0]
+        if line.product_id != product_id or line.answer != "pending" or line.action != "reserve":
+            return None
+        if status == "reserved":
+            updated = LineState(
+                product_id, line.quantity, "reserved", line.reason, line.available, line.action
+            )
+            held = _saga_with(saga, (updated,), "reserved")
+            events = () if saga.product_decides else _outcome(held)
+            return SagaDecision(held, events, (), ((held.expires_at_ms, "expiry"),))
+        if status != "refused" or not saga.product_decides:
+            return None
+        refused = LineState(product_id, line.quantity, "refused", reason, available, "none")
+        rejection: RejectionReason = (
+            "unknown_product" if reason == "unknown_product" else "insufficient_stock"
+        )
+        done = Saga(
+            saga.order_id,
+            (refused,),
+            saga.fulfilment,
+            "rejected",
+            saga.placed_at_ms,
+            saga.deadline_ms,
+            saga.expires_at_ms,
+            saga.reply_partition,
+            rejection,
+            False,
+            False,
+            now_ms,
+            saga.placed_at,
+            saga.first_request,
+            True,
+        )
+        return SagaDecision(done, (), (), ((now_ms + policy.retention_ms, "forget"),))
+    if status != "reserved":
+        return None
+    index = None
+    waiting = False
+    for position, line in enumerate(lines):
+        if line.action != "reserve":
+            return None
+        if line.product_id == product_id:
+            if index is not None or line.answer != "pending":
+                return None
+            index = position
+        elif line.answer == "pending":
+            waiting = True
+        elif line.answer != "reserved":
+            return None  # a refusal (partial orders): the general path lists it
+    if index is None:
+        return None
+    line = lines[index]
+    updated = LineState(
+        product_id, line.quantity, "reserved", line.reason, line.available, line.action
+    )
+    new_lines = (*lines[:index], updated, *lines[index + 1 :])
+    if waiting:
+        return SagaDecision(saga=_saga_with(saga, new_lines, "reserving"))
+    held = _saga_with(saga, new_lines, "reserved")
+    events = () if saga.product_decides else _outcome(held)
+    return SagaDecision(held, events, (), ((held.expires_at_ms, "expiry"),))
 
 
 def _is_outcome(event: SagaEvent | Plain) -> bool:
