@@ -34,6 +34,7 @@ __all__ = [
     "encode_outcome",
     "encode_saga",
     "encode_stock",
+    "encode_stock_values",
     "parse",
 ]
 
@@ -120,17 +121,21 @@ def _b64(data: bytes | None) -> str | None:
 
 def encode_stock(record: StockRecord) -> bytes:
     """``[on_hand, reserved, next_seq, wal_key, wal_value, offset, event_ms]``."""
-    stock = record.stock
+    return encode_stock_values(
+        record.stock, record.wal_key, record.wal_value, record.offset, record.event_ms
+    )
+
+
+def encode_stock_values(
+    stock: Stock,
+    wal_key: str | None,
+    wal_value: str | None,
+    offset: int | None,
+    event_ms: int | None,
+) -> bytes:
+    """:func:`encode_stock` of the :class:`StockRecord` these fields make, without building it."""
     return to_json(
-        [
-            stock.on_hand,
-            stock.reserved,
-            stock.next_seq,
-            record.wal_key,
-            record.wal_value,
-            record.offset,
-            record.event_ms,
-        ]
+        [stock.on_hand, stock.reserved, stock.next_seq, wal_key, wal_value, offset, event_ms]
     )
 
 

@@ -127,11 +127,13 @@ class OrderDesk:
             self.store.delete(key)
         elif decision.saga is not None:
             self.store.put(key, encode_saga(decision.saga))
-        outputs = [Out("reservations", *_keyed(event, "order_id")) for event in decision.raw_events]
-        outputs.extend(
-            Out("product_commands", *_keyed(command, "product_id"))
-            for command in decision.raw_commands
-        )
+        # Most answers cause neither events nor commands: nothing to build then.
+        events, commands = decision.raw_events, decision.raw_commands
+        outputs = [Out("reservations", *_keyed(event, "order_id")) for event in events]
+        if commands:
+            outputs.extend(
+                Out("product_commands", *_keyed(command, "product_id")) for command in commands
+            )
         return outputs
 
     def _forget(self, key: str, raw: bytes, now_ms: int) -> None:

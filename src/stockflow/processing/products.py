@@ -10,7 +10,6 @@ from stockflow.core import stock as decide
 from stockflow.core.policy import Policy
 from stockflow.core.stock import Reservation, Stock, StockDecision
 from stockflow.processing.codec import (
-    StockRecord,
     dead_letter,
     decode_entry,
     decode_stock,
@@ -20,6 +19,7 @@ from stockflow.processing.codec import (
     encode_entry_event,
     encode_outcome,
     encode_stock,
+    encode_stock_values,
 )
 from stockflow.processing.internal import Command, parse_product_commands
 from stockflow.processing.keys import entry_key, ledger_prefix, marker_key, stock_key, timer_key
@@ -60,11 +60,13 @@ class ProductWriter:
         kind = command["type"]
         product_id: str = command["product_id"]
         partition = meta.partition
-        stock = self._load(product_id)
+        skey = stock_key(product_id)
+        stock = self._load(skey)
         now = meta.timestamp_ms
         if kind == "Reserve":
             order_id: str = command["order_id"]
-            entry = self._entry(product_id, order_id)
+            ekey = entry_key(product_id, order_id)
+            entry = self._entry(ekey)
             decision = decide.reserve(
                 stock,
                 entry,
@@ -74,7 +76,7 @@ class ProductWriter:
                 expires_at_ms=command["expires_at_ms"],
                 now_ms=now,
             )
-            outputs = self._apply(product_id, meta, decision)
+            outputs = self._apply(skey, meta, decision, ekey)
             source = decision.source
             if source is not None:
                 order_key = order_id.encode()
@@ -93,15 +95,20 @@ class ProductWriter:
                 )
             return outputs
         if kind == "Confirm":
-            entry = self._entry(product_id, command["order_id"])
+            ekey = entry_key(product_id, command["order_id"])
             decision = decide.confirm(
-                stock, entry, now_ms=now, pending=lambda: self._ledger(product_id, partition)
+                stock,
+                self._entry(ekey),
+                now_ms=now,
+                pending=lambda: self._ledger(product_id, partition),
             )
-            return self._apply(product_id, meta, decision)
+            return self._apply(skey, meta, decision, ekey)
         if kind == "Release":
-            entry = self._entry(product_id, command["order_id"])
-            decision = decide.release(stock, entry, reason=command["reason"], now_ms=now)
-            return self._apply(product_id, meta, decision)
+            ekey = entry_key(product_id, command["order_id"])
+            decision = decide.release(
+                stock, self._entry(ekey), reason=command["reason"], now_ms=now
+            )
+            return self._apply(skey, meta, decision, ekey)
         source_id: str = command["source"] if kind == "SetStock" else command["adjustment_id"]
         marker = marker_key(product_id, source_id)
         if self.store.get(marker) is not None:
@@ -121,12 +128,12 @@ class ProductWriter:
                 delta=command["delta"],
                 pending=lambda: self._ledger(product_id, partition),
             )
-        return self._apply(product_id, meta, decision, marker=(marker, now))
+        return self._apply(skey, meta, decision, None, marker=(marker, now))
 
     # --- state ------------------------------------------------------------------------------
 
-    def _load(self, product_id: str) -> Stock | None:
-        raw = self.store.get(stock_key(product_id))
+    def _load(self, skey: str) -> Stock | None:
+        raw = self.store.get(skey)
         if raw is None:
             return None
         record = decode_stock(raw)
@@ -137,8 +144,8 @@ class ProductWriter:
                 self.store.put(record.wal_key, wal_value)
         return record.stock
 
-    def _entry(self, product_id: str, order_id: str) -> Reservation | None:
-        raw = self.store.get(entry_key(product_id, order_id))
+    def _entry(self, ekey: str) -> Reservation | None:
+        raw = self.store.get(ekey)
         return None if raw is None else decode_entry(raw)
 
     def _ledger(self, product_id: str, partition: int) -> Iterator[Reservation]:
@@ -147,19 +154,23 @@ class ProductWriter:
 
     def _apply(
         self,
-        product_id: str,
+        skey: str,
         meta: Meta,
         decision: StockDecision,
+        ekey: str | None,
         *,
         marker: tuple[str, int] | None = None,
     ) -> list[Out]:
+        """``skey`` is the product's stock key, ``ekey`` the order's ledger entry key (the key
+        of ``decision.entry``, when there is one)."""
         # Write order matters: timers, then counters (with a copy of the second key), then the
         # second key. Any prefix of these writes is repaired or harmless on redelivery.
         partition = meta.partition
         second: tuple[str, bytes] | None = None
         if decision.entry is not None:
             entry = decision.entry
-            second = (entry_key(product_id, entry.order_id), encode_entry(entry))
+            assert ekey is not None
+            second = (ekey, encode_entry(entry))
             if entry.finished_at_ms is not None:
                 # Its finish time is its retention timer: the partition's sweep forgets it.
                 ensure_sweep(self.store, partition, entry.finished_at_ms, self.policy.retention_ms)
@@ -168,14 +179,17 @@ class ProductWriter:
             due = marker[1] + self.policy.retention_ms
             self.store.put(timer_key(partition, due, "gc", marker[0]), b"")
         if decision.stock is not None:
-            record = StockRecord(
-                stock=decision.stock,
-                wal_key=second[0] if second else None,
-                wal_value=second[1].decode() if second else None,
-                offset=meta.offset,  # freshness for the read model
-                event_ms=meta.timestamp_ms,
-            )
-            self.store.put(stock_key(product_id), encode_stock(record))
+            # offset and timestamp: freshness for the read model.
+            if second is None:
+                value = encode_stock_values(
+                    decision.stock, None, None, meta.offset, meta.timestamp_ms
+                )
+            else:
+                wal_key, wal_value = second[0], second[1].decode()
+                value = encode_stock_values(
+                    decision.stock, wal_key, wal_value, meta.offset, meta.timestamp_ms
+                )
+            self.store.put(skey, value)
         if second is not None:
             self.store.put(*second)
         outputs: list[Out] = []
