@@ -611,6 +611,41 @@ def test_memory_store_scans_in_key_order_within_a_prefix() -> None:
     assert store.get("b:3") is None
 
 
+def test_memory_store_counts_changes_of_its_cached_first_keys() -> None:
+    store = MemoryStore()
+    store.put("t:1:5", b"")
+    assert store.first_key("t:1:") == "t:1:5"
+    seen = store.first_changes
+    store.put("t:1:7", b"")  # not first
+    store.put("x:1", b"")  # another prefix
+    assert store.first_changes == seen
+    store.put("t:1:3", b"")
+    assert store.first_changes == seen + 1 and store.first_key("t:1:") == "t:1:3"
+    store.delete("t:1:5")  # not first
+    assert store.first_changes == seen + 1
+    store.delete("t:1:3")
+    assert store.first_changes == seen + 2 and store.first_key("t:1:") == "t:1:7"
+
+
+def test_the_pipeline_fires_a_new_earlier_timer_on_time() -> None:
+    # The pipeline looks for due timers again only when a partition's first timer changed: an
+    # order with a shorter TTL placed after a longer one must still expire first, on time.
+    shop = Shop(policy=POLICY, partitions=1)
+    shop.set_stock("p", 5)
+    shop.place("o-long", ("p", 1), ttl=50)
+    shop.place("o-short", ("p", 1), ttl=10)
+
+    assert shop.tick(9_990) == []
+    expired = events_of(shop.tick(20))
+    assert expired == [
+        ReservationReleased(order_id="o-short", product_id="p", quantity=1, reason="expired")
+    ]
+    assert [s.status for s in (shop.saga("o-short"), shop.saga("o-long"))] == [
+        "expired",
+        "reserved",
+    ]
+
+
 def test_due_timers_fire_earliest_first_in_batches() -> None:
     store = MemoryStore()
     for due in range(FIRE_BATCH + 10):
