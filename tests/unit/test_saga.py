@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic_core import to_json
 
 from stockflow.core import saga as decide
 from stockflow.core.policy import Policy
@@ -893,3 +894,28 @@ def test_the_plain_path_takes_the_common_answers() -> None:
     assert multi.saga is not None
     assert decide._answer_plainly(multi.saga, "q", "reserved", None, None, T0, POLICY)
     assert decide._answer_plainly(multi.saga, "q", "refused", "timeout", 0, T0, POLICY) is None
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(
+    quantity=st.integers(1, 10**9),
+    ttl_ms=st.none() | st.integers(1, 10**8),
+    started_ms=st.none() | st.integers(0, 10**7),
+)
+def test_a_single_line_place_derives_exactly_its_effects(quantity, ttl_ms, started_ms) -> None:
+    decision = decide.place(
+        None,
+        order_id="o-1",
+        lines=[OrderLine(product_id="p", quantity=quantity)],
+        fulfilment="all_or_nothing",
+        ttl_ms=ttl_ms,
+        now_ms=T0,
+        reply_partition=2,
+        policy=POLICY,
+        placed_at=(2, 7),
+        started_ms=started_ms,
+    )
+    assert decision.saga is not None and decision.saga.product_decides
+    derived = decide._with_effects(decision.saga)
+    assert decision == derived
+    assert [to_json(c) for c in decision.raw_commands] == [to_json(c) for c in derived.raw_commands]

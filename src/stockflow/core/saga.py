@@ -191,6 +191,9 @@ NOTHING = SagaDecision()
 def merge_lines(lines: Iterable[OrderLine]) -> tuple[LineState, ...]:
     """One line per product, quantities summed, in first-appearance order. Two lines for the
     same product are checked as one (checking them separately oversells: Medusa #16502)."""
+    if isinstance(lines, list | tuple) and len(lines) == 1:
+        only = lines[0]
+        return (LineState(only.product_id, only.quantity),)
     totals: dict[str, int] = {}
     for line in lines:
         totals[line.product_id] = totals.get(line.product_id, 0) + line.quantity
@@ -223,23 +226,38 @@ def place(
     single = len(merged) == 1 and policy.max_lines >= 1
     ttl = policy.reservation_ttl_ms if ttl_ms is None else min(ttl_ms, policy.reservation_ttl_ms)
     new = Saga(
-        order_id=order_id,
-        lines=merged,
-        fulfilment=fulfilment,
-        status="reserving",
-        placed_at_ms=now_ms,
-        deadline_ms=(now_ms if started_ms is None else started_ms) + policy.saga_timeout_ms,
-        expires_at_ms=now_ms + ttl,
-        reply_partition=reply_partition,
-        placed_at=placed_at,
-        product_decides=single,
+        order_id,
+        merged,
+        fulfilment,
+        "reserving",
+        now_ms,
+        (now_ms if started_ms is None else started_ms) + policy.saga_timeout_ms,
+        now_ms + ttl,
+        reply_partition,
+        None,
+        False,
+        False,
+        None,
+        placed_at,
+        None,
+        single,
     )
     if single:
         # The product writer's answer is the outcome: a deadline here could only contradict
         # it (a "timeout" rejection racing a "reserved" the product already published), so a
         # single-line order waits for its product, however long (STOCKFLOW_SAGA_TIMEOUT applies
-        # to multi-line orders only).
-        return _with_effects(new)
+        # to multi-line orders only). Its one Reserve is all _with_effects would derive.
+        line = merged[0]
+        reserve: Plain = {
+            "type": "Reserve",
+            "order_id": order_id,
+            "product_id": line.product_id,
+            "quantity": line.quantity,
+            "expires_at_ms": new.expires_at_ms,
+            "reply_partition": reply_partition,
+            "outcome": True,
+        }
+        return SagaDecision(new, (), (reserve,))
     if len(merged) > policy.max_lines:
         rejected = replace(
             new,
