@@ -37,6 +37,7 @@ from stockflow.processing.codec import (
     ERROR_LIMIT,
     StockRecord,
     decode_stock,
+    decode_stock_values,
     encode,
     encode_stock,
 )
@@ -644,6 +645,22 @@ def test_the_pipeline_fires_a_new_earlier_timer_on_time() -> None:
         "expired",
         "reserved",
     ]
+
+
+@pytest.mark.parametrize("wal", [(None, None), ("r:1:p:o-1", '["o-1","p",1]')])
+def test_the_writers_stock_read_gives_what_the_full_record_holds(wal) -> None:
+    record = StockRecord(Stock(5, 2, 3), wal[0], wal[1], offset=9, event_ms=T0)
+    legacy = json.dumps(
+        {
+            "stock": {"on_hand": 5, "reserved": 2, "next_seq": 3},
+            "wal_key": wal[0],
+            "wal_value": wal[1],
+        }
+    ).encode()
+    for value in (encode_stock(record), legacy):
+        full = decode_stock(value)
+        assert decode_stock_values(value) == (full.stock, full.wal_key, full.wal_value)
+        assert full.stock == Stock(5, 2, 3) and full.wal_key == wal[0]
 
 
 def test_due_timers_fire_earliest_first_in_batches() -> None:

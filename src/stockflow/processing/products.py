@@ -13,6 +13,7 @@ from stockflow.processing.codec import (
     dead_letter,
     decode_entry,
     decode_stock,
+    decode_stock_values,
     encode,
     encode_answer,
     encode_entry,
@@ -136,13 +137,13 @@ class ProductWriter:
         raw = self.store.get(skey)
         if raw is None:
             return None
-        record = decode_stock(raw)
-        if record.wal_key is not None and record.wal_value is not None:
+        stock, wal_key, wal_text = decode_stock_values(raw)
+        if wal_key is not None and wal_text is not None:
             # Repair a second write lost in a crash (see StockRecord).
-            wal_value = record.wal_value.encode()
-            if self.store.get(record.wal_key) != wal_value:
-                self.store.put(record.wal_key, wal_value)
-        return record.stock
+            wal_value = wal_text.encode()
+            if self.store.get(wal_key) != wal_value:
+                self.store.put(wal_key, wal_value)
+        return stock
 
     def _entry(self, ekey: str) -> Reservation | None:
         raw = self.store.get(ekey)
