@@ -23,6 +23,7 @@ from stockflow.models import (
     OrderReserved,
     ProductReserved,
     Release,
+    ReplyBatch,
     ReservationConfirmed,
     ReservationConfirmFailed,
     ReservationReleased,
@@ -469,6 +470,67 @@ def test_any_lost_suffix_of_a_step_is_repaired_by_its_redelivery(command: str) -
         assert store.items() == clean.items(), lost
         # Re-derived, not silent: the same events (and answer) as the first time.
         assert redelivered.outputs == expected.outputs, lost
+
+
+def test_a_reply_batch_survives_any_lost_suffix_of_its_writes() -> None:
+    # The answers of one reply record write each saga they change once, after every timer:
+    # whatever suffix a crash loses, the redelivered record rebuilds the same state and
+    # publishes nothing that the first delivery did not.
+    store = JournalStore()
+    desk = OrderDesk(store, POLICY)
+    desk.handle_order(
+        order_placed("o-1", ("p", 1), ("q", 2)), meta(offset=0, timestamp_ms=T0, key=b"o-1")
+    )
+    desk.handle_order(order_placed("o-2", ("r", 1)), meta(offset=1, timestamp_ms=T0, key=b"o-2"))
+    value = encode(
+        ReplyBatch(
+            answers=[
+                LineAnswer(order_id="o-1", product_id="p", status="reserved", quantity=1),
+                LineAnswer(
+                    order_id="o-2",
+                    product_id="r",
+                    status="refused",
+                    quantity=1,
+                    reason="insufficient_stock",
+                    available=0,
+                ),
+                LineAnswer(order_id="o-1", product_id="q", status="reserved", quantity=2),
+            ]
+        )
+    )
+    at = meta("order-replies", offset=0, timestamp_ms=T0 + 10)
+
+    clean = store.clone()
+    expected = OrderDesk(clean, POLICY).handle_reply(value, at)
+    assert [decode_event(out.value) for out in expected.outputs] == [
+        OrderReserved(
+            order_id="o-1",
+            lines=[
+                ReservedLine(product_id="p", quantity=1),
+                ReservedLine(product_id="q", quantity=2),
+            ],
+            expires_at=iso_from_ms(T0 + POLICY.reservation_ttl_ms),
+        )
+    ]
+    assert saga_of(clean, "o-1").status == "reserved"
+    assert saga_of(clean, "o-2").status == "rejected"
+    probe = store.clone()
+    probe.begin()
+    OrderDesk(probe, POLICY).handle_reply(value, at)
+    assert len(probe.journal) >= 4  # timers, then each saga once
+    for lost in range(1, len(probe.journal) + 1):
+        crashed = store.clone()
+        again = OrderDesk(crashed, POLICY)
+        crashed.begin()
+        again.handle_reply(value, at)
+        crashed.lose_last(lost)
+
+        redelivered = again.handle_reply(value, at)
+
+        assert crashed.items() == clean.items(), lost
+        assert {out.value for out in redelivered.outputs} == {
+            out.value for out in expected.outputs
+        }, lost
 
 
 def test_the_next_command_for_the_product_repairs_a_lost_ledger_write() -> None:

@@ -13,7 +13,7 @@ from stockflow.core.policy import Policy
 from stockflow.core.saga import Plain, Saga, SagaDecision, TimerKind
 from stockflow.models import ORDER_EVENT_ADAPTER, OrderCancelled, OrderPaid, OrderPlaced
 from stockflow.processing.codec import dead_letter, decode_saga, encode, encode_saga, parse
-from stockflow.processing.internal import Command, parse_replies
+from stockflow.processing.internal import parse_replies
 from stockflow.processing.keys import saga_key, timer_key
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
@@ -83,23 +83,36 @@ class OrderDesk:
             return Step(outputs=[dead_letter(meta, raw, answers)])
         if len(answers) == 1 and answers[0]["type"] == "FireTimers":
             return self._fire(meta.partition, answers[0]["now_ms"])
+        # The answers of one record are one step: each saga they change is written once, after
+        # every timer they arm (a crash losing a suffix of these writes only makes the
+        # redelivered record decide them all again). A multi-line order's answers often come
+        # in one record: its saga is decoded and encoded once for all of them.
+        partition, now = meta.partition, meta.timestamp_ms
+        changed: dict[str, Saga | None] = {}
         outputs: list[Out] = []
         for answer in answers:
-            outputs.extend(self._answer(answer, meta))
+            order_id: str = answer["order_id"]
+            decision = decide.answer_line(
+                changed[order_id] if order_id in changed else self._load(order_id),
+                answer["product_id"],
+                answer["status"],
+                answer["reason"],
+                answer["available"],
+                now_ms=now,
+                policy=self.policy,
+            )
+            self._arm(order_id, partition, decision)
+            if decision.forget:
+                changed[order_id] = None
+            elif decision.saga is not None:
+                changed[order_id] = decision.saga
+            outputs.extend(_outputs(decision))
+        for order_id, saga in changed.items():
+            if saga is None:
+                self.store.delete(saga_key(order_id))
+            else:
+                self.store.put(saga_key(order_id), encode_saga(saga))
         return Step(outputs=outputs)
-
-    def _answer(self, answer: Command, meta: Meta) -> list[Out]:
-        order_id: str = answer["order_id"]
-        decision = decide.answer_line(
-            self._load(order_id),
-            answer["product_id"],
-            answer["status"],
-            answer["reason"],
-            answer["available"],
-            now_ms=meta.timestamp_ms,
-            policy=self.policy,
-        )
-        return self._outputs(order_id, meta.partition, decision)
 
     def saga(self, order_id: str) -> Saga | None:
         """The order's current state (for the read model)."""
@@ -115,6 +128,15 @@ class OrderDesk:
     def _outputs(self, order_id: str, partition: int, decision: SagaDecision) -> list[Out]:
         # Timers first, then the saga: a timer without its saga is ignored when it fires, and a
         # redelivered input re-arms timers whose write was lost.
+        self._arm(order_id, partition, decision)
+        key = saga_key(order_id)
+        if decision.forget:
+            self.store.delete(key)
+        elif decision.saga is not None:
+            self.store.put(key, encode_saga(decision.saga))
+        return _outputs(decision)
+
+    def _arm(self, order_id: str, partition: int, decision: SagaDecision) -> None:
         for due, kind in decision.timers:
             if kind == "forget":
                 # The finished saga's own finish time is its retention timer (see sweep).
@@ -122,19 +144,6 @@ class OrderDesk:
                 ensure_sweep(self.store, partition, finished, self.policy.retention_ms)
             else:
                 self.store.put(timer_key(partition, due, kind, order_id), b"")
-        key = saga_key(order_id)
-        if decision.forget:
-            self.store.delete(key)
-        elif decision.saga is not None:
-            self.store.put(key, encode_saga(decision.saga))
-        # Most answers cause neither events nor commands: nothing to build then.
-        events, commands = decision.raw_events, decision.raw_commands
-        outputs = [Out("reservations", *_keyed(event, "order_id")) for event in events]
-        if commands:
-            outputs.extend(
-                Out("product_commands", *_keyed(command, "product_id")) for command in commands
-            )
-        return outputs
 
     def _forget(self, key: str, raw: bytes, now_ms: int) -> None:
         decision = decide.fire_timer(decode_saga(raw), "forget", now_ms=now_ms, policy=self.policy)
@@ -163,6 +172,17 @@ class OrderDesk:
             # Deleted only after what it caused is durable (see Step.after_flush).
             step.after_flush.append(timer.key)
         return step
+
+
+def _outputs(decision: SagaDecision) -> list[Out]:
+    # Most answers cause neither events nor commands: nothing to build then.
+    events, commands = decision.raw_events, decision.raw_commands
+    outputs = [Out("reservations", *_keyed(event, "order_id")) for event in events]
+    if commands:
+        outputs.extend(
+            Out("product_commands", *_keyed(command, "product_id")) for command in commands
+        )
+    return outputs
 
 
 def _keyed(item: BaseModel | Plain, field: str) -> tuple[bytes, bytes]:
