@@ -21,6 +21,7 @@ from stockflow.models import (
     OrderCancelIgnored,
     OrderRejected,
     OrderReserved,
+    ProductBatch,
     ProductReserved,
     Release,
     ReplyBatch,
@@ -469,6 +470,69 @@ def test_any_lost_suffix_of_a_step_is_repaired_by_its_redelivery(command: str) -
 
         assert store.items() == clean.items(), lost
         # Re-derived, not silent: the same events (and answer) as the first time.
+        assert redelivered.outputs == expected.outputs, lost
+
+
+def test_a_product_batch_survives_any_lost_suffix_of_its_writes() -> None:
+    # Several commands for one product in one record: the writer reads the counters once and
+    # carries them through the batch, and still writes each command's step in order, so any
+    # lost suffix is repaired by the redelivered record.
+    base, base_store = _writer(on_hand=10)
+    base.handle(reserve("o-1", 4), command_meta(1, T0))
+    value = encode(
+        ProductBatch(
+            commands=[
+                Reserve(
+                    order_id="o-2",
+                    product_id="p",
+                    quantity=3,
+                    expires_at_ms=T0 + 60_000,
+                    reply_partition=1,
+                    outcome=True,
+                ),
+                Release(order_id="o-1", product_id="p", reason="cancelled"),
+                Reserve(
+                    order_id="o-3",
+                    product_id="p",
+                    quantity=9,
+                    expires_at_ms=T0 + 60_000,
+                    reply_partition=1,
+                ),
+                AdjustStock(product_id="p", delta=2, adjustment_id="adj-1"),
+                Reserve(
+                    order_id="o-4",
+                    product_id="p",
+                    quantity=9,
+                    expires_at_ms=T0 + 60_000,
+                    reply_partition=1,
+                ),
+            ]
+        )
+    )
+    at = command_meta(2, T0 + 5)
+
+    clean = base_store.clone()
+    expected = ProductWriter(clean, POLICY).handle(value, at)
+    assert stock_of(clean, "p") == Stock(on_hand=12, reserved=12, next_seq=3)
+    assert [(e.order_id, e.status) for e in ledger_of(clean, "p")] == [
+        ("o-1", "released"),
+        ("o-2", "pending"),
+        ("o-3", "refused"),
+        ("o-4", "pending"),
+    ]
+    probe = base_store.clone()
+    probe.begin()
+    ProductWriter(probe, POLICY).handle(value, at)
+    for lost in range(1, len(probe.journal) + 1):
+        store = base_store.clone()
+        writer = ProductWriter(store, POLICY)
+        store.begin()
+        writer.handle(value, at)
+        store.lose_last(lost)
+
+        redelivered = writer.handle(value, at)
+
+        assert store.items() == clean.items(), lost
         assert redelivered.outputs == expected.outputs, lost
 
 

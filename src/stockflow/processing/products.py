@@ -39,6 +39,10 @@ class ProductWriter:
     def __init__(self, store: StateStore, policy: Policy) -> None:
         self.store = store
         self.policy = policy
+        self._known: dict[str, Stock] | None = None
+        """While a batch is applied: each product's counters as its last command left them
+        (read from the store, or just written to it), so that a product with several
+        commands in the batch is decoded and checked for a lost write once."""
 
     def handle(self, raw: bytes | None, meta: Meta) -> Step:
         commands = parse_product_commands(raw)
@@ -53,8 +57,12 @@ class ProductWriter:
         # A batch: each command is applied as if it had its own record, in order (their writes
         # are sequential, so a crash still loses only a suffix).
         outputs: list[Out] = []
-        for command in commands:
-            outputs.extend(self._command(command, meta))
+        self._known = {}
+        try:
+            for command in commands:
+                outputs.extend(self._command(command, meta))
+        finally:
+            self._known = None
         return Step(outputs=outputs)
 
     def _command(self, command: Command, meta: Meta) -> list[Out]:
@@ -134,6 +142,9 @@ class ProductWriter:
     # --- state ------------------------------------------------------------------------------
 
     def _load(self, skey: str) -> Stock | None:
+        known = self._known
+        if known is not None and skey in known:
+            return known[skey]
         raw = self.store.get(skey)
         if raw is None:
             return None
@@ -143,6 +154,8 @@ class ProductWriter:
             wal_value = wal_text.encode()
             if self.store.get(wal_key) != wal_value:
                 self.store.put(wal_key, wal_value)
+        if known is not None:
+            known[skey] = stock
         return stock
 
     def _entry(self, ekey: str) -> Reservation | None:
@@ -191,6 +204,8 @@ class ProductWriter:
                     decision.stock, wal_key, wal_value, meta.offset, meta.timestamp_ms
                 )
             self.store.put(skey, value)
+            if self._known is not None:
+                self._known[skey] = decision.stock
         if second is not None:
             self.store.put(*second)
         outputs: list[Out] = []
