@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stockflow.core.policy import Policy
@@ -45,6 +45,9 @@ from fixtures import (
 T0 = 1_700_000_000_000
 PRODUCTS = ["p", "q", "r"]
 SETTINGS = settings(max_examples=120, deadline=None, derandomize=True, database=None)
+"""``derandomize`` fixes the seed, not the examples: Hypothesis also draws constants found in the
+project modules imported so far, so a whole ``tests/unit`` run tries other examples than this
+file alone. Cases found that way are pinned with ``@example``."""
 
 
 def echoes(pattern: list[bool]) -> Callable[[object], bool]:
@@ -179,6 +182,11 @@ def _record(op: tuple[Any, ...]) -> tuple[str, bytes, bytes] | None:
 
 
 @SETTINGS
+@example(  # both lines refused: the second refusal reaches a saga the first one rejected
+    initial={"p": 0, "q": 0, "r": 0},
+    ops=[("place", "o-0", [("p", 1), ("q", 1)], None)],
+    duplicates=[],
+)
 @given(
     initial=st.fixed_dictionaries({pid: st.integers(0, 15) for pid in PRODUCTS}),
     ops=st.lists(OPS, max_size=40),
@@ -264,8 +272,15 @@ def check_orders(pipeline: RecordingPipeline, placed: set[str]) -> None:
                 assert saga.status == "reserved", (entry, saga.status)
             elif entry.status == "confirmed":
                 assert saga.status == "confirmed" and line.action == "confirm"
-            elif entry.status == "refused":  # the product and the saga agree it was refused
-                assert line.answer == "refused", (entry, line)
+            elif entry.status == "refused":
+                # A refusal holds nothing. The saga agrees it was refused, or decided the order
+                # without this answer (another line's refusal rejected it first, or its timeout
+                # did) and ignored it: then the line is compensated, never counted as held.
+                assert line.answer == "refused" or (
+                    line.answer == "pending"
+                    and saga.status == "rejected"
+                    and line.action == "release"
+                ), (entry, line, saga.status)
             else:
                 assert saga.status != "confirmed" and line.action == "release"
     for order_id in placed:

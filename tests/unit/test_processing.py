@@ -21,8 +21,10 @@ from stockflow.models import (
     OrderCancelIgnored,
     OrderRejected,
     OrderReserved,
+    ProductBatch,
     ProductReserved,
     Release,
+    ReplyBatch,
     ReservationConfirmed,
     ReservationConfirmFailed,
     ReservationReleased,
@@ -37,6 +39,7 @@ from stockflow.processing.codec import (
     ERROR_LIMIT,
     StockRecord,
     decode_stock,
+    decode_stock_values,
     encode,
     encode_stock,
 )
@@ -470,6 +473,130 @@ def test_any_lost_suffix_of_a_step_is_repaired_by_its_redelivery(command: str) -
         assert redelivered.outputs == expected.outputs, lost
 
 
+def test_a_product_batch_survives_any_lost_suffix_of_its_writes() -> None:
+    # Several commands for one product in one record: the writer reads the counters once and
+    # carries them through the batch, and still writes each command's step in order, so any
+    # lost suffix is repaired by the redelivered record.
+    base, base_store = _writer(on_hand=10)
+    base.handle(reserve("o-1", 4), command_meta(1, T0))
+    value = encode(
+        ProductBatch(
+            commands=[
+                Reserve(
+                    order_id="o-2",
+                    product_id="p",
+                    quantity=3,
+                    expires_at_ms=T0 + 60_000,
+                    reply_partition=1,
+                    outcome=True,
+                ),
+                Release(order_id="o-1", product_id="p", reason="cancelled"),
+                Reserve(
+                    order_id="o-3",
+                    product_id="p",
+                    quantity=9,
+                    expires_at_ms=T0 + 60_000,
+                    reply_partition=1,
+                ),
+                AdjustStock(product_id="p", delta=2, adjustment_id="adj-1"),
+                Reserve(
+                    order_id="o-4",
+                    product_id="p",
+                    quantity=9,
+                    expires_at_ms=T0 + 60_000,
+                    reply_partition=1,
+                ),
+            ]
+        )
+    )
+    at = command_meta(2, T0 + 5)
+
+    clean = base_store.clone()
+    expected = ProductWriter(clean, POLICY).handle(value, at)
+    assert stock_of(clean, "p") == Stock(on_hand=12, reserved=12, next_seq=3)
+    assert [(e.order_id, e.status) for e in ledger_of(clean, "p")] == [
+        ("o-1", "released"),
+        ("o-2", "pending"),
+        ("o-3", "refused"),
+        ("o-4", "pending"),
+    ]
+    probe = base_store.clone()
+    probe.begin()
+    ProductWriter(probe, POLICY).handle(value, at)
+    for lost in range(1, len(probe.journal) + 1):
+        store = base_store.clone()
+        writer = ProductWriter(store, POLICY)
+        store.begin()
+        writer.handle(value, at)
+        store.lose_last(lost)
+
+        redelivered = writer.handle(value, at)
+
+        assert store.items() == clean.items(), lost
+        assert redelivered.outputs == expected.outputs, lost
+
+
+def test_a_reply_batch_survives_any_lost_suffix_of_its_writes() -> None:
+    # The answers of one reply record write each saga they change once, after every timer:
+    # whatever suffix a crash loses, the redelivered record rebuilds the same state and
+    # publishes nothing that the first delivery did not.
+    store = JournalStore()
+    desk = OrderDesk(store, POLICY)
+    desk.handle_order(
+        order_placed("o-1", ("p", 1), ("q", 2)), meta(offset=0, timestamp_ms=T0, key=b"o-1")
+    )
+    desk.handle_order(order_placed("o-2", ("r", 1)), meta(offset=1, timestamp_ms=T0, key=b"o-2"))
+    value = encode(
+        ReplyBatch(
+            answers=[
+                LineAnswer(order_id="o-1", product_id="p", status="reserved", quantity=1),
+                LineAnswer(
+                    order_id="o-2",
+                    product_id="r",
+                    status="refused",
+                    quantity=1,
+                    reason="insufficient_stock",
+                    available=0,
+                ),
+                LineAnswer(order_id="o-1", product_id="q", status="reserved", quantity=2),
+            ]
+        )
+    )
+    at = meta("order-replies", offset=0, timestamp_ms=T0 + 10)
+
+    clean = store.clone()
+    expected = OrderDesk(clean, POLICY).handle_reply(value, at)
+    assert [decode_event(out.value) for out in expected.outputs] == [
+        OrderReserved(
+            order_id="o-1",
+            lines=[
+                ReservedLine(product_id="p", quantity=1),
+                ReservedLine(product_id="q", quantity=2),
+            ],
+            expires_at=iso_from_ms(T0 + POLICY.reservation_ttl_ms),
+        )
+    ]
+    assert saga_of(clean, "o-1").status == "reserved"
+    assert saga_of(clean, "o-2").status == "rejected"
+    probe = store.clone()
+    probe.begin()
+    OrderDesk(probe, POLICY).handle_reply(value, at)
+    assert len(probe.journal) >= 4  # timers, then each saga once
+    for lost in range(1, len(probe.journal) + 1):
+        crashed = store.clone()
+        again = OrderDesk(crashed, POLICY)
+        crashed.begin()
+        again.handle_reply(value, at)
+        crashed.lose_last(lost)
+
+        redelivered = again.handle_reply(value, at)
+
+        assert crashed.items() == clean.items(), lost
+        assert {out.value for out in redelivered.outputs} == {
+            out.value for out in expected.outputs
+        }, lost
+
+
 def test_the_next_command_for_the_product_repairs_a_lost_ledger_write() -> None:
     writer, store = _writer(on_hand=10)
     store.begin()
@@ -611,6 +738,57 @@ def test_memory_store_scans_in_key_order_within_a_prefix() -> None:
     assert store.get("b:3") is None
 
 
+def test_memory_store_counts_changes_of_its_cached_first_keys() -> None:
+    store = MemoryStore()
+    store.put("t:1:5", b"")
+    assert store.first_key("t:1:") == "t:1:5"
+    seen = store.first_changes
+    store.put("t:1:7", b"")  # not first
+    store.put("x:1", b"")  # another prefix
+    assert store.first_changes == seen
+    store.put("t:1:3", b"")
+    assert store.first_changes == seen + 1 and store.first_key("t:1:") == "t:1:3"
+    store.delete("t:1:5")  # not first
+    assert store.first_changes == seen + 1
+    store.delete("t:1:3")
+    assert store.first_changes == seen + 2 and store.first_key("t:1:") == "t:1:7"
+
+
+def test_the_pipeline_fires_a_new_earlier_timer_on_time() -> None:
+    # The pipeline looks for due timers again only when a partition's first timer changed: an
+    # order with a shorter TTL placed after a longer one must still expire first, on time.
+    shop = Shop(policy=POLICY, partitions=1)
+    shop.set_stock("p", 5)
+    shop.place("o-long", ("p", 1), ttl=50)
+    shop.place("o-short", ("p", 1), ttl=10)
+
+    assert shop.tick(9_990) == []
+    expired = events_of(shop.tick(20))
+    assert expired == [
+        ReservationReleased(order_id="o-short", product_id="p", quantity=1, reason="expired")
+    ]
+    assert [s.status for s in (shop.saga("o-short"), shop.saga("o-long"))] == [
+        "expired",
+        "reserved",
+    ]
+
+
+@pytest.mark.parametrize("wal", [(None, None), ("r:1:p:o-1", '["o-1","p",1]')])
+def test_the_writers_stock_read_gives_what_the_full_record_holds(wal) -> None:
+    record = StockRecord(Stock(5, 2, 3), wal[0], wal[1], offset=9, event_ms=T0)
+    legacy = json.dumps(
+        {
+            "stock": {"on_hand": 5, "reserved": 2, "next_seq": 3},
+            "wal_key": wal[0],
+            "wal_value": wal[1],
+        }
+    ).encode()
+    for value in (encode_stock(record), legacy):
+        full = decode_stock(value)
+        assert decode_stock_values(value) == (full.stock, full.wal_key, full.wal_value)
+        assert full.stock == Stock(5, 2, 3) and full.wal_key == wal[0]
+
+
 def test_due_timers_fire_earliest_first_in_batches() -> None:
     store = MemoryStore()
     for due in range(FIRE_BATCH + 10):
@@ -646,6 +824,36 @@ def test_two_lines_for_one_product_are_checked_together() -> None:
 
     assert [type(event) for event in events_of(emitted)] == [OrderRejected]
     assert shop.stock("p") == Stock(on_hand=3)
+
+
+def test_a_line_refused_after_its_order_was_rejected_stays_compensated_and_holds_nothing() -> None:
+    # Both products are out of stock: the first refusal rejects the order, the second reaches a
+    # saga that already decided without it. The saga keeps that line as compensated (what the
+    # outcome said, and what a redelivery re-derives); the ledger keeps the refusal. Found by
+    # the pipeline property once a whole-suite run drew this example (see its SETTINGS).
+    shop = Shop(policy=POLICY)
+    shop.set_stock("p", 0)
+    shop.set_stock("q", 0)
+
+    emitted = shop.place("o-1", ("p", 1), ("q", 1))
+    again = shop.place("o-1", ("p", 1), ("q", 1))
+
+    rejected = OrderRejected(
+        order_id="o-1",
+        reason="insufficient_stock",
+        lines=[
+            LineRefusal(product_id="p", quantity=1, reason="insufficient_stock", available=0),
+            LineRefusal(product_id="q", quantity=1, reason="compensated", available=None),
+        ],
+    )
+    assert [e for e in events_of(emitted) if isinstance(e, OrderRejected)] == [rejected]
+    assert events_of(again) == [rejected]
+    saga = shop.saga("o-1")
+    assert saga is not None and saga.status == "rejected"
+    line = saga.lines[1]
+    assert (line.answer, line.action, line.release_reason) == ("pending", "release", "compensation")
+    assert [entry.status for entry in shop.ledger("q")] == ["refused"]
+    assert shop.stock("q") == Stock(on_hand=0)
 
 
 def test_an_order_is_reserved_paid_and_confirmed_across_products() -> None:

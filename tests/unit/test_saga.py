@@ -8,6 +8,9 @@ import itertools
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic_core import to_json
 
 from stockflow.core import saga as decide
 from stockflow.core.policy import Policy
@@ -830,3 +833,89 @@ def test_a_single_line_saga_written_before_product_decides_still_publishes_its_o
     decision = saga.answer("a", now=T0 + 1)
 
     assert [type(event) for event in decision.events] == [OrderReserved]
+
+
+# --- the plain path for common answers --------------------------------------------------------
+
+ANSWER_LINES = st.builds(
+    LineState,
+    product_id=st.sampled_from(["p", "q", "r"]),
+    quantity=st.integers(1, 3),
+    answer=st.sampled_from(["pending", "reserved", "refused"]),
+    reason=st.none() | st.sampled_from(["insufficient_stock", "unknown_product", "timeout"]),
+    available=st.none() | st.integers(0, 3),
+    action=st.sampled_from(["reserve", "confirm", "release", "none"]),
+    release_reason=st.none() | st.sampled_from(["cancelled", "expired", "compensation"]),
+)
+ANSWERED_SAGAS = st.builds(
+    decide.Saga,
+    order_id=st.just("o-1"),
+    lines=st.lists(ANSWER_LINES, min_size=1, max_size=3).map(tuple),
+    fulfilment=st.sampled_from(["all_or_nothing", "partial"]),
+    status=st.sampled_from(["reserving", "reserving", "reserved"]),
+    placed_at_ms=st.just(T0),
+    deadline_ms=st.just(DEADLINE),
+    expires_at_ms=st.just(EXPIRES),
+    reply_partition=st.just(2),
+    pay_requested=st.booleans(),
+    cancel_requested=st.booleans(),
+    first_request=st.none() | st.sampled_from(["pay", "cancel"]),
+    product_decides=st.booleans(),
+)
+
+
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
+@given(
+    saga=ANSWERED_SAGAS,
+    product=st.sampled_from(["p", "q", "r", "x"]),
+    status=st.sampled_from(["reserved", "refused", "confirmed", "released"]),
+    reason=st.none() | st.sampled_from(["insufficient_stock", "unknown_product"]),
+    available=st.none() | st.integers(0, 3),
+)
+def test_common_answers_decide_exactly_as_the_general_path(
+    saga, product, status, reason, available
+) -> None:
+    found = decide.answer_line(
+        saga, product, status, reason, available, now_ms=T0 + 20, policy=POLICY
+    )
+    general = decide._answer_generally(saga, product, status, reason, available, T0 + 20, POLICY)
+    assert found == general
+    assert found.raw_events == general.raw_events  # the same objects, byte for byte encoded
+
+
+def test_the_plain_path_takes_the_common_answers() -> None:
+    single = driver()
+    single.place(("p", 1), now=T0)
+    assert single.saga is not None and single.saga.product_decides
+    assert decide._answer_plainly(single.saga, "p", "reserved", None, None, T0, POLICY)
+    assert decide._answer_plainly(single.saga, "p", "refused", "unknown_product", 0, T0, POLICY)
+    multi = driver()
+    multi.place(("p", 1), ("q", 2), now=T0)
+    assert multi.saga is not None
+    assert decide._answer_plainly(multi.saga, "q", "reserved", None, None, T0, POLICY)
+    assert decide._answer_plainly(multi.saga, "q", "refused", "timeout", 0, T0, POLICY) is None
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(
+    quantity=st.integers(1, 10**9),
+    ttl_ms=st.none() | st.integers(1, 10**8),
+    started_ms=st.none() | st.integers(0, 10**7),
+)
+def test_a_single_line_place_derives_exactly_its_effects(quantity, ttl_ms, started_ms) -> None:
+    decision = decide.place(
+        None,
+        order_id="o-1",
+        lines=[OrderLine(product_id="p", quantity=quantity)],
+        fulfilment="all_or_nothing",
+        ttl_ms=ttl_ms,
+        now_ms=T0,
+        reply_partition=2,
+        policy=POLICY,
+        placed_at=(2, 7),
+        started_ms=started_ms,
+    )
+    assert decision.saga is not None and decision.saga.product_decides
+    derived = decide._with_effects(decision.saga)
+    assert decision == derived
+    assert [to_json(c) for c in decision.raw_commands] == [to_json(c) for c in derived.raw_commands]

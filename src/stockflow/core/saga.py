@@ -30,6 +30,7 @@ from stockflow.core.policy import Policy
 from stockflow.models import (
     OUTPUT_EVENT_ADAPTER,
     PRODUCT_COMMAND_ADAPTER,
+    AnswerStatus,
     Confirm,
     Fulfilment,
     LineAnswer,
@@ -54,6 +55,7 @@ __all__ = [
     "SagaStatus",
     "TimerKind",
     "answer",
+    "answer_line",
     "cancel",
     "fire_timer",
     "merge_lines",
@@ -189,6 +191,9 @@ NOTHING = SagaDecision()
 def merge_lines(lines: Iterable[OrderLine]) -> tuple[LineState, ...]:
     """One line per product, quantities summed, in first-appearance order. Two lines for the
     same product are checked as one (checking them separately oversells: Medusa #16502)."""
+    if isinstance(lines, list | tuple) and len(lines) == 1:
+        only = lines[0]
+        return (LineState(only.product_id, only.quantity),)
     totals: dict[str, int] = {}
     for line in lines:
         totals[line.product_id] = totals.get(line.product_id, 0) + line.quantity
@@ -221,23 +226,38 @@ def place(
     single = len(merged) == 1 and policy.max_lines >= 1
     ttl = policy.reservation_ttl_ms if ttl_ms is None else min(ttl_ms, policy.reservation_ttl_ms)
     new = Saga(
-        order_id=order_id,
-        lines=merged,
-        fulfilment=fulfilment,
-        status="reserving",
-        placed_at_ms=now_ms,
-        deadline_ms=(now_ms if started_ms is None else started_ms) + policy.saga_timeout_ms,
-        expires_at_ms=now_ms + ttl,
-        reply_partition=reply_partition,
-        placed_at=placed_at,
-        product_decides=single,
+        order_id,
+        merged,
+        fulfilment,
+        "reserving",
+        now_ms,
+        (now_ms if started_ms is None else started_ms) + policy.saga_timeout_ms,
+        now_ms + ttl,
+        reply_partition,
+        None,
+        False,
+        False,
+        None,
+        placed_at,
+        None,
+        single,
     )
     if single:
         # The product writer's answer is the outcome: a deadline here could only contradict
         # it (a "timeout" rejection racing a "reserved" the product already published), so a
         # single-line order waits for its product, however long (STOCKFLOW_SAGA_TIMEOUT applies
-        # to multi-line orders only).
-        return _with_effects(new)
+        # to multi-line orders only). Its one Reserve is all _with_effects would derive.
+        line = merged[0]
+        reserve: Plain = {
+            "type": "Reserve",
+            "order_id": order_id,
+            "product_id": line.product_id,
+            "quantity": line.quantity,
+            "expires_at_ms": new.expires_at_ms,
+            "reply_partition": reply_partition,
+            "outcome": True,
+        }
+        return SagaDecision(new, (), (reserve,))
     if len(merged) > policy.max_lines:
         rejected = replace(
             new,
@@ -257,12 +277,132 @@ def answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy)
     with this answer (and again with the answer to every Reserve sent again): the saga takes
     the same decision from it, and publishes everything else it implies (deferred payment and
     cancellation answers, Confirm/Release), but not the outcome a second time."""
-    decision = _answer(saga, reply, now_ms=now_ms, policy=policy)
-    if saga is not None and saga.product_decides:
+    return answer_line(
+        saga,
+        reply.product_id,
+        reply.status,
+        reply.reason,
+        reply.available,
+        now_ms=now_ms,
+        policy=policy,
+    )
+
+
+def answer_line(
+    saga: Saga | None,
+    product_id: str,
+    status: AnswerStatus,
+    reason: RefusalReason | None,
+    available: int | None,
+    *,
+    now_ms: int,
+    policy: Policy,
+) -> SagaDecision:
+    """:func:`answer` from the :class:`LineAnswer`'s fields (the order desk's hot path reads
+    answers as plain values)."""
+    if saga is not None and saga.status == "reserving":
+        fast = _answer_plainly(saga, product_id, status, reason, available, now_ms, policy)
+        if fast is not None:
+            return fast
+    return _answer_generally(saga, product_id, status, reason, available, now_ms, policy)
+
+
+def _answer_generally(
+    saga: Saga | None,
+    product_id: str,
+    status: AnswerStatus,
+    reason: RefusalReason | None,
+    available: int | None,
+    now_ms: int,
+    policy: Policy,
+) -> SagaDecision:
+    decision = _answer(saga, product_id, status, reason, available, now_ms=now_ms, policy=policy)
+    if saga is not None and saga.product_decides and decision.raw_events:
         return decision.with_events(
             tuple(event for event in decision.raw_events if not _is_outcome(event))
         )
     return decision
+
+
+def _answer_plainly(
+    saga: Saga,
+    product_id: str,
+    status: AnswerStatus,
+    reason: RefusalReason | None,
+    available: int | None,
+    now_ms: int,
+    policy: Policy,
+) -> SagaDecision | None:
+    """The common answers, decided without the general path's intermediate states: a line
+    reserved while nothing was deferred (the order is then held, or still waits for other
+    lines), and a single-line order refused by its product. ``None`` for everything else.
+    Each result is exactly what :func:`_answer` (then :func:`answer_line`'s filter) gives;
+    tests/unit/test_saga.py checks that for every saga state."""
+    if saga.pay_requested or saga.cancel_requested:
+        return None
+    lines = saga.lines
+    if len(lines) == 1:
+        line = lines[0]
+        if line.product_id != product_id or line.answer != "pending" or line.action != "reserve":
+            return None
+        if status == "reserved":
+            updated = LineState(
+                product_id, line.quantity, "reserved", line.reason, line.available, line.action
+            )
+            held = _saga_with(saga, (updated,), "reserved")
+            events = () if saga.product_decides else _outcome(held)
+            return SagaDecision(held, events, (), ((held.expires_at_ms, "expiry"),))
+        if status != "refused" or not saga.product_decides:
+            return None
+        refused = LineState(product_id, line.quantity, "refused", reason, available, "none")
+        rejection: RejectionReason = (
+            "unknown_product" if reason == "unknown_product" else "insufficient_stock"
+        )
+        done = Saga(
+            saga.order_id,
+            (refused,),
+            saga.fulfilment,
+            "rejected",
+            saga.placed_at_ms,
+            saga.deadline_ms,
+            saga.expires_at_ms,
+            saga.reply_partition,
+            rejection,
+            False,
+            False,
+            now_ms,
+            saga.placed_at,
+            saga.first_request,
+            True,
+        )
+        return SagaDecision(done, (), (), ((now_ms + policy.retention_ms, "forget"),))
+    if status != "reserved":
+        return None
+    index = None
+    waiting = False
+    for position, line in enumerate(lines):
+        if line.action != "reserve":
+            return None
+        if line.product_id == product_id:
+            if index is not None or line.answer != "pending":
+                return None
+            index = position
+        elif line.answer == "pending":
+            waiting = True
+        elif line.answer != "reserved":
+            return None  # a refusal (partial orders): the general path lists it
+    if index is None:
+        return None
+    line = lines[index]
+    updated = LineState(
+        product_id, line.quantity, "reserved", line.reason, line.available, line.action
+    )
+    new_lines = (*lines[:index], updated, *lines[index + 1 :])
+    if waiting:
+        return SagaDecision(saga=_saga_with(saga, new_lines, "reserving"))
+    held = _saga_with(saga, new_lines, "reserved")
+    events = () if saga.product_decides else _outcome(held)
+    return SagaDecision(held, events, (), ((held.expires_at_ms, "expiry"),))
 
 
 def _is_outcome(event: SagaEvent | Plain) -> bool:
@@ -271,7 +411,16 @@ def _is_outcome(event: SagaEvent | Plain) -> bool:
     return isinstance(event, OrderReserved | OrderRejected)
 
 
-def _answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy) -> SagaDecision:
+def _answer(
+    saga: Saga | None,
+    product_id: str,
+    status: AnswerStatus,
+    reason: RefusalReason | None,
+    available: int | None,
+    *,
+    now_ms: int,
+    policy: Policy,
+) -> SagaDecision:
     if saga is None:
         # After a crash a line answer of the previous run can be read before the redelivered
         # OrderPlaced that recreates the saga (the two topics are read side by side).
@@ -281,11 +430,11 @@ def _answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy
         # saga is only forgotten a retention period after it finished: no Reserve of it can
         # still be in flight.)
         return NOTHING
-    index = _line_index(saga, reply.product_id)
-    if index is None or reply.status not in ("reserved", "refused"):
+    index = _line_index(saga, product_id)
+    if index is None or status not in ("reserved", "refused"):
         return NOTHING
     line = saga.lines[index]
-    if reply.status == "reserved" and line.answer == "refused" and line.action == "none":
+    if status == "reserved" and line.answer == "refused" and line.action == "none":
         # A Reserve sent again for a line still waiting (a duplicate OrderPlaced or a replay
         # re-sends them) was answered after the first one was refused, and found stock freed in
         # between. The saga counts this line as refused, so the units must not stay held. (A line
@@ -298,14 +447,12 @@ def _answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy
     if line.answer != "pending" or saga.status != "reserving":
         # Already known, or decided without it (a timeout released it): nothing new happens.
         return _effects(saga) if line.answer != "pending" else NOTHING
-    if reply.status == "reserved":
+    if status == "reserved":
         updated = LineState(
             line.product_id, line.quantity, "reserved", line.reason, line.available, line.action
         )
     else:
-        updated = LineState(
-            line.product_id, line.quantity, "refused", reply.reason, reply.available, "none"
-        )
+        updated = LineState(line.product_id, line.quantity, "refused", reason, available, "none")
     lines = (*saga.lines[:index], updated, *saga.lines[index + 1 :])
     return _decide(_saga_with(saga, lines, saga.status), now_ms=now_ms, policy=policy)
 

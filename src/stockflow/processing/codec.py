@@ -27,6 +27,7 @@ __all__ = [
     "decode_entry",
     "decode_saga",
     "decode_stock",
+    "decode_stock_values",
     "encode",
     "encode_answer",
     "encode_entry",
@@ -34,6 +35,7 @@ __all__ = [
     "encode_outcome",
     "encode_saga",
     "encode_stock",
+    "encode_stock_values",
     "parse",
 ]
 
@@ -120,17 +122,21 @@ def _b64(data: bytes | None) -> str | None:
 
 def encode_stock(record: StockRecord) -> bytes:
     """``[on_hand, reserved, next_seq, wal_key, wal_value, offset, event_ms]``."""
-    stock = record.stock
+    return encode_stock_values(
+        record.stock, record.wal_key, record.wal_value, record.offset, record.event_ms
+    )
+
+
+def encode_stock_values(
+    stock: Stock,
+    wal_key: str | None,
+    wal_value: str | None,
+    offset: int | None,
+    event_ms: int | None,
+) -> bytes:
+    """:func:`encode_stock` of the :class:`StockRecord` these fields make, without building it."""
     return to_json(
-        [
-            stock.on_hand,
-            stock.reserved,
-            stock.next_seq,
-            record.wal_key,
-            record.wal_value,
-            record.offset,
-            record.event_ms,
-        ]
+        [stock.on_hand, stock.reserved, stock.next_seq, wal_key, wal_value, offset, event_ms]
     )
 
 
@@ -139,6 +145,16 @@ def decode_stock(raw: bytes) -> StockRecord:
         return _legacy(StockRecord, raw)
     on_hand, reserved, next_seq, wal_key, wal_value, offset, event_ms = from_json(raw)
     return StockRecord(Stock(on_hand, reserved, next_seq), wal_key, wal_value, offset, event_ms)
+
+
+def decode_stock_values(raw: bytes) -> tuple[Stock, str | None, str | None]:
+    """The counters and the write-ahead copy of a :func:`decode_stock` record, without
+    building the record (what the product writer reads on every command)."""
+    if raw[:1] == b"{":
+        record = decode_stock(raw)
+        return record.stock, record.wal_key, record.wal_value
+    on_hand, reserved, next_seq, wal_key, wal_value, _offset, _event_ms = from_json(raw)
+    return Stock(on_hand, reserved, next_seq), wal_key, wal_value
 
 
 def encode_entry(entry: Reservation) -> bytes:

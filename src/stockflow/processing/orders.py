@@ -11,17 +11,9 @@ from pydantic_core import to_json
 from stockflow.core import saga as decide
 from stockflow.core.policy import Policy
 from stockflow.core.saga import Plain, Saga, SagaDecision, TimerKind
-from stockflow.models import (
-    ORDER_EVENT_ADAPTER,
-    REPLY_COMMAND_ADAPTER,
-    FireTimers,
-    LineAnswer,
-    OrderCancelled,
-    OrderPaid,
-    OrderPlaced,
-    ReplyBatch,
-)
+from stockflow.models import ORDER_EVENT_ADAPTER, OrderCancelled, OrderPaid, OrderPlaced
 from stockflow.processing.codec import dead_letter, decode_saga, encode, encode_saga, parse
+from stockflow.processing.internal import parse_replies
 from stockflow.processing.keys import saga_key, timer_key
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
@@ -86,23 +78,41 @@ class OrderDesk:
 
     def handle_reply(self, raw: bytes | None, meta: Meta) -> Step:
         """A record from the internal reply topic: a line answer or a timer tick."""
-        command = parse(REPLY_COMMAND_ADAPTER, raw)
-        if isinstance(command, str):
-            return Step(outputs=[dead_letter(meta, raw, command)])
-        if isinstance(command, FireTimers):
-            return self._fire(meta.partition, command.now_ms)
-        if isinstance(command, ReplyBatch):
-            step = Step()
-            for answer in command.answers:
-                step.outputs.extend(self._answer(answer, meta).outputs)
-            return step
-        assert isinstance(command, LineAnswer)
-        return self._answer(command, meta)
-
-    def _answer(self, command: LineAnswer, meta: Meta) -> Step:
-        saga = self._load(command.order_id)
-        decision = decide.answer(saga, command, now_ms=meta.timestamp_ms, policy=self.policy)
-        return self._apply(command.order_id, meta.partition, decision)
+        answers = parse_replies(raw)
+        if isinstance(answers, str):
+            return Step(outputs=[dead_letter(meta, raw, answers)])
+        if len(answers) == 1 and answers[0]["type"] == "FireTimers":
+            return self._fire(meta.partition, answers[0]["now_ms"])
+        # The answers of one record are one step: each saga they change is written once, after
+        # every timer they arm (a crash losing a suffix of these writes only makes the
+        # redelivered record decide them all again). A multi-line order's answers often come
+        # in one record: its saga is decoded and encoded once for all of them.
+        partition, now = meta.partition, meta.timestamp_ms
+        changed: dict[str, Saga | None] = {}
+        outputs: list[Out] = []
+        for answer in answers:
+            order_id: str = answer["order_id"]
+            decision = decide.answer_line(
+                changed[order_id] if order_id in changed else self._load(order_id),
+                answer["product_id"],
+                answer["status"],
+                answer["reason"],
+                answer["available"],
+                now_ms=now,
+                policy=self.policy,
+            )
+            self._arm(order_id, partition, decision)
+            if decision.forget:
+                changed[order_id] = None
+            elif decision.saga is not None:
+                changed[order_id] = decision.saga
+            outputs.extend(_outputs(decision))
+        for order_id, saga in changed.items():
+            if saga is None:
+                self.store.delete(saga_key(order_id))
+            else:
+                self.store.put(saga_key(order_id), encode_saga(saga))
+        return Step(outputs=outputs)
 
     def saga(self, order_id: str) -> Saga | None:
         """The order's current state (for the read model)."""
@@ -113,8 +123,20 @@ class OrderDesk:
         return None if raw is None else decode_saga(raw)
 
     def _apply(self, order_id: str, partition: int, decision: SagaDecision) -> Step:
+        return Step(outputs=self._outputs(order_id, partition, decision))
+
+    def _outputs(self, order_id: str, partition: int, decision: SagaDecision) -> list[Out]:
         # Timers first, then the saga: a timer without its saga is ignored when it fires, and a
         # redelivered input re-arms timers whose write was lost.
+        self._arm(order_id, partition, decision)
+        key = saga_key(order_id)
+        if decision.forget:
+            self.store.delete(key)
+        elif decision.saga is not None:
+            self.store.put(key, encode_saga(decision.saga))
+        return _outputs(decision)
+
+    def _arm(self, order_id: str, partition: int, decision: SagaDecision) -> None:
         for due, kind in decision.timers:
             if kind == "forget":
                 # The finished saga's own finish time is its retention timer (see sweep).
@@ -122,17 +144,6 @@ class OrderDesk:
                 ensure_sweep(self.store, partition, finished, self.policy.retention_ms)
             else:
                 self.store.put(timer_key(partition, due, kind, order_id), b"")
-        key = saga_key(order_id)
-        if decision.forget:
-            self.store.delete(key)
-        elif decision.saga is not None:
-            self.store.put(key, encode_saga(decision.saga))
-        outputs = [Out("reservations", *_keyed(event, "order_id")) for event in decision.raw_events]
-        outputs.extend(
-            Out("product_commands", *_keyed(command, "product_id"))
-            for command in decision.raw_commands
-        )
-        return Step(outputs=outputs)
 
     def _forget(self, key: str, raw: bytes, now_ms: int) -> None:
         decision = decide.fire_timer(decode_saga(raw), "forget", now_ms=now_ms, policy=self.policy)
@@ -161,6 +172,17 @@ class OrderDesk:
             # Deleted only after what it caused is durable (see Step.after_flush).
             step.after_flush.append(timer.key)
         return step
+
+
+def _outputs(decision: SagaDecision) -> list[Out]:
+    # Most answers cause neither events nor commands: nothing to build then.
+    events, commands = decision.raw_events, decision.raw_commands
+    outputs = [Out("reservations", *_keyed(event, "order_id")) for event in events]
+    if commands:
+        outputs.extend(
+            Out("product_commands", *_keyed(command, "product_id")) for command in commands
+        )
+    return outputs
 
 
 def _keyed(item: BaseModel | Plain, field: str) -> tuple[bytes, bytes]:

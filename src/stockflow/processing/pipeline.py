@@ -40,14 +40,40 @@ def _positive_hash(key: bytes) -> int:
     return int(murmur2(key) & 0x7FFFFFFF)
 
 
-def _has_due_timer(store: MemoryStore, partition: int, now_ms: int) -> bool:
-    # timers.has_due_timer without its generator: checked for every partition on every input.
+def _first_due(store: MemoryStore, partition: int) -> int | None:
+    # timers.next_due without its generator: checked for every partition on every input.
     prefix = timer_prefix(partition)
     key = store.first_key(prefix)
     if key is None:
-        return False
+        return None
     start = len(prefix)
-    return int(key[start : key.index(":", start)]) <= now_ms
+    return int(key[start : key.index(":", start)])
+
+
+class _Earliest:
+    """The earliest timer of each partition of one store, looked up again only when one of
+    them changed (:attr:`MemoryStore.first_changes`): most inputs add no new first timer."""
+
+    __slots__ = ("changes", "due", "earliest", "store")
+
+    def __init__(self, store: MemoryStore, partitions: int) -> None:
+        self.store = store
+        self.changes = -1
+        self.due: list[int | None] = [None] * partitions
+        self.earliest: int | None = None
+
+    def any_due(self, now_ms: int) -> bool:
+        store = self.store
+        if store.first_changes != self.changes:
+            self.due = [_first_due(store, partition) for partition in range(len(self.due))]
+            # Read after the lookups: caching a new prefix's first key is no change to see.
+            self.changes = store.first_changes
+            self.earliest = min((due for due in self.due if due is not None), default=None)
+        return self.earliest is not None and self.earliest <= now_ms
+
+    def is_due(self, partition: int, now_ms: int) -> bool:
+        due = self.due[partition]
+        return due is not None and due <= now_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +100,8 @@ class LocalPipeline:
         self.orders = OrderDesk(self.order_store, self.policy)
         self.inventory = InventoryRouter()
         self._offsets: dict[tuple[str, int], int] = {}
+        self._orders_due = _Earliest(self.order_store, self.partitions)
+        self._products_due = _Earliest(self.product_store, self.partitions)
         self._queue: deque[tuple[str, int, bytes | None, bytes | None, int]] = deque()
 
     # --- feeding -------------------------------------------------------------------------------
@@ -100,10 +128,15 @@ class LocalPipeline:
         start = len(self.emitted)
         self.clock_ms = max(self.clock_ms, now_ms)
         for _ in range(10_000):  # bounded: each round fires at most a batch per partition
+            now = self.clock_ms
+            orders, products = self._orders_due, self._products_due
+            # Both refreshed before any partition is looked at.
+            if not (orders.any_due(now) | products.any_due(now)):
+                break
             fired = False
             for partition in range(self.partitions):
-                due_orders = _has_due_timer(self.order_store, partition, self.clock_ms)
-                due_products = _has_due_timer(self.product_store, partition, self.clock_ms)
+                due_orders = orders.is_due(partition, now)
+                due_products = products.is_due(partition, now)
                 if not (due_orders or due_products):
                     continue
                 fired = True
@@ -129,7 +162,7 @@ class LocalPipeline:
             topic, partition, key, value, ts = self._queue.popleft()
             offset = self._offsets.get((topic, partition), 0)
             self._offsets[(topic, partition)] = offset + 1
-            meta = Meta(topic=topic, partition=partition, offset=offset, timestamp_ms=ts, key=key)
+            meta = Meta(topic, partition, offset, ts, key)
             step = self._dispatch(topic, value, meta)
             for out in step.outputs:
                 self._route(out, ts)

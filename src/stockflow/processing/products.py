@@ -9,30 +9,20 @@ from dataclasses import replace
 from stockflow.core import stock as decide
 from stockflow.core.policy import Policy
 from stockflow.core.stock import Reservation, Stock, StockDecision
-from stockflow.models import (
-    PRODUCT_COMMAND_ADAPTER,
-    AdjustStock,
-    Confirm,
-    FireTimers,
-    ProductBatch,
-    Release,
-    Reserve,
-    SetStock,
-    StockCommand,
-)
 from stockflow.processing.codec import (
-    StockRecord,
     dead_letter,
     decode_entry,
     decode_stock,
+    decode_stock_values,
     encode,
     encode_answer,
     encode_entry,
     encode_entry_event,
     encode_outcome,
     encode_stock,
-    parse,
+    encode_stock_values,
 )
+from stockflow.processing.internal import Command, parse_product_commands
 from stockflow.processing.keys import entry_key, ledger_prefix, marker_key, stock_key, timer_key
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
@@ -49,104 +39,127 @@ class ProductWriter:
     def __init__(self, store: StateStore, policy: Policy) -> None:
         self.store = store
         self.policy = policy
+        self._known: dict[str, Stock] | None = None
+        """While a batch is applied: each product's counters as its last command left them
+        (read from the store, or just written to it), so that a product with several
+        commands in the batch is decoded and checked for a lost write once."""
 
     def handle(self, raw: bytes | None, meta: Meta) -> Step:
-        command = parse(PRODUCT_COMMAND_ADAPTER, raw)
-        if isinstance(command, str):
-            return Step(outputs=[dead_letter(meta, raw, command)])
-        if isinstance(command, FireTimers):
-            self._fire(meta.partition, command.now_ms)
-            return Step()
-        if isinstance(command, ProductBatch):
-            # One record, several commands: each is applied as if it had its own record, in
-            # order (their writes are sequential, so a crash still loses only a suffix).
-            step = Step()
-            for each in command.commands:
-                step.outputs.extend(self._command(each, meta).outputs)
-            return step
-        return self._command(command, meta)
+        commands = parse_product_commands(raw)
+        if isinstance(commands, str):
+            return Step(outputs=[dead_letter(meta, raw, commands)])
+        if len(commands) == 1:
+            command = commands[0]
+            if command["type"] == "FireTimers":
+                self._fire(meta.partition, command["now_ms"])
+                return Step()
+            return Step(outputs=self._command(command, meta))
+        # A batch: each command is applied as if it had its own record, in order (their writes
+        # are sequential, so a crash still loses only a suffix).
+        outputs: list[Out] = []
+        self._known = {}
+        try:
+            for command in commands:
+                outputs.extend(self._command(command, meta))
+        finally:
+            self._known = None
+        return Step(outputs=outputs)
 
-    def _command(self, command: StockCommand, meta: Meta) -> Step:
-        product_id = command.product_id
+    def _command(self, command: Command, meta: Meta) -> list[Out]:
+        kind = command["type"]
+        product_id: str = command["product_id"]
         partition = meta.partition
-        stock = self._load(product_id)
+        skey = stock_key(product_id)
+        stock = self._load(skey)
         now = meta.timestamp_ms
-        if isinstance(command, Reserve):
-            entry = self._entry(product_id, command.order_id)
+        if kind == "Reserve":
+            order_id: str = command["order_id"]
+            ekey = entry_key(product_id, order_id)
+            entry = self._entry(ekey)
             decision = decide.reserve(
                 stock,
                 entry,
-                order_id=command.order_id,
+                order_id=order_id,
                 product_id=product_id,
-                quantity=command.quantity,
-                expires_at_ms=command.expires_at_ms,
+                quantity=command["quantity"],
+                expires_at_ms=command["expires_at_ms"],
                 now_ms=now,
             )
-            step = self._apply(product_id, meta, decision)
-            if decision.source is not None:
-                if command.outcome:
+            outputs = self._apply(skey, meta, decision, ekey)
+            source = decision.source
+            if source is not None:
+                order_key = order_id.encode()
+                if command["outcome"]:
                     # A single-line order: this answer is its outcome (after ProductReserved,
                     # as the saga would have published it). Re-derived from the ledger entry on
                     # redelivery, so every copy is the same event.
-                    order_key = command.order_id.encode()
-                    outcome = encode_outcome(decision.source)
-                    step.outputs.append(Out("reservations", order_key, outcome))
-                step.outputs.append(
+                    outputs.append(Out("reservations", order_key, encode_outcome(source)))
+                outputs.append(
                     Out(
                         "order_replies",
-                        command.order_id.encode(),
-                        encode_answer(decision.source),
-                        command.reply_partition,
+                        order_key,
+                        encode_answer(source),
+                        command["reply_partition"],
                     )
                 )
-            return step
-        if isinstance(command, Confirm):
-            entry = self._entry(product_id, command.order_id)
+            return outputs
+        if kind == "Confirm":
+            ekey = entry_key(product_id, command["order_id"])
             decision = decide.confirm(
-                stock, entry, now_ms=now, pending=lambda: self._ledger(product_id, partition)
+                stock,
+                self._entry(ekey),
+                now_ms=now,
+                pending=lambda: self._ledger(product_id, partition),
             )
-            return self._apply(product_id, meta, decision)
-        if isinstance(command, Release):
-            entry = self._entry(product_id, command.order_id)
-            decision = decide.release(stock, entry, reason=command.reason, now_ms=now)
-            return self._apply(product_id, meta, decision)
-        source = command.source if isinstance(command, SetStock) else command.adjustment_id
-        marker = marker_key(product_id, source)
+            return self._apply(skey, meta, decision, ekey)
+        if kind == "Release":
+            ekey = entry_key(product_id, command["order_id"])
+            decision = decide.release(
+                stock, self._entry(ekey), reason=command["reason"], now_ms=now
+            )
+            return self._apply(skey, meta, decision, ekey)
+        source_id: str = command["source"] if kind == "SetStock" else command["adjustment_id"]
+        marker = marker_key(product_id, source_id)
         if self.store.get(marker) is not None:
-            return Step()  # this recount or adjustment was applied already
-        if isinstance(command, SetStock):
+            return []  # this recount or adjustment was applied already
+        if kind == "SetStock":
             decision = decide.set_stock(
                 stock,
                 product_id=product_id,
-                on_hand=command.on_hand,
+                on_hand=command["on_hand"],
                 pending=lambda: self._ledger(product_id, partition),
             )
         else:
-            assert isinstance(command, AdjustStock)
+            assert kind == "AdjustStock", kind
             decision = decide.adjust_stock(
                 stock,
                 product_id=product_id,
-                delta=command.delta,
+                delta=command["delta"],
                 pending=lambda: self._ledger(product_id, partition),
             )
-        return self._apply(product_id, meta, decision, marker=(marker, now))
+        return self._apply(skey, meta, decision, None, marker=(marker, now))
 
     # --- state ------------------------------------------------------------------------------
 
-    def _load(self, product_id: str) -> Stock | None:
-        raw = self.store.get(stock_key(product_id))
+    def _load(self, skey: str) -> Stock | None:
+        known = self._known
+        if known is not None and skey in known:
+            return known[skey]
+        raw = self.store.get(skey)
         if raw is None:
             return None
-        record = decode_stock(raw)
-        if record.wal_key is not None and record.wal_value is not None:
+        stock, wal_key, wal_text = decode_stock_values(raw)
+        if wal_key is not None and wal_text is not None:
             # Repair a second write lost in a crash (see StockRecord).
-            wal_value = record.wal_value.encode()
-            if self.store.get(record.wal_key) != wal_value:
-                self.store.put(record.wal_key, wal_value)
-        return record.stock
+            wal_value = wal_text.encode()
+            if self.store.get(wal_key) != wal_value:
+                self.store.put(wal_key, wal_value)
+        if known is not None:
+            known[skey] = stock
+        return stock
 
-    def _entry(self, product_id: str, order_id: str) -> Reservation | None:
-        raw = self.store.get(entry_key(product_id, order_id))
+    def _entry(self, ekey: str) -> Reservation | None:
+        raw = self.store.get(ekey)
         return None if raw is None else decode_entry(raw)
 
     def _ledger(self, product_id: str, partition: int) -> Iterator[Reservation]:
@@ -155,19 +168,23 @@ class ProductWriter:
 
     def _apply(
         self,
-        product_id: str,
+        skey: str,
         meta: Meta,
         decision: StockDecision,
+        ekey: str | None,
         *,
         marker: tuple[str, int] | None = None,
-    ) -> Step:
+    ) -> list[Out]:
+        """``skey`` is the product's stock key, ``ekey`` the order's ledger entry key (the key
+        of ``decision.entry``, when there is one)."""
         # Write order matters: timers, then counters (with a copy of the second key), then the
         # second key. Any prefix of these writes is repaired or harmless on redelivery.
         partition = meta.partition
         second: tuple[str, bytes] | None = None
         if decision.entry is not None:
             entry = decision.entry
-            second = (entry_key(product_id, entry.order_id), encode_entry(entry))
+            assert ekey is not None
+            second = (ekey, encode_entry(entry))
             if entry.finished_at_ms is not None:
                 # Its finish time is its retention timer: the partition's sweep forgets it.
                 ensure_sweep(self.store, partition, entry.finished_at_ms, self.policy.retention_ms)
@@ -176,17 +193,22 @@ class ProductWriter:
             due = marker[1] + self.policy.retention_ms
             self.store.put(timer_key(partition, due, "gc", marker[0]), b"")
         if decision.stock is not None:
-            record = StockRecord(
-                stock=decision.stock,
-                wal_key=second[0] if second else None,
-                wal_value=second[1].decode() if second else None,
-                offset=meta.offset,  # freshness for the read model
-                event_ms=meta.timestamp_ms,
-            )
-            self.store.put(stock_key(product_id), encode_stock(record))
+            # offset and timestamp: freshness for the read model.
+            if second is None:
+                value = encode_stock_values(
+                    decision.stock, None, None, meta.offset, meta.timestamp_ms
+                )
+            else:
+                wal_key, wal_value = second[0], second[1].decode()
+                value = encode_stock_values(
+                    decision.stock, wal_key, wal_value, meta.offset, meta.timestamp_ms
+                )
+            self.store.put(skey, value)
+            if self._known is not None:
+                self._known[skey] = decision.stock
         if second is not None:
             self.store.put(*second)
-        outputs = []
+        outputs: list[Out] = []
         if decision.emits and decision.source is not None:
             source = decision.source
             outputs.append(
@@ -196,7 +218,7 @@ class ProductWriter:
             Out("reservations", event.product_id.encode(), encode(event))
             for event in decision.extra  # shortfalls, keyed by product
         )
-        return Step(outputs=outputs)
+        return outputs
 
     def _fire(self, partition: int, now_ms: int) -> None:
         """Retention: forget finished reservations and applied markers. Deleting produces no

@@ -44,6 +44,9 @@ class MemoryStore:
         self._first: dict[str, str | None] = {}
         """first_key answers per prefix, kept current by put and delete."""
         self._heads: set[str] = set()
+        self.first_changes = 0
+        """Counts changes of any cached :meth:`first_key` answer: while it stays the same, so
+        do they all (the pipeline skips looking for due timers then)."""
 
     def get(self, key: str) -> bytes | None:
         return self._data.get(key)
@@ -55,6 +58,7 @@ class MemoryStore:
                 for prefix, first in self._first.items():
                     if key.startswith(prefix) and (first is None or key < first):
                         self._first[prefix] = key
+                        self.first_changes += 1
         self._data[key] = value
 
     def delete(self, key: str) -> None:
@@ -63,6 +67,7 @@ class MemoryStore:
             if key[:2] in self._heads:
                 for prefix in [p for p, first in self._first.items() if first == key]:
                     del self._first[prefix]  # recomputed on the next first_key
+                    self.first_changes += 1
 
     def scan(
         self, prefix: str, *, partition: int = 0, start: str | None = None

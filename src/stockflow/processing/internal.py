@@ -1,0 +1,172 @@
+"""Parsing stockflow's own internal commands into plain values.
+
+The product-command and reply topics carry only what stockflow itself produced (``Reserve``,
+``Confirm``, ``Release``, ``LineAnswer``, their batches, ``FireTimers`` ticks). Validating each
+of them into a pydantic model was the largest single cost of a product writer's step, so they
+are read with ``pydantic_core.from_json`` into dicts and checked field by field against the
+exact types the models hold (:data:`Command`).
+
+Anything the fast check does not accept as it stands (a recount or an adjustment, a field of
+another type, an unknown or missing field, bytes that are not JSON) goes through the models'
+full validation instead (:func:`stockflow.processing.codec.parse`): it either parses (and is
+handed on as the same dicts) or yields the reason for the dead-letter topic. The fast path
+therefore never accepts what the models would refuse, nor decides differently on what they
+accept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import from_json
+
+from stockflow.models import (
+    PRODUCT_COMMAND_ADAPTER,
+    REPLY_COMMAND_ADAPTER,
+    ProductBatch,
+    ReplyBatch,
+)
+from stockflow.processing.codec import parse
+
+__all__ = ["Command", "parse_product_commands", "parse_replies"]
+
+Command = dict[str, Any]
+"""One internal command as its JSON object, with every field of its model present (defaults
+filled in) and of the model's type: what :meth:`BaseModel.model_dump` would give."""
+
+_RELEASE_REASONS = frozenset({"cancelled", "expired", "compensation"})
+_ANSWER_STATUSES = frozenset({"reserved", "refused", "confirmed", "released"})
+_REFUSAL_REASONS = frozenset(
+    {"insufficient_stock", "unknown_product", "timeout", "compensated", "invalid_order"}
+)
+
+
+def _reserve(c: Command) -> bool:
+    if len(c) == 6:
+        c["outcome"] = False
+    elif len(c) != 7 or c.get("outcome").__class__ is not bool:
+        return False
+    return (
+        c.get("order_id").__class__ is str
+        and c.get("product_id").__class__ is str
+        and c.get("quantity").__class__ is int
+        and c.get("expires_at_ms").__class__ is int
+        and c.get("reply_partition").__class__ is int
+    )
+
+
+def _confirm(c: Command) -> bool:
+    return (
+        len(c) == 3 and c.get("order_id").__class__ is str and c.get("product_id").__class__ is str
+    )
+
+
+def _release(c: Command) -> bool:
+    return (
+        len(c) == 4
+        and c.get("order_id").__class__ is str
+        and c.get("product_id").__class__ is str
+        and c.get("reason") in _RELEASE_REASONS
+    )
+
+
+def _fire(c: Command) -> bool:
+    return len(c) == 3 and c.get("partition").__class__ is int and c.get("now_ms").__class__ is int
+
+
+def _answer(c: Command) -> bool:
+    size = len(c)
+    if size == 5:
+        c["reason"] = c["available"] = None
+    elif size != 7:
+        return False
+    # A missing field reads as "", which neither check accepts.
+    reason, available = c.get("reason", ""), c.get("available", "")
+    return (
+        c.get("order_id").__class__ is str
+        and c.get("product_id").__class__ is str
+        and c.get("status") in _ANSWER_STATUSES
+        and c.get("quantity").__class__ is int
+        and (reason is None or reason in _REFUSAL_REASONS)
+        and (available is None or available.__class__ is int)
+    )
+
+
+_PRODUCT_CHECKS: dict[str, Callable[[Command], bool]] = {
+    "Reserve": _reserve,
+    "Confirm": _confirm,
+    "Release": _release,
+}
+
+
+def parse_product_commands(raw: bytes | None) -> list[Command] | str:
+    """The commands of one product-command record (a batch's in order, a tick as one
+    ``FireTimers``), or why it cannot be parsed."""
+    value: Any
+    try:
+        value = from_json(raw) if raw is not None else None
+    except ValueError:
+        value = None
+    if value.__class__ is dict:
+        kind: Any = value.get("type")
+        if kind == "ProductBatch" and len(value) == 2:
+            commands: Any = value.get("commands")
+            if commands.__class__ is list and all(_product_command(c) for c in commands):
+                return commands
+        elif kind == "FireTimers":
+            if _fire(value):
+                return [value]
+        elif _PRODUCT_CHECKS.get(kind, _never)(value):
+            return [value]
+    parsed: BaseModel | str = parse(PRODUCT_COMMAND_ADAPTER, raw)
+    return _slow(parsed)
+
+
+def parse_replies(raw: bytes | None) -> list[Command] | str:
+    """The line answers of one reply record (a batch's in order, a tick as one
+    ``FireTimers``), or why it cannot be parsed."""
+    value: Any
+    try:
+        value = from_json(raw) if raw is not None else None
+    except ValueError:
+        value = None
+    if value.__class__ is dict:
+        kind: Any = value.get("type")
+        if kind == "ReplyBatch" and len(value) == 2:
+            answers: Any = value.get("answers")
+            if answers.__class__ is list and all(
+                a.__class__ is dict and a.get("type") == "LineAnswer" and _answer(a)
+                for a in answers
+            ):
+                return answers
+        elif kind == "LineAnswer":
+            if _answer(value):
+                return [value]
+        elif kind == "FireTimers" and _fire(value):
+            return [value]
+    parsed: BaseModel | str = parse(REPLY_COMMAND_ADAPTER, raw)
+    return _slow(parsed)
+
+
+def _product_command(value: Any) -> bool:
+    if value.__class__ is not dict:
+        return False
+    kind: Any = value.get("type")
+    return _PRODUCT_CHECKS.get(kind, _never)(value)
+
+
+def _never(_command: Command) -> bool:
+    return False
+
+
+def _slow(parsed: BaseModel | str) -> list[Command] | str:
+    """The models' verdict, as the fast path's plain values."""
+    if isinstance(parsed, str):
+        return parsed
+    if isinstance(parsed, ProductBatch):
+        return [command.model_dump() for command in parsed.commands]
+    if isinstance(parsed, ReplyBatch):
+        return [answer.model_dump() for answer in parsed.answers]
+    return [parsed.model_dump()]
