@@ -236,17 +236,22 @@ def register_views(
                 arrived = saga.reply_partition
                 if router.is_active(table, arrived) or hops >= MAX_HOPS:
                     return self.json(read.order_answer(saga))
-                owner = router.owner(table, arrived)  # found in a standby copy here
-                if owner is not None and not router.is_me(owner):
-                    return await self.relay(owner, request, hops)
-                return self.json(read.order_answer(saga))
+                # Found in a standby copy here. The peers are asked for their active state
+                # (a plain relay to the arrival partition's owner would be routed back here by
+                # the order id's own partition); this copy answers only if none has it.
+                return await self.ask_peers(request, order_id, hops, standby=saga)
             return await self.ask_peers(request, order_id, hops)
 
-        async def ask_peers(self, request: Any, order_id: str, hops: int) -> Any:
+        async def ask_peers(
+            self, request: Any, order_id: str, hops: int, *, standby: Saga | None = None
+        ) -> Any:
             """An order sent without a key lives in whatever partition it landed in: ask
-            every other worker for its active state before saying it is unknown."""
+            every other worker for its active state before answering from a standby copy
+            (``standby``) or saying it is unknown."""
             peers = [url for url in router.workers(handle.order_table) if not router.is_me(url)]
             if hops >= MAX_HOPS or not peers:
+                if standby is not None:
+                    return self.json(read.order_answer(standby))
                 return self.error(404, "unknown order", order_id=order_id)
             answers = await asyncio.gather(
                 *(router.forward(url, request, hops=hops, local=True) for url in peers),
@@ -256,6 +261,8 @@ def register_views(
                 if not isinstance(answer, BaseException) and answer.status == 200:
                     headers = {"Content-Type": answer.content_type}
                     return self.bytes(answer.body, headers=headers)
+            if standby is not None:
+                return self.json(read.order_answer(standby))
             failed = [
                 url for url, a in zip(peers, answers, strict=True) if isinstance(a, BaseException)
             ]
