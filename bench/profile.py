@@ -44,13 +44,13 @@ LAYERS: tuple[tuple[str, str], ...] = (
 
 
 KEY_FUNCTIONS: tuple[tuple[str, str], ...] = (
-    ("product agent, whole step", "register_products_agent.<locals>.products"),
-    ("order agent, whole step", "register_orders_agent.<locals>.orders"),
+    ("batch processor, records applied", "BatchProcessor._apply"),
     ("  ProductWriter.handle", "ProductWriter.handle"),
     ("  OrderDesk.handle_order", "OrderDesk.handle_order"),
     ("  OrderDesk.handle_reply", "OrderDesk.handle_reply"),
-    ("  Publisher.publish (awaited topic sends)", "Publisher.publish"),
-    ("  table writes (Table.on_key_set)", "Table.on_key_set"),
+    ("  table writes (TableStore.put)", "TableStore.put"),
+    ("record batches built (BatchSender.send)", "BatchSender.send"),
+    ("standby partitions applied (StandbyApplier.take)", "StandbyApplier.take"),
     ("Faust producer buffer task (changelog sends)", "ProducerBuffer._handle_pending"),
     ("Topic.publish_message (every send)", "Topic.publish_message"),
     ("aiokafka producer Sender task", "Sender._sender_routine"),
