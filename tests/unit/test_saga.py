@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from pydantic_core import to_json
 
 from stockflow.core import saga as decide
+from stockflow.core import saga_answers as answers
+from stockflow.core import saga_effects as effects
 from stockflow.core.policy import Policy
 from stockflow.core.saga import LineState, SagaDecision
 from stockflow.models import (
@@ -878,7 +880,7 @@ def test_common_answers_decide_exactly_as_the_general_path(
     found = decide.answer_line(
         saga, product, status, reason, available, now_ms=T0 + 20, policy=POLICY
     )
-    general = decide._answer_generally(saga, product, status, reason, available, T0 + 20, POLICY)
+    general = answers.answer_generally(saga, product, status, reason, available, T0 + 20, POLICY)
     assert found == general
     assert found.raw_events == general.raw_events  # the same objects, byte for byte encoded
 
@@ -887,13 +889,13 @@ def test_the_plain_path_takes_the_common_answers() -> None:
     single = driver()
     single.place(("p", 1), now=T0)
     assert single.saga is not None and single.saga.product_decides
-    assert decide._answer_plainly(single.saga, "p", "reserved", None, None, T0, POLICY)
-    assert decide._answer_plainly(single.saga, "p", "refused", "unknown_product", 0, T0, POLICY)
+    assert answers.answer_plainly(single.saga, "p", "reserved", None, None, T0, POLICY)
+    assert answers.answer_plainly(single.saga, "p", "refused", "unknown_product", 0, T0, POLICY)
     multi = driver()
     multi.place(("p", 1), ("q", 2), now=T0)
     assert multi.saga is not None
-    assert decide._answer_plainly(multi.saga, "q", "reserved", None, None, T0, POLICY)
-    assert decide._answer_plainly(multi.saga, "q", "refused", "timeout", 0, T0, POLICY) is None
+    assert answers.answer_plainly(multi.saga, "q", "reserved", None, None, T0, POLICY)
+    assert answers.answer_plainly(multi.saga, "q", "refused", "timeout", 0, T0, POLICY) is None
 
 
 @settings(max_examples=100, deadline=None, derandomize=True, database=None)
@@ -916,6 +918,6 @@ def test_a_single_line_place_derives_exactly_its_effects(quantity, ttl_ms, start
         started_ms=started_ms,
     )
     assert decision.saga is not None and decision.saga.product_decides
-    derived = decide._with_effects(decision.saga)
+    derived = effects.with_effects(decision.saga)
     assert decision == derived
     assert [to_json(c) for c in decision.raw_commands] == [to_json(c) for c in derived.raw_commands]

@@ -1,7 +1,9 @@
 """The pure decision core: plain functions over plain, immutable state. No Faust, no I/O.
 
 ``stock``  decides for one product (check-and-reserve, confirm, release, stock changes).
-``saga``   decides for one order (fan-out, answers, payment, cancellation, timeouts).
+``saga``   decides for one order (fan-out, payment, cancellation, timeouts); its state is in
+           ``saga_state``, its line answers in ``saga_answers`` and what a state implies
+           downstream (commands, outcome, finishing steps) in ``saga_effects``.
 ``policy`` carries the business settings the decisions depend on.
 """
 

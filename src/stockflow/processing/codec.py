@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import from_json, to_json
 
-from stockflow.core.saga import LineState, Saga
+from stockflow.core.saga_state import LineState, Saga, saga_fields
 from stockflow.core.stock import Reservation, Stock
 from stockflow.models import DeadLetter, iso_from_ms
 from stockflow.processing.records import Meta, Out
@@ -182,37 +182,22 @@ def decode_entry(raw: bytes) -> Reservation:
 
 
 def encode_saga(saga: Saga) -> bytes:
-    """The :class:`Saga` fields in order as a JSON array, each line as an array too."""
-    return to_json(
+    """The :class:`Saga` fields in order (:func:`saga_fields`) as a JSON array, each line as an
+    array too."""
+    values = saga_fields(saga)
+    values[1] = [
         [
-            saga.order_id,
-            [
-                [
-                    line.product_id,
-                    line.quantity,
-                    line.answer,
-                    line.reason,
-                    line.available,
-                    line.action,
-                    line.release_reason,
-                ]
-                for line in saga.lines
-            ],
-            saga.fulfilment,
-            saga.status,
-            saga.placed_at_ms,
-            saga.deadline_ms,
-            saga.expires_at_ms,
-            saga.reply_partition,
-            saga.rejection,
-            saga.pay_requested,
-            saga.cancel_requested,
-            saga.finished_at_ms,
-            saga.placed_at,
-            saga.first_request,
-            saga.product_decides,
+            line.product_id,
+            line.quantity,
+            line.answer,
+            line.reason,
+            line.available,
+            line.action,
+            line.release_reason,
         ]
-    )
+        for line in saga.lines
+    ]
+    return to_json(values)
 
 
 def decode_saga(raw: bytes) -> Saga:
