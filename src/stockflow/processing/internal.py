@@ -104,12 +104,8 @@ _PRODUCT_CHECKS: dict[str, Callable[[Command], bool]] = {
 def parse_product_commands(raw: bytes | None) -> list[Command] | str:
     """The commands of one product-command record (a batch's in order, a tick as one
     ``FireTimers``), or why it cannot be parsed."""
-    value: Any
-    try:
-        value = from_json(raw) if raw is not None else None
-    except ValueError:
-        value = None
-    if value.__class__ is dict:
+    value = _json_object(raw)
+    if value is not None:
         kind: Any = value.get("type")
         if kind == "ProductBatch" and len(value) == 2:
             commands: Any = value.get("commands")
@@ -127,12 +123,8 @@ def parse_product_commands(raw: bytes | None) -> list[Command] | str:
 def parse_replies(raw: bytes | None) -> list[Command] | str:
     """The line answers of one reply record (a batch's in order, a tick as one
     ``FireTimers``), or why it cannot be parsed."""
-    value: Any
-    try:
-        value = from_json(raw) if raw is not None else None
-    except ValueError:
-        value = None
-    if value.__class__ is dict:
+    value = _json_object(raw)
+    if value is not None:
         kind: Any = value.get("type")
         if kind == "ReplyBatch" and len(value) == 2:
             answers: Any = value.get("answers")
@@ -148,6 +140,17 @@ def parse_replies(raw: bytes | None) -> list[Command] | str:
             return [value]
     parsed: BaseModel | str = parse(REPLY_COMMAND_ADAPTER, raw)
     return _slow(parsed)
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any] | None:
+    """``raw`` as a JSON object, or ``None`` (the models then say what is wrong with it)."""
+    if raw is None:
+        return None
+    try:
+        value: Any = from_json(raw)
+    except ValueError:
+        return None
+    return value if value.__class__ is dict else None
 
 
 def _product_command(value: Any) -> bool:

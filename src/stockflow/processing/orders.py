@@ -17,8 +17,7 @@ from stockflow.processing.internal import parse_replies
 from stockflow.processing.keys import saga_key, timer_key
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
-from stockflow.processing.sweep import SWEEP_KIND, ensure_sweep, run_sweep
-from stockflow.processing.timers import due_timers
+from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
 
 __all__ = ["OrderDesk"]
 
@@ -152,19 +151,15 @@ class OrderDesk:
 
     def _fire(self, partition: int, now_ms: int) -> Step:
         step = Step()
-        for timer in list(due_timers(self.store, partition, now_ms)):
-            if timer.kind == SWEEP_KIND:
-                # Forgetting publishes nothing: no need to wait for a flush.
-                run_sweep(
-                    self.store,
-                    partition,
-                    now_ms,
-                    timer,
-                    prefix="o:",
-                    retention_ms=self.policy.retention_ms,
-                    forget=lambda key, raw: self._forget(key, raw, now_ms),
-                )
-                continue
+        # Forgetting publishes nothing: the sweep need not wait for a flush.
+        for timer in due_after_sweeping(
+            self.store,
+            partition,
+            now_ms,
+            prefix="o:",
+            retention_ms=self.policy.retention_ms,
+            forget=lambda key, raw: self._forget(key, raw, now_ms),
+        ):
             saga = self._load(timer.ref)
             kind = cast(TimerKind, timer.kind)
             decision = decide.fire_timer(saga, kind, now_ms=now_ms, policy=self.policy)

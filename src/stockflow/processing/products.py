@@ -26,8 +26,7 @@ from stockflow.processing.internal import Command, parse_product_commands
 from stockflow.processing.keys import entry_key, ledger_prefix, marker_key, stock_key, timer_key
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
-from stockflow.processing.sweep import SWEEP_KIND, ensure_sweep, run_sweep
-from stockflow.processing.timers import due_timers
+from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
 
 __all__ = ["ProductWriter"]
 
@@ -223,18 +222,14 @@ class ProductWriter:
     def _fire(self, partition: int, now_ms: int) -> None:
         """Retention: forget finished reservations and applied markers. Deleting produces no
         output, so timers are removed at once."""
-        for timer in list(due_timers(self.store, partition, now_ms)):
-            if timer.kind == SWEEP_KIND:
-                run_sweep(
-                    self.store,
-                    partition,
-                    now_ms,
-                    timer,
-                    prefix="r:",
-                    retention_ms=self.policy.retention_ms,
-                    forget=lambda key, raw: self._forget_entry(key, raw, now_ms),
-                )
-                continue
+        for timer in due_after_sweeping(
+            self.store,
+            partition,
+            now_ms,
+            prefix="r:",
+            retention_ms=self.policy.retention_ms,
+            forget=lambda key, raw: self._forget_entry(key, raw, now_ms),
+        ):
             # A gc timer: markers, and ledger entries finished by an older version.
             target = timer.ref
             raw = self.store.get(target)

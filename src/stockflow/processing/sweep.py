@@ -18,18 +18,19 @@ a sweep's writes only repeats it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import islice
 
 from pydantic_core import from_json, to_json
 
 from stockflow.processing.keys import timer_key
 from stockflow.processing.store import StateStore
-from stockflow.processing.timers import DueTimer
+from stockflow.processing.timers import DueTimer, due_timers
 
 __all__ = [
     "SWEEP_BATCH",
     "SWEEP_KIND",
+    "due_after_sweeping",
     "ensure_sweep",
     "run_sweep",
     "sweep_interval",
@@ -96,6 +97,32 @@ def run_sweep(
     _arm(store, partition, due, cursor)
     if timer.key != timer_key(partition, due, SWEEP_KIND, ""):
         store.delete(timer.key)
+
+
+def due_after_sweeping(
+    store: StateStore,
+    partition: int,
+    now_ms: int,
+    *,
+    prefix: str,
+    retention_ms: int,
+    forget: Callable[[str, bytes], None],
+) -> Iterator[DueTimer]:
+    """The partition's due timers other than its sweep, which is run (:func:`run_sweep`)
+    when it comes up: a timer tick of either table, once the sweep is taken care of."""
+    for timer in list(due_timers(store, partition, now_ms)):
+        if timer.kind == SWEEP_KIND:
+            run_sweep(
+                store,
+                partition,
+                now_ms,
+                timer,
+                prefix=prefix,
+                retention_ms=retention_ms,
+                forget=forget,
+            )
+        else:
+            yield timer
 
 
 def _arm(store: StateStore, partition: int, due_ms: int, cursor: str | None) -> None:
