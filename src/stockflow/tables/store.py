@@ -12,6 +12,8 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from rocksdict import WriteBatch
+
 from stockflow._faust.changelog import ChangelogWriter
 from stockflow.errors import StockflowError
 
@@ -25,17 +27,51 @@ class TableStore:
         self.table = table
         self.changelog = changelog
         self._partition_dbs: bool | None = None  # known once the table's store exists
-        self.partition: int | None = None
-        """The partition whose record is being applied; ``None`` between records. Set by
-        :class:`stockflow._faust.batches.BatchProcessor` only."""
+        self._rocksdict: bool | None = None
+        self._partition: int | None = None
+        self._pending: dict[bytes, bytes | None] = {}
+        """RocksDB writes of the partition being applied, not yet in its database (``None``: a
+        delete). A RocksDB put from Python costs ~2.6 us; the same writes gathered here and
+        written as one ``WriteBatch`` when the partition's records are done cost ~1 us each,
+        and a key written several times in one batch (a hot product's counters) is written
+        once. Reads and scans of that partition see them (scans write them first)."""
+
+    @property
+    def partition(self) -> int | None:
+        """The partition whose records are being applied; ``None`` between them. Set by
+        :class:`stockflow._faust.batches.BatchProcessor` only. Setting it (to another partition
+        or ``None``) first writes the previous partition's gathered writes to RocksDB, so
+        nothing outside a partition's records ever sees its database without them."""
+        return self._partition
+
+    @partition.setter
+    def partition(self, partition: int | None) -> None:
+        if self._pending:
+            self._write_pending()
+        self._partition = partition
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        partition = self._partition
+        assert partition is not None, "writes gathered without a partition"
+        batch = WriteBatch(raw_mode=True)
+        for key, value in pending.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self.table.data._db_for_partition(partition).write(batch)
 
     # Keys go to Faust as bytes: a restored changelog gives the memory store bytes keys, so a
     # str key written live would never find a restored one (state "lost" at every restore).
 
     def get(self, key: str) -> bytes | None:
         raw = key.encode()
-        partition = self.partition
+        partition = self._partition
         if partition is not None and self._rocksdb():
+            pending = self._pending
+            if raw in pending:
+                return pending[raw]
             # The partition's own database, without the second read of Table.get (it asks
             # ``key in table`` first) and without Faust's search of every partition.
             value: Any = self.table.data._db_for_partition(partition).get(raw)
@@ -51,7 +87,9 @@ class TableStore:
     def put(self, key: str, value: bytes) -> None:
         raw = key.encode()
         partition = self._writing()
-        if self._rocksdb():
+        if self._gathering():
+            self._pending[raw] = value
+        elif self._rocksdb():
             self.table.data._db_for_partition(partition).put(raw, value)
         else:
             self.table.data[raw] = value
@@ -60,7 +98,9 @@ class TableStore:
     def delete(self, key: str) -> None:
         raw = key.encode()
         partition = self._writing()
-        if self._rocksdb():
+        if self._gathering():
+            self._pending[raw] = None
+        elif self._rocksdb():
             self.table.data._db_for_partition(partition).delete(raw)
         else:
             with contextlib.suppress(KeyError):  # already gone: deletes are idempotent
@@ -70,7 +110,7 @@ class TableStore:
     def _writing(self) -> int:
         """The partition of the record being applied: its table partition and changelog
         partition (Faust forbids table writes outside a stream for the same reason)."""
-        partition = self.partition
+        partition = self._partition
         if partition is None:
             raise StockflowError("a table was written outside of the processing of a record")
         return partition
@@ -81,6 +121,14 @@ class TableStore:
             self._partition_dbs = hasattr(self.table.data, "_db_for_partition")
         return self._partition_dbs
 
+    def _gathering(self) -> bool:
+        """RocksDB through rocksdict (Faust's default binding): writes wait in ``_pending``."""
+        if self._rocksdict is None:
+            self._rocksdict = self._rocksdb() and bool(
+                getattr(self.table.data, "use_rocksdict", False)
+            )
+        return self._rocksdict
+
     def scan(
         self, prefix: str, *, partition: int, start: str | None = None
     ) -> Iterator[tuple[str, bytes]]:
@@ -89,6 +137,8 @@ class TableStore:
         store = self.table.data
         first = max(prefix, start or prefix)
         if hasattr(store, "_db_for_partition"):  # RocksDB: an ordered range read
+            if self._pending and partition == self._partition:
+                self._write_pending()  # the range read sees this batch's writes
             db = store._db_for_partition(partition)
             wanted = prefix.encode()
             for raw_key, value in db.items(from_key=first.encode()):
