@@ -76,7 +76,7 @@ class _Earliest:
         return due is not None and due <= now_ms
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per output, see processing.records.Meta
 class Emitted:
     """A record that left the pipeline (to ``reservations`` or the dead-letter topic)."""
 

@@ -11,7 +11,10 @@ Role = Literal["reservations", "product_commands", "order_replies", "dead_letter
 """Logical output topics; the shell maps them to the configured topic names."""
 
 
-@dataclass(frozen=True, slots=True)
+# Meta and Out are built for every record and every output (several per order): not frozen,
+# because a frozen dataclass sets each field through object.__setattr__ (measured 0.76 us
+# against 0.17 us to build one). Nothing changes them after they are built.
+@dataclass(slots=True)
 class Meta:
     """Where an input record came from. ``timestamp_ms`` is the record's own timestamp: the
     clock decisions use, so that a replay decides exactly as the first run did."""
@@ -26,7 +29,7 @@ class Meta:
     deadline uses it: how long the saga waits is a matter of processing time."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Out:
     """One record to publish. ``partition=None`` lets the producer partition by key."""
 
