@@ -77,10 +77,10 @@ class _RecordingStore:
 def synthesize(n: int, partitions: int, now_ms: int) -> tuple[Changelog, Changelog]:
     """Products and orders changelogs of N products, each with one pending reservation."""
     from stockflow.core.policy import Policy
+    from stockflow.keys import partition_for
     from stockflow.models import SetStock
     from stockflow.processing import Meta, OrderDesk, ProductWriter
     from stockflow.processing.codec import encode
-    from stockflow.processing.pipeline import partition_for
 
     policy = Policy(reservation_ttl_ms=TTL_SECONDS * 1000)
     products, orders = _RecordingStore(), _RecordingStore()

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from stockflow.cli.replay import bootstrap_servers, client_kwargs, record, replay
-from stockflow.processing.pipeline import partition_for
+from stockflow.keys import partition_for
 from stockflow.replay import ReplayError, format_line, parse_lines, record_lines, replay_lines
 from stockflow.settings import Settings
 from stockflow.testing.topics import Record

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stockflow.errors import BrokerError
-from stockflow.processing.pipeline import partition_for
+from stockflow.keys import partition_for
 
 __all__ = ["FlowWatcher", "Recovery", "assigned_partitions"]
 

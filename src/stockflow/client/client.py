@@ -47,6 +47,7 @@ from stockflow.client.matching import (
 )
 from stockflow.client.reader import Reader
 from stockflow.errors import BrokerError, OrderConflict, OrderTimeout, StockflowError
+from stockflow.keys import partition_for
 from stockflow.models import (
     Fulfilment,
     OrderCancelled,
@@ -57,7 +58,6 @@ from stockflow.models import (
     OrderReserved,
 )
 from stockflow.processing.codec import encode
-from stockflow.processing.pipeline import partition_for
 from stockflow.settings import Settings
 
 __all__ = ["Client", "LineInput"]

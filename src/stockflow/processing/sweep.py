@@ -23,9 +23,8 @@ from itertools import islice
 
 from pydantic_core import from_json, to_json
 
-from stockflow.processing.keys import timer_key
+from stockflow.keys import TimerKey, sweep_state_key, timer_key
 from stockflow.processing.store import StateStore
-from stockflow.processing.timers import DueTimer
 
 __all__ = [
     "SWEEP_BATCH",
@@ -33,7 +32,6 @@ __all__ = [
     "ensure_sweep",
     "run_sweep",
     "sweep_interval",
-    "sweep_state_key",
 ]
 
 SWEEP_BATCH = 2000
@@ -52,10 +50,6 @@ def sweep_interval(retention_ms: int) -> int:
     return max(min(SWEEP_MAX_INTERVAL_MS, retention_ms), 1)
 
 
-def sweep_state_key(partition: int) -> str:
-    return f"w:{partition:05d}"
-
-
 def ensure_sweep(store: StateStore, partition: int, now_ms: int, retention_ms: int) -> None:
     """Arm the partition's sweep unless it is armed already (called when a record finishes)."""
     if store.get(sweep_state_key(partition)) is None:
@@ -66,7 +60,7 @@ def run_sweep(
     store: StateStore,
     partition: int,
     now_ms: int,
-    timer: DueTimer,
+    timer: TimerKey,
     *,
     prefix: str,
     retention_ms: int,
