@@ -15,16 +15,11 @@ from typing import Any
 
 from stockflow.audit.checks import audit_records
 from stockflow.audit.findings import AuditResult
+from stockflow.kafka import bootstrap_servers, client_kwargs
 from stockflow.settings import Settings
 from stockflow.testing.topics import Record, read_topics
 
-__all__ = [
-    "AuditTopics",
-    "audit_topics",
-    "audit_topics_async",
-    "bootstrap_servers",
-    "client_kwargs",
-]
+__all__ = ["AuditTopics", "audit_topics", "audit_topics_async"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,40 +42,6 @@ class AuditTopics:
         }
         names.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**names)
-
-
-def bootstrap_servers(broker: str) -> str:
-    """``kafka://h1:9092;kafka://h2:9092`` (Faust's form) -> ``h1:9092,h2:9092``."""
-    hosts = []
-    for part in broker.replace(",", ";").split(";"):
-        part = part.strip()
-        if "://" in part:
-            part = part.split("://", 1)[1]
-        if part:
-            hosts.append(part.rstrip("/"))
-    return ",".join(hosts)
-
-
-def client_kwargs(settings: Settings) -> dict[str, Any]:
-    """aiokafka security arguments from the settings (TLS and SASL), none for plaintext."""
-    kwargs: dict[str, Any] = {}
-    if settings.security_protocol == "PLAINTEXT":
-        return kwargs
-    kwargs["security_protocol"] = settings.security_protocol
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        kwargs["ssl_context"] = create_ssl_context(
-            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
-            certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
-            keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
-        )
-    if settings.security_protocol.startswith("SASL"):
-        kwargs["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
-        kwargs["sasl_plain_username"] = settings.sasl_username or ""
-        password = settings.sasl_password
-        kwargs["sasl_plain_password"] = password.get_secret_value() if password else ""
-    return kwargs
 
 
 _Snapshot = tuple[list[Record], list[Record], list[Record], list[Record]]

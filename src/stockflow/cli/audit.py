@@ -81,7 +81,6 @@ def audit(
     from aiokafka.errors import KafkaError
 
     from stockflow.audit import AuditTopics, audit_topics, print_report, to_json
-    from stockflow.audit.runner import bootstrap_servers, client_kwargs
     from stockflow.cli.reach import (
         broker_source,
         broker_unreachable,
@@ -90,6 +89,7 @@ def audit(
         reason,
     )
     from stockflow.errors import StockflowError
+    from stockflow.kafka import bootstrap_servers, client_kwargs
     from stockflow.settings import Settings
 
     settings = Settings()

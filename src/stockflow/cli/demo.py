@@ -41,9 +41,9 @@ def demo(
         quiet_kafka_logs,
         reason,
     )
-    from stockflow.cli.replay import bootstrap_servers
     from stockflow.demo import run_demo
     from stockflow.errors import StockflowError
+    from stockflow.kafka import bootstrap_servers
 
     if broker:
         servers = bootstrap_servers(broker)

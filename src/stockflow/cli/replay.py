@@ -22,7 +22,7 @@ import click
 if TYPE_CHECKING:
     from stockflow.settings import Settings
 
-__all__ = ["bootstrap_servers", "client_kwargs", "record", "replay", "summary_lines"]
+__all__ = ["record", "replay", "summary_lines"]
 
 
 def _write(lines: Iterable[str], out: Path | None) -> None:
@@ -190,6 +190,7 @@ def record(
         reason,
     )
     from stockflow.errors import BrokerError
+    from stockflow.kafka import bootstrap_servers, client_kwargs
     from stockflow.replay import record_lines
     from stockflow.testing.topics import read_topics
 
@@ -218,27 +219,6 @@ def record(
         )
         raise SystemExit(EXIT_UNREACHABLE) from None
     _write(record_lines(r for records in read.values() for r in records), out)
-
-
-def bootstrap_servers(url: str) -> str:
-    """``kafka://a:9092;kafka://b:9092`` -> ``a:9092,b:9092`` (aiokafka's form)."""
-    hosts = []
-    for part in url.replace(",", ";").split(";"):
-        part = part.strip()
-        if part:
-            hosts.append(part.split("://", 1)[-1].rstrip("/"))
-    return ",".join(hosts)
-
-
-def client_kwargs(settings: Settings) -> Mapping[str, Any]:
-    """aiokafka's security arguments for ``settings``, derived exactly as the worker's are.
-    Empty for PLAINTEXT (Faust is imported only otherwise)."""
-    if settings.security_protocol == "PLAINTEXT":
-        return {}
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-
-    credentials = settings.faust_kwargs().get("broker_credentials")
-    return dict(credentials_to_aiokafka_auth(credentials))
 
 
 def _settings(overrides: Mapping[str, Any]) -> Settings:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stockflow.errors import BrokerError
+from stockflow.kafka import bootstrap_servers
 from stockflow.keys import ENTRY_KEYS, STOCK_KEYS, product_of
 from stockflow.models import OrderPlaced, StockSet
 from stockflow.settings import Settings
@@ -117,7 +118,7 @@ class Harness:
         """``host:port[,host:port]`` of the broker in use."""
         if self.external_url is None:
             return self.broker.bootstrap
-        return ",".join(url.split("://", 1)[-1] for url in self.external_url.split(";"))
+        return bootstrap_servers(self.external_url)
 
     def worker(self, name: str | None = None, **env: str) -> WorkerProcess:
         """A new (not yet started) worker with its own data directory."""
