@@ -8,10 +8,11 @@ producer can never look like an outcome without an order.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from stockflow.audit.checks import audit_records
 from stockflow.audit.findings import AuditResult
@@ -43,6 +44,9 @@ class AuditTopics:
         names.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**names)
 
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 _Snapshot = tuple[list[Record], list[Record], list[Record], list[Record]]
 
@@ -99,29 +103,23 @@ async def audit_topics_async(
     return audit_records(*snapshot, strict=True, **options) if strict else result
 
 
-def audit_topics(
-    bootstrap: str,
-    settings: Settings | None = None,
-    *,
-    topics: AuditTopics | None = None,
-    settle: float = 0.0,
-    strict: bool = False,
-    clock_skew_ms: int = 0,
-    max_lag_ms: int | None = None,
-    interval: float = 1.0,
-    read_timeout: float = 60.0,
-) -> AuditResult:
-    """Blocking :func:`audit_topics_async` (for scripts and tests outside an event loop)."""
-    return asyncio.run(
-        audit_topics_async(
-            bootstrap,
-            settings,
-            topics=topics,
-            settle=settle,
-            strict=strict,
-            clock_skew_ms=clock_skew_ms,
-            max_lag_ms=max_lag_ms,
-            interval=interval,
-            read_timeout=read_timeout,
-        )
-    )
+def _blocking(
+    function: Callable[_P, Coroutine[Any, Any, _R]], name: str, doc: str
+) -> Callable[_P, _R]:
+    """``function`` run to its end by :func:`asyncio.run`: the same parameters (one signature to
+    keep, which :func:`inspect.signature` and mypy both see), its own name and docstring."""
+
+    @functools.wraps(function)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return asyncio.run(function(*args, **kwargs))
+
+    run.__name__ = run.__qualname__ = name
+    run.__doc__ = doc
+    return run
+
+
+audit_topics = _blocking(
+    audit_topics_async,
+    "audit_topics",
+    "Blocking :func:`audit_topics_async` (for scripts and tests outside an event loop).",
+)

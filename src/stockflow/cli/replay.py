@@ -181,14 +181,7 @@ def record(
     when the broker cannot be reached or read."""
     from aiokafka.errors import KafkaError
 
-    from stockflow.cli.reach import (
-        EXIT_UNREACHABLE,
-        broker_source,
-        broker_unreachable,
-        probe_broker,
-        quiet_kafka_logs,
-        reason,
-    )
+    from stockflow.cli.reach import quiet_kafka_logs, require_broker, topics_unreadable
     from stockflow.errors import BrokerError
     from stockflow.kafka import bootstrap_servers, client_kwargs
     from stockflow.replay import record_lines
@@ -203,21 +196,13 @@ def record(
         raise click.BadParameter("name at least one topic", param_hint="--topics")
     servers = bootstrap_servers(settings.broker)
     kwargs = client_kwargs(settings)
-    try:
-        with quiet_kafka_logs():
-            probe_broker(servers, client_kwargs=kwargs)
-    except OSError as exc:
-        broker_unreachable("record", servers, broker_source(ctx), exc)
+    require_broker("record", servers, ctx, client_kwargs=kwargs)
     try:
         with quiet_kafka_logs():
             read = asyncio.run(read_topics(servers, names, timeout=timeout, client_kwargs=kwargs))
     except (BrokerError, KafkaError, OSError) as exc:
-        click.echo(
-            f"stockflow record: could not read {', '.join(names)} from {servers}: {reason(exc)}. "
-            "Check the topic names (--topics) or raise --timeout.",
-            err=True,
-        )
-        raise SystemExit(EXIT_UNREACHABLE) from None
+        hint = "Check the topic names (--topics) or raise --timeout."
+        topics_unreadable("record", ", ".join(names), servers, exc, hint)
     _write(record_lines(r for records in read.values() for r in records), out)
 
 
