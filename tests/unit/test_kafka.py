@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,19 +14,11 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from stockflow import Settings
 from stockflow.kafka import bootstrap_servers, client_kwargs, groupless_consumer
 
-from certificates import CA_NAME, CLIENT_NAME, Certificates, make_certificates
+from certificates import CA_NAME, CLIENT_NAME, Certificates
 from fake_sasl_broker import FakeSaslBroker
 
 USER = "alice"
 PASSWORD = "pw-SENTINEL-kafka-91c2"
-
-
-@pytest.fixture
-def tls(tmp_path: Path) -> Certificates:
-    files = make_certificates(tmp_path / "tls")
-    if files is None:
-        pytest.skip("no cryptography package and no openssl command to make test certificates")
-    return files
 
 
 def secured(tls: Certificates, **overrides: Any) -> Settings:
