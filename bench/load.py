@@ -18,7 +18,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
+
+from stockflow.kafka import groupless_consumer, topic_partitions
 
 __all__ = [
     "WARM_PRODUCT",
@@ -185,14 +187,6 @@ class Tally:
         return len(self.arrived) >= self.want
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    ids = consumer.partitions_for_topic(topic)
-    if not ids:
-        await consumer._client.force_metadata_update()  # a topic created after start
-        ids = consumer.partitions_for_topic(topic)
-    return [TopicPartition(topic, p) for p in sorted(ids or ())]
-
-
 async def consume_outcomes(
     bootstrap: str,
     topic: str,
@@ -205,16 +199,12 @@ async def consume_outcomes(
 ) -> Tally:
     """Read ``topic`` from the beginning without a group until ``tally`` is done or
     ``timeout`` passes (then the tally is returned incomplete)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=10,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+    consumer = groupless_consumer(
+        bootstrap, fetch_max_wait_ms=10, max_partition_fetch_bytes=4 * 1024 * 1024
     )
     await consumer.start()
     try:
-        partitions = await _partitions(consumer, topic)
+        partitions = await topic_partitions(consumer, [topic])
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         if started is not None:
@@ -267,16 +257,12 @@ async def run_load(
 async def highwaters(bootstrap: str, topic: str, *, timeout: float = 10.0) -> dict[int, int]:
     """Each partition's high watermark as a Fetch response reports it (ListOffsets is wrong on
     tansu 0.6, see BROKER.md)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="latest",
-        fetch_max_wait_ms=10,
-        max_partition_fetch_bytes=1024,
+    consumer = groupless_consumer(
+        bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=10, max_partition_fetch_bytes=1024
     )
     await consumer.start()
     try:
-        partitions = await _partitions(consumer, topic)
+        partitions = await topic_partitions(consumer, [topic])
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         deadline = time.monotonic() + timeout

@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("select/epoll wait (idle)", "selectors.py"),
     ("stockflow.core", "stockflow/core/"),
     ("stockflow.processing", "stockflow/processing/"),
+    ("stockflow.processing", "stockflow/keys.py"),  # key building, moved out of processing/
     ("stockflow agents/tables/transport", "stockflow/"),
     ("pydantic", "pydantic"),
     ("json", "json/"),

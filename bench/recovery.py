@@ -29,11 +29,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from bench.load import Tally, consume_outcomes
 from bench.procs import status_kib
 from bench.systems import ORDERS, RESERVATIONS, StockflowSystem, stockflow_matcher
+from stockflow.kafka import groupless_consumer, topic_partitions
 from stockflow.testing.broker import EmbeddedBroker
 from stockflow.testing.worker import WorkerProcess
 
@@ -77,10 +78,10 @@ class _RecordingStore:
 def synthesize(n: int, partitions: int, now_ms: int) -> tuple[Changelog, Changelog]:
     """Products and orders changelogs of N products, each with one pending reservation."""
     from stockflow.core.policy import Policy
+    from stockflow.keys import partition_for
     from stockflow.models import SetStock
     from stockflow.processing import Meta, OrderDesk, ProductWriter
     from stockflow.processing.codec import encode
-    from stockflow.processing.pipeline import partition_for
 
     policy = Policy(reservation_ttl_ms=TTL_SECONDS * 1000)
     products, orders = _RecordingStore(), _RecordingStore()
@@ -125,19 +126,13 @@ async def _write(bootstrap: str, topic: str, changelog: Changelog) -> int:
 async def raw_read(bootstrap: str, topics: list[str]) -> tuple[int, float]:
     """Records in ``topics`` and the seconds a group-less aiokafka consumer needs to read them
     from the beginning to the end (the high watermark of Fetch responses)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=10,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+    consumer = groupless_consumer(
+        bootstrap, fetch_max_wait_ms=10, max_partition_fetch_bytes=4 * 1024 * 1024
     )
     await consumer.start()
     try:
         started = time.monotonic()
-        tps = [
-            TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t))
-        ]
+        tps = await topic_partitions(consumer, topics)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         count = 0

@@ -44,12 +44,9 @@ _AUTHORIZATION_FAILED = {29, 31}  # topic, cluster
 
 def servers_and_auth(settings: Settings) -> tuple[list[str], dict[str, Any]]:
     """Bootstrap servers and aiokafka security arguments from ``settings`` (no Faust app)."""
-    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from stockflow.kafka import bootstrap_servers, client_kwargs
 
-    servers = [url.split("://", 1)[-1] for url in settings.broker.split(";") if url.strip()]
-    kwargs = settings.faust_kwargs()
-    auth = faust_aiokafka.credentials_to_aiokafka_auth(kwargs.get("broker_credentials"), None)
-    return servers, dict(auth)
+    return bootstrap_servers(settings.broker).split(","), client_kwargs(settings)
 
 
 async def _describe(admin: Any, names: Iterable[str]) -> dict[str, ObservedTopic]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import json
 
+from stockflow.keys import entry_key, saga_key, stock_key
 from stockflow.models import Confirm, FireTimers, LineAnswer, Reserve
 from stockflow.processing.codec import decode_entry, decode_saga, decode_stock, encode
-from stockflow.processing.keys import entry_key, saga_key, stock_key
 
 from agent_world import AgentWorld, put_from
 

@@ -6,9 +6,9 @@ import json
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from stockflow.keys import stock_key
 from stockflow.models import Reserve
 from stockflow.processing.codec import decode_stock, encode
-from stockflow.processing.keys import stock_key
 
 from agent_world import AgentWorld, put_from
 

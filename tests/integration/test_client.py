@@ -150,13 +150,13 @@ def test_a_thousand_concurrent_calls_share_one_consumer(
     harness.start_worker()
     harness.stock("hot", 100)
     consumers: list[Any] = []
-    original = client_module.AIOKafkaConsumer
+    original = client_module.groupless_consumer
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         consumers.append(original(*args, **kwargs))
         return consumers[-1]
 
-    monkeypatch.setattr(client_module, "AIOKafkaConsumer", counted)
+    monkeypatch.setattr(client_module, "groupless_consumer", counted)
     ids = [f"c-{n}" for n in range(1000)]
 
     async def flash_sale() -> list[Any]:

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from stockflow.cli import main
-from stockflow.processing.pipeline import partition_for
+from stockflow.keys import partition_for
 from stockflow.testing.harness import Harness
 from stockflow.testing.worker import WorkerProcess
 from stockflow.web.routing import HOPS_HEADER, MAX_HOPS

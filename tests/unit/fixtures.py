@@ -18,6 +18,7 @@ from stockflow.core import saga as saga_core
 from stockflow.core.policy import Policy
 from stockflow.core.saga import Saga, SagaDecision
 from stockflow.core.stock import Reservation, Stock
+from stockflow.keys import ledger_prefix, saga_key, stock_key
 from stockflow.models import (
     OUTPUT_EVENT_ADAPTER,
     DeadLetter,
@@ -27,7 +28,6 @@ from stockflow.models import (
     OrderReserved,
 )
 from stockflow.processing.codec import decode_entry, decode_saga, decode_stock, encode_outcome
-from stockflow.processing.keys import ledger_prefix, saga_key, stock_key
 from stockflow.processing.pipeline import Emitted, LocalPipeline
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import MemoryStore

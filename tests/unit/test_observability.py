@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from stockflow.core.policy import Policy
+from stockflow.keys import partition_for, stock_key
 from stockflow.models import (
     INPUT_EVENT_TYPES,
     OUTPUT_EVENT_TYPES,
@@ -26,8 +27,6 @@ from stockflow.observability import DecisionLog, JsonFormatter, Metrics, event_t
 from stockflow.observability.labels import EVENT_TYPES, LATENCY_BUCKETS
 from stockflow.processing import MemoryStore, OrderDesk, ProductWriter
 from stockflow.processing.codec import StockRecord, decode_stock, encode, encode_stock
-from stockflow.processing.keys import stock_key
-from stockflow.processing.pipeline import partition_for
 from stockflow.processing.records import Out, Step
 from stockflow.settings import Settings
 from stockflow.web.freshness import Progress, consumer_lags, partition_position

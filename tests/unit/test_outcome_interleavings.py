@@ -27,11 +27,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stockflow.core.policy import Policy
+from stockflow.keys import entry_key, partition_for
 from stockflow.models import FireTimers, OrderRejected, OrderReserved, SetStock
 from stockflow.processing import MemoryStore, Meta, OrderDesk, ProductWriter
 from stockflow.processing.codec import decode_entry, encode, encode_outcome
-from stockflow.processing.keys import entry_key
-from stockflow.processing.pipeline import partition_for
 from stockflow.processing.records import Out
 from stockflow.processing.timers import has_due_timer
 

@@ -18,6 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stockflow.core.policy import Policy
+from stockflow.keys import saga_key
 from stockflow.models import (
     OrderCancelIgnored,
     OrderRejected,
@@ -26,7 +27,6 @@ from stockflow.models import (
     ReservationConfirmFailed,
     ReservationReleased,
 )
-from stockflow.processing.keys import saga_key
 
 from fixtures import (
     RecordingPipeline,

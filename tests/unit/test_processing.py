@@ -11,6 +11,16 @@ import pytest
 
 from stockflow.core.policy import Policy
 from stockflow.core.stock import Stock
+from stockflow.keys import (
+    entry_key,
+    ledger_prefix,
+    marker_key,
+    saga_key,
+    stock_key,
+    sweep_state_key,
+    timer_key,
+    timer_prefix,
+)
 from stockflow.models import (
     AdjustStock,
     Confirm,
@@ -43,18 +53,9 @@ from stockflow.processing.codec import (
     encode,
     encode_stock,
 )
-from stockflow.processing.keys import (
-    entry_key,
-    ledger_prefix,
-    marker_key,
-    saga_key,
-    stock_key,
-    timer_key,
-    timer_prefix,
-)
-from stockflow.processing.pipeline import LocalPipeline, partition_for
+from stockflow.processing.pipeline import LocalPipeline
 from stockflow.processing.records import Step
-from stockflow.processing.sweep import sweep_interval, sweep_state_key
+from stockflow.processing.sweep import sweep_interval
 from stockflow.processing.timers import FIRE_BATCH, due_timers, has_due_timer, next_due
 
 from fixtures import (
@@ -957,13 +958,6 @@ def test_a_stale_sweep_timer_is_dropped_and_a_lost_sweep_state_is_rebuilt() -> N
 def test_the_pipeline_accepts_only_input_topics() -> None:
     with pytest.raises(ValueError, match="not an input topic"):
         LocalPipeline().feed("reservations", b"k", b"{}", 0)
-
-
-def test_partitioning_matches_kafkas_default_partitioner() -> None:
-    # murmur2 reference values from the Java client's test suite (positive-masked).
-    assert partition_for(b"21", 2**31 - 1) == 0x7FFFFFFF & -973932308
-    assert partition_for(b"foobar", 2**31 - 1) == 0x7FFFFFFF & -790332482
-    assert 0 <= partition_for(b"o-1", 4) < 4
 
 
 def test_dead_letters_leave_the_pipeline() -> None:

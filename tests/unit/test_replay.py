@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from stockflow.cli.replay import bootstrap_servers, client_kwargs, record, replay
-from stockflow.processing.pipeline import partition_for
+from stockflow.cli.replay import record, replay
+from stockflow.keys import partition_for
 from stockflow.replay import ReplayError, format_line, parse_lines, record_lines, replay_lines
 from stockflow.settings import Settings
 from stockflow.testing.topics import Record
@@ -354,20 +354,6 @@ def test_format_line_round_trips_input_lines() -> None:
 
 
 # --- record command helpers ---------------------------------------------------------------------
-
-
-def test_bootstrap_servers() -> None:
-    assert bootstrap_servers("kafka://a:9092;kafka://b:9093") == "a:9092,b:9093"
-    assert bootstrap_servers("127.0.0.1:9092") == "127.0.0.1:9092"
-
-
-def test_client_kwargs() -> None:
-    assert client_kwargs(Settings()) == {}
-    sasl = Settings(security_protocol="SASL_PLAINTEXT", sasl_username="u", sasl_password="p")
-    kwargs = client_kwargs(sasl)
-    assert kwargs["security_protocol"] == "SASL_PLAINTEXT"
-    assert kwargs["sasl_plain_username"] == "u"
-    assert kwargs["sasl_plain_password"] == "p"
 
 
 def test_record_cli_reports_an_unreachable_broker() -> None:

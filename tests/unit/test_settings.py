@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from stockflow import Settings, create_app
 from stockflow.testing import free_port
 
-from certificates import CA_NAME, CLIENT_NAME, Certificates, make_certificates
+from certificates import CA_NAME, CLIENT_NAME, Certificates
 from fake_sasl_broker import FakeSaslBroker
 
 USER = "alice"
@@ -58,14 +58,6 @@ async def faust_clients(app: Any) -> list[Any]:
 def security_of(client: Any) -> dict[str, Any]:
     names = ["security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password"]
     return {name: getattr(client, f"_{name}") for name in names}
-
-
-@pytest.fixture
-def tls(tmp_path: Path) -> Certificates:
-    files = make_certificates(tmp_path / "tls")
-    if files is None:
-        pytest.skip("no cryptography package and no openssl command to make test certificates")
-    return files
 
 
 def tls_settings(files: Certificates) -> dict[str, Path]:

@@ -22,10 +22,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiokafka
 from aiokafka import TopicPartition
 from faust.types import TP
 from rocksdict import WriteBatch
+
+from stockflow.kafka import groupless_consumer
 
 __all__ = ["RestoreTarget", "restore_partitions", "write_records"]
 
@@ -56,13 +57,11 @@ async def restore_partitions(
     pending = {tp: target for tp, target in targets.items() if target.first < target.end}
     if not pending:
         return {}
-    consumer = aiokafka.AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
+    consumer = groupless_consumer(
+        bootstrap_servers,
+        client_kwargs=client_kwargs,
         fetch_max_wait_ms=10,
         max_partition_fetch_bytes=_FETCH_BYTES,
-        **dict(client_kwargs or {}),
     )
     applied: dict[TP, int] = {}
     started = time.monotonic()

@@ -29,6 +29,8 @@ from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from stockflow.kafka import groupless_consumer
+
 __all__ = [
     "TunedTransport",
     "client_settings",
@@ -59,13 +61,11 @@ async def fetched_highwaters(
     tps = list(partitions)
     if not tps:
         return {}
-    consumer = aiokafka.AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        enable_auto_commit=False,
+    consumer = groupless_consumer(
+        bootstrap_servers,
+        client_kwargs=client_kwargs,
         fetch_max_wait_ms=10,
         max_partition_fetch_bytes=1024,
-        auto_offset_reset="earliest",
-        **dict(client_kwargs or {}),
     )
     await consumer.start()
     try:

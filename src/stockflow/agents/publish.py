@@ -7,7 +7,7 @@ from typing import Any
 
 from stockflow._faust.changelog import check_delivery
 from stockflow._faust.producing import BatchSender
-from stockflow.processing.pipeline import partition_for
+from stockflow.keys import partition_for
 from stockflow.processing.records import Out, Role
 
 __all__ = ["Publisher"]

@@ -8,23 +8,19 @@ producer can never look like an outcome without an order.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from stockflow.audit.checks import audit_records
 from stockflow.audit.findings import AuditResult
+from stockflow.kafka import bootstrap_servers, client_kwargs
 from stockflow.settings import Settings
 from stockflow.testing.topics import Record, read_topics
 
-__all__ = [
-    "AuditTopics",
-    "audit_topics",
-    "audit_topics_async",
-    "bootstrap_servers",
-    "client_kwargs",
-]
+__all__ = ["AuditTopics", "audit_topics", "audit_topics_async"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,39 +45,8 @@ class AuditTopics:
         return cls(**names)
 
 
-def bootstrap_servers(broker: str) -> str:
-    """``kafka://h1:9092;kafka://h2:9092`` (Faust's form) -> ``h1:9092,h2:9092``."""
-    hosts = []
-    for part in broker.replace(",", ";").split(";"):
-        part = part.strip()
-        if "://" in part:
-            part = part.split("://", 1)[1]
-        if part:
-            hosts.append(part.rstrip("/"))
-    return ",".join(hosts)
-
-
-def client_kwargs(settings: Settings) -> dict[str, Any]:
-    """aiokafka security arguments from the settings (TLS and SASL), none for plaintext."""
-    kwargs: dict[str, Any] = {}
-    if settings.security_protocol == "PLAINTEXT":
-        return kwargs
-    kwargs["security_protocol"] = settings.security_protocol
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        kwargs["ssl_context"] = create_ssl_context(
-            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
-            certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
-            keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
-        )
-    if settings.security_protocol.startswith("SASL"):
-        kwargs["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
-        kwargs["sasl_plain_username"] = settings.sasl_username or ""
-        password = settings.sasl_password
-        kwargs["sasl_plain_password"] = password.get_secret_value() if password else ""
-    return kwargs
-
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 _Snapshot = tuple[list[Record], list[Record], list[Record], list[Record]]
 
@@ -138,29 +103,23 @@ async def audit_topics_async(
     return audit_records(*snapshot, strict=True, **options) if strict else result
 
 
-def audit_topics(
-    bootstrap: str,
-    settings: Settings | None = None,
-    *,
-    topics: AuditTopics | None = None,
-    settle: float = 0.0,
-    strict: bool = False,
-    clock_skew_ms: int = 0,
-    max_lag_ms: int | None = None,
-    interval: float = 1.0,
-    read_timeout: float = 60.0,
-) -> AuditResult:
-    """Blocking :func:`audit_topics_async` (for scripts and tests outside an event loop)."""
-    return asyncio.run(
-        audit_topics_async(
-            bootstrap,
-            settings,
-            topics=topics,
-            settle=settle,
-            strict=strict,
-            clock_skew_ms=clock_skew_ms,
-            max_lag_ms=max_lag_ms,
-            interval=interval,
-            read_timeout=read_timeout,
-        )
-    )
+def _blocking(
+    function: Callable[_P, Coroutine[Any, Any, _R]], name: str, doc: str
+) -> Callable[_P, _R]:
+    """``function`` run to its end by :func:`asyncio.run`: the same parameters (one signature to
+    keep, which :func:`inspect.signature` and mypy both see), its own name and docstring."""
+
+    @functools.wraps(function)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return asyncio.run(function(*args, **kwargs))
+
+    run.__name__ = run.__qualname__ = name
+    run.__doc__ = doc
+    return run
+
+
+audit_topics = _blocking(
+    audit_topics_async,
+    "audit_topics",
+    "Blocking :func:`audit_topics_async` (for scripts and tests outside an event loop).",
+)

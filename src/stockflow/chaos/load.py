@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stockflow.chaos.garbage import BAD_KEY_PREFIX, bad_record
-from stockflow.processing.pipeline import partition_for
+from stockflow.keys import partition_for
 
 __all__ = [
     "Catalog",
@@ -31,7 +31,6 @@ __all__ = [
     "LoadProducer",
     "OutRecord",
     "make_catalog",
-    "partition_for",
 ]
 
 log = logging.getLogger(__name__)

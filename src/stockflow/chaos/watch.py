@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from stockflow.errors import BrokerError
-from stockflow.processing.pipeline import partition_for
+from stockflow.kafka import groupless_consumer
+from stockflow.keys import partition_for
 
 __all__ = ["FlowWatcher", "Recovery", "assigned_partitions"]
 
@@ -165,14 +166,10 @@ class FlowWatcher:
             self._ready.set()
 
     async def _main(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
-            request_timeout_ms=10_000,
+        consumer = groupless_consumer(
+            self.bootstrap, fetch_max_wait_ms=50, request_timeout_ms=10_000
         )
         await consumer.start()
         try:

@@ -11,7 +11,6 @@ import click
 __all__ = ["audit"]
 
 EXIT_VIOLATIONS = 1
-EXIT_BROKER = 3
 
 
 @click.command()
@@ -81,15 +80,9 @@ def audit(
     from aiokafka.errors import KafkaError
 
     from stockflow.audit import AuditTopics, audit_topics, print_report, to_json
-    from stockflow.audit.runner import bootstrap_servers, client_kwargs
-    from stockflow.cli.reach import (
-        broker_source,
-        broker_unreachable,
-        probe_broker,
-        quiet_kafka_logs,
-        reason,
-    )
+    from stockflow.cli.reach import quiet_kafka_logs, require_broker, topics_unreadable
     from stockflow.errors import StockflowError
+    from stockflow.kafka import bootstrap_servers, client_kwargs
     from stockflow.settings import Settings
 
     settings = Settings()
@@ -102,11 +95,7 @@ def audit(
     )
     url = broker or settings.broker
     servers = bootstrap_servers(url)
-    try:
-        with quiet_kafka_logs():
-            probe_broker(servers, client_kwargs=client_kwargs(settings))
-    except OSError as exc:
-        broker_unreachable("audit", servers, broker_source(ctx), exc)
+    require_broker("audit", servers, ctx, client_kwargs=client_kwargs(settings))
     try:
         with quiet_kafka_logs():
             result = audit_topics(
@@ -120,12 +109,8 @@ def audit(
                 read_timeout=timeout,
             )
     except (StockflowError, KafkaError, OSError) as exc:
-        click.echo(
-            f"stockflow audit: could not read the topics from {servers}: {reason(exc)}. "
-            "Check the broker and the topic settings (STOCKFLOW_*_TOPIC), or raise --timeout.",
-            err=True,
-        )
-        raise SystemExit(EXIT_BROKER) from None
+        hint = "Check the broker and the topic settings (STOCKFLOW_*_TOPIC), or raise --timeout."
+        topics_unreadable("audit", "the topics", servers, exc, hint)
     if as_json:
         click.echo(to_json(result))
     else:

@@ -35,30 +35,22 @@ def demo(
 
     from stockflow.cli.reach import (
         EXIT_UNREACHABLE,
-        broker_source,
-        broker_unreachable,
-        probe_broker,
         quiet_kafka_logs,
         reason,
+        require_broker,
     )
-    from stockflow.cli.replay import bootstrap_servers
     from stockflow.demo import run_demo
     from stockflow.errors import StockflowError
+    from stockflow.kafka import bootstrap_servers
 
     if broker:
-        servers = bootstrap_servers(broker)
-        try:
-            with quiet_kafka_logs():
-                probe_broker(servers)
-        except OSError as exc:
-            broker_unreachable(
-                "demo",
-                servers,
-                broker_source(ctx),
-                exc,
-                hint="Check the address, or run without --broker and STOCKFLOW_BROKER "
-                "to use the embedded broker.",
-            )
+        require_broker(
+            "demo",
+            bootstrap_servers(broker),
+            ctx,
+            hint="Check the address, or run without --broker and STOCKFLOW_BROKER "
+            "to use the embedded broker.",
+        )
     workdir = workdir or Path(tempfile.mkdtemp(prefix="stockflow-demo-"))
     try:
         with quiet_kafka_logs():

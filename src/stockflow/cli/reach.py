@@ -31,6 +31,8 @@ __all__ = [
     "probe_broker",
     "quiet_kafka_logs",
     "reason",
+    "require_broker",
+    "topics_unreadable",
     "worker_unreachable",
 ]
 
@@ -97,6 +99,36 @@ def broker_unreachable(
     click.echo(
         f"stockflow {command}: no Kafka broker answered at {servers} ({source}): "
         f"{reason(exc)}. {hint}",
+        err=True,
+    )
+    raise SystemExit(EXIT_UNREACHABLE)
+
+
+def require_broker(
+    command: str,
+    servers: str,
+    ctx: click.Context,
+    *,
+    client_kwargs: Mapping[str, Any] | None = None,
+    hint: str = BROKER_HINT,
+) -> None:
+    """Return once a broker at ``servers`` answers (:func:`probe_broker`, aiokafka's log lines
+    silenced); else print the one line (:func:`broker_unreachable`, the address's source from
+    ``ctx``'s ``--broker``) and exit 3."""
+    try:
+        with quiet_kafka_logs():
+            probe_broker(servers, client_kwargs=client_kwargs)
+    except OSError as exc:
+        broker_unreachable(command, servers, broker_source(ctx), exc, hint=hint)
+
+
+def topics_unreadable(
+    command: str, what: str, servers: str, exc: BaseException, hint: str
+) -> NoReturn:
+    """Print the one line for topics that a reachable broker did not let be read to their end,
+    and exit 3."""
+    click.echo(
+        f"stockflow {command}: could not read {what} from {servers}: {reason(exc)}. {hint}",
         err=True,
     )
     raise SystemExit(EXIT_UNREACHABLE)

@@ -22,7 +22,7 @@ import click
 if TYPE_CHECKING:
     from stockflow.settings import Settings
 
-__all__ = ["bootstrap_servers", "client_kwargs", "record", "replay", "summary_lines"]
+__all__ = ["record", "replay", "summary_lines"]
 
 
 def _write(lines: Iterable[str], out: Path | None) -> None:
@@ -181,15 +181,9 @@ def record(
     when the broker cannot be reached or read."""
     from aiokafka.errors import KafkaError
 
-    from stockflow.cli.reach import (
-        EXIT_UNREACHABLE,
-        broker_source,
-        broker_unreachable,
-        probe_broker,
-        quiet_kafka_logs,
-        reason,
-    )
+    from stockflow.cli.reach import quiet_kafka_logs, require_broker, topics_unreadable
     from stockflow.errors import BrokerError
+    from stockflow.kafka import bootstrap_servers, client_kwargs
     from stockflow.replay import record_lines
     from stockflow.testing.topics import read_topics
 
@@ -202,43 +196,14 @@ def record(
         raise click.BadParameter("name at least one topic", param_hint="--topics")
     servers = bootstrap_servers(settings.broker)
     kwargs = client_kwargs(settings)
-    try:
-        with quiet_kafka_logs():
-            probe_broker(servers, client_kwargs=kwargs)
-    except OSError as exc:
-        broker_unreachable("record", servers, broker_source(ctx), exc)
+    require_broker("record", servers, ctx, client_kwargs=kwargs)
     try:
         with quiet_kafka_logs():
             read = asyncio.run(read_topics(servers, names, timeout=timeout, client_kwargs=kwargs))
     except (BrokerError, KafkaError, OSError) as exc:
-        click.echo(
-            f"stockflow record: could not read {', '.join(names)} from {servers}: {reason(exc)}. "
-            "Check the topic names (--topics) or raise --timeout.",
-            err=True,
-        )
-        raise SystemExit(EXIT_UNREACHABLE) from None
+        hint = "Check the topic names (--topics) or raise --timeout."
+        topics_unreadable("record", ", ".join(names), servers, exc, hint)
     _write(record_lines(r for records in read.values() for r in records), out)
-
-
-def bootstrap_servers(url: str) -> str:
-    """``kafka://a:9092;kafka://b:9092`` -> ``a:9092,b:9092`` (aiokafka's form)."""
-    hosts = []
-    for part in url.replace(",", ";").split(";"):
-        part = part.strip()
-        if part:
-            hosts.append(part.split("://", 1)[-1].rstrip("/"))
-    return ",".join(hosts)
-
-
-def client_kwargs(settings: Settings) -> Mapping[str, Any]:
-    """aiokafka's security arguments for ``settings``, derived exactly as the worker's are.
-    Empty for PLAINTEXT (Faust is imported only otherwise)."""
-    if settings.security_protocol == "PLAINTEXT":
-        return {}
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-
-    credentials = settings.faust_kwargs().get("broker_credentials")
-    return dict(credentials_to_aiokafka_auth(credentials))
 
 
 def _settings(overrides: Mapping[str, Any]) -> Settings:

@@ -17,7 +17,8 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -26,6 +27,8 @@ __all__ = ["DEFAULT_URL", "fetch", "order", "stock"]
 DEFAULT_URL = "http://127.0.0.1:6066"
 EXIT_UNKNOWN = 1
 EXIT_UNREACHABLE = 3
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _url_option = click.option(
     "--url",
@@ -42,6 +45,11 @@ _timeout_option = click.option(
     show_default=True,
     help="Seconds to wait for the answer.",
 )
+
+
+def _answer_options(command: _F) -> _F:
+    """``--url``, ``--json`` and ``--timeout``: what every read-model command takes."""
+    return _url_option(_json_option(_timeout_option(command)))
 
 
 def fetch(url: str, path: str, ident: str, *, timeout: float) -> tuple[int, Any]:
@@ -104,49 +112,33 @@ def _text(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
+def _show(
+    title: str, body: Any, as_json: bool, rows: Callable[[Any], list[tuple[str, str]]]
+) -> None:
+    """The worker's answer as raw JSON, or as a table: ``rows(body)``, then its freshness."""
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
+        return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    for name, value in rows:
+    for name, value in [*rows(body), *_freshness_rows(body.get("freshness", {}))]:
         table.add_row(name, value)
     Console().print(table)
 
 
-@click.command()
-@click.argument("product_id")
-@_url_option
-@_json_option
-@_timeout_option
-def stock(product_id: str, url: str, as_json: bool, timeout: float) -> None:
-    """Show PRODUCT_ID's stock (on hand, reserved, available) and how fresh the answer is."""
-    body = _answer(url, "stock", product_id, timeout)
-    if as_json:
-        click.echo(json.dumps(body, indent=2))
-        return
-    rows = [
+def _stock_rows(body: Any) -> list[tuple[str, str]]:
+    return [
         ("on hand", str(body["on_hand"])),
         ("reserved", str(body["reserved"])),
         ("available", str(body["available"])),
-        *_freshness_rows(body.get("freshness", {})),
     ]
-    _print_table(f"stock of {product_id}", rows)
 
 
-@click.command()
-@click.argument("order_id")
-@_url_option
-@_json_option
-@_timeout_option
-def order(order_id: str, url: str, as_json: bool, timeout: float) -> None:
-    """Show ORDER_ID's reservation state, line by line, and how fresh the answer is."""
-    body = _answer(url, "orders", order_id, timeout)
-    if as_json:
-        click.echo(json.dumps(body, indent=2))
-        return
+def _order_rows(body: Any) -> list[tuple[str, str]]:
     rows = [("status", body["status"])]
     if body.get("rejection"):
         rows.append(("rejection", body["rejection"]))
@@ -158,5 +150,22 @@ def order(order_id: str, url: str, as_json: bool, timeout: float) -> None:
         if line.get("action") not in (None, "none", "reserve"):
             detail += f", {line['action']}"
         rows.append((f"line {line['product_id']}", detail))
-    rows.extend(_freshness_rows(body.get("freshness", {})))
-    _print_table(f"order {order_id}", rows)
+    return rows
+
+
+@click.command()
+@click.argument("product_id")
+@_answer_options
+def stock(product_id: str, url: str, as_json: bool, timeout: float) -> None:
+    """Show PRODUCT_ID's stock (on hand, reserved, available) and how fresh the answer is."""
+    body = _answer(url, "stock", product_id, timeout)
+    _show(f"stock of {product_id}", body, as_json, _stock_rows)
+
+
+@click.command()
+@click.argument("order_id")
+@_answer_options
+def order(order_id: str, url: str, as_json: bool, timeout: float) -> None:
+    """Show ORDER_ID's reservation state, line by line, and how fresh the answer is."""
+    body = _answer(url, "orders", order_id, timeout)
+    _show(f"order {order_id}", body, as_json, _order_rows)

@@ -30,10 +30,9 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from stockflow.audit.runner import bootstrap_servers, client_kwargs
 from stockflow.client.matching import (
     Answers,
     CancelAnswer,
@@ -47,6 +46,8 @@ from stockflow.client.matching import (
 )
 from stockflow.client.reader import Reader
 from stockflow.errors import BrokerError, OrderConflict, OrderTimeout, StockflowError
+from stockflow.kafka import bootstrap_servers, client_kwargs, groupless_consumer
+from stockflow.keys import partition_for
 from stockflow.models import (
     Fulfilment,
     OrderCancelled,
@@ -57,7 +58,6 @@ from stockflow.models import (
     OrderReserved,
 )
 from stockflow.processing.codec import encode
-from stockflow.processing.pipeline import partition_for
 from stockflow.settings import Settings
 
 __all__ = ["Client", "LineInput"]
@@ -97,17 +97,15 @@ class Client:
 
     async def start(self) -> None:
         settings = self.settings
-        common: dict[str, Any] = {
-            "bootstrap_servers": bootstrap_servers(settings.broker),
-            **client_kwargs(settings),
-        }
-        producer = AIOKafkaProducer(acks="all", linger_ms=settings.producer_linger_ms, **common)
-        consumer = AIOKafkaConsumer(
-            group_id=None,
-            enable_auto_commit=False,
+        servers, auth = bootstrap_servers(settings.broker), client_kwargs(settings)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=servers, acks="all", linger_ms=settings.producer_linger_ms, **auth
+        )
+        consumer = groupless_consumer(
+            servers,
+            client_kwargs=auth,
             auto_offset_reset="latest",
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            **common,
         )
         try:
             await producer.start()

@@ -11,10 +11,10 @@ from pydantic_core import to_json
 from stockflow.core import saga as decide
 from stockflow.core.policy import Policy
 from stockflow.core.saga import Plain, Saga, SagaDecision, TimerKind
+from stockflow.keys import SAGA_KEYS, saga_key, timer_key
 from stockflow.models import ORDER_EVENT_ADAPTER, OrderCancelled, OrderPaid, OrderPlaced
 from stockflow.processing.codec import dead_letter, decode_saga, encode, encode_saga, parse
 from stockflow.processing.internal import parse_replies
-from stockflow.processing.keys import saga_key, timer_key
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
 from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
@@ -156,7 +156,7 @@ class OrderDesk:
             self.store,
             partition,
             now_ms,
-            prefix="o:",
+            prefix=SAGA_KEYS,
             retention_ms=self.policy.retention_ms,
             forget=lambda key, raw: self._forget(key, raw, now_ms),
         ):

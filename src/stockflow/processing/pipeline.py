@@ -10,44 +10,26 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
-
-from aiokafka.partitioner import murmur2
 
 from stockflow.core.policy import Policy
+from stockflow.keys import partition_for, timer_due, timer_prefix
 from stockflow.models import FireTimers
 from stockflow.processing.codec import encode
 from stockflow.processing.inventory import InventoryRouter
-from stockflow.processing.keys import timer_prefix
 from stockflow.processing.orders import OrderDesk
 from stockflow.processing.products import ProductWriter
 from stockflow.processing.records import Meta, Out, Role, Step
 from stockflow.processing.store import MemoryStore
 
-__all__ = ["Emitted", "LocalPipeline", "partition_for"]
+__all__ = ["Emitted", "LocalPipeline"]
 
 INPUT_ROLES = ("orders", "inventory")
 
 
-def partition_for(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2), as aiokafka and the Java client use it."""
-    return _positive_hash(key) % partitions
-
-
-@lru_cache(maxsize=65_536)
-def _positive_hash(key: bytes) -> int:
-    # murmur2 is pure Python in aiokafka; product keys repeat on every order.
-    return int(murmur2(key) & 0x7FFFFFFF)
-
-
 def _first_due(store: MemoryStore, partition: int) -> int | None:
     # timers.next_due without its generator: checked for every partition on every input.
-    prefix = timer_prefix(partition)
-    key = store.first_key(prefix)
-    if key is None:
-        return None
-    start = len(prefix)
-    return int(key[start : key.index(":", start)])
+    key = store.first_key(timer_prefix(partition))
+    return None if key is None else timer_due(key)
 
 
 class _Earliest:

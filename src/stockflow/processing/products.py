@@ -9,6 +9,15 @@ from dataclasses import replace
 from stockflow.core import stock as decide
 from stockflow.core.policy import Policy
 from stockflow.core.stock import Reservation, Stock, StockDecision
+from stockflow.keys import (
+    ENTRY_KEYS,
+    entry_key,
+    ledger_prefix,
+    marker_key,
+    product_of,
+    stock_key,
+    timer_key,
+)
 from stockflow.processing.codec import (
     dead_letter,
     decode_entry,
@@ -23,7 +32,6 @@ from stockflow.processing.codec import (
     encode_stock_values,
 )
 from stockflow.processing.internal import Command, parse_product_commands
-from stockflow.processing.keys import entry_key, ledger_prefix, marker_key, stock_key, timer_key
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
 from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
@@ -226,20 +234,20 @@ class ProductWriter:
             self.store,
             partition,
             now_ms,
-            prefix="r:",
+            prefix=ENTRY_KEYS,
             retention_ms=self.policy.retention_ms,
             forget=lambda key, raw: self._forget_entry(key, raw, now_ms),
         ):
             # A gc timer: markers, and ledger entries finished by an older version.
             target = timer.ref
             raw = self.store.get(target)
-            if raw is not None and target.startswith("r:"):
+            if raw is not None and target.startswith(ENTRY_KEYS):
                 entry = decode_entry(raw)
                 finished = entry.finished_at_ms
                 if finished is not None and finished + self.policy.retention_ms <= now_ms:
                     self._forget(entry.product_id, target)
             elif raw is not None:
-                self._forget(_marker_product(target), target)
+                self._forget(product_of(target), target)
             self.store.delete(timer.key)
 
     def _forget_entry(self, key: str, raw: bytes, now_ms: int) -> None:
@@ -259,9 +267,3 @@ class ProductWriter:
                 unlinked = replace(record, wal_key=None, wal_value=None)  # freshness kept
                 self.store.put(stock_key(product_id), encode_stock(unlinked))
         self.store.delete(key)
-
-
-def _marker_product(key: str) -> str:
-    """The product id in a :func:`marker_key` (``m:{len}:{product}:{source}``)."""
-    _m, length, rest = key.split(":", 2)
-    return rest[: int(length)]

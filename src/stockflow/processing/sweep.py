@@ -23,9 +23,9 @@ from itertools import islice
 
 from pydantic_core import from_json, to_json
 
-from stockflow.processing.keys import timer_key
+from stockflow.keys import TimerKey, sweep_state_key, timer_key
 from stockflow.processing.store import StateStore
-from stockflow.processing.timers import DueTimer, due_timers
+from stockflow.processing.timers import due_timers
 
 __all__ = [
     "SWEEP_BATCH",
@@ -34,7 +34,6 @@ __all__ = [
     "ensure_sweep",
     "run_sweep",
     "sweep_interval",
-    "sweep_state_key",
 ]
 
 SWEEP_BATCH = 2000
@@ -53,10 +52,6 @@ def sweep_interval(retention_ms: int) -> int:
     return max(min(SWEEP_MAX_INTERVAL_MS, retention_ms), 1)
 
 
-def sweep_state_key(partition: int) -> str:
-    return f"w:{partition:05d}"
-
-
 def ensure_sweep(store: StateStore, partition: int, now_ms: int, retention_ms: int) -> None:
     """Arm the partition's sweep unless it is armed already (called when a record finishes)."""
     if store.get(sweep_state_key(partition)) is None:
@@ -67,7 +62,7 @@ def run_sweep(
     store: StateStore,
     partition: int,
     now_ms: int,
-    timer: DueTimer,
+    timer: TimerKey,
     *,
     prefix: str,
     retention_ms: int,
@@ -107,7 +102,7 @@ def due_after_sweeping(
     prefix: str,
     retention_ms: int,
     forget: Callable[[str, bytes], None],
-) -> Iterator[DueTimer]:
+) -> Iterator[TimerKey]:
     """The partition's due timers other than its sweep, which is run (:func:`run_sweep`)
     when it comes up: a timer tick of either table, once the sweep is taken care of."""
     for timer in list(due_timers(store, partition, now_ms)):

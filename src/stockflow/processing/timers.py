@@ -1,40 +1,29 @@
 """Durable timers kept in the same table as the state they act on.
 
-A timer is a key ``t:{partition}:{due}:{kind}:{ref}``. Each worker's scheduler *reads* its
-partitions' first timer key (reads are allowed outside the stream) and, when one is due, sends a
-``FireTimers`` tick into that partition; the stream then fires every due timer as an ordinary
-step. Timers are never cancelled: a timer that fires for state that moved on does nothing.
+A timer is a key ``t:{partition}:{due}:{kind}:{ref}`` (:func:`stockflow.keys.timer_key`). Each
+worker's scheduler *reads* its partitions' first timer key (reads are allowed outside the stream)
+and, when one is due, sends a ``FireTimers`` tick into that partition; the stream then fires every
+due timer as an ordinary step. Timers are never cancelled: a timer that fires for state that moved
+on does nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from stockflow.processing.keys import timer_prefix
+from stockflow.keys import TimerKey, timer_due, timer_prefix
 from stockflow.processing.store import StateStore
 
-__all__ = ["DueTimer", "due_timers", "has_due_timer", "next_due"]
+__all__ = ["due_timers", "has_due_timer", "next_due"]
 
 FIRE_BATCH = 500
 """Timers fired per tick at most, so one tick never stalls the stream for long."""
 
 
-class DueTimer:
-    __slots__ = ("due_ms", "key", "kind", "ref", "value")
-
-    def __init__(self, key: str, value: bytes) -> None:
-        _t, _partition, due, kind, ref = key.split(":", 4)
-        self.key = key
-        self.due_ms = int(due)
-        self.kind = kind
-        self.ref = ref
-        self.value = value
-
-
-def due_timers(store: StateStore, partition: int, now_ms: int) -> Iterator[DueTimer]:
+def due_timers(store: StateStore, partition: int, now_ms: int) -> Iterator[TimerKey]:
     """Timers of ``partition`` due at ``now_ms``, earliest first, at most :data:`FIRE_BATCH`."""
-    for count, (key, value) in enumerate(store.scan(timer_prefix(partition), partition=partition)):
-        timer = DueTimer(key, value)
+    for count, (key, _value) in enumerate(store.scan(timer_prefix(partition), partition=partition)):
+        timer = TimerKey(key)
         if timer.due_ms > now_ms or count >= FIRE_BATCH:
             return
         yield timer
@@ -42,10 +31,8 @@ def due_timers(store: StateStore, partition: int, now_ms: int) -> Iterator[DueTi
 
 def next_due(store: StateStore, partition: int) -> int | None:
     """Due time of the partition's earliest timer, or ``None``."""
-    prefix = timer_prefix(partition)
-    for key, _value in store.scan(prefix, partition=partition):
-        start = len(prefix)  # the due time follows the prefix (see timer_key)
-        return int(key[start : key.index(":", start)])
+    for key, _value in store.scan(timer_prefix(partition), partition=partition):
+        return timer_due(key)
     return None
 
 

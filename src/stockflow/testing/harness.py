@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stockflow.errors import BrokerError
+from stockflow.kafka import bootstrap_servers
+from stockflow.keys import ENTRY_KEYS, STOCK_KEYS, product_of
 from stockflow.models import OrderPlaced, StockSet
 from stockflow.settings import Settings
 from stockflow.testing.broker import EmbeddedBroker, create_topics
@@ -116,7 +118,7 @@ class Harness:
         """``host:port[,host:port]`` of the broker in use."""
         if self.external_url is None:
             return self.broker.bootstrap
-        return ",".join(url.split("://", 1)[-1] for url in self.external_url.split(";"))
+        return bootstrap_servers(self.external_url)
 
     def worker(self, name: str | None = None, **env: str) -> WorkerProcess:
         """A new (not yet started) worker with its own data directory."""
@@ -290,14 +292,14 @@ class Harness:
         result: dict[str, dict[str, int]] = {}
         state = self.changelog("products")
         for key, value in state.items():
-            if key.startswith("s:"):
-                product = _id_of(key[2:])
+            if key.startswith(STOCK_KEYS):
+                product = product_of(key)
                 stock = decode_stock(value).stock
                 result.setdefault(product, {"pending_sum": 0}).update(
                     on_hand=stock.on_hand, reserved=stock.reserved
                 )
         for key, value in state.items():
-            if key.startswith("r:"):
+            if key.startswith(ENTRY_KEYS):
                 entry = decode_entry(value)
                 if entry.status == "pending":
                     result.setdefault(entry.product_id, {"pending_sum": 0})
@@ -326,11 +328,6 @@ def _valid_input(
     if order_id is not None and key is not None and key != order_id.encode():
         return None  # keyed by something else: dead-lettered
     return event
-
-
-def _id_of(length_prefixed: str) -> str:
-    length, _, rest = length_prefixed.partition(":")
-    return rest[: int(length)]
 
 
 def outcome_counts(decisions: Iterable[Mapping[str, Any]]) -> Counter[str]:

@@ -14,9 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stockflow.errors import BrokerError
+from stockflow.kafka import groupless_consumer, topic_partitions
 
 __all__ = [
     "Record",
@@ -94,23 +95,15 @@ async def read_topics(
 ) -> dict[str, list[Record]]:
     """Every record of each topic, from the beginning to its current end."""
     names = list(dict.fromkeys(topics))
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
+    consumer = groupless_consumer(
+        bootstrap,
+        client_kwargs=client_kwargs,
         fetch_max_wait_ms=50,
         max_partition_fetch_bytes=4 * 1024 * 1024,
-        **dict(client_kwargs or {}),
     )
     try:
         await consumer.start()
-        partitions: list[TopicPartition] = []
-        for name in names:
-            ids = consumer.partitions_for_topic(name)
-            if ids is None:
-                await consumer._client.force_metadata_update()  # first look at a new topic
-                ids = consumer.partitions_for_topic(name)
-            partitions.extend(TopicPartition(name, p) for p in sorted(ids or ()))
+        partitions = await topic_partitions(consumer, names)
         result: dict[str, list[Record]] = {name: [] for name in names}
         if not partitions:
             return result
@@ -185,13 +178,7 @@ async def consumed_to_end(
     )
     await consumer.start()
     try:
-        partitions: list[TopicPartition] = []
-        for name in dict.fromkeys(topics):
-            ids = consumer.partitions_for_topic(name)
-            if ids is None:
-                await consumer._client.force_metadata_update()
-                ids = consumer.partitions_for_topic(name)
-            partitions.extend(TopicPartition(name, p) for p in sorted(ids or ()))
+        partitions = await topic_partitions(consumer, topics)
         ends = await fetched_highwaters(bootstrap.split(","), partitions, {}, client_kwargs=kwargs)
         caught_up = True
         for tp in partitions:

@@ -12,12 +12,12 @@ command topic), but not for everything stockflow serves:
 - it forwards with no timeout and no hop limit: two workers that disagree on ownership during a
   rebalance would bounce a request between them.
 
-So stockflow computes the partition itself (:func:`partition_for`, the function the offline
-pipeline partitions with), finds the worker whose *active* assignment holds that partition of the
-table's changelog (the assignment metadata every worker gets, ``app.router.table_metadata``), and
-forwards the GET there with a hop count (:data:`HOPS_HEADER`, at most :data:`MAX_HOPS`) and a
-timeout (``STOCKFLOW_WEB_ROUTE_TIMEOUT``, default 5 s). An order not found where its id hashes
-to is looked for on the other workers (see :mod:`stockflow.web.views`).
+So stockflow computes the partition itself (:func:`stockflow.keys.partition_for`, the function the
+offline pipeline partitions with), finds the worker whose *active* assignment holds that partition
+of the table's changelog (the assignment metadata every worker gets, ``app.router.table_metadata``),
+and forwards the GET there with a hop count (:data:`HOPS_HEADER`, at most :data:`MAX_HOPS`) and a
+timeout (``STOCKFLOW_WEB_ROUTE_TIMEOUT``, default 5 s). An order not found where its id hashes to is
+looked for on the other workers (see :mod:`stockflow.web.views`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ from typing import Any
 
 from yarl import URL
 
-from stockflow.processing.pipeline import partition_for
-
-__all__ = ["HOPS_HEADER", "MAX_HOPS", "Forwarded", "Router", "hops_of", "partition_for"]
+__all__ = ["HOPS_HEADER", "MAX_HOPS", "Forwarded", "Router", "hops_of"]
 
 HOPS_HEADER = "X-Stockflow-Hops"
 """How many times a request was forwarded already."""

@@ -33,11 +33,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from stockflow.keys import STOCK_KEYS, partition_for, product_of, stock_key
 from stockflow.models import iso_from_ms
 from stockflow.processing.codec import StockRecord, decode_stock
-from stockflow.processing.keys import stock_key
 from stockflow.web.freshness import Progress, event_time, partition_position
-from stockflow.web.routing import MAX_HOPS, Router, hops_of, partition_for
+from stockflow.web.routing import MAX_HOPS, Router, hops_of
 
 if TYPE_CHECKING:
     from stockflow.application import Stockflow
@@ -47,13 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["ReadModel", "register_views", "register_writes"]
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-STOCK_PREFIX = stock_key("")[: -len("0:")]  # "s:", what every product's counters start with
-
-
-def _product_of(key: str) -> str:
-    """The product id of a :func:`stock_key` (``s:{length}:{product id}``)."""
-    length, _, rest = key[len(STOCK_PREFIX) :].partition(":")
-    return rest[: int(length)]
 
 
 class ReadModel:
@@ -111,11 +104,11 @@ class ReadModel:
         total = 0
         if hasattr(store.table.data, "_db_for_partition"):  # RocksDB: one store per partition
             for partition in sorted(active):
-                for _key, raw in store.scan(STOCK_PREFIX, partition=partition):
+                for _key, raw in store.scan(STOCK_KEYS, partition=partition):
                     total += decode_stock(raw).stock.reserved
             return total
-        for key, raw in store.scan(STOCK_PREFIX, partition=0):  # memory: every partition
-            if self.product_partition(_product_of(key)) in active:
+        for key, raw in store.scan(STOCK_KEYS, partition=0):  # memory: every partition
+            if self.product_partition(product_of(key)) in active:
                 total += decode_stock(raw).stock.reserved
         return total
 

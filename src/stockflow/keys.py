@@ -1,0 +1,150 @@
+"""Keys: the state keys stockflow writes, how to read them back, and which partition a record
+key lands in. Everything that builds, parses or partitions a key uses this module.
+
+State keys. Product ids and order ids are arbitrary strings, so variable parts are
+length-prefixed: no separator can make two different ids collide, and all of one product's
+ledger entries share a prefix that a range scan can find.
+
+- :func:`stock_key` ``s:{len}:{product}``, a product's counters;
+- :func:`entry_key` ``r:{len}:{product}:{order}``, a ledger entry (:func:`ledger_prefix`: one
+  product's entries);
+- :func:`marker_key` ``m:{len}:{product}:{source}``, an applied stock command;
+- :func:`saga_key` ``o:{order}``, an order's saga;
+- :func:`timer_key` ``t:{partition:05d}:{due:013d}:{kind}:{ref}`` (:func:`timer_prefix`: one
+  partition's timers, earliest first);
+- :func:`sweep_state_key` ``w:{partition:05d}``, where a partition's retention sweep is.
+
+:data:`STOCK_KEYS`, :data:`ENTRY_KEYS`, :data:`MARKER_KEYS`, :data:`SAGA_KEYS` and
+:data:`TIMER_KEYS` are the prefixes of each kind; :func:`product_of`, :func:`timer_due` and
+:class:`TimerKey` read keys back.
+
+Record keys are partitioned by :func:`partition_for`, Kafka's default partitioner: the worker's
+publisher, the offline pipeline, the web router, the client and the chaos and bench tools must
+agree with the broker's producers on it.
+
+This module imports nothing from stockflow, so every layer can use it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from aiokafka.partitioner import murmur2
+
+__all__ = [
+    "ENTRY_KEYS",
+    "MARKER_KEYS",
+    "SAGA_KEYS",
+    "STOCK_KEYS",
+    "TIMER_KEYS",
+    "TimerKey",
+    "entry_key",
+    "ledger_prefix",
+    "marker_key",
+    "partition_for",
+    "product_of",
+    "saga_key",
+    "stock_key",
+    "sweep_state_key",
+    "timer_due",
+    "timer_key",
+    "timer_prefix",
+]
+
+# The builders below spell these prefixes out rather than look them up: they run per record.
+STOCK_KEYS = "s:"
+"""What every :func:`stock_key` starts with (a scan over all products' counters)."""
+ENTRY_KEYS = "r:"
+"""What every :func:`entry_key` starts with (all ledger entries)."""
+MARKER_KEYS = "m:"
+"""What every :func:`marker_key` starts with."""
+SAGA_KEYS = "o:"
+"""What every :func:`saga_key` starts with (all sagas)."""
+TIMER_KEYS = "t:"
+"""What every :func:`timer_key` starts with, whatever its partition."""
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+def _part(value: str) -> str:
+    return f"{len(value)}:{value}"
+
+
+def stock_key(product_id: str) -> str:
+    return f"s:{_part(product_id)}"
+
+
+def ledger_prefix(product_id: str) -> str:
+    return f"r:{_part(product_id)}:"
+
+
+def entry_key(product_id: str, order_id: str) -> str:
+    return ledger_prefix(product_id) + order_id
+
+
+def marker_key(product_id: str, source: str) -> str:
+    """Marks a stock command (adjustment id or recount record) as applied."""
+    return f"m:{_part(product_id)}:{source}"
+
+
+def saga_key(order_id: str) -> str:
+    return f"o:{order_id}"
+
+
+@lru_cache(maxsize=4096)
+def timer_prefix(partition: int) -> str:
+    return f"t:{partition:05d}:"
+
+
+def timer_key(partition: int, due_ms: int, kind: str, ref: str) -> str:
+    """Timers sort by due time within their partition (13 digits last until the year 2286)."""
+    return f"{timer_prefix(partition)}{max(due_ms, 0):013d}:{kind}:{ref}"
+
+
+def sweep_state_key(partition: int) -> str:
+    """The retention sweep's progress in ``partition`` (:mod:`stockflow.processing.sweep`)."""
+    return f"w:{partition:05d}"
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def product_of(key: str) -> str:
+    """The product id in a :func:`stock_key`, :func:`entry_key` or :func:`marker_key`."""
+    length, _, rest = key[2:].partition(":")
+    return rest[: int(length)]
+
+
+def timer_due(key: str) -> int:
+    """The due time (epoch ms) in a :func:`timer_key`."""
+    start = key.index(":", 2) + 1  # after the partition
+    return int(key[start : key.index(":", start)])
+
+
+class TimerKey:
+    """A :func:`timer_key` read back: ``key``, ``due_ms``, ``kind`` and ``ref`` (which may
+    itself contain ``:``, e.g. an entry key)."""
+
+    __slots__ = ("due_ms", "key", "kind", "ref")
+
+    def __init__(self, key: str) -> None:
+        _t, _partition, due, kind, ref = key.split(":", 4)
+        self.key = key
+        self.due_ms = int(due)
+        self.kind = kind
+        self.ref = ref
+
+
+# --- partitioning -----------------------------------------------------------------------------
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), as aiokafka and the Java client use it."""
+    return _positive_hash(key) % partitions
+
+
+@lru_cache(maxsize=65_536)
+def _positive_hash(key: bytes) -> int:
+    # murmur2 is pure Python in aiokafka; product keys repeat on every order.
+    return int(murmur2(key) & 0x7FFFFFFF)

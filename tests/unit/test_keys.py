@@ -1,0 +1,87 @@
+"""Every key stockflow builds reads back to what it was built from (stockflow.keys)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stockflow.keys import (
+    ENTRY_KEYS,
+    MARKER_KEYS,
+    SAGA_KEYS,
+    STOCK_KEYS,
+    TIMER_KEYS,
+    TimerKey,
+    entry_key,
+    ledger_prefix,
+    marker_key,
+    partition_for,
+    product_of,
+    saga_key,
+    stock_key,
+    timer_due,
+    timer_key,
+    timer_prefix,
+)
+
+ids = st.text(min_size=0, max_size=20)  # ":" and digits included: ids are arbitrary strings
+
+
+@given(product=ids, order=ids, source=ids)
+def test_product_ids_read_back(product: str, order: str, source: str) -> None:
+    assert product_of(stock_key(product)) == product
+    assert product_of(entry_key(product, order)) == product
+    assert product_of(marker_key(product, source)) == product
+    assert entry_key(product, order).startswith(ledger_prefix(product))
+
+
+@given(
+    partition=st.integers(0, 99_999),
+    due=st.integers(-5, 10**13 - 1),
+    kind=st.sampled_from(["expire", "timeout", "gc", "sweep", "forget"]),
+    ref=ids,
+)
+def test_timer_keys_read_back(partition: int, due: int, kind: str, ref: str) -> None:
+    key = timer_key(partition, due, kind, ref)
+    timer = TimerKey(key)
+    assert (timer.key, timer.due_ms, timer.kind, timer.ref) == (key, max(due, 0), kind, ref)
+    assert timer_due(key) == max(due, 0)
+    assert key.startswith(timer_prefix(partition))
+
+
+def test_each_kind_of_key_starts_with_its_prefix() -> None:
+    assert stock_key("p").startswith(STOCK_KEYS)
+    assert entry_key("p", "o").startswith(ENTRY_KEYS)
+    assert marker_key("p", "a").startswith(MARKER_KEYS)
+    assert saga_key("o").startswith(SAGA_KEYS)
+    assert timer_key(3, 5, "gc", "r").startswith(TIMER_KEYS)
+    prefixes = [STOCK_KEYS, ENTRY_KEYS, MARKER_KEYS, SAGA_KEYS, TIMER_KEYS]
+    assert len(set(prefixes)) == len(prefixes)
+
+
+def test_timer_keys_sort_by_due_time_within_a_partition() -> None:
+    keys = [timer_key(1, due, "gc", "x") for due in (10, 9, 100, 0)]
+    assert [timer_due(key) for key in sorted(keys)] == [0, 9, 10, 100]
+
+
+def test_partitioning_matches_kafkas_default_partitioner() -> None:
+    # murmur2 reference values from the Java client's test suite (positive-masked).
+    assert partition_for(b"21", 2**31 - 1) == 0x7FFFFFFF & -973932308
+    assert partition_for(b"foobar", 2**31 - 1) == 0x7FFFFFFF & -790332482
+    assert 0 <= partition_for(b"o-1", 4) < 4
+
+
+def test_keys_sits_below_every_layer() -> None:
+    # Imported by core's neighbours, processing, web, client, chaos and bench: it must not pull
+    # in any of them (or a cycle becomes possible).
+    code = (
+        "import sys, stockflow.keys; "
+        "print(sorted(m for m in sys.modules if m.startswith('stockflow.')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert eval(loaded) == ["stockflow.errors", "stockflow.keys", "stockflow.settings"]
