@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from hypothesis import given
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stockflow.keys import (
@@ -18,6 +19,7 @@ from stockflow.keys import (
     entry_key,
     ledger_prefix,
     marker_key,
+    murmur2,
     partition_for,
     product_of,
     saga_key,
@@ -72,6 +74,12 @@ def test_partitioning_matches_kafkas_default_partitioner() -> None:
     assert partition_for(b"21", 2**31 - 1) == 0x7FFFFFFF & -973932308
     assert partition_for(b"foobar", 2**31 - 1) == 0x7FFFFFFF & -790332482
     assert 0 <= partition_for(b"o-1", 4) < 4
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(data=st.binary(max_size=80))
+def test_murmur2_is_kafkas(data: bytes) -> None:
+    assert murmur2(data) == aiokafka_murmur2(data)
 
 
 def test_keys_sits_below_every_layer() -> None:
