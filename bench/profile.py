@@ -104,13 +104,19 @@ class Profile:
 IDLE = "select/epoll wait (idle)"
 
 
-IDLE_WAITS = ("wait (threading.py", "_wait_for_tstate_lock (threading.py")
+IDLE_WAITS = frozenset({"wait", "_wait_for_tstate_lock"})
 """Leaves of a thread blocked on a lock or condition (the exit watchdog, the consumer thread's
 queue): idle like ``select``, not CPU, though py-spy's ``--idle`` samples show them."""
 
 
+def _idle_wait(frame: str) -> bool:
+    # py-spy names the function "wait" or, in newer versions, "Condition.wait".
+    name, _, where = frame.partition(" (")
+    return where.startswith("threading.py") and name.rpartition(".")[2] in IDLE_WAITS
+
+
 def _layer(frame: str) -> str:
-    if frame.startswith(IDLE_WAITS):
+    if _idle_wait(frame):
         return IDLE
     for name, marker in LAYERS:
         if marker in frame:
