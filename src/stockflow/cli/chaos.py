@@ -64,13 +64,13 @@ def chaos(
     """Kill workers, cut the broker off, redeliver and garble input while orders flow; then
     check with `stockflow audit --strict` and direct checks that nothing was lost, doubled or
     oversold. Starts its own embedded brokers and worker processes on free loopback ports."""
-    from stockflow.cli.extras import require_embedded_broker
-
-    require_embedded_broker("chaos")
     from datetime import UTC, datetime
 
     from stockflow.chaos import SCENARIOS, run_chaos
     from stockflow.chaos.report import machine, to_json, to_markdown
+    from stockflow.cli.extras import require_embedded_broker
+
+    require_embedded_broker("chaos")
 
     names = list(SCENARIOS) if "all" in scenarios else list(dict.fromkeys(scenarios))
     unknown = [name for name in names if name not in SCENARIOS]

@@ -32,12 +32,9 @@ def demo(
 ) -> None:
     """Flash sale: a worker, thousands of concurrent orders with duplicates and garbage, and a
     check that nothing was oversold. Exits 1 if the check fails."""
-    if not broker:
-        from stockflow.cli.extras import require_embedded_broker
-
-        require_embedded_broker("demo")
     from aiokafka.errors import KafkaError
 
+    from stockflow.cli.extras import require_embedded_broker
     from stockflow.cli.reach import (
         EXIT_UNREACHABLE,
         broker_source,
@@ -50,6 +47,8 @@ def demo(
     from stockflow.demo import run_demo
     from stockflow.errors import StockflowError
 
+    if not broker:
+        require_embedded_broker("demo")
     if broker:
         servers = bootstrap_servers(broker)
         try:
