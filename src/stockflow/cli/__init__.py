@@ -1,4 +1,8 @@
-"""The ``stockflow`` command: one module per subcommand, loaded only when it runs."""
+"""The ``stockflow`` command: one module per subcommand, loaded only when it runs.
+
+Invalid ``STOCKFLOW_*`` settings end any subcommand with one line per bad variable on stderr
+and exit status 2 (:data:`EXIT_CONFIGURATION`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,12 @@ from typing import Any
 
 import click
 
-__all__ = ["main"]
+from stockflow.errors import ConfigurationError
+
+__all__ = ["EXIT_CONFIGURATION", "main"]
+
+EXIT_CONFIGURATION = 2
+"""Exit status when the settings are invalid (as for a worker whose topics disagree)."""
 
 # subcommand name -> "module:function" (a click.Command); imported lazily so that
 # ``stockflow --help`` stays fast and no subcommand's dependencies load for another.
@@ -36,6 +45,15 @@ class LazyGroup(click.Group):
         module_name, _, attribute = target.partition(":")
         command: Any = getattr(importlib.import_module(module_name), attribute)
         return command  # type: ignore[no-any-return]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            name = ctx.invoked_subcommand or ctx.info_name
+            for line in str(exc).splitlines():
+                click.echo(f"stockflow {name}: {line}", err=True)
+            raise SystemExit(EXIT_CONFIGURATION) from None
 
 
 @click.group(cls=LazyGroup)

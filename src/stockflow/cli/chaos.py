@@ -1,6 +1,7 @@
 """``stockflow chaos``: run the chaos scenarios on an embedded broker and report the figures.
 
-Exit status: 0 when every scenario passed (zero violations, no anomaly), 1 otherwise.
+Exit status: 0 when every scenario passed (zero violations, no anomaly), 1 otherwise, 3 at once
+when the embedded broker is not installed (``pip install 'stockflow[embedded]'``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def chaos(
 
     from stockflow.chaos import SCENARIOS, run_chaos
     from stockflow.chaos.report import machine, to_json, to_markdown
+    from stockflow.cli.extras import require_embedded_broker
+
+    require_embedded_broker("chaos")
 
     names = list(SCENARIOS) if "all" in scenarios else list(dict.fromkeys(scenarios))
     unknown = [name for name in names if name not in SCENARIOS]

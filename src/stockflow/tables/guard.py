@@ -21,9 +21,12 @@ import logging
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faust.sensors import Sensor
+
+if TYPE_CHECKING:
+    from stockflow.tables.protocols import GuardedApp
 
 __all__ = ["UncleanShutdownGuard"]
 
@@ -34,7 +37,9 @@ class UncleanShutdownGuard(Sensor):
     """A sensor, because Faust starts sensors first and stops them last: before any table
     partition is opened, and after the producer has flushed and stopped."""
 
-    def __init__(self, app: Any, table_names: Iterable[str], name: str, **kwargs: Any) -> None:
+    def __init__(
+        self, app: GuardedApp, table_names: Iterable[str], name: str, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.app = app
         self.table_names = tuple(table_names)

@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, TypeGuard, cast
 
 from rocksdict import WriteBatch
 
 from stockflow._faust.changelog import ChangelogWriter
 from stockflow.errors import StockflowError
+
+if TYPE_CHECKING:
+    from stockflow.tables.protocols import (
+        FaustTable,
+        MemoryTableData,
+        RawValue,
+        RocksDBTableData,
+        TableData,
+        TableFactory,
+    )
 
 __all__ = ["TableStore", "create_state_table"]
 
@@ -23,7 +33,7 @@ __all__ = ["TableStore", "create_state_table"]
 class TableStore:
     """Adapts one Faust table with raw (bytes) keys and values."""
 
-    def __init__(self, table: Any, changelog: ChangelogWriter) -> None:
+    def __init__(self, table: FaustTable, changelog: ChangelogWriter) -> None:
         self.table = table
         self.changelog = changelog
         self._partition_dbs: bool | None = None  # known once the table's store exists
@@ -52,15 +62,15 @@ class TableStore:
 
     def _write_pending(self) -> None:
         pending, self._pending = self._pending, {}
-        partition = self._partition
-        assert partition is not None, "writes gathered without a partition"
+        partition, data = self._partition, self.table.data
+        assert partition is not None and self._rocksdb(data), "writes gathered outside a batch"
         batch = WriteBatch(raw_mode=True)
         for key, value in pending.items():
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        self.table.data._db_for_partition(partition).write(batch)
+        data._db_for_partition(partition).write(batch)
 
     # Keys go to Faust as bytes: a restored changelog gives the memory store bytes keys, so a
     # str key written live would never find a restored one (state "lost" at every restore).
@@ -68,18 +78,19 @@ class TableStore:
     def get(self, key: str) -> bytes | None:
         raw = key.encode()
         partition = self._partition
-        if partition is not None and self._rocksdb():
+        value: RawValue | None
+        if partition is not None and self._rocksdb(data := self.table.data):
             pending = self._pending
             if raw in pending:
                 return pending[raw]
             # The partition's own database, without the second read of Table.get (it asks
             # ``key in table`` first) and without Faust's search of every partition.
-            value: Any = self.table.data._db_for_partition(partition).get(raw)
+            value = data._db_for_partition(partition).get(raw)
         else:
             value = self.table.get(raw)
         if value is None or isinstance(value, bytes):
             return value
-        return value.encode() if isinstance(value, str) else bytes(value)
+        return _as_bytes(value)
 
     # Writes go to the local store here and to the changelog through ``changelog`` (sent at the
     # end of the agent's batch), instead of Faust's per-key path (``table[key] = value``).
@@ -87,24 +98,26 @@ class TableStore:
     def put(self, key: str, value: bytes) -> None:
         raw = key.encode()
         partition = self._writing()
-        if self._gathering():
+        data = self.table.data
+        if self._gathering(data):
             self._pending[raw] = value
-        elif self._rocksdb():
-            self.table.data._db_for_partition(partition).put(raw, value)
+        elif self._rocksdb(data):
+            data._db_for_partition(partition).put(raw, value)
         else:
-            self.table.data[raw] = value
+            data[raw] = value
         self.changelog.add(self.table, partition, raw, value)
 
     def delete(self, key: str) -> None:
         raw = key.encode()
         partition = self._writing()
-        if self._gathering():
+        data = self.table.data
+        if self._gathering(data):
             self._pending[raw] = None
-        elif self._rocksdb():
-            self.table.data._db_for_partition(partition).delete(raw)
+        elif self._rocksdb(data):
+            data._db_for_partition(partition).delete(raw)
         else:
             with contextlib.suppress(KeyError):  # already gone: deletes are idempotent
-                del self.table.data[raw]
+                del data[raw]
         self.changelog.add(self.table, partition, raw, None)
 
     def _writing(self) -> int:
@@ -115,18 +128,17 @@ class TableStore:
             raise StockflowError("a table was written outside of the processing of a record")
         return partition
 
-    def _rocksdb(self) -> bool:
-        """Faust's RocksDB store: one database per partition, written and read directly."""
+    def _rocksdb(self, data: TableData) -> TypeGuard[RocksDBTableData]:
+        """Whether ``data`` (this table's store) is Faust's RocksDB store: one database per
+        partition, written and read directly. Else it is the memory store."""
         if self._partition_dbs is None:
-            self._partition_dbs = hasattr(self.table.data, "_db_for_partition")
+            self._partition_dbs = hasattr(data, "_db_for_partition")
         return self._partition_dbs
 
-    def _gathering(self) -> bool:
+    def _gathering(self, data: TableData) -> bool:
         """RocksDB through rocksdict (Faust's default binding): writes wait in ``_pending``."""
         if self._rocksdict is None:
-            self._rocksdict = self._rocksdb() and bool(
-                getattr(self.table.data, "use_rocksdict", False)
-            )
+            self._rocksdict = self._rocksdb(data) and bool(getattr(data, "use_rocksdict", False))
         return self._rocksdict
 
     def scan(
@@ -136,7 +148,7 @@ class TableStore:
         holds (actively or as standby)."""
         store = self.table.data
         first = max(prefix, start or prefix)
-        if hasattr(store, "_db_for_partition"):  # RocksDB: an ordered range read
+        if self._rocksdb(store):  # RocksDB: an ordered range read
             if self._pending and partition == self._partition:
                 self._write_pending()  # the range read sees this batch's writes
             db = store._db_for_partition(partition)
@@ -147,38 +159,42 @@ class TableStore:
                 yield raw_key.decode(), value
             return
         # Memory store: a dictionary; sort the matching keys (memory:// is for tests and demos).
-        data = store.data
+        data = cast("MemoryTableData", store).data
         matching = sorted(
             key_str
             for key_str in (_as_str(key) for key in list(data))
             if key_str.startswith(prefix) and key_str >= first
         )
         for key_str in matching:
-            value = data.get(key_str)
-            if value is None:
-                value = data.get(key_str.encode())
-            if value is not None:
-                yield key_str, value.encode() if isinstance(value, str) else bytes(value)
+            found = data.get(key_str)
+            if found is None:
+                found = data.get(key_str.encode())
+            if found is not None:
+                yield key_str, _as_bytes(found)
 
 
-def _as_str(key: Any) -> str:
+def _as_str(key: object) -> str:
     return key.decode() if isinstance(key, bytes | bytearray) else str(key)
 
 
+def _as_bytes(value: RawValue) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 def create_state_table(
-    app: Any,
+    app: TableFactory,
     name: str,
     *,
     partitions: int,
     help: str,
-    options: Mapping[str, Any] | None = None,
-) -> Any:
+    options: Mapping[str, object] | None = None,
+) -> FaustTable:
     """A changelogged table of raw bytes; stockflow encodes keys and values itself.
 
     ``options`` go to the table's store (:meth:`stockflow.Settings.table_options`)."""
     import faust
 
-    schema: Any = faust.Schema(
+    schema: faust.Schema[bytes, bytes] = faust.Schema(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
     return app.Table(

