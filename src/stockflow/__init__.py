@@ -65,8 +65,23 @@ def __getattr__(name: str) -> Any:
         return getattr(client, name)
     if name == "app":
         if _app is None:
-            from stockflow.application import create_app
-
-            _app = create_app()
+            _app = _standalone_app()
         return _app
     raise AttributeError(f"module 'stockflow' has no attribute {name!r}")
+
+
+def _standalone_app() -> Any:
+    """The app ``faust -A stockflow worker`` loads. Bad ``STOCKFLOW_*`` settings end the
+    process here with one line per variable and exit status 2, as every ``stockflow`` command
+    does, instead of a traceback through Faust's app loader (``create_app()`` itself raises
+    :class:`ConfigurationError`)."""
+    import sys
+
+    from stockflow.application import create_app
+
+    try:
+        return create_app()
+    except ConfigurationError as exc:
+        for line in str(exc).splitlines():
+            print(f"stockflow worker: {line}", file=sys.stderr)
+        raise SystemExit(2) from None

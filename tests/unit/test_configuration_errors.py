@@ -3,6 +3,11 @@ its ``STOCKFLOW_*`` name; the ``stockflow`` command prints those lines and exits
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
@@ -85,3 +90,26 @@ def test_the_command_prints_one_line_per_variable_and_exits_2(
         f"stockflow {argv[0]}: STOCKFLOW_PARTITIONS: Input should be greater than or equal to 1",
         f"stockflow {argv[0]}: STOCKFLOW_CONSUMER: Input should be 'batch' or 'stream'",
     ]
+
+
+def test_the_worker_prints_one_line_per_variable_and_exits_2(tmp_path: Path) -> None:
+    # ``faust -A stockflow worker`` loads ``stockflow.app``: no traceback through Faust's loader.
+    env = {
+        **os.environ,
+        "STOCKFLOW_PARTITIONS": "0",
+        "STOCKFLOW_RETENTION": "-5",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "faust", "-A", "stockflow", "worker"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == EXIT_CONFIGURATION == 2
+    assert done.stderr.splitlines() == [
+        "stockflow worker: STOCKFLOW_PARTITIONS: Input should be greater than or equal to 1",
+        "stockflow worker: STOCKFLOW_RETENTION: Input should be greater than 0",
+    ]
+    assert "Traceback" not in done.stdout + done.stderr
