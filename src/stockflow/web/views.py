@@ -38,9 +38,9 @@ from stockflow.processing.codec import StockRecord, decode_stock
 from stockflow.processing.keys import stock_key
 from stockflow.web.freshness import Progress, event_time, partition_position
 from stockflow.web.routing import MAX_HOPS, Router, hops_of, partition_for
+from stockflow.web.source import ReadSource, TableLike
 
 if TYPE_CHECKING:
-    from stockflow.application import Stockflow
     from stockflow.core.saga import Saga
     from stockflow.observability.metrics import Metrics
 
@@ -59,7 +59,8 @@ def _product_of(key: str) -> str:
 class ReadModel:
     """Answers from this worker's local state (no routing): what the views serve."""
 
-    def __init__(self, handle: Stockflow, progress: Progress, router: Router) -> None:
+    def __init__(self, app: Any, handle: ReadSource, progress: Progress, router: Router) -> None:
+        self.app = app
         self.handle = handle
         self.progress = progress
         self.router = router
@@ -81,7 +82,7 @@ class ReadModel:
     def stock_answer(self, product_id: str, record: StockRecord) -> dict[str, Any]:
         partition = self.product_partition(product_id)
         topic = self.settings.product_commands_topic
-        position = partition_position(self.handle.app, self.progress, topic, partition)
+        position = partition_position(self.app, self.progress, topic, partition)
         stock = record.stock
         return {
             "product_id": product_id,
@@ -104,7 +105,7 @@ class ReadModel:
     def reserved_units(self) -> int:
         """Units held by pending reservations in this worker's active product partitions (the
         sum of ``reserved``): a scan of the products' counters, at scrape time only."""
-        app = self.handle.app
+        app = self.app
         topic = self.settings.product_commands_topic
         active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
         store = self.handle.product_store
@@ -124,7 +125,7 @@ class ReadModel:
 
     def order_answer(self, saga: Saga) -> dict[str, Any]:
         partition = saga.reply_partition  # where it arrived in `orders`, and its state lives
-        app = self.handle.app
+        app = self.app
         topics = [
             partition_position(app, self.progress, name, partition)
             for name in (self.settings.orders_topic, self.settings.order_replies_topic)
@@ -167,7 +168,7 @@ class ReadModel:
 
 def register_views(
     app: Any,
-    handle: Stockflow,
+    handle: ReadSource,
     *,
     progress: Progress,
     metrics: Metrics,
@@ -178,9 +179,24 @@ def register_views(
     from faust import web
 
     router = Router(app, timeout=route_timeout)
-    read = ReadModel(handle, progress, router)
+    read = ReadModel(app, handle, progress, router)
 
     class _Routed(web.View):
+        async def from_owner(
+            self, request: Any, table: TableLike, partition: int, hops: int
+        ) -> Any | None:
+            """The answer from the owner of ``partition`` of ``table`` (or 503 while it has
+            none); ``None`` when this worker answers itself: it owns the partition, or the hop
+            limit says answer here."""
+            if router.is_active(table, partition) or hops >= MAX_HOPS:
+                return None
+            owner = router.owner(table, partition)
+            if owner is None:
+                return self.no_owner(partition)
+            if router.is_me(owner):
+                return None
+            return await self.relay(owner, request, hops)
+
         async def relay(self, owner: str, request: Any, hops: int, *, local: bool = False) -> Any:
             try:
                 answer = await router.forward(owner, request, hops=hops, local=local)
@@ -201,13 +217,9 @@ def register_views(
         async def get(self, request: Any, product_id: str) -> Any:
             partition = read.product_partition(product_id)
             hops = hops_of(request)
-            table = handle.product_table
-            if not router.is_active(table, partition) and hops < MAX_HOPS:
-                owner = router.owner(table, partition)
-                if owner is None:
-                    return self.no_owner(partition)
-                if not router.is_me(owner):
-                    return await self.relay(owner, request, hops)
+            routed = await self.from_owner(request, handle.product_table, partition, hops)
+            if routed is not None:
+                return routed
             answer = read.stock(product_id)
             if answer is None:
                 return self.error(404, "unknown product", product_id=product_id)
@@ -225,12 +237,9 @@ def register_views(
                     return self.error(404, "unknown order", order_id=order_id)
                 return self.json(read.order_answer(saga))
             partition = read.order_partition(order_id)
-            if not router.is_active(table, partition) and hops < MAX_HOPS:
-                owner = router.owner(table, partition)
-                if owner is None:
-                    return self.no_owner(partition)
-                if not router.is_me(owner):
-                    return await self.relay(owner, request, hops)
+            routed = await self.from_owner(request, table, partition, hops)
+            if routed is not None:
+                return routed
             saga = read.saga(order_id)
             if saga is not None:
                 arrived = saga.reply_partition
@@ -286,7 +295,7 @@ def register_views(
     return read
 
 
-def register_writes(app: Any, handle: Stockflow) -> None:
+def register_writes(app: Any, handle: ReadSource) -> None:
     """The writes (:mod:`stockflow.web.orders_api`), ``/openapi.json`` and the bearer token."""
     from stockflow.web.auth import install_auth
     from stockflow.web.openapi import register_openapi
