@@ -28,7 +28,7 @@ from stockflow.tables import (
     UncleanShutdownGuard,
     create_state_table,
 )
-from stockflow.topics import required_topics
+from stockflow.topics import required_topics, topic_names
 from stockflow.web import Progress, register_views
 from stockflow.web.freshness import consumer_lags
 from stockflow.web.health import register_health
@@ -146,18 +146,7 @@ def _declare_topics(app: Any, settings: Settings) -> dict[str, Any]:
             internal=True,  # created with the right partition count if missing
         )
 
-    return {role: topic(name) for role, name in _topic_names(settings).items()}
-
-
-def _topic_names(settings: Settings) -> dict[str, str]:
-    return {
-        "orders": settings.orders_topic,
-        "inventory": settings.inventory_topic,
-        "reservations": settings.reservations_topic,
-        "dead_letters": settings.dead_letter_topic,
-        "product_commands": settings.product_commands_topic,
-        "order_replies": settings.order_replies_topic,
-    }
+    return {role: topic(name) for role, name in topic_names(settings).items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,19 +8,12 @@ with this document (``tests/integration/test_http_schema.py``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
-from stockflow.models import (
-    OrderCancelIgnored,
-    OrderLine,
-    OrderRejected,
-    OrderReserved,
-    ReservationConfirmed,
-    ReservationConfirmFailed,
-    ReservationReleased,
-)
+from stockflow.client.matching import CancelAnswer, Outcome, PayAnswer
+from stockflow.models import OrderLine
 from stockflow.web.orders_api import DEFAULT_WAIT, MAX_WAIT
 
 __all__ = ["openapi_document", "register_openapi"]
@@ -31,12 +24,9 @@ TEXT = "^[^\\ud800-\\udfff]*$"
 Kafka key or UTF-8 encoder can): the API answers 400 to them."""
 _MODELS: tuple[type[BaseModel], ...] = (
     OrderLine,
-    OrderReserved,
-    OrderRejected,
-    ReservationConfirmed,
-    ReservationConfirmFailed,
-    ReservationReleased,
-    OrderCancelIgnored,
+    *get_args(Outcome),  # the answers of the writes are the client's (orders_api)
+    *get_args(PayAnswer),
+    *get_args(CancelAnswer),
 )
 
 
@@ -257,6 +247,40 @@ def _write_errors() -> dict[str, Any]:
     }
 
 
+def _write_answers(
+    answer: dict[str, Any], *, conflict: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A write's responses: ``answer`` (200), pending (202), ``conflict`` (409) and errors."""
+    responses = {"200": answer, "202": _pending()}
+    if conflict is not None:
+        responses["409"] = conflict
+    return {**responses, **_write_errors()}
+
+
+def _operation(
+    method: str,
+    operation_id: str,
+    summary: str,
+    parameters: list[dict[str, Any]],
+    responses: dict[str, Any],
+    *,
+    body: tuple[str, bool] | None = None,
+) -> dict[str, Any]:
+    """``{method: operation}``; ``body`` is the request body's schema name and whether it is
+    required."""
+    operation: dict[str, Any] = {"operationId": operation_id, "summary": summary}
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        schema, required = body
+        operation["requestBody"] = {
+            "required": required,
+            "content": {"application/json": {"schema": _ref(schema)}},
+        }
+    operation["responses"] = responses
+    return {method: operation}
+
+
 def openapi_document(*, token: bool = False, reads_closed: bool = False) -> dict[str, Any]:
     """The document; ``token``/``reads_closed`` add the bearer scheme where it is required."""
     read_errors = {
@@ -264,99 +288,77 @@ def openapi_document(*, token: bool = False, reads_closed: bool = False) -> dict
     }
     if reads_closed:
         read_errors["401"] = _error("The bearer token is missing or wrong.")
+    local_errors = {k: v for k, v in read_errors.items() if k == "401"}
     paths: dict[str, Any] = {
-        "/orders": {
-            "post": {
-                "operationId": "placeOrder",
-                "summary": "Place an order and wait for its outcome",
-                "parameters": [_wait()],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("OrderRequest")}},
+        "/orders": _operation(
+            "post",
+            "placeOrder",
+            "Place an order and wait for its outcome",
+            [_wait()],
+            _write_answers(
+                _json(_ref("Outcome"), "The order's outcome."),
+                conflict=_json(_ref("Conflict"), "The order id was placed with other lines."),
+            ),
+            body=("OrderRequest", True),
+        ),
+        "/orders/{order_id}/pay": _operation(
+            "post",
+            "payOrder",
+            "Confirm every reserved line of an order",
+            [_path_id("order_id"), _wait()],
+            _write_answers(_json(_ref("PayAnswer"), "The payment's answer.")),
+        ),
+        "/orders/{order_id}/cancel": _operation(
+            "post",
+            "cancelOrder",
+            "Release every reserved line of an order",
+            [_path_id("order_id"), _wait()],
+            _write_answers(_json(_ref("CancelAnswer"), "The cancellation's answer.")),
+            body=("CancelRequest", False),
+        ),
+        "/orders/{order_id}": _operation(
+            "get",
+            "getOrder",
+            "An order's reservation state (the saga)",
+            [_path_id("order_id")],
+            {
+                "200": _json(_ref("OrderState"), "The order's state."),
+                "404": _error("Never placed, or forgotten after STOCKFLOW_RETENTION."),
+                **read_errors,
+            },
+        ),
+        "/stock/{product_id}": _operation(
+            "get",
+            "getStock",
+            "A product's stock and how fresh the answer is",
+            [_path_id("product_id")],
+            {
+                "200": _json(_ref("Stock"), "The product's stock."),
+                "404": _error("Never stocked."),
+                **read_errors,
+            },
+        ),
+        # Served by this worker alone: never forwarded, so no 503.
+        "/metrics": _operation(
+            "get",
+            "getMetrics",
+            "Prometheus metrics of this worker",
+            [],
+            {
+                "200": {
+                    "description": "Prometheus text format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
                 },
-                "responses": {
-                    "200": _json(_ref("Outcome"), "The order's outcome."),
-                    "202": _pending(),
-                    "409": _json(_ref("Conflict"), "The order id was placed with other lines."),
-                    **_write_errors(),
-                },
-            }
-        },
-        "/orders/{order_id}/pay": {
-            "post": {
-                "operationId": "payOrder",
-                "summary": "Confirm every reserved line of an order",
-                "parameters": [_path_id("order_id"), _wait()],
-                "responses": {
-                    "200": _json(_ref("PayAnswer"), "The payment's answer."),
-                    "202": _pending(),
-                    **_write_errors(),
-                },
-            }
-        },
-        "/orders/{order_id}/cancel": {
-            "post": {
-                "operationId": "cancelOrder",
-                "summary": "Release every reserved line of an order",
-                "parameters": [_path_id("order_id"), _wait()],
-                "requestBody": {
-                    "required": False,
-                    "content": {"application/json": {"schema": _ref("CancelRequest")}},
-                },
-                "responses": {
-                    "200": _json(_ref("CancelAnswer"), "The cancellation's answer."),
-                    "202": _pending(),
-                    **_write_errors(),
-                },
-            }
-        },
-        "/orders/{order_id}": {
-            "get": {
-                "operationId": "getOrder",
-                "summary": "An order's reservation state (the saga)",
-                "parameters": [_path_id("order_id")],
-                "responses": {
-                    "200": _json(_ref("OrderState"), "The order's state."),
-                    "404": _error("Never placed, or forgotten after STOCKFLOW_RETENTION."),
-                    **read_errors,
-                },
-            }
-        },
-        "/stock/{product_id}": {
-            "get": {
-                "operationId": "getStock",
-                "summary": "A product's stock and how fresh the answer is",
-                "parameters": [_path_id("product_id")],
-                "responses": {
-                    "200": _json(_ref("Stock"), "The product's stock."),
-                    "404": _error("Never stocked."),
-                    **read_errors,
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "operationId": "getMetrics",
-                "summary": "Prometheus metrics of this worker",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text format.",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    },
-                    **{k: v for k, v in read_errors.items() if k == "401"},
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "getOpenApi",
-                "summary": "This document",
-                "responses": {
-                    "200": _json({"type": "object"}, "The OpenAPI document."),
-                    **{k: v for k, v in read_errors.items() if k == "401"},
-                },
-            }
-        },
+                **local_errors,
+            },
+        ),
+        "/openapi.json": _operation(
+            "get",
+            "getOpenApi",
+            "This document",
+            [],
+            {"200": _json({"type": "object"}, "The OpenAPI document."), **local_errors},
+        ),
     }
     document: dict[str, Any] = {
         "openapi": "3.1.0",
