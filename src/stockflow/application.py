@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import faust
+from faust.types import AppT, TableT, TopicT
 
 from stockflow._faust.batches import BatchProcessor
 from stockflow._faust.internals import check_internals
@@ -42,11 +42,11 @@ log = logging.getLogger(__name__)
 class Stockflow:
     """What :func:`install` added to an app: topics, tables, processors, agents and metrics."""
 
-    app: Any
+    app: AppT
     settings: Settings
-    topics: dict[str, Any]
-    product_table: Any
-    order_table: Any
+    topics: dict[str, TopicT]
+    product_table: TableT[bytes, bytes]
+    order_table: TableT[bytes, bytes]
     product_store: TableStore
     order_store: TableStore
     products: ProductWriter
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     return app
 
 
-def install(app: Any, settings: Settings | None = None) -> Stockflow:
+def install(app: AppT, settings: Settings | None = None) -> Stockflow:
     """Add stockflow's topics, tables, agents and timer scheduler to an existing Faust app.
 
     Names come from ``settings`` (topic names, partitions); agent and table names are prefixed
@@ -123,7 +123,7 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
 # --- the steps of install(), in order ---------------------------------------------------------
 
 
-def _prepare_transport(app: Any, settings: Settings) -> None:
+def _prepare_transport(app: AppT, settings: Settings) -> None:
     """stockflow's transport (fetch wait, batch consumer) unless the app has one already."""
     check_internals()  # before anything is patched: a clear error, not a broken rebalance
     transport = getattr(app, "_transport", None)
@@ -133,10 +133,10 @@ def _prepare_transport(app: Any, settings: Settings) -> None:
         log.warning("stockflow.install: app transport exists already; fetch-wait fix not applied")
 
 
-def _declare_topics(app: Any, settings: Settings) -> dict[str, Any]:
+def _declare_topics(app: AppT, settings: Settings) -> dict[str, TopicT]:
     """stockflow's topics by role, declared with their partitions (created if missing)."""
 
-    def topic(name: str) -> Any:
+    def topic(name: str) -> TopicT:
         return app.topic(
             name,
             partitions=settings.partitions,
@@ -153,8 +153,8 @@ def _declare_topics(app: Any, settings: Settings) -> dict[str, Any]:
 class _State:
     """The two state tables, their stores, and what writes their changelogs."""
 
-    product_table: Any
-    order_table: Any
+    product_table: TableT[bytes, bytes]
+    order_table: TableT[bytes, bytes]
     products: TableStore
     orders: TableStore
     sender: BatchSender
@@ -168,7 +168,7 @@ _TABLES = (
 """(name after the app id prefix, help) of each state table."""
 
 
-def _declare_tables(app: Any, settings: Settings) -> _State:
+def _declare_tables(app: AppT, settings: Settings) -> _State:
     """The product and order tables (RocksDB options, fast restore, unclean-shutdown guard)."""
     product_table, order_table = (
         create_state_table(
@@ -213,7 +213,7 @@ def _policy(settings: Settings) -> Policy:
 
 def _agent_table(
     settings: Settings,
-    topics: dict[str, Any],
+    topics: dict[str, TopicT],
     state: _State,
     writer: ProductWriter,
     desk: OrderDesk,
@@ -229,9 +229,9 @@ def _agent_table(
 
 
 def _processor(
-    app: Any,
+    app: AppT,
     settings: Settings,
-    topics: dict[str, Any],
+    topics: dict[str, TopicT],
     state: _State,
     handlers: list[Handler],
     metrics: Metrics,
@@ -272,7 +272,7 @@ _OUTPUT_ROLES: tuple[Role, ...] = (
 
 
 def _register_agents(
-    app: Any, settings: Settings, handlers: list[Handler], processor: BatchProcessor
+    app: AppT, settings: Settings, handlers: list[Handler], processor: BatchProcessor
 ) -> None:
     batching = Batching(
         max_records=settings.batch_max_records, within=settings.batch_within_ms / 1000
@@ -280,7 +280,9 @@ def _register_agents(
     register_agents(app, handlers, prefix=settings.app_id, processor=processor, batching=batching)
 
 
-def _register_timers(app: Any, settings: Settings, topics: dict[str, Any], state: _State) -> None:
+def _register_timers(
+    app: AppT, settings: Settings, topics: dict[str, TopicT], state: _State
+) -> None:
     register_scheduler(
         app,
         name=f"{settings.app_id}.timers",
@@ -292,7 +294,7 @@ def _register_timers(app: Any, settings: Settings, topics: dict[str, Any], state
     )
 
 
-def _register_web(app: Any, handle: Stockflow) -> None:
+def _register_web(app: AppT, handle: Stockflow) -> None:
     """The read model, writes, metrics and probes; the metrics' lag and pending sources."""
     settings, metrics, progress = handle.settings, handle.metrics, handle.progress
     consumed = (

@@ -8,13 +8,18 @@ with this document (``tests/integration/test_http_schema.py``).
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import BaseModel
 
 from stockflow.client.matching import CancelAnswer, Outcome, PayAnswer
 from stockflow.models import OrderLine
 from stockflow.web.orders_api import DEFAULT_WAIT, MAX_WAIT
+
+if TYPE_CHECKING:
+    from aiohttp.web import Request
+    from faust.types import AppT
+    from faust.web import Response
 
 __all__ = ["openapi_document", "register_openapi"]
 
@@ -386,7 +391,7 @@ def _version() -> str:
     return __version__
 
 
-def register_openapi(app: Any, *, token: bool, reads_closed: bool, name: str) -> None:
+def register_openapi(app: AppT, *, token: bool, reads_closed: bool, name: str) -> None:
     """Serve :func:`openapi_document` at ``GET /openapi.json``."""
     from faust import web
 
@@ -395,7 +400,7 @@ def register_openapi(app: Any, *, token: bool, reads_closed: bool, name: str) ->
     class OpenApiView(web.View):
         """The OpenAPI document of this worker's HTTP API."""
 
-        async def get(self, request: Any) -> Any:
+        async def get(self, request: Request) -> Response:
             return self.json(document)
 
     app.page("/openapi.json", name=name)(OpenApiView)

@@ -43,6 +43,7 @@ from stockflow.settings import Settings
 
 if TYPE_CHECKING:
     from aiohttp.web import Request
+    from faust.types import AppT
     from faust.web import Response
 
 __all__ = [
@@ -222,17 +223,18 @@ answer is complete without waiting for a quiet period (:meth:`stockflow.Client.p
 
 
 def register_orders_api(
-    app: Any, settings: Settings, *, reserved: ReservedLookup | None = None
+    app: AppT, settings: Settings, *, reserved: ReservedLookup | None = None
 ) -> Checkout:
     """Add the writes to ``app``'s web server; returns the :class:`Checkout` behind them."""
     from faust import web
 
     checkout = Checkout(settings)
 
-    async def _close_checkout(app: Any, **kwargs: Any) -> None:
+    async def _close_checkout(sender: object, **kwargs: object) -> None:
         await checkout.close()
 
-    app.on_before_shutdown.connect(_close_checkout)
+    # mode's SignalHandlerT matches no function under mypy (not even (*Any, **Any) -> None).
+    app.on_before_shutdown.connect(_close_checkout)  # type: ignore[arg-type]
 
     class _Writes(web.View):
         def pending(self, order_id: str) -> Response:

@@ -31,7 +31,7 @@ partition (rebalancing) or the owner does not answer within ``STOCKFLOW_WEB_ROUT
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from stockflow.models import iso_from_ms
 from stockflow.processing.codec import StockRecord, decode_stock
@@ -41,6 +41,11 @@ from stockflow.web.routing import MAX_HOPS, Router, hops_of, partition_for
 from stockflow.web.source import ReadSource, TableLike
 
 if TYPE_CHECKING:
+    from aiohttp.web import Request
+    from faust.types import AppT
+    from faust.web import Response
+    from faust.web.drivers.aiohttp import Web as AiohttpWeb
+
     from stockflow.core.saga import Saga
     from stockflow.observability.metrics import Metrics
 
@@ -59,7 +64,7 @@ def _product_of(key: str) -> str:
 class ReadModel:
     """Answers from this worker's local state (no routing): what the views serve."""
 
-    def __init__(self, app: Any, handle: ReadSource, progress: Progress, router: Router) -> None:
+    def __init__(self, app: AppT, handle: ReadSource, progress: Progress, router: Router) -> None:
         self.app = app
         self.handle = handle
         self.progress = progress
@@ -167,7 +172,7 @@ class ReadModel:
 
 
 def register_views(
-    app: Any,
+    app: AppT,
     handle: ReadSource,
     *,
     progress: Progress,
@@ -183,8 +188,8 @@ def register_views(
 
     class _Routed(web.View):
         async def from_owner(
-            self, request: Any, table: TableLike, partition: int, hops: int
-        ) -> Any | None:
+            self, request: Request, table: TableLike, partition: int, hops: int
+        ) -> Response | None:
             """The answer from the owner of ``partition`` of ``table`` (or 503 while it has
             none); ``None`` when this worker answers itself: it owns the partition, or the hop
             limit says answer here."""
@@ -197,7 +202,9 @@ def register_views(
                 return None
             return await self.relay(owner, request, hops)
 
-        async def relay(self, owner: str, request: Any, hops: int, *, local: bool = False) -> Any:
+        async def relay(
+            self, owner: str, request: Request, hops: int, *, local: bool = False
+        ) -> Response:
             try:
                 answer = await router.forward(owner, request, hops=hops, local=local)
             except OSError as exc:
@@ -206,7 +213,7 @@ def register_views(
                 answer.body, status=answer.status, headers={"Content-Type": answer.content_type}
             )
 
-        def no_owner(self, partition: int) -> Any:
+        def no_owner(self, partition: int) -> Response:
             return self.error(
                 503, "no worker owns the partition (rebalancing?)", partition=partition
             )
@@ -214,7 +221,7 @@ def register_views(
     class StockView(_Routed):
         """The stock of one product, from the worker owning its partition."""
 
-        async def get(self, request: Any, product_id: str) -> Any:
+        async def get(self, request: Request, product_id: str) -> Response:
             partition = read.product_partition(product_id)
             hops = hops_of(request)
             routed = await self.from_owner(request, handle.product_table, partition, hops)
@@ -228,7 +235,7 @@ def register_views(
     class OrderView(_Routed):
         """An order's reservation state, from the worker owning the partition it arrived in."""
 
-        async def get(self, request: Any, order_id: str) -> Any:
+        async def get(self, request: Request, order_id: str) -> Response:
             hops = hops_of(request)
             table = handle.order_table
             if request.query.get("local") == "1":  # a peer asking for its active state only
@@ -252,8 +259,8 @@ def register_views(
             return await self.ask_peers(request, order_id, hops)
 
         async def ask_peers(
-            self, request: Any, order_id: str, hops: int, *, standby: Saga | None = None
-        ) -> Any:
+            self, request: Request, order_id: str, hops: int, *, standby: Saga | None = None
+        ) -> Response:
             """An order sent without a key lives in whatever partition it landed in: ask
             every other worker for its active state before answering from a standby copy
             (``standby``) or saying it is unknown."""
@@ -284,7 +291,7 @@ def register_views(
     class MetricsView(web.View):
         """Prometheus metrics of this worker."""
 
-        async def get(self, request: Any) -> Any:
+        async def get(self, request: Request) -> Response:
             return self.bytes(metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     prefix = handle.settings.app_id
@@ -295,7 +302,7 @@ def register_views(
     return read
 
 
-def register_writes(app: Any, handle: ReadSource) -> None:
+def register_writes(app: AppT, handle: ReadSource) -> None:
     """The writes (:mod:`stockflow.web.orders_api`), ``/openapi.json`` and the bearer token."""
     from stockflow.web.auth import install_auth
     from stockflow.web.openapi import register_openapi
@@ -316,4 +323,5 @@ def register_writes(app: Any, handle: ReadSource) -> None:
     reads_closed = token and settings.http_token_reads
     name = f"{settings.app_id}-openapi"
     register_openapi(app, token=token, reads_closed=reads_closed, name=name)
-    install_auth(app.web.web_app, settings)
+    # Faust's Web type does not declare web_app; its one driver, aiohttp's, has it.
+    install_auth(cast("AiohttpWeb", app.web).web_app, settings)
