@@ -16,10 +16,10 @@ from stockflow._faust.transport import TunedTransport, complete_producer_flush, 
 from stockflow.agents import Batching, Handler, register_agents, register_scheduler, routes
 from stockflow.agents.publish import Publisher
 from stockflow.brokerwatch import register_broker_watch
-from stockflow.core.policy import Policy
 from stockflow.lifecycle import attach
 from stockflow.observability import DecisionLog, Metrics, StepProbe
 from stockflow.processing import InventoryRouter, OrderDesk, ProductWriter, Role
+from stockflow.replay import policy_from_settings
 from stockflow.settings import Settings
 from stockflow.tables import (
     ChangelogWriter,
@@ -91,7 +91,7 @@ def install(app: AppT, settings: Settings | None = None) -> Stockflow:
     _prepare_transport(app, settings)
     topics = _declare_topics(app, settings)
     state = _declare_tables(app, settings)
-    policy = _policy(settings)
+    policy = policy_from_settings(settings)  # the one the offline replay uses
     writer, desk = ProductWriter(state.products, policy), OrderDesk(state.orders, policy)
     metrics, progress = Metrics(), Progress()
     handlers = _agent_table(settings, topics, state, writer, desk)
@@ -102,8 +102,8 @@ def install(app: AppT, settings: Settings | None = None) -> Stockflow:
         app=app,
         settings=settings,
         topics=topics,
-        product_table=state.product_table,
-        order_table=state.order_table,
+        product_table=state.products.table,
+        order_table=state.orders.table,
         product_store=state.products,
         order_store=state.orders,
         products=writer,
@@ -151,10 +151,9 @@ def _declare_topics(app: AppT, settings: Settings) -> dict[str, TopicT]:
 
 @dataclass(frozen=True, slots=True)
 class _State:
-    """The two state tables, their stores, and what writes their changelogs."""
+    """The stores of the two state tables (``.table``: the Faust table), and what writes
+    their changelogs."""
 
-    product_table: TableT[bytes, bytes]
-    order_table: TableT[bytes, bytes]
     products: TableStore
     orders: TableStore
     sender: BatchSender
@@ -193,21 +192,10 @@ def _declare_tables(app: AppT, settings: Settings) -> _State:
     sender = BatchSender(app)
     changelog = ChangelogWriter(app, sender)  # one for both tables: writes keep their order
     return _State(
-        product_table,
-        order_table,
         TableStore(product_table, changelog),
         TableStore(order_table, changelog),
         sender,
         changelog,
-    )
-
-
-def _policy(settings: Settings) -> Policy:
-    return Policy.from_seconds(
-        reservation_ttl=settings.reservation_ttl,
-        saga_timeout=settings.saga_timeout,
-        retention=settings.retention,
-        max_lines=settings.max_lines,
     )
 
 

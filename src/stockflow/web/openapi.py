@@ -47,6 +47,27 @@ def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    """An object schema; every property is required unless ``required`` says which are."""
+    return {
+        "type": "object",
+        "required": list(properties) if required is None else required,
+        "properties": properties,
+    }
+
+
+def _one_of(union: object) -> dict[str, Any]:
+    """One of the event models of a union of the client's (:mod:`stockflow.client.matching`)."""
+    return {"oneOf": [_ref(model.__name__) for model in get_args(union)]}
+
+
+def _events_answer(union: object) -> dict[str, Any]:
+    """``{order_id, events}``: a payment's or cancellation's answer."""
+    return _object(
+        {"order_id": {"type": "string"}, "events": {"type": "array", "items": _one_of(union)}}
+    )
+
+
 def _schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for model in _MODELS:
@@ -58,29 +79,18 @@ def _schemas() -> dict[str, Any]:
     nullable_str = {"type": ["string", "null"]}
     schemas.update(
         {
-            "Error": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {"error": {"type": "string"}},
-            },
-            "FieldErrors": {
-                "type": "object",
-                "required": ["error", "fields"],
-                "properties": {
+            "Error": _object({"error": {"type": "string"}}),
+            "FieldErrors": _object(
+                {
                     "error": {"type": "string"},
                     "fields": {
                         "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["field", "message"],
-                            "properties": {
-                                "field": {"type": "string"},
-                                "message": {"type": "string"},
-                            },
-                        },
+                        "items": _object(
+                            {"field": {"type": "string"}, "message": {"type": "string"}}
+                        ),
                     },
-                },
-            },
+                }
+            ),
             "OrderRequest": {
                 "type": "object",
                 "description": "The fields of OrderPlaced; other fields are ignored.",
@@ -111,70 +121,36 @@ def _schemas() -> dict[str, Any]:
                     "reason": {"type": ["string", "null"], "maxLength": 1024, "pattern": TEXT}
                 },
             },
-            "Outcome": {"oneOf": [_ref("OrderReserved"), _ref("OrderRejected")]},
-            "Pending": {
-                "type": "object",
-                "required": ["order_id", "status", "location"],
-                "properties": {
+            "Outcome": _one_of(Outcome),
+            "Pending": _object(
+                {
                     "order_id": {"type": "string"},
                     "status": {"const": "pending"},
                     "location": {"type": "string"},
-                },
-            },
-            "Conflict": {
-                "type": "object",
-                "required": ["error", "order_id", "differences", "outcome"],
-                "properties": {
+                }
+            ),
+            "Conflict": _object(
+                {
                     "error": {"type": "string"},
                     "order_id": {"type": "string"},
                     "differences": {"type": "array", "items": {"type": "string"}},
                     "outcome": {"oneOf": [_ref("Outcome"), {"type": "null"}]},
-                },
-            },
-            "PayAnswer": {
-                "type": "object",
-                "required": ["order_id", "events"],
-                "properties": {
-                    "order_id": {"type": "string"},
-                    "events": {
-                        "type": "array",
-                        "items": {
-                            "oneOf": [
-                                _ref("ReservationConfirmed"),
-                                _ref("ReservationConfirmFailed"),
-                            ]
-                        },
-                    },
-                },
-            },
-            "CancelAnswer": {
-                "type": "object",
-                "required": ["order_id", "events"],
-                "properties": {
-                    "order_id": {"type": "string"},
-                    "events": {
-                        "type": "array",
-                        "items": {
-                            "oneOf": [_ref("ReservationReleased"), _ref("OrderCancelIgnored")]
-                        },
-                    },
-                },
-            },
-            "Stock": {
-                "type": "object",
-                "required": ["product_id", "on_hand", "reserved", "available", "freshness"],
-                "properties": {
+                }
+            ),
+            "PayAnswer": _events_answer(PayAnswer),
+            "CancelAnswer": _events_answer(CancelAnswer),
+            "Stock": _object(
+                {
                     "product_id": {"type": "string"},
                     "on_hand": {"type": "integer"},
                     "reserved": {"type": "integer"},
                     "available": {"type": "integer"},
                     "freshness": {"type": "object"},
-                },
-            },
-            "OrderState": {
-                "type": "object",
-                "required": ["order_id", "status", "fulfilment", "lines", "freshness"],
-                "properties": {
+                }
+            ),
+            "OrderState": _object(
+                required=["order_id", "status", "fulfilment", "lines", "freshness"],
+                properties={
                     "order_id": {"type": "string"},
                     "status": {
                         "enum": [
@@ -189,10 +165,9 @@ def _schemas() -> dict[str, Any]:
                     "fulfilment": {"enum": ["all_or_nothing", "partial"]},
                     "lines": {
                         "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["product_id", "quantity", "answer", "action"],
-                            "properties": {
+                        "items": _object(
+                            required=["product_id", "quantity", "answer", "action"],
+                            properties={
                                 "product_id": {"type": "string"},
                                 "quantity": {"type": "integer"},
                                 "answer": {"enum": ["pending", "reserved", "refused"]},
@@ -201,7 +176,7 @@ def _schemas() -> dict[str, Any]:
                                 "action": {"enum": ["reserve", "confirm", "release", "none"]},
                                 "release_reason": nullable_str,
                             },
-                        },
+                        ),
                     },
                     "placed_at": {"type": "string"},
                     "deadline": {"type": "string"},
@@ -212,7 +187,7 @@ def _schemas() -> dict[str, Any]:
                     "cancel_requested": {"type": "boolean"},
                     "freshness": {"type": "object"},
                 },
-            },
+            ),
         }
     )
     return schemas
