@@ -30,20 +30,17 @@ partition (rebalancing) or the owner does not answer within ``STOCKFLOW_WEB_ROUT
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, cast
 
 from stockflow.models import iso_from_ms
 from stockflow.processing.codec import StockRecord, decode_stock
 from stockflow.processing.keys import stock_key
 from stockflow.web.freshness import Progress, event_time, partition_position
-from stockflow.web.routing import MAX_HOPS, Router, hops_of, partition_for
-from stockflow.web.source import ReadSource, TableLike
+from stockflow.web.routing import Router, partition_for
+from stockflow.web.source import ReadSource
 
 if TYPE_CHECKING:
-    from aiohttp.web import Request
     from faust.types import AppT
-    from faust.web import Response
     from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
     from stockflow.core.saga import Saga
@@ -51,7 +48,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ReadModel", "register_views", "register_writes"]
 
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STOCK_PREFIX = stock_key("")[: -len("0:")]  # "s:", what every product's counters start with
 
 
@@ -181,123 +177,15 @@ def register_views(
 ) -> ReadModel:
     """Add ``/stock/{product_id}``, ``/orders/{order_id}`` and ``/metrics`` to ``app``'s web
     server. Returns the :class:`ReadModel` behind them."""
-    from faust import web
+    from stockflow.web.pages import MetricsView, OrderView, StockView, bound
 
-    router = Router(app, timeout=route_timeout)
-    read = ReadModel(app, handle, progress, router)
-
-    class _Routed(web.View):
-        async def from_owner(
-            self, request: Request, table: TableLike, partition: int, hops: int
-        ) -> Response | None:
-            """The answer from the owner of ``partition`` of ``table`` (or 503 while it has
-            none); ``None`` when this worker answers itself: it owns the partition, or the hop
-            limit says answer here."""
-            if router.is_active(table, partition) or hops >= MAX_HOPS:
-                return None
-            owner = router.owner(table, partition)
-            if owner is None:
-                return self.no_owner(partition)
-            if router.is_me(owner):
-                return None
-            return await self.relay(owner, request, hops)
-
-        async def relay(
-            self, owner: str, request: Request, hops: int, *, local: bool = False
-        ) -> Response:
-            try:
-                answer = await router.forward(owner, request, hops=hops, local=local)
-            except OSError as exc:
-                return self.error(503, "owner did not answer", owner=owner, detail=str(exc))
-            return self.bytes(
-                answer.body, status=answer.status, headers={"Content-Type": answer.content_type}
-            )
-
-        def no_owner(self, partition: int) -> Response:
-            return self.error(
-                503, "no worker owns the partition (rebalancing?)", partition=partition
-            )
-
-    class StockView(_Routed):
-        """The stock of one product, from the worker owning its partition."""
-
-        async def get(self, request: Request, product_id: str) -> Response:
-            partition = read.product_partition(product_id)
-            hops = hops_of(request)
-            routed = await self.from_owner(request, handle.product_table, partition, hops)
-            if routed is not None:
-                return routed
-            answer = read.stock(product_id)
-            if answer is None:
-                return self.error(404, "unknown product", product_id=product_id)
-            return self.json(answer)
-
-    class OrderView(_Routed):
-        """An order's reservation state, from the worker owning the partition it arrived in."""
-
-        async def get(self, request: Request, order_id: str) -> Response:
-            hops = hops_of(request)
-            table = handle.order_table
-            if request.query.get("local") == "1":  # a peer asking for its active state only
-                saga = read.saga(order_id)
-                if saga is None or not router.is_active(table, saga.reply_partition):
-                    return self.error(404, "unknown order", order_id=order_id)
-                return self.json(read.order_answer(saga))
-            partition = read.order_partition(order_id)
-            routed = await self.from_owner(request, table, partition, hops)
-            if routed is not None:
-                return routed
-            saga = read.saga(order_id)
-            if saga is not None:
-                arrived = saga.reply_partition
-                if router.is_active(table, arrived) or hops >= MAX_HOPS:
-                    return self.json(read.order_answer(saga))
-                # Found in a standby copy here. The peers are asked for their active state
-                # (a plain relay to the arrival partition's owner would be routed back here by
-                # the order id's own partition); this copy answers only if none has it.
-                return await self.ask_peers(request, order_id, hops, standby=saga)
-            return await self.ask_peers(request, order_id, hops)
-
-        async def ask_peers(
-            self, request: Request, order_id: str, hops: int, *, standby: Saga | None = None
-        ) -> Response:
-            """An order sent without a key lives in whatever partition it landed in: ask
-            every other worker for its active state before answering from a standby copy
-            (``standby``) or saying it is unknown."""
-            peers = [url for url in router.workers(handle.order_table) if not router.is_me(url)]
-            if hops >= MAX_HOPS or not peers:
-                if standby is not None:
-                    return self.json(read.order_answer(standby))
-                return self.error(404, "unknown order", order_id=order_id)
-            answers = await asyncio.gather(
-                *(router.forward(url, request, hops=hops, local=True) for url in peers),
-                return_exceptions=True,
-            )
-            for answer in answers:
-                if not isinstance(answer, BaseException) and answer.status == 200:
-                    headers = {"Content-Type": answer.content_type}
-                    return self.bytes(answer.body, headers=headers)
-            if standby is not None:
-                return self.json(read.order_answer(standby))
-            failed = [
-                url for url, a in zip(peers, answers, strict=True) if isinstance(a, BaseException)
-            ]
-            if failed:
-                return self.error(
-                    503, "some workers did not answer", order_id=order_id, workers=failed
-                )
-            return self.error(404, "unknown order", order_id=order_id)
-
-    class MetricsView(web.View):
-        """Prometheus metrics of this worker."""
-
-        async def get(self, request: Request) -> Response:
-            return self.bytes(metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
-
+    read = ReadModel(app, handle, progress, Router(app, timeout=route_timeout))
     prefix = handle.settings.app_id
-    app.page(r"/stock/{product_id:[\s\S]+}", name=f"{prefix}-stock")(StockView)
-    app.page(r"/orders/{order_id:[\s\S]+}", name=f"{prefix}-order")(OrderView)
-    app.page("/metrics", name=f"{prefix}-metrics")(MetricsView)
+    # One subclass per app (Faust sets the route on the class): two apps in one process
+    # never share a view.
+    app.page(r"/stock/{product_id:[\s\S]+}", name=f"{prefix}-stock")(bound(StockView, read=read))
+    app.page(r"/orders/{order_id:[\s\S]+}", name=f"{prefix}-order")(bound(OrderView, read=read))
+    app.page("/metrics", name=f"{prefix}-metrics")(bound(MetricsView, metrics=metrics))
     register_writes(app, handle)
     return read
 
