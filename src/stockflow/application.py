@@ -97,7 +97,7 @@ def install(app: AppT, settings: Settings | None = None) -> Stockflow:
     handlers = _agent_table(settings, topics, state, writer, desk)
     processor = _processor(app, settings, topics, state, handlers, metrics, progress)
     _register_agents(app, settings, handlers, processor)
-    _register_timers(app, settings, topics, state)
+    _register_timers(app, settings, handlers)
     handle = Stockflow(
         app=app,
         settings=settings,
@@ -207,12 +207,14 @@ def _agent_table(
     desk: OrderDesk,
 ) -> list[Handler]:
     """(agent, topic, handler, store) for every topic stockflow consumes: the processor's
-    routes and the agents both come from it. The orders agent reads two topics."""
+    routes, the agents and the timer scheduler's targets all come from it. The orders agent
+    reads two topics; the internal ones carry the timer ticks."""
+    products, orders = state.products, state.orders
     return [
-        Handler("products", topics["product_commands"], writer.handle, state.products),
-        Handler("orders", topics["orders"], desk.handle_order, state.orders),
-        Handler("orders", topics["order_replies"], desk.handle_reply, state.orders),
-        Handler("inventory", topics["inventory"], InventoryRouter().handle, state.products),
+        Handler("products", topics["product_commands"], writer.handle, products, timers=True),
+        Handler("orders", topics["orders"], desk.handle_order, orders),
+        Handler("orders", topics["order_replies"], desk.handle_reply, orders, timers=True),
+        Handler("inventory", topics["inventory"], InventoryRouter().handle, products),
     ]
 
 
@@ -268,17 +270,10 @@ def _register_agents(
     register_agents(app, handlers, prefix=settings.app_id, processor=processor, batching=batching)
 
 
-def _register_timers(
-    app: AppT, settings: Settings, topics: dict[str, TopicT], state: _State
-) -> None:
+def _register_timers(app: AppT, settings: Settings, handlers: list[Handler]) -> None:
+    targets = {h.topic.get_topic_name(): (h.topic, h.store) for h in handlers if h.timers}
     register_scheduler(
-        app,
-        name=f"{settings.app_id}.timers",
-        interval=settings.timer_interval,
-        targets={
-            settings.product_commands_topic: (topics["product_commands"], state.products),
-            settings.order_replies_topic: (topics["order_replies"], state.orders),
-        },
+        app, name=f"{settings.app_id}.timers", interval=settings.timer_interval, targets=targets
     )
 
 

@@ -38,12 +38,15 @@ class Batching:
 class Handler:
     """One row of the agent table: the agent ``agent`` (its name after the app id prefix, also
     its metrics label) reads ``topic`` and hands each record to ``handle`` against ``store``.
-    Rows that share an agent are one agent reading their topics as one stream."""
+    Rows that share an agent are one agent reading their topics as one stream. ``timers``:
+    the timer scheduler sends ``store``'s due-timer ticks into ``topic``
+    (:func:`stockflow.agents.register_scheduler`)."""
 
     agent: str
     topic: TopicT
     handle: Callable[[bytes | None, Meta], Step]
     store: TableStore
+    timers: bool = False
 
 
 def routes(
