@@ -94,7 +94,7 @@ def install(app: AppT, settings: Settings | None = None) -> Stockflow:
     policy = policy_from_settings(settings)  # the one the offline replay uses
     writer, desk = ProductWriter(state.products, policy), OrderDesk(state.orders, policy)
     metrics, progress = Metrics(), Progress()
-    handlers = _agent_table(settings, topics, state, writer, desk)
+    handlers = _agent_table(topics, state, writer, desk)
     processor = _processor(app, settings, topics, state, handlers, metrics, progress)
     _register_agents(app, settings, handlers, processor)
     _register_timers(app, settings, handlers)
@@ -200,7 +200,6 @@ def _declare_tables(app: AppT, settings: Settings) -> _State:
 
 
 def _agent_table(
-    settings: Settings,
     topics: dict[str, TopicT],
     state: _State,
     writer: ProductWriter,
@@ -280,12 +279,7 @@ def _register_timers(app: AppT, settings: Settings, handlers: list[Handler]) -> 
 def _register_web(app: AppT, handle: Stockflow) -> None:
     """The read model, writes, metrics and probes; the metrics' lag and pending sources."""
     settings, metrics, progress = handle.settings, handle.metrics, handle.progress
-    consumed = (
-        settings.orders_topic,
-        settings.inventory_topic,
-        settings.product_commands_topic,
-        settings.order_replies_topic,
-    )
+    consumed = tuple(handle.processor.routes)  # every topic the agents read (their lag)
     metrics.lag_source = lambda: consumer_lags(app, progress, consumed)
     read = register_views(
         app, handle, progress=progress, metrics=metrics, route_timeout=settings.web_route_timeout
