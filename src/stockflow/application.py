@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 import faust
+from faust.types import AppT, TableT, TopicT
 
-from stockflow._faust.batches import BatchProcessor, Route
+from stockflow._faust.batches import BatchProcessor
 from stockflow._faust.internals import check_internals
 from stockflow._faust.producing import BatchSender
 from stockflow._faust.transport import TunedTransport, complete_producer_flush, use_tuned_transport
-from stockflow.agents import Batching, register_agents, register_scheduler
+from stockflow.agents import Batching, Handler, register_agents, register_scheduler, routes
 from stockflow.agents.publish import Publisher
 from stockflow.brokerwatch import register_broker_watch
-from stockflow.core.policy import Policy
 from stockflow.lifecycle import attach
-from stockflow.observability import DecisionLog, Metrics
+from stockflow.observability import DecisionLog, Metrics, StepProbe
 from stockflow.processing import InventoryRouter, OrderDesk, ProductWriter, Role
+from stockflow.replay import policy_from_settings
 from stockflow.settings import Settings
 from stockflow.tables import (
     ChangelogWriter,
@@ -28,7 +29,7 @@ from stockflow.tables import (
     UncleanShutdownGuard,
     create_state_table,
 )
-from stockflow.topics import required_topics
+from stockflow.topics import required_topics, topic_names
 from stockflow.web import Progress, register_views
 from stockflow.web.freshness import consumer_lags
 from stockflow.web.health import register_health
@@ -42,11 +43,11 @@ log = logging.getLogger(__name__)
 class Stockflow:
     """What :func:`install` added to an app: topics, tables, processors, agents and metrics."""
 
-    app: Any
+    app: AppT
     settings: Settings
-    topics: dict[str, Any]
-    product_table: Any
-    order_table: Any
+    topics: dict[str, TopicT]
+    product_table: TableT[bytes, bytes]
+    order_table: TableT[bytes, bytes]
     product_store: TableStore
     order_store: TableStore
     products: ProductWriter
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     return app
 
 
-def install(app: Any, settings: Settings | None = None) -> Stockflow:
+def install(app: AppT, settings: Settings | None = None) -> Stockflow:
     """Add stockflow's topics, tables, agents and timer scheduler to an existing Faust app.
 
     Names come from ``settings`` (topic names, partitions); agent and table names are prefixed
@@ -88,21 +89,57 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
     (:attr:`Stockflow.metrics`).
     """
     settings = settings or Settings()
+    _prepare_transport(app, settings)
+    topics = _declare_topics(app, settings)
+    state = _declare_tables(app, settings)
+    policy = policy_from_settings(settings)  # the one the offline replay uses
+    writer, desk = ProductWriter(state.products, policy), OrderDesk(state.orders, policy)
+    metrics, progress = Metrics(), Progress()
+    handlers = _agent_table(topics, state, writer, desk)
+    processor = _processor(app, settings, topics, state, handlers, metrics, progress)
+    _register_agents(app, settings, handlers, processor)
+    _register_timers(app, settings, handlers)
+    handle = Stockflow(
+        app=app,
+        settings=settings,
+        topics=topics,
+        # The stores see the tables through stockflow.tables.protocols; these are the Faust
+        # tables app.Table() made (create_state_table).
+        product_table=cast("TableT[bytes, bytes]", state.products.table),
+        order_table=cast("TableT[bytes, bytes]", state.orders.table),
+        product_store=state.products,
+        order_store=state.orders,
+        products=writer,
+        orders=desk,
+        metrics=metrics,
+        progress=progress,
+        processor=processor,
+    )
+    _register_web(app, handle)
+    register_broker_watch(
+        app, name=f"{settings.app_id}.broker-watch", allowance=settings.broker_lost_timeout
+    )
+    attach(app, settings, required_topics(settings, faust_id=app.conf.id))
+    return handle
+
+
+# --- the steps of install(), in order ---------------------------------------------------------
+
+
+def _prepare_transport(app: AppT, settings: Settings) -> None:
+    """stockflow's transport (fetch wait, batch consumer) unless the app has one already."""
     check_internals()  # before anything is patched: a clear error, not a broken rebalance
     transport = getattr(app, "_transport", None)
     if transport is None:
         use_tuned_transport(app, settings.fetch_max_wait_ms)
     elif not isinstance(transport, TunedTransport):
         log.warning("stockflow.install: app transport exists already; fetch-wait fix not applied")
-    policy = Policy.from_seconds(
-        reservation_ttl=settings.reservation_ttl,
-        saga_timeout=settings.saga_timeout,
-        retention=settings.retention,
-        max_lines=settings.max_lines,
-    )
-    prefix = settings.app_id
 
-    def topic(name: str) -> Any:
+
+def _declare_topics(app: AppT, settings: Settings) -> dict[str, TopicT]:
+    """stockflow's topics by role, declared with their partitions (created if missing)."""
+
+    def topic(name: str) -> TopicT:
         return app.topic(
             name,
             partitions=settings.partitions,
@@ -112,27 +149,38 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
             internal=True,  # created with the right partition count if missing
         )
 
-    topics: dict[str, Any] = {
-        "orders": topic(settings.orders_topic),
-        "inventory": topic(settings.inventory_topic),
-        "reservations": topic(settings.reservations_topic),
-        "dead_letters": topic(settings.dead_letter_topic),
-        "product_commands": topic(settings.product_commands_topic),
-        "order_replies": topic(settings.order_replies_topic),
-    }
-    product_table = create_state_table(
-        app,
-        f"{prefix}-products",
-        partitions=settings.partitions,
-        help="stock, reservation ledger and timers, by product",
-        options=settings.table_options(),
-    )
-    order_table = create_state_table(
-        app,
-        f"{prefix}-orders",
-        partitions=settings.partitions,
-        help="order sagas and their timers",
-        options=settings.table_options(),
+    return {role: topic(name) for role, name in topic_names(settings).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """The stores of the two state tables (``.table``: the Faust table), and what writes
+    their changelogs."""
+
+    products: TableStore
+    orders: TableStore
+    sender: BatchSender
+    changelog: ChangelogWriter
+
+
+_TABLES = (
+    ("products", "stock, reservation ledger and timers, by product"),
+    ("orders", "order sagas and their timers"),
+)
+"""(name after the app id prefix, help) of each state table."""
+
+
+def _declare_tables(app: AppT, settings: Settings) -> _State:
+    """The product and order tables (RocksDB options, fast restore, unclean-shutdown guard)."""
+    product_table, order_table = (
+        create_state_table(
+            app,
+            f"{settings.app_id}-{name}",
+            partitions=settings.partitions,
+            help=help,
+            options=settings.table_options(),
+        )
+        for name, help in _TABLES
     )
     tables = app.tables
     if isinstance(tables, SelfHealingTableManager):
@@ -142,116 +190,102 @@ def install(app: Any, settings: Settings | None = None) -> Stockflow:
             "stockflow.install: fast_restore=False has no effect without "
             "TableManager=SelfHealingTableManager"
         )
-    app.sensors.add(
-        UncleanShutdownGuard(
-            app, [product_table.name, order_table.name], name=f"{prefix}-stockflow"
-        )
-    )
+    names = [product_table.name, order_table.name]
+    app.sensors.add(UncleanShutdownGuard(app, names, name=f"{settings.app_id}-stockflow"))
     sender = BatchSender(app)
     changelog = ChangelogWriter(app, sender)  # one for both tables: writes keep their order
-    product_store = TableStore(product_table, changelog)
-    order_store = TableStore(order_table, changelog)
-    writer = ProductWriter(product_store, policy)
-    desk = OrderDesk(order_store, policy)
-    roles: dict[Role, Any] = {
-        "reservations": topics["reservations"],
-        "dead_letters": topics["dead_letters"],
-        "product_commands": topics["product_commands"],
-        "order_replies": topics["order_replies"],
-    }
+    return _State(
+        TableStore(product_table, changelog),
+        TableStore(order_table, changelog),
+        sender,
+        changelog,
+    )
+
+
+def _agent_table(
+    topics: dict[str, TopicT],
+    state: _State,
+    writer: ProductWriter,
+    desk: OrderDesk,
+) -> list[Handler]:
+    """(agent, topic, handler, store) for every topic stockflow consumes: the processor's
+    routes, the agents and the timer scheduler's targets all come from it. The orders agent
+    reads two topics; the internal ones carry the timer ticks."""
+    products, orders = state.products, state.orders
+    return [
+        Handler("products", topics["product_commands"], writer.handle, products, timers=True),
+        Handler("orders", topics["orders"], desk.handle_order, orders),
+        Handler("orders", topics["order_replies"], desk.handle_reply, orders, timers=True),
+        Handler("inventory", topics["inventory"], InventoryRouter().handle, products),
+    ]
+
+
+def _processor(
+    app: AppT,
+    settings: Settings,
+    topics: dict[str, TopicT],
+    state: _State,
+    handlers: list[Handler],
+    metrics: Metrics,
+    progress: Progress,
+) -> BatchProcessor:
+    """The processor every record of stockflow's topics goes through, and what it publishes
+    with; the batch consumer hands it records directly when stockflow's transport runs."""
     # stockflow's table writes bypass Faust's producer buffer (ChangelogWriter); whatever Faust
     # itself still buffers is flushed completely before each commit.
-    complete_producer_flush(app, before=sender.flushed)
-    publisher = Publisher(app, roles, partitions=settings.partitions, sender=sender)
-    batching = Batching(
-        max_records=settings.batch_max_records, within=settings.batch_within_ms / 1000
-    )
-    metrics = Metrics()
-    progress = Progress()
+    complete_producer_flush(app, before=state.sender.flushed)
+    outputs = {role: topics[role] for role in _OUTPUT_ROLES}
+    publisher = Publisher(app, outputs, partitions=settings.partitions, sender=state.sender)
     decision_log = DecisionLog() if settings.log_decisions else None
 
-    def probe(agent: str) -> Any:
+    def probe(agent: str) -> StepProbe:
         return metrics.probe(agent, progress.applied, decision_log)
 
-    products, orders, inventory = (f"{prefix}.products", f"{prefix}.orders", f"{prefix}.inventory")
-    order_probe = probe("orders")
     processor = BatchProcessor(
         app,
-        {
-            settings.product_commands_topic: Route(
-                products, writer.handle, product_store, probe("products")
-            ),
-            settings.orders_topic: Route(orders, desk.handle_order, order_store, order_probe),
-            settings.order_replies_topic: Route(
-                orders, desk.handle_reply, order_store, order_probe
-            ),
-            settings.inventory_topic: Route(
-                inventory, InventoryRouter().handle, product_store, probe("inventory")
-            ),
-        },
-        changelog=changelog,
+        routes(handlers, prefix=settings.app_id, probe=probe),
+        changelog=state.changelog,
         outputs=publisher,
-    )
-    # The orders agent reads the public topic and the internal replies as one stream, so one
-    # writer sees all of an order's events in order.
-    order_stream = app.topic(
-        settings.orders_topic,
-        settings.order_replies_topic,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
-    register_agents(
-        app,
-        [
-            (products, topics["product_commands"]),
-            (orders, order_stream),
-            (inventory, topics["inventory"]),
-        ],
-        processor=processor,
-        batching=batching,
     )
     transport = app.transport if settings.consumer == "batch" else None
     if isinstance(transport, TunedTransport):
         transport.batch_processor = processor  # the consumer bypasses the agents' streams
     elif settings.consumer == "batch":
         log.warning("stockflow.install: Faust's transport; records go through Faust's streams")
+    return processor
+
+
+_OUTPUT_ROLES: tuple[Role, ...] = (
+    "reservations",
+    "dead_letters",
+    "product_commands",
+    "order_replies",
+)
+
+
+def _register_agents(
+    app: AppT, settings: Settings, handlers: list[Handler], processor: BatchProcessor
+) -> None:
+    batching = Batching(
+        max_records=settings.batch_max_records, within=settings.batch_within_ms / 1000
+    )
+    register_agents(app, handlers, prefix=settings.app_id, processor=processor, batching=batching)
+
+
+def _register_timers(app: AppT, settings: Settings, handlers: list[Handler]) -> None:
+    targets = {h.topic.get_topic_name(): (h.topic, h.store) for h in handlers if h.timers}
     register_scheduler(
-        app,
-        name=f"{prefix}.timers",
-        interval=settings.timer_interval,
-        targets={
-            settings.product_commands_topic: (topics["product_commands"], product_store),
-            settings.order_replies_topic: (topics["order_replies"], order_store),
-        },
+        app, name=f"{settings.app_id}.timers", interval=settings.timer_interval, targets=targets
     )
-    handle = Stockflow(
-        app=app,
-        settings=settings,
-        topics=topics,
-        product_table=product_table,
-        order_table=order_table,
-        product_store=product_store,
-        order_store=order_store,
-        products=writer,
-        orders=desk,
-        metrics=metrics,
-        progress=progress,
-        processor=processor,
-    )
-    consumed = (
-        settings.orders_topic,
-        settings.inventory_topic,
-        settings.product_commands_topic,
-        settings.order_replies_topic,
-    )
+
+
+def _register_web(app: AppT, handle: Stockflow) -> None:
+    """The read model, writes, metrics and probes; the metrics' lag and pending sources."""
+    settings, metrics, progress = handle.settings, handle.metrics, handle.progress
+    consumed = tuple(handle.processor.routes)  # every topic the agents read (their lag)
     metrics.lag_source = lambda: consumer_lags(app, progress, consumed)
     read = register_views(
         app, handle, progress=progress, metrics=metrics, route_timeout=settings.web_route_timeout
     )
     metrics.pending_source = read.reserved_units
-    register_health(app, progress, consumed, max_lag=settings.ready_max_lag, prefix=prefix)
-    register_broker_watch(
-        app, name=f"{prefix}.broker-watch", allowance=settings.broker_lost_timeout
-    )
-    attach(app, settings, required_topics(settings, faust_id=app.conf.id))
-    return handle
+    register_health(app, progress, consumed, max_lag=settings.ready_max_lag, prefix=settings.app_id)

@@ -51,6 +51,7 @@ from stockflow.core.policy import Policy
 from stockflow.errors import StockflowError
 from stockflow.processing.pipeline import Emitted, LocalPipeline
 from stockflow.settings import Settings
+from stockflow.topics import topic_names
 
 if TYPE_CHECKING:
     from stockflow.testing.topics import Record
@@ -250,18 +251,6 @@ def _input_roles(settings: Settings) -> dict[str, str]:
     return roles
 
 
-def _topic_names(settings: Settings) -> dict[str, str]:
-    """Role (as the pipeline names topics) -> the configured topic name."""
-    return {
-        "orders": settings.orders_topic,
-        "inventory": settings.inventory_topic,
-        "reservations": settings.reservations_topic,
-        "dead_letters": settings.dead_letter_topic,
-        "product_commands": settings.product_commands_topic,
-        "order_replies": settings.order_replies_topic,
-    }
-
-
 def replay(
     records: Iterable[tuple[int, InputRecord]],
     settings: Settings | None = None,
@@ -293,7 +282,7 @@ def replay(
         pipeline.feed(role, record.key, record.value, record.timestamp_ms)
     if until_ms is not None:
         pipeline.advance(until_ms)
-    names = _topic_names(settings)
+    names = topic_names(settings)
     return [(names[out.role], out) for out in pipeline.emitted]
 
 
@@ -304,7 +293,7 @@ def replay_lines(
     arguments and the module docstring for the format. Raises :class:`ReplayError` for a line
     that cannot be read."""
     settings = settings if settings is not None else Settings()
-    names = _topic_names(settings)
+    names = topic_names(settings)
     outputs = replay(parse_lines(lines), settings, until_ms=until_ms)
     return [_output_line(topic, out, names) for topic, out in outputs]
 

@@ -34,6 +34,7 @@ __all__ = [
     "copartition_problems",
     "describe_problems",
     "required_topics",
+    "topic_names",
 ]
 
 Role = Literal["input", "output", "internal", "changelog", "assignor"]
@@ -178,3 +179,17 @@ def describe_problems(problems: Iterable[TopicCheck], settings: Settings) -> str
         "or use a new STOCKFLOW_APP_ID. `stockflow topics check` lists every topic."
     )
     return "\n".join(lines)
+
+
+def topic_names(settings: Settings) -> dict[str, str]:
+    """Each of stockflow's own topics by the name the processors give its role (``orders``,
+    ``inventory``, ``reservations``, ``dead_letters``, ``product_commands``,
+    ``order_replies``) -> its configured name."""
+    return {
+        "orders": settings.orders_topic,
+        "inventory": settings.inventory_topic,
+        "reservations": settings.reservations_topic,
+        "dead_letters": settings.dead_letter_topic,
+        "product_commands": settings.product_commands_topic,
+        "order_replies": settings.order_replies_topic,
+    }

@@ -1,5 +1,6 @@
-"""stockflow's Faust agents: they subscribe stockflow's topics and, where records reach them
-through Faust's streams, hand them to the same :class:`BatchProcessor` as the batch consumer.
+"""stockflow's Faust agents, registered from one table of :class:`Handler` rows (agent, topic,
+handler): the same table gives the :class:`BatchProcessor` its routes (:func:`routes`), so the
+agents and the batch consumer cannot disagree on what a record of a topic does.
 
 With stockflow's transport (the default, ``STOCKFLOW_CONSUMER=batch``) the consumer gives the
 records of stockflow's topics to the processor directly and the agents' streams stay empty;
@@ -10,15 +11,18 @@ with the tables. With ``STOCKFLOW_CONSUMER=stream``, an app whose transport was 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
-from faust.types import TP
+import faust
+from faust.types import TP, AgentT, AppT, ChannelT, StreamT, TopicT
 
-from stockflow._faust.batches import BatchProcessor, Record
+from stockflow._faust.batches import BatchProcessor, Probe, Record, Route
+from stockflow.processing.records import Meta, Step
+from stockflow.tables.store import TableStore
 
-__all__ = ["Batching", "register_agents"]
+__all__ = ["Batching", "Handler", "register_agents", "routes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,26 +34,74 @@ class Batching:
     within: float = 0.005
 
 
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """One row of the agent table: the agent ``agent`` (its name after the app id prefix, also
+    its metrics label) reads ``topic`` and hands each record to ``handle`` against ``store``.
+    Rows that share an agent are one agent reading their topics as one stream. ``timers``:
+    the timer scheduler sends ``store``'s due-timer ticks into ``topic``
+    (:func:`stockflow.agents.register_scheduler`)."""
+
+    agent: str
+    topic: TopicT
+    handle: Callable[[bytes | None, Meta], Step]
+    store: TableStore
+    timers: bool = False
+
+
+def routes(
+    handlers: Sequence[Handler], *, prefix: str, probe: Callable[[str], Probe]
+) -> dict[str, Route]:
+    """The processor's routes, by topic name; ``probe(agent)`` is called once per agent."""
+    probes: dict[str, Probe] = {}
+    result: dict[str, Route] = {}
+    for row in handlers:
+        if row.agent not in probes:
+            probes[row.agent] = probe(row.agent)
+        name = f"{prefix}.{row.agent}"
+        result[row.topic.get_topic_name()] = Route(name, row.handle, row.store, probes[row.agent])
+    return result
+
+
 def register_agents(
-    app: Any,
-    agents: Sequence[tuple[str, Any]],
+    app: AppT,
+    handlers: Sequence[Handler],
     *,
+    prefix: str,
     processor: BatchProcessor,
     batching: Batching,
-) -> list[Any]:
-    """One Faust agent per ``(name, channel)``; the processor's routes say what each record
-    of the channel's topics does."""
+) -> list[AgentT[bytes]]:
+    """One Faust agent per distinct ``Handler.agent``, named ``{prefix}.{agent}``; the
+    processor's routes say what each record of its topics does."""
+    topics: dict[str, list[TopicT]] = {}
+    for row in handlers:
+        topics.setdefault(row.agent, []).append(row.topic)
+    body = _agent_body(processor, batching)
     return [
-        app.agent(channel, name=name)(_agent_body(processor, batching)) for name, channel in agents
+        app.agent(_channel(app, channel), name=f"{prefix}.{agent}")(body)
+        for agent, channel in topics.items()
     ]
 
 
-def _agent_body(processor: BatchProcessor, batching: Batching) -> Any:
-    async def agent(stream: Any) -> None:
+def _channel(app: AppT, topics: Sequence[TopicT]) -> ChannelT[bytes]:
+    if len(topics) == 1:
+        return topics[0]
+    # An agent of several topics (orders: the public topic and the internal replies) reads them
+    # as one stream, so one writer sees all of an order's events in order.
+    names = [topic.get_topic_name() for topic in topics]
+    return app.topic(*names, key_serializer="raw", value_serializer="raw")
+
+
+def _agent_body(
+    processor: BatchProcessor, batching: Batching
+) -> Callable[[StreamT[bytes]], Awaitable[None]]:
+    async def agent(stream: StreamT[bytes]) -> None:
         # Faust acknowledges a batch's records only after this body returns for it: a crash
         # mid-batch redelivers the whole batch (processing is idempotent).
-        async for events in stream.take_events(batching.max_records, within=batching.within):
-            by_partition: dict[Any, list[Record]] = {}
+        # Faust's StreamT does not declare take_events; every stream it hands an agent has it.
+        events_of = cast(faust.Stream[bytes], stream).take_events
+        async for events in events_of(batching.max_records, within=batching.within):
+            by_partition: dict[TP, list[Record]] = {}
             for event in events:
                 message = event.message
                 by_partition.setdefault(TP(message.topic, message.partition), []).append(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from stockflow._faust.changelog import check_delivery
 from stockflow._faust.producing import BatchSender
 from stockflow.keys import partition_for
 from stockflow.processing.records import Out, Role
+
+if TYPE_CHECKING:
+    from faust.types import AppT, TopicT
 
 __all__ = ["Publisher"]
 
@@ -30,7 +33,7 @@ class Publisher:
     """
 
     def __init__(
-        self, app: Any, topics: Mapping[Role, Any], *, partitions: int, sender: BatchSender
+        self, app: AppT, topics: Mapping[Role, TopicT], *, partitions: int, sender: BatchSender
     ) -> None:
         self.app = app
         self.names: dict[Role, str] = {

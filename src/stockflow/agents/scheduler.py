@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
+from stockflow._faust.app_state import tables_recovered
 from stockflow.models import FireTimers
 from stockflow.processing.codec import encode
 from stockflow.processing.timers import has_due_timer
 from stockflow.tables.store import TableStore
+
+if TYPE_CHECKING:
+    from faust.types import AppT, TopicT
 
 __all__ = ["register_scheduler"]
 
@@ -29,13 +33,13 @@ waiting behind a backlog; flooding it would not help)."""
 
 
 def register_scheduler(
-    app: Any, *, name: str, interval: float, targets: Mapping[str, tuple[Any, TableStore]]
-) -> Any:
+    app: AppT, *, name: str, interval: float, targets: Mapping[str, tuple[TopicT, TableStore]]
+) -> object:
     """``targets`` maps a topic name to (topic, the store whose timers it fires)."""
     last_sent: dict[tuple[str, int], float] = {}
 
     async def fire_due_timers() -> None:
-        if app.rebalancing or not app.tables.recovery.completed.is_set():
+        if app.rebalancing or not tables_recovered(app):
             return
         now = time.time()
         now_ms = int(now * 1000)

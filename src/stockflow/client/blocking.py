@@ -13,21 +13,48 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
-from collections.abc import Coroutine, Iterable
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from stockflow.client.client import Client, LineInput
-from stockflow.client.matching import CancelAnswer, PayAnswer
-from stockflow.models import Fulfilment, OrderRejected, OrderReserved
+from stockflow.client.client import Client
 from stockflow.settings import Settings
 
 __all__ = ["BlockingClient"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 START_TIMEOUT = 30.0
 """Seconds to wait for the client to connect before :meth:`BlockingClient.start` fails."""
+
+
+def _blocking(
+    method: Callable[Concatenate[Client, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[BlockingClient, P], T]:
+    """``method`` of :class:`Client`, blocking until its answer (or its ``timeout``).
+    Iterable arguments (lines, ``expect``) are copied into lists first: an iterator must not be
+    consumed on another thread."""
+    timeout_default = inspect.signature(method).parameters["timeout"].default
+    run: Callable[..., Coroutine[Any, Any, T]] = method  # called with the copied arguments
+
+    def call(self: BlockingClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        copied = [_copied(value) for value in args]
+        named = {name: _copied(value) for name, value in kwargs.items()}
+        timeout = cast(float, named.get("timeout", timeout_default))
+        return self._call(run(self.client, *copied, **named), timeout)
+
+    call.__name__ = method.__name__
+    call.__qualname__ = f"BlockingClient.{method.__name__}"
+    call.__doc__ = method.__doc__
+    return call
+
+
+def _copied(value: object) -> object:
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes):
+        return list(value)
+    return value
 
 
 class BlockingClient:
@@ -68,41 +95,11 @@ class BlockingClient:
             loop.close()
             self._loop = self._thread = None
 
-    def place(
-        self,
-        order_id: str,
-        lines: Iterable[LineInput],
-        *,
-        fulfilment: Fulfilment = "all_or_nothing",
-        reservation_ttl: float | None = None,
-        timeout: float = 5.0,
-    ) -> OrderReserved | OrderRejected:
-        lines = list(lines)  # an iterator must not be consumed on another thread
-        call = self.client.place(
-            order_id, lines, fulfilment=fulfilment, reservation_ttl=reservation_ttl, timeout=timeout
-        )
-        return self._call(call, timeout)
-
-    def outcome(self, order_id: str, *, timeout: float = 5.0) -> OrderReserved | OrderRejected:
-        return self._call(self.client.outcome(order_id, timeout=timeout), timeout)
-
-    def pay(
-        self, order_id: str, *, timeout: float = 5.0, expect: Iterable[str] | None = None
-    ) -> list[PayAnswer]:
-        expect = None if expect is None else list(expect)
-        return self._call(self.client.pay(order_id, timeout=timeout, expect=expect), timeout)
-
-    def cancel(
-        self,
-        order_id: str,
-        *,
-        reason: str | None = None,
-        timeout: float = 5.0,
-        expect: Iterable[str] | None = None,
-    ) -> list[CancelAnswer]:
-        expect = None if expect is None else list(expect)
-        call = self.client.cancel(order_id, reason=reason, timeout=timeout, expect=expect)
-        return self._call(call, timeout)
+    # The calls are Client's, run on the client's loop; mypy and help() see Client's signatures.
+    place = _blocking(Client.place)
+    outcome = _blocking(Client.outcome)
+    pay = _blocking(Client.pay)
+    cancel = _blocking(Client.cancel)
 
     def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
         loop = self._loop

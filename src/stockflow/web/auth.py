@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from stockflow.settings import Settings
+
+if TYPE_CHECKING:
+    from aiohttp.web import Application
 
 __all__ = ["OPEN_PATHS", "READ_METHODS", "authorized", "install_auth", "needs_token"]
 
@@ -40,7 +43,7 @@ def authorized(header: str | None, token: str) -> bool:
     return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-def install_auth(web_app: Any, settings: Settings) -> None:
+def install_auth(web_app: Application, settings: Settings) -> None:
     """Add the check to an aiohttp application (before it starts); nothing without a token."""
     if settings.http_token is None:
         return

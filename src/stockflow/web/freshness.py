@@ -16,11 +16,37 @@ whose Reserve the order agent has not sent yet) are not in it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
+from stockflow._faust.app_state import committed_offset
 from stockflow.models import iso_from_ms
 
-__all__ = ["Progress", "consumer_lags", "event_time", "partition_position"]
+if TYPE_CHECKING:
+    from faust.types import TP, AppT
+
+__all__ = [
+    "EventTime",
+    "Position",
+    "Progress",
+    "consumer_lags",
+    "event_time",
+    "partition_position",
+]
+
+
+class Position(TypedDict):
+    """Where this worker is in one partition (see the module docstring)."""
+
+    topic: str
+    partition: int
+    position: int
+    highwater: int | None
+    lag: int | None
+
+
+class EventTime(TypedDict):
+    event_time: str | None
+    event_time_ms: int | None
 
 
 class Progress:
@@ -28,7 +54,7 @@ class Progress:
     Faust ``TP`` tuples (equal to plain tuples)."""
 
     def __init__(self) -> None:
-        self.applied: dict[Any, int] = {}
+        self.applied: dict[tuple[str, int], int] = {}
 
     def next_offset(self, tp: tuple[str, int], committed: int | None) -> int:
         """The next offset to process: one past the last applied, never before ``committed``
@@ -38,13 +64,13 @@ class Progress:
         return max(after_applied, committed or 0)
 
 
-def partition_position(app: Any, progress: Progress, topic: str, partition: int) -> dict[str, Any]:
+def partition_position(app: AppT, progress: Progress, topic: str, partition: int) -> Position:
     """``{topic, partition, position, highwater, lag}`` for one partition (``highwater`` and
     ``lag`` are ``None`` until the consumer has fetched from it)."""
     from faust.types import TP
 
     tp = TP(topic, partition)
-    position = progress.next_offset(tp, _committed(app, tp))
+    position = progress.next_offset(tp, committed_offset(app, tp))
     highwater = _highwater(app, tp)
     lag = None if highwater is None else max(0, highwater - position)
     return {
@@ -57,7 +83,7 @@ def partition_position(app: Any, progress: Progress, topic: str, partition: int)
 
 
 def consumer_lags(
-    app: Any, progress: Progress, topics: Iterable[str]
+    app: AppT, progress: Progress, topics: Iterable[str]
 ) -> list[tuple[str, int, int]]:
     """``(topic, partition, lag)`` for every active partition of ``topics`` on this worker
     (for the ``stockflow_consumer_lag`` gauge)."""
@@ -71,22 +97,14 @@ def consumer_lags(
     return result
 
 
-def event_time(event_ms: int | None) -> dict[str, Any]:
+def event_time(event_ms: int | None) -> EventTime:
     """``{event_time (ISO 8601 UTC), event_time_ms}`` of a record timestamp, or nulls."""
     if event_ms is None:
         return {"event_time": None, "event_time_ms": None}
     return {"event_time": iso_from_ms(event_ms), "event_time_ms": event_ms}
 
 
-def _committed(app: Any, tp: Any) -> int | None:
-    committed = getattr(app.consumer, "_committed_offset", None)  # Faust's, per TP
-    if committed is None:
-        return None
-    value = committed.get(tp)
-    return value if isinstance(value, int) else None
-
-
-def _highwater(app: Any, tp: Any) -> int | None:
+def _highwater(app: AppT, tp: TP) -> int | None:
     try:
         value = app.consumer.highwater(tp)
     except Exception:  # not assigned (any more), consumer not started: unknown

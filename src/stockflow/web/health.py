@@ -20,9 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
+from stockflow._faust.app_state import tables_recovered
 from stockflow.web.freshness import Progress, partition_position
+
+if TYPE_CHECKING:
+    from aiohttp.web import Request
+    from faust.types import AppT
+    from faust.web import Response
 
 __all__ = ["ReadyState", "readiness", "register_health"]
 
@@ -61,7 +67,7 @@ def readiness(state: ReadyState, max_lag: int) -> list[str]:
     return reasons
 
 
-def _state(app: Any, progress: Progress, consumed: Iterable[str]) -> ReadyState:
+def _state(app: AppT, progress: Progress, consumed: Iterable[str]) -> ReadyState:
     wanted = set(consumed)
     actives = app.assignor.assigned_actives()
     lags = [
@@ -70,18 +76,18 @@ def _state(app: Any, progress: Progress, consumed: Iterable[str]) -> ReadyState:
         if tp.topic in wanted
     ]
     return ReadyState(
-        crashed=getattr(app, "crash_reason", None) is not None,
-        stopping=bool(getattr(app, "should_stop", False)),
+        crashed=app.crash_reason is not None,
+        stopping=app.should_stop,
         partitions=len(actives),
-        rebalancing=bool(getattr(app, "rebalancing", False)),
-        recovered=app.tables.recovery.completed.is_set(),
+        rebalancing=app.rebalancing,
+        recovered=tables_recovered(app),
         lag=sum(lag for lag in lags if lag is not None),
         lag_unknown=sum(1 for lag in lags if lag is None),
     )
 
 
 def register_health(
-    app: Any, progress: Progress, consumed: Iterable[str], *, max_lag: int, prefix: str
+    app: AppT, progress: Progress, consumed: Iterable[str], *, max_lag: int, prefix: str
 ) -> None:
     """Add ``/health`` and ``/ready`` to ``app``'s web server (see the module docstring);
     ``max_lag`` is ``STOCKFLOW_READY_MAX_LAG``, ``prefix`` names the views."""
@@ -92,18 +98,18 @@ def register_health(
     class HealthView(web.View):
         """Liveness: the event loop answers and the worker has not crashed or begun to stop."""
 
-        async def get(self, request: Any) -> Any:
-            crash = getattr(app, "crash_reason", None)
+        async def get(self, request: Request) -> Response:
+            crash = app.crash_reason
             if crash is not None:
                 return self.json({"status": "crashed", "reason": repr(crash)}, status=503)
-            if getattr(app, "should_stop", False):
+            if app.should_stop:
                 return self.json({"status": "stopping"}, status=503)
             return self.json({"status": "ok"})
 
     class ReadyView(web.View):
         """Readiness: partitions assigned, recovered, lag below the bound."""
 
-        async def get(self, request: Any) -> Any:
+        async def get(self, request: Request) -> Response:
             state = _state(app, progress, topics)
             reasons = readiness(state, max_lag)
             body = {"ready": not reasons, "partitions": state.partitions, "lag": state.lag}

@@ -8,20 +8,18 @@ with this document (``tests/integration/test_http_schema.py``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import BaseModel
 
-from stockflow.models import (
-    OrderCancelIgnored,
-    OrderLine,
-    OrderRejected,
-    OrderReserved,
-    ReservationConfirmed,
-    ReservationConfirmFailed,
-    ReservationReleased,
-)
+from stockflow.client.matching import CancelAnswer, Outcome, PayAnswer
+from stockflow.models import OrderLine
 from stockflow.web.orders_api import DEFAULT_WAIT, MAX_WAIT
+
+if TYPE_CHECKING:
+    from aiohttp.web import Request
+    from faust.types import AppT
+    from faust.web import Response
 
 __all__ = ["openapi_document", "register_openapi"]
 
@@ -31,12 +29,9 @@ TEXT = "^[^\\ud800-\\udfff]*$"
 Kafka key or UTF-8 encoder can): the API answers 400 to them."""
 _MODELS: tuple[type[BaseModel], ...] = (
     OrderLine,
-    OrderReserved,
-    OrderRejected,
-    ReservationConfirmed,
-    ReservationConfirmFailed,
-    ReservationReleased,
-    OrderCancelIgnored,
+    *get_args(Outcome),  # the answers of the writes are the client's (orders_api)
+    *get_args(PayAnswer),
+    *get_args(CancelAnswer),
 )
 
 
@@ -52,6 +47,27 @@ def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    """An object schema; every property is required unless ``required`` says which are."""
+    return {
+        "type": "object",
+        "required": list(properties) if required is None else required,
+        "properties": properties,
+    }
+
+
+def _one_of(union: object) -> dict[str, Any]:
+    """One of the event models of a union of the client's (:mod:`stockflow.client.matching`)."""
+    return {"oneOf": [_ref(model.__name__) for model in get_args(union)]}
+
+
+def _events_answer(union: object) -> dict[str, Any]:
+    """``{order_id, events}``: a payment's or cancellation's answer."""
+    return _object(
+        {"order_id": {"type": "string"}, "events": {"type": "array", "items": _one_of(union)}}
+    )
+
+
 def _schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for model in _MODELS:
@@ -63,29 +79,18 @@ def _schemas() -> dict[str, Any]:
     nullable_str = {"type": ["string", "null"]}
     schemas.update(
         {
-            "Error": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {"error": {"type": "string"}},
-            },
-            "FieldErrors": {
-                "type": "object",
-                "required": ["error", "fields"],
-                "properties": {
+            "Error": _object({"error": {"type": "string"}}),
+            "FieldErrors": _object(
+                {
                     "error": {"type": "string"},
                     "fields": {
                         "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["field", "message"],
-                            "properties": {
-                                "field": {"type": "string"},
-                                "message": {"type": "string"},
-                            },
-                        },
+                        "items": _object(
+                            {"field": {"type": "string"}, "message": {"type": "string"}}
+                        ),
                     },
-                },
-            },
+                }
+            ),
             "OrderRequest": {
                 "type": "object",
                 "description": "The fields of OrderPlaced; other fields are ignored.",
@@ -116,70 +121,36 @@ def _schemas() -> dict[str, Any]:
                     "reason": {"type": ["string", "null"], "maxLength": 1024, "pattern": TEXT}
                 },
             },
-            "Outcome": {"oneOf": [_ref("OrderReserved"), _ref("OrderRejected")]},
-            "Pending": {
-                "type": "object",
-                "required": ["order_id", "status", "location"],
-                "properties": {
+            "Outcome": _one_of(Outcome),
+            "Pending": _object(
+                {
                     "order_id": {"type": "string"},
                     "status": {"const": "pending"},
                     "location": {"type": "string"},
-                },
-            },
-            "Conflict": {
-                "type": "object",
-                "required": ["error", "order_id", "differences", "outcome"],
-                "properties": {
+                }
+            ),
+            "Conflict": _object(
+                {
                     "error": {"type": "string"},
                     "order_id": {"type": "string"},
                     "differences": {"type": "array", "items": {"type": "string"}},
                     "outcome": {"oneOf": [_ref("Outcome"), {"type": "null"}]},
-                },
-            },
-            "PayAnswer": {
-                "type": "object",
-                "required": ["order_id", "events"],
-                "properties": {
-                    "order_id": {"type": "string"},
-                    "events": {
-                        "type": "array",
-                        "items": {
-                            "oneOf": [
-                                _ref("ReservationConfirmed"),
-                                _ref("ReservationConfirmFailed"),
-                            ]
-                        },
-                    },
-                },
-            },
-            "CancelAnswer": {
-                "type": "object",
-                "required": ["order_id", "events"],
-                "properties": {
-                    "order_id": {"type": "string"},
-                    "events": {
-                        "type": "array",
-                        "items": {
-                            "oneOf": [_ref("ReservationReleased"), _ref("OrderCancelIgnored")]
-                        },
-                    },
-                },
-            },
-            "Stock": {
-                "type": "object",
-                "required": ["product_id", "on_hand", "reserved", "available", "freshness"],
-                "properties": {
+                }
+            ),
+            "PayAnswer": _events_answer(PayAnswer),
+            "CancelAnswer": _events_answer(CancelAnswer),
+            "Stock": _object(
+                {
                     "product_id": {"type": "string"},
                     "on_hand": {"type": "integer"},
                     "reserved": {"type": "integer"},
                     "available": {"type": "integer"},
                     "freshness": {"type": "object"},
-                },
-            },
-            "OrderState": {
-                "type": "object",
-                "required": ["order_id", "status", "fulfilment", "lines", "freshness"],
-                "properties": {
+                }
+            ),
+            "OrderState": _object(
+                required=["order_id", "status", "fulfilment", "lines", "freshness"],
+                properties={
                     "order_id": {"type": "string"},
                     "status": {
                         "enum": [
@@ -194,10 +165,9 @@ def _schemas() -> dict[str, Any]:
                     "fulfilment": {"enum": ["all_or_nothing", "partial"]},
                     "lines": {
                         "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["product_id", "quantity", "answer", "action"],
-                            "properties": {
+                        "items": _object(
+                            required=["product_id", "quantity", "answer", "action"],
+                            properties={
                                 "product_id": {"type": "string"},
                                 "quantity": {"type": "integer"},
                                 "answer": {"enum": ["pending", "reserved", "refused"]},
@@ -206,7 +176,7 @@ def _schemas() -> dict[str, Any]:
                                 "action": {"enum": ["reserve", "confirm", "release", "none"]},
                                 "release_reason": nullable_str,
                             },
-                        },
+                        ),
                     },
                     "placed_at": {"type": "string"},
                     "deadline": {"type": "string"},
@@ -217,7 +187,7 @@ def _schemas() -> dict[str, Any]:
                     "cancel_requested": {"type": "boolean"},
                     "freshness": {"type": "object"},
                 },
-            },
+            ),
         }
     )
     return schemas
@@ -257,6 +227,40 @@ def _write_errors() -> dict[str, Any]:
     }
 
 
+def _write_answers(
+    answer: dict[str, Any], *, conflict: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A write's responses: ``answer`` (200), pending (202), ``conflict`` (409) and errors."""
+    responses = {"200": answer, "202": _pending()}
+    if conflict is not None:
+        responses["409"] = conflict
+    return {**responses, **_write_errors()}
+
+
+def _operation(
+    method: str,
+    operation_id: str,
+    summary: str,
+    parameters: list[dict[str, Any]],
+    responses: dict[str, Any],
+    *,
+    body: tuple[str, bool] | None = None,
+) -> dict[str, Any]:
+    """``{method: operation}``; ``body`` is the request body's schema name and whether it is
+    required."""
+    operation: dict[str, Any] = {"operationId": operation_id, "summary": summary}
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        schema, required = body
+        operation["requestBody"] = {
+            "required": required,
+            "content": {"application/json": {"schema": _ref(schema)}},
+        }
+    operation["responses"] = responses
+    return {method: operation}
+
+
 def openapi_document(*, token: bool = False, reads_closed: bool = False) -> dict[str, Any]:
     """The document; ``token``/``reads_closed`` add the bearer scheme where it is required."""
     read_errors = {
@@ -264,99 +268,77 @@ def openapi_document(*, token: bool = False, reads_closed: bool = False) -> dict
     }
     if reads_closed:
         read_errors["401"] = _error("The bearer token is missing or wrong.")
+    local_errors = {k: v for k, v in read_errors.items() if k == "401"}
     paths: dict[str, Any] = {
-        "/orders": {
-            "post": {
-                "operationId": "placeOrder",
-                "summary": "Place an order and wait for its outcome",
-                "parameters": [_wait()],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("OrderRequest")}},
+        "/orders": _operation(
+            "post",
+            "placeOrder",
+            "Place an order and wait for its outcome",
+            [_wait()],
+            _write_answers(
+                _json(_ref("Outcome"), "The order's outcome."),
+                conflict=_json(_ref("Conflict"), "The order id was placed with other lines."),
+            ),
+            body=("OrderRequest", True),
+        ),
+        "/orders/{order_id}/pay": _operation(
+            "post",
+            "payOrder",
+            "Confirm every reserved line of an order",
+            [_path_id("order_id"), _wait()],
+            _write_answers(_json(_ref("PayAnswer"), "The payment's answer.")),
+        ),
+        "/orders/{order_id}/cancel": _operation(
+            "post",
+            "cancelOrder",
+            "Release every reserved line of an order",
+            [_path_id("order_id"), _wait()],
+            _write_answers(_json(_ref("CancelAnswer"), "The cancellation's answer.")),
+            body=("CancelRequest", False),
+        ),
+        "/orders/{order_id}": _operation(
+            "get",
+            "getOrder",
+            "An order's reservation state (the saga)",
+            [_path_id("order_id")],
+            {
+                "200": _json(_ref("OrderState"), "The order's state."),
+                "404": _error("Never placed, or forgotten after STOCKFLOW_RETENTION."),
+                **read_errors,
+            },
+        ),
+        "/stock/{product_id}": _operation(
+            "get",
+            "getStock",
+            "A product's stock and how fresh the answer is",
+            [_path_id("product_id")],
+            {
+                "200": _json(_ref("Stock"), "The product's stock."),
+                "404": _error("Never stocked."),
+                **read_errors,
+            },
+        ),
+        # Served by this worker alone: never forwarded, so no 503.
+        "/metrics": _operation(
+            "get",
+            "getMetrics",
+            "Prometheus metrics of this worker",
+            [],
+            {
+                "200": {
+                    "description": "Prometheus text format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
                 },
-                "responses": {
-                    "200": _json(_ref("Outcome"), "The order's outcome."),
-                    "202": _pending(),
-                    "409": _json(_ref("Conflict"), "The order id was placed with other lines."),
-                    **_write_errors(),
-                },
-            }
-        },
-        "/orders/{order_id}/pay": {
-            "post": {
-                "operationId": "payOrder",
-                "summary": "Confirm every reserved line of an order",
-                "parameters": [_path_id("order_id"), _wait()],
-                "responses": {
-                    "200": _json(_ref("PayAnswer"), "The payment's answer."),
-                    "202": _pending(),
-                    **_write_errors(),
-                },
-            }
-        },
-        "/orders/{order_id}/cancel": {
-            "post": {
-                "operationId": "cancelOrder",
-                "summary": "Release every reserved line of an order",
-                "parameters": [_path_id("order_id"), _wait()],
-                "requestBody": {
-                    "required": False,
-                    "content": {"application/json": {"schema": _ref("CancelRequest")}},
-                },
-                "responses": {
-                    "200": _json(_ref("CancelAnswer"), "The cancellation's answer."),
-                    "202": _pending(),
-                    **_write_errors(),
-                },
-            }
-        },
-        "/orders/{order_id}": {
-            "get": {
-                "operationId": "getOrder",
-                "summary": "An order's reservation state (the saga)",
-                "parameters": [_path_id("order_id")],
-                "responses": {
-                    "200": _json(_ref("OrderState"), "The order's state."),
-                    "404": _error("Never placed, or forgotten after STOCKFLOW_RETENTION."),
-                    **read_errors,
-                },
-            }
-        },
-        "/stock/{product_id}": {
-            "get": {
-                "operationId": "getStock",
-                "summary": "A product's stock and how fresh the answer is",
-                "parameters": [_path_id("product_id")],
-                "responses": {
-                    "200": _json(_ref("Stock"), "The product's stock."),
-                    "404": _error("Never stocked."),
-                    **read_errors,
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "operationId": "getMetrics",
-                "summary": "Prometheus metrics of this worker",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text format.",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    },
-                    **{k: v for k, v in read_errors.items() if k == "401"},
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "getOpenApi",
-                "summary": "This document",
-                "responses": {
-                    "200": _json({"type": "object"}, "The OpenAPI document."),
-                    **{k: v for k, v in read_errors.items() if k == "401"},
-                },
-            }
-        },
+                **local_errors,
+            },
+        ),
+        "/openapi.json": _operation(
+            "get",
+            "getOpenApi",
+            "This document",
+            [],
+            {"200": _json({"type": "object"}, "The OpenAPI document."), **local_errors},
+        ),
     }
     document: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -384,7 +366,7 @@ def _version() -> str:
     return __version__
 
 
-def register_openapi(app: Any, *, token: bool, reads_closed: bool, name: str) -> None:
+def register_openapi(app: AppT, *, token: bool, reads_closed: bool, name: str) -> None:
     """Serve :func:`openapi_document` at ``GET /openapi.json``."""
     from faust import web
 
@@ -393,7 +375,7 @@ def register_openapi(app: Any, *, token: bool, reads_closed: bool, name: str) ->
     class OpenApiView(web.View):
         """The OpenAPI document of this worker's HTTP API."""
 
-        async def get(self, request: Any) -> Any:
+        async def get(self, request: Request) -> Response:
             return self.json(document)
 
     app.page("/openapi.json", name=name)(OpenApiView)

@@ -28,16 +28,23 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from stockflow.client import Client
+from stockflow.client.matching import Action
 from stockflow.errors import BrokerError, OrderConflict, OrderTimeout
 from stockflow.models import OrderCancelled, OrderPaid, OrderPlaced
 from stockflow.settings import Settings
+
+if TYPE_CHECKING:
+    from aiohttp.web import Request
+    from faust.types import AppT
+    from faust.web import Response
 
 __all__ = [
     "DEFAULT_WAIT",
@@ -112,7 +119,7 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
-async def _json_body(request: Any, *, required: bool) -> Any:
+async def _json_body(request: Request, *, required: bool) -> Any:
     raw = await request.content.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
         raise BadRequest({"error": f"body larger than {MAX_BODY} bytes", "fields": []})
@@ -168,6 +175,47 @@ def _location(order_id: str) -> str:
     return "/orders/" + quote(order_id, safe="")
 
 
+@contextmanager
+def _invalid(error: str) -> Iterator[None]:
+    """A pydantic ``ValidationError`` inside is a 400 ``{error, fields}``."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise BadRequest({"error": error, "fields": field_errors(exc)}) from None
+
+
+async def _place_request(request: Request) -> tuple[OrderPlaced, float]:
+    """The order and the wait of ``POST /orders``; :class:`BadRequest` when invalid."""
+    wait = parse_wait(request.query.get("wait"))
+    body = await _json_body(request, required=True)
+    if not isinstance(body, dict):
+        raise BadRequest({"error": "invalid order", "fields": [_field("body", "an object")]})
+    with _invalid("invalid order"):
+        order = OrderPlaced.model_validate({"type": "OrderPlaced", **_integral(body)})
+    _check_utf8(order.order_id, *(line.product_id for line in order.lines))
+    return order, wait
+
+
+async def _lifecycle_request(
+    request: Request, order_id: str, action: Action
+) -> tuple[float, str | None]:
+    """The wait and the cancellation reason of a pay or cancel; :class:`BadRequest` when
+    invalid."""
+    wait = parse_wait(request.query.get("wait"))
+    body = await _json_body(request, required=False) if action == "cancel" else None
+    if body is not None and not isinstance(body, dict):
+        raise BadRequest({"error": "invalid body", "fields": [_field("body", "an object")]})
+    reason = None if body is None else body.get("reason")
+    # Validated as the worker would: an id it would dead-letter gets 400 here.
+    with _invalid("invalid request"):
+        if action == "pay":
+            OrderPaid(type="OrderPaid", order_id=order_id)
+        else:
+            OrderCancelled(type="OrderCancelled", order_id=order_id, reason=reason)
+    _check_utf8(order_id, reason or "")
+    return wait, reason
+
+
 ReservedLookup = Callable[[str], "frozenset[str] | None"]
 """``order_id`` -> the products of its reserved lines if this worker knows the decided order
 (its saga is in a local partition), else ``None``: tells a payment or cancellation when its
@@ -175,122 +223,100 @@ answer is complete without waiting for a quiet period (:meth:`stockflow.Client.p
 
 
 def register_orders_api(
-    app: Any, settings: Settings, *, reserved: ReservedLookup | None = None
+    app: AppT, settings: Settings, *, reserved: ReservedLookup | None = None
 ) -> Checkout:
     """Add the writes to ``app``'s web server; returns the :class:`Checkout` behind them."""
     from faust import web
 
     checkout = Checkout(settings)
 
-    async def _close_checkout(app: Any, **kwargs: Any) -> None:
+    async def _close_checkout(sender: object, **kwargs: object) -> None:
         await checkout.close()
 
-    app.on_before_shutdown.connect(_close_checkout)
+    # mode's SignalHandlerT matches no function under mypy (not even (*Any, **Any) -> None).
+    app.on_before_shutdown.connect(_close_checkout)  # type: ignore[arg-type]
 
     class _Writes(web.View):
-        def pending(self, order_id: str) -> Any:
+        def pending(self, order_id: str) -> Response:
             location = _location(order_id)
             body = {"order_id": order_id, "status": "pending", "location": location}
             return self.json(body, status=202, headers={"Location": location})
 
-        def invalid(self, error: str, exc: ValidationError) -> Any:
-            return self.json({"error": error, "fields": field_errors(exc)}, status=400)
-
-        def unavailable(self, exc: BaseException) -> Any:
-            return self.error(503, "broker unavailable", detail=str(exc))
-
-        async def lifecycle(self, request: Any, order_id: str, action: str) -> Any:
+        async def answer(
+            self, order_id: str, call: Callable[[Client], Awaitable[Response]]
+        ) -> Response:
+            """``call`` with the worker's client: 202 when the answer does not come in time,
+            503 when the broker cannot be reached."""
             try:
-                wait = parse_wait(request.query.get("wait"))
-                body = await _json_body(request, required=False) if action == "cancel" else None
-                if body is not None and not isinstance(body, dict):
-                    raise BadRequest(
-                        {"error": "invalid body", "fields": [_field("body", "an object")]}
-                    )
-                reason = None if body is None else body.get("reason")
-                # Validated as the worker would: an id it would dead-letter gets 400 here.
-                if action == "pay":
-                    OrderPaid(type="OrderPaid", order_id=order_id)
-                else:
-                    OrderCancelled(type="OrderCancelled", order_id=order_id, reason=reason)
-                _check_utf8(order_id, reason or "")
+                return await call(await checkout.client())
+            except OrderTimeout:
+                return self.pending(order_id)
+            except BrokerError as exc:
+                return self.error(503, "broker unavailable", detail=str(exc))
+
+        async def lifecycle(self, request: Request, order_id: str, action: Action) -> Response:
+            try:
+                wait, reason = await _lifecycle_request(request, order_id, action)
             except BadRequest as exc:
                 return self.json(exc.body, status=400)
-            except ValidationError as exc:
-                return self.json(
-                    {"error": "invalid request", "fields": field_errors(exc)}, status=400
-                )
-            try:
-                client = await checkout.client()
-                expect = None if reserved is None else reserved(order_id)
+            expect = None if reserved is None else reserved(order_id)
+
+            async def send(client: Client) -> Response:
+                events: Sequence[BaseModel]
                 if action == "pay":
-                    events: list[Any] = await client.pay(order_id, timeout=wait, expect=expect)
+                    events = await client.pay(order_id, timeout=wait, expect=expect)
                 else:
                     events = await client.cancel(
                         order_id, reason=reason, timeout=wait, expect=expect
                     )
-            except OrderTimeout:
-                return self.pending(order_id)
-            except BrokerError as exc:
-                return self.unavailable(exc)
-            dumped = [event.model_dump(mode="json") for event in events]
-            return self.json({"order_id": order_id, "events": dumped})
+                dumped = [event.model_dump(mode="json") for event in events]
+                return self.json({"order_id": order_id, "events": dumped})
+
+            return await self.answer(order_id, send)
 
     class PlaceView(_Writes):
         """Place an order and wait for its outcome."""
 
-        async def post(self, request: Any) -> Any:
+        async def post(self, request: Request) -> Response:
             try:
-                wait = parse_wait(request.query.get("wait"))
-                body = await _json_body(request, required=True)
-                if not isinstance(body, dict):
-                    raise BadRequest(
-                        {"error": "invalid order", "fields": [_field("body", "an object")]}
-                    )
-                order = OrderPlaced.model_validate({"type": "OrderPlaced", **_integral(body)})
-                _check_utf8(order.order_id, *(line.product_id for line in order.lines))
+                order, wait = await _place_request(request)
             except BadRequest as exc:
                 return self.json(exc.body, status=400)
-            except ValidationError as exc:
-                return self.json(
-                    {"error": "invalid order", "fields": field_errors(exc)}, status=400
-                )
-            try:
-                client = await checkout.client()
-                outcome = await client.place(
-                    order.order_id,
-                    order.lines,
-                    fulfilment=order.fulfilment,
-                    reservation_ttl=order.reservation_ttl,
-                    timeout=wait,
-                )
-            except OrderTimeout:
-                return self.pending(order.order_id)
-            except OrderConflict as exc:
-                known = exc.outcome
-                return self.json(
-                    {
-                        "error": "order id already placed with a different body",
-                        "order_id": order.order_id,
-                        "differences": exc.differences,
-                        "outcome": None if known is None else known.model_dump(mode="json"),  # type: ignore[attr-defined]
-                    },
-                    status=409,
-                )
-            except BrokerError as exc:
-                return self.unavailable(exc)
-            return self.json(outcome.model_dump(mode="json"))
+
+            async def place(client: Client) -> Response:
+                try:
+                    outcome = await client.place(
+                        order.order_id,
+                        order.lines,
+                        fulfilment=order.fulfilment,
+                        reservation_ttl=order.reservation_ttl,
+                        timeout=wait,
+                    )
+                except OrderConflict as exc:
+                    known = exc.outcome
+                    return self.json(
+                        {
+                            "error": "order id already placed with a different body",
+                            "order_id": order.order_id,
+                            "differences": exc.differences,
+                            "outcome": None if known is None else known.model_dump(mode="json"),  # type: ignore[attr-defined]
+                        },
+                        status=409,
+                    )
+                return self.json(outcome.model_dump(mode="json"))
+
+            return await self.answer(order.order_id, place)
 
     class PayView(_Writes):
         """Pay an order: confirm every reserved line."""
 
-        async def post(self, request: Any, order_id: str) -> Any:
+        async def post(self, request: Request, order_id: str) -> Response:
             return await self.lifecycle(request, order_id, "pay")
 
     class CancelView(_Writes):
         """Cancel an order: release every reserved line."""
 
-        async def post(self, request: Any, order_id: str) -> Any:
+        async def post(self, request: Request, order_id: str) -> Response:
             return await self.lifecycle(request, order_id, "cancel")
 
     prefix = settings.app_id

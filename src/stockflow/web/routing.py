@@ -22,9 +22,15 @@ looked for on the other workers (see :mod:`stockflow.web.views`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from yarl import URL
+
+from stockflow.web.source import TableLike
+
+if TYPE_CHECKING:
+    from aiohttp.web import Request
+    from faust.types import AppT
 
 __all__ = ["HOPS_HEADER", "MAX_HOPS", "Forwarded", "Router", "hops_of"]
 
@@ -49,7 +55,7 @@ class Forwarded:
 class Router:
     """Ownership and forwarding for one app."""
 
-    def __init__(self, app: Any, *, timeout: float) -> None:
+    def __init__(self, app: AppT, *, timeout: float) -> None:
         self.app = app
         self.timeout = timeout
 
@@ -62,16 +68,16 @@ class Router:
         return _ident(url) == _ident(self.me)
 
     @staticmethod
-    def changelog(table: Any) -> str:
+    def changelog(table: TableLike) -> str:
         return str(table.changelog_topic.get_topic_name())
 
-    def is_active(self, table: Any, partition: int) -> bool:
+    def is_active(self, table: TableLike, partition: int) -> bool:
         """Whether this worker is the active owner of ``partition`` of ``table``."""
         from faust.types import TP
 
         return bool(self.app.assignor.is_active(TP(self.changelog(table), partition)))
 
-    def owner(self, table: Any, partition: int) -> str | None:
+    def owner(self, table: TableLike, partition: int) -> str | None:
         """The canonical URL of the worker owning ``partition`` of ``table``; ``None`` while
         nobody does (before the first assignment, during a rebalance)."""
         topic = self.changelog(table)
@@ -80,11 +86,13 @@ class Router:
                 return str(url)
         return None
 
-    def workers(self, table: Any) -> list[str]:
+    def workers(self, table: TableLike) -> list[str]:
         """Every worker owning some partition of ``table`` (canonical URLs)."""
         return sorted(str(url) for url in self.app.router.table_metadata(table.name))
 
-    async def forward(self, url: str, request: Any, *, hops: int, local: bool = False) -> Forwarded:
+    async def forward(
+        self, url: str, request: Request, *, hops: int, local: bool = False
+    ) -> Forwarded:
         """The same GET (path and query) sent to ``url``; raises ``OSError`` or
         ``asyncio.TimeoutError`` (an ``OSError`` subclass) when the owner does not answer."""
         import aiohttp
@@ -106,7 +114,7 @@ class Router:
             raise OSError(f"{url}: {exc}") from exc
 
 
-def hops_of(request: Any) -> int:
+def hops_of(request: Request) -> int:
     """The hop count of an incoming request (0 when it comes from a client)."""
     try:
         return max(0, int(request.headers.get(HOPS_HEADER, "0")))

@@ -30,29 +30,30 @@ partition (rebalancing) or the owner does not answer within ``STOCKFLOW_WEB_ROUT
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from stockflow.keys import STOCK_KEYS, partition_for, product_of, stock_key
 from stockflow.models import iso_from_ms
 from stockflow.processing.codec import StockRecord, decode_stock
 from stockflow.web.freshness import Progress, event_time, partition_position
-from stockflow.web.routing import MAX_HOPS, Router, hops_of
+from stockflow.web.routing import Router
+from stockflow.web.source import ReadSource
 
 if TYPE_CHECKING:
-    from stockflow.application import Stockflow
+    from faust.types import AppT
+    from faust.web.drivers.aiohttp import Web as AiohttpWeb
+
     from stockflow.core.saga import Saga
     from stockflow.observability.metrics import Metrics
 
 __all__ = ["ReadModel", "register_views", "register_writes"]
 
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
 
 class ReadModel:
     """Answers from this worker's local state (no routing): what the views serve."""
 
-    def __init__(self, handle: Stockflow, progress: Progress, router: Router) -> None:
+    def __init__(self, app: AppT, handle: ReadSource, progress: Progress, router: Router) -> None:
+        self.app = app
         self.handle = handle
         self.progress = progress
         self.router = router
@@ -74,7 +75,7 @@ class ReadModel:
     def stock_answer(self, product_id: str, record: StockRecord) -> dict[str, Any]:
         partition = self.product_partition(product_id)
         topic = self.settings.product_commands_topic
-        position = partition_position(self.handle.app, self.progress, topic, partition)
+        position = partition_position(self.app, self.progress, topic, partition)
         stock = record.stock
         return {
             "product_id": product_id,
@@ -97,7 +98,7 @@ class ReadModel:
     def reserved_units(self) -> int:
         """Units held by pending reservations in this worker's active product partitions (the
         sum of ``reserved``): a scan of the products' counters, at scrape time only."""
-        app = self.handle.app
+        app = self.app
         topic = self.settings.product_commands_topic
         active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
         store = self.handle.product_store
@@ -117,7 +118,7 @@ class ReadModel:
 
     def order_answer(self, saga: Saga) -> dict[str, Any]:
         partition = saga.reply_partition  # where it arrived in `orders`, and its state lives
-        app = self.handle.app
+        app = self.app
         topics = [
             partition_position(app, self.progress, name, partition)
             for name in (self.settings.orders_topic, self.settings.order_replies_topic)
@@ -159,8 +160,8 @@ class ReadModel:
 
 
 def register_views(
-    app: Any,
-    handle: Stockflow,
+    app: AppT,
+    handle: ReadSource,
     *,
     progress: Progress,
     metrics: Metrics,
@@ -168,118 +169,20 @@ def register_views(
 ) -> ReadModel:
     """Add ``/stock/{product_id}``, ``/orders/{order_id}`` and ``/metrics`` to ``app``'s web
     server. Returns the :class:`ReadModel` behind them."""
-    from faust import web
+    from stockflow.web.pages import MetricsView, OrderView, StockView, bound
 
-    router = Router(app, timeout=route_timeout)
-    read = ReadModel(handle, progress, router)
-
-    class _Routed(web.View):
-        async def relay(self, owner: str, request: Any, hops: int, *, local: bool = False) -> Any:
-            try:
-                answer = await router.forward(owner, request, hops=hops, local=local)
-            except OSError as exc:
-                return self.error(503, "owner did not answer", owner=owner, detail=str(exc))
-            return self.bytes(
-                answer.body, status=answer.status, headers={"Content-Type": answer.content_type}
-            )
-
-        def no_owner(self, partition: int) -> Any:
-            return self.error(
-                503, "no worker owns the partition (rebalancing?)", partition=partition
-            )
-
-    class StockView(_Routed):
-        """The stock of one product, from the worker owning its partition."""
-
-        async def get(self, request: Any, product_id: str) -> Any:
-            partition = read.product_partition(product_id)
-            hops = hops_of(request)
-            table = handle.product_table
-            if not router.is_active(table, partition) and hops < MAX_HOPS:
-                owner = router.owner(table, partition)
-                if owner is None:
-                    return self.no_owner(partition)
-                if not router.is_me(owner):
-                    return await self.relay(owner, request, hops)
-            answer = read.stock(product_id)
-            if answer is None:
-                return self.error(404, "unknown product", product_id=product_id)
-            return self.json(answer)
-
-    class OrderView(_Routed):
-        """An order's reservation state, from the worker owning the partition it arrived in."""
-
-        async def get(self, request: Any, order_id: str) -> Any:
-            hops = hops_of(request)
-            table = handle.order_table
-            if request.query.get("local") == "1":  # a peer asking for its active state only
-                saga = read.saga(order_id)
-                if saga is None or not router.is_active(table, saga.reply_partition):
-                    return self.error(404, "unknown order", order_id=order_id)
-                return self.json(read.order_answer(saga))
-            partition = read.order_partition(order_id)
-            if not router.is_active(table, partition) and hops < MAX_HOPS:
-                owner = router.owner(table, partition)
-                if owner is None:
-                    return self.no_owner(partition)
-                if not router.is_me(owner):
-                    return await self.relay(owner, request, hops)
-            saga = read.saga(order_id)
-            if saga is not None:
-                arrived = saga.reply_partition
-                if router.is_active(table, arrived) or hops >= MAX_HOPS:
-                    return self.json(read.order_answer(saga))
-                # Found in a standby copy here. The peers are asked for their active state
-                # (a plain relay to the arrival partition's owner would be routed back here by
-                # the order id's own partition); this copy answers only if none has it.
-                return await self.ask_peers(request, order_id, hops, standby=saga)
-            return await self.ask_peers(request, order_id, hops)
-
-        async def ask_peers(
-            self, request: Any, order_id: str, hops: int, *, standby: Saga | None = None
-        ) -> Any:
-            """An order sent without a key lives in whatever partition it landed in: ask
-            every other worker for its active state before answering from a standby copy
-            (``standby``) or saying it is unknown."""
-            peers = [url for url in router.workers(handle.order_table) if not router.is_me(url)]
-            if hops >= MAX_HOPS or not peers:
-                if standby is not None:
-                    return self.json(read.order_answer(standby))
-                return self.error(404, "unknown order", order_id=order_id)
-            answers = await asyncio.gather(
-                *(router.forward(url, request, hops=hops, local=True) for url in peers),
-                return_exceptions=True,
-            )
-            for answer in answers:
-                if not isinstance(answer, BaseException) and answer.status == 200:
-                    headers = {"Content-Type": answer.content_type}
-                    return self.bytes(answer.body, headers=headers)
-            if standby is not None:
-                return self.json(read.order_answer(standby))
-            failed = [
-                url for url, a in zip(peers, answers, strict=True) if isinstance(a, BaseException)
-            ]
-            if failed:
-                return self.error(
-                    503, "some workers did not answer", order_id=order_id, workers=failed
-                )
-            return self.error(404, "unknown order", order_id=order_id)
-
-    class MetricsView(web.View):
-        """Prometheus metrics of this worker."""
-
-        async def get(self, request: Any) -> Any:
-            return self.bytes(metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
-
+    read = ReadModel(app, handle, progress, Router(app, timeout=route_timeout))
     prefix = handle.settings.app_id
-    app.page(r"/stock/{product_id:[\s\S]+}", name=f"{prefix}-stock")(StockView)
-    app.page(r"/orders/{order_id:[\s\S]+}", name=f"{prefix}-order")(OrderView)
-    app.page("/metrics", name=f"{prefix}-metrics")(MetricsView)
+    # One subclass per app (Faust sets the route on the class): two apps in one process
+    # never share a view.
+    app.page(r"/stock/{product_id:[\s\S]+}", name=f"{prefix}-stock")(bound(StockView, read=read))
+    app.page(r"/orders/{order_id:[\s\S]+}", name=f"{prefix}-order")(bound(OrderView, read=read))
+    app.page("/metrics", name=f"{prefix}-metrics")(bound(MetricsView, metrics=metrics))
     register_writes(app, handle)
     return read
 
 
-def register_writes(app: Any, handle: Stockflow) -> None:
+def register_writes(app: AppT, handle: ReadSource) -> None:
     """The writes (:mod:`stockflow.web.orders_api`), ``/openapi.json`` and the bearer token."""
     from stockflow.web.auth import install_auth
     from stockflow.web.openapi import register_openapi
@@ -300,4 +203,5 @@ def register_writes(app: Any, handle: Stockflow) -> None:
     reads_closed = token and settings.http_token_reads
     name = f"{settings.app_id}-openapi"
     register_openapi(app, token=token, reads_closed=reads_closed, name=name)
-    install_auth(app.web.web_app, settings)
+    # Faust's Web type does not declare web_app; its one driver, aiohttp's, has it.
+    install_auth(cast("AiohttpWeb", app.web).web_app, settings)

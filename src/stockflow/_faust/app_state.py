@@ -1,0 +1,32 @@
+"""What stockflow reads of a running Faust app that Faust's types do not declare.
+
+Faust ships type hints (``faust.types.AppT`` and friends) and stockflow's agents, views and
+wiring use them; these few reads go past them, each to a name :mod:`stockflow._faust.internals`
+checks at startup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from faust.tables import TableManager
+    from faust.types import TP, AppT
+
+__all__ = ["committed_offset", "tables_recovered"]
+
+
+def tables_recovered(app: AppT) -> bool:
+    """Whether the app's tables finished recovering (set again after every rebalance)."""
+    # TableManagerT does not declare ``recovery``; Faust's TableManager (every app's) has it.
+    return cast("TableManager", app.tables).recovery.completed.is_set()
+
+
+def committed_offset(app: AppT, tp: TP) -> int | None:
+    """The group's committed offset of ``tp`` as the consumer last saw it, if any."""
+    committed: Mapping[TP, int] | None = getattr(app.consumer, "_committed_offset", None)
+    if committed is None:
+        return None
+    value = committed.get(tp)
+    return value if isinstance(value, int) else None
