@@ -1,5 +1,5 @@
 """Plain aiokafka clients outside the worker: where the broker is, how to authenticate, and a
-consumer without a group for reading topics.
+consumer without a group for reading topics, and whole topics read with it.
 
 The audit, the client, ``stockflow record``, topic provisioning, the chaos and test tools and
 the bench all talk to the broker directly. They take the broker and its security settings from
@@ -11,20 +11,36 @@ the bench all talk to the broker directly. They take the broker and its security
 rebalance or moves a worker's committed offsets, and never commits; it reads the partitions it
 is assigned from where it is told (``auto_offset_reset`` ``earliest`` unless asked otherwise).
 
-Importing this module imports neither Faust, aiokafka nor the rest of stockflow.
+:func:`read_topics` reads whole topics from the beginning to the high watermark that Fetch
+responses report (correct on every broker, unlike ListOffsets on tansu 0.6).
+
+Importing this module imports neither Faust, aiokafka nor any of stockflow but its errors.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from stockflow.errors import BrokerError
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from stockflow.settings import Settings
 
-__all__ = ["bootstrap_servers", "client_kwargs", "groupless_consumer", "topic_partitions"]
+__all__ = [
+    "Record",
+    "bootstrap_servers",
+    "client_kwargs",
+    "groupless_consumer",
+    "read_topic",
+    "read_topics",
+    "topic_partitions",
+]
 
 
 def bootstrap_servers(broker: str) -> str:
@@ -104,3 +120,68 @@ async def topic_partitions(
             ids = consumer.partitions_for_topic(name)
         partitions.extend(TopicPartition(name, p) for p in sorted(ids or ()))
     return partitions
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+    def json(self) -> Any:
+        """The value parsed as JSON (raises for values that are not JSON)."""
+        assert self.value is not None
+        return json.loads(self.value)
+
+
+async def read_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    timeout: float = 30.0,
+    client_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, list[Record]]:
+    """Every record of each topic, from the beginning to its current end."""
+    names = list(dict.fromkeys(topics))
+    consumer = groupless_consumer(
+        bootstrap,
+        client_kwargs=client_kwargs,
+        fetch_max_wait_ms=50,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    try:
+        await consumer.start()
+        partitions = await topic_partitions(consumer, names)
+        result: dict[str, list[Record]] = {name: [] for name in names}
+        if not partitions:
+            return result
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending = set(partitions)
+        while pending:
+            if loop.time() > deadline:
+                raise BrokerError(f"reading {names} did not reach the end in {timeout}s")
+            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for tp, messages in batch.items():
+                result[tp.topic].extend(
+                    Record(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
+                    for m in messages
+                )
+            for tp in list(pending):
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    pending.discard(tp)
+        for records in result.values():
+            records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+        return result
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, **kwargs: Any) -> list[Record]:
+    return (await read_topics(bootstrap, [topic], **kwargs))[topic]

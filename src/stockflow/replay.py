@@ -54,7 +54,7 @@ from stockflow.settings import Settings
 from stockflow.topics import topic_names
 
 if TYPE_CHECKING:
-    from stockflow.testing.topics import Record
+    from stockflow.kafka import Record
 
 __all__ = [
     "InputRecord",

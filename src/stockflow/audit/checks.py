@@ -57,7 +57,7 @@ from stockflow.audit.events import (
 from stockflow.audit.findings import AuditResult, Finding, Position
 from stockflow.audit.lifecycle import check_lifecycle
 from stockflow.audit.stock import ShortfallMark, StockInput, check_stock
-from stockflow.testing.topics import Record
+from stockflow.kafka import Record
 
 __all__ = ["audit_records"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from stockflow.audit.findings import Position
-from stockflow.testing.topics import Record
+from stockflow.kafka import Record
 
 __all__ = [
     "CLOSINGS",

@@ -16,9 +16,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from stockflow.audit.checks import audit_records
 from stockflow.audit.findings import AuditResult
-from stockflow.kafka import bootstrap_servers, client_kwargs
+from stockflow.kafka import Record, bootstrap_servers, client_kwargs, read_topics
 from stockflow.settings import Settings
-from stockflow.testing.topics import Record, read_topics
 
 __all__ = ["AuditTopics", "audit_topics", "audit_topics_async"]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stockflow.chaos.garbage import BAD_KEY_PREFIX
-from stockflow.testing.topics import Record
+from stockflow.kafka import Record
 
 __all__ = ["CheckReport", "Topics", "check_run", "lifecycle_problems"]
 

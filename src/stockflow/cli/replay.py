@@ -183,9 +183,8 @@ def record(
 
     from stockflow.cli.reach import quiet_kafka_logs, require_broker, topics_unreadable
     from stockflow.errors import BrokerError
-    from stockflow.kafka import bootstrap_servers, client_kwargs
+    from stockflow.kafka import bootstrap_servers, client_kwargs, read_topics
     from stockflow.replay import record_lines
-    from stockflow.testing.topics import read_topics
 
     settings = _settings({"broker": broker} if broker else {})
     if topics:

@@ -1,8 +1,8 @@
-"""Reading and writing whole topics, for tests, the demo and ``stockflow audit``.
+"""Reading and writing whole topics, for tests and the demo.
 
-Reads go from the beginning to the high watermark that Fetch responses report (correct on every
-broker, unlike ListOffsets on tansu 0.6), without a consumer group, so they never disturb the
-workers' offsets.
+Whole-topic reads (:func:`read_topics`, :class:`Record`) live in the runtime's
+:mod:`stockflow.kafka`, because ``stockflow audit`` and ``stockflow record`` use them in
+production; they are re-exported here for tests.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ import asyncio
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stockflow.errors import BrokerError
-from stockflow.kafka import groupless_consumer, topic_partitions
+from stockflow.kafka import Record, read_topic, read_topics, topic_partitions
 
 __all__ = [
     "Record",
@@ -27,21 +26,6 @@ __all__ = [
     "read_topics",
     "wait_for",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
-
-    def json(self) -> Any:
-        """The value parsed as JSON (raises for values that are not JSON)."""
-        assert self.value is not None
-        return json.loads(self.value)
 
 
 def _encode(value: Any) -> bytes | None:
@@ -84,56 +68,6 @@ async def produce(
         return len(futures)
     finally:
         await producer.stop()
-
-
-async def read_topics(
-    bootstrap: str,
-    topics: Iterable[str],
-    *,
-    timeout: float = 30.0,
-    client_kwargs: Mapping[str, Any] | None = None,
-) -> dict[str, list[Record]]:
-    """Every record of each topic, from the beginning to its current end."""
-    names = list(dict.fromkeys(topics))
-    consumer = groupless_consumer(
-        bootstrap,
-        client_kwargs=client_kwargs,
-        fetch_max_wait_ms=50,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    try:
-        await consumer.start()
-        partitions = await topic_partitions(consumer, names)
-        result: dict[str, list[Record]] = {name: [] for name in names}
-        if not partitions:
-            return result
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        pending = set(partitions)
-        while pending:
-            if loop.time() > deadline:
-                raise BrokerError(f"reading {names} did not reach the end in {timeout}s")
-            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            for tp, messages in batch.items():
-                result[tp.topic].extend(
-                    Record(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
-                    for m in messages
-                )
-            for tp in list(pending):
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
-                    pending.discard(tp)
-        for records in result.values():
-            records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
-        return result
-    finally:
-        await consumer.stop()
-
-
-async def read_topic(bootstrap: str, topic: str, **kwargs: Any) -> list[Record]:
-    return (await read_topics(bootstrap, [topic], **kwargs))[topic]
 
 
 def wait_for(
