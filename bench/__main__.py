@@ -66,6 +66,8 @@ KNOBS: tuple[dict[str, str], ...] = (
     {"STOCKFLOW_COMMIT_INTERVAL": "2.0"},
     {"STOCKFLOW_FETCH_MAX_WAIT_MS": "10"},
     {"STOCKFLOW_FETCH_MAX_WAIT_MS": "200"},
+    {"STOCKFLOW_GC_THRESHOLD": "0"},  # Python's own collector: the A/B of stockflow.garbage
+    {"STOCKFLOW_GC_THRESHOLD": "200000"},
     {"BENCH_PARTITIONS": "1"},
     {"BENCH_PARTITIONS": "8"},
     # Experiments through bench.variants: the same worker with one change.

@@ -18,6 +18,8 @@ runs before it starts its producer, consumer and agents:
    their partition count, or the broker refuses or cannot be reached within
    ``STOCKFLOW_PROVISION_TIMEOUT``, the worker logs one message saying what and how to fix it
    and exits with status 2 (:data:`EXIT_TOPICS`) before it consumes anything.
+3. The garbage collector is tuned for a worker (:mod:`stockflow.garbage`,
+   ``STOCKFLOW_GC_THRESHOLD``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from stockflow.errors import StockflowError
+from stockflow.garbage import tune_garbage_collector
 from stockflow.settings import Settings
 from stockflow.topics import TopicSpec
 
@@ -169,6 +172,7 @@ def attach(
             watchdog.arm("refused to start", settings.stop_timeout, EXIT_TOPICS)
             raise SystemExit(EXIT_TOPICS) from None
         await first_start()
+        tune_garbage_collector(settings.gc_threshold)
 
     # An attribute of this app only (mode calls ``self.on_first_start()``): an embedding app's
     # own method, overridden in its class or not, still runs after provisioning.

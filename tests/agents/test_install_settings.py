@@ -126,8 +126,8 @@ def test_fast_restore(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
 
 
 def test_provisioning_and_exit_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first start provisions topics from the settings (partitions, retention) and starts
-    the exit watchdog with the crash and stop bounds."""
+    """The first start provisions topics from the settings (partitions, retention), starts
+    the exit watchdog with the crash and stop bounds and tunes the garbage collector."""
     seen: dict[str, Any] = {}
 
     async def fake_provision(settings: Any, specs: Any, **kwargs: Any) -> list[Any]:
@@ -140,12 +140,21 @@ def test_provisioning_and_exit_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr("stockflow.provisioning.provision", fake_provision)
     monkeypatch.setattr(ExitWatchdog, "start", fake_start)
+    monkeypatch.setattr(
+        "stockflow.lifecycle.tune_garbage_collector", lambda threshold: seen.update(gc=threshold)
+    )
     app, handle = build(
-        monkeypatch, partitions=6, topic_retention=120, crash_exit_timeout=3, stop_timeout=4
+        monkeypatch,
+        partitions=6,
+        topic_retention=120,
+        crash_exit_timeout=3,
+        stop_timeout=4,
+        gc_threshold=1234,
     )
     monkeypatch.setattr(app, "_create_directories", lambda: None)
     asyncio.run(app.on_first_start())
     assert seen["bounds"] == (3, 4)
+    assert seen["gc"] == 1234  # the collector tuned with the setting, once the app has started
     assert list(seen["specs"]) == list(required_topics(handle.settings, app.conf.id))
     orders = next(s for s in seen["specs"] if s.name == handle.settings.orders_topic)
     assert (orders.partitions, orders.config["retention.ms"]) == (6, "120000")

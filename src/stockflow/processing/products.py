@@ -221,10 +221,11 @@ class ProductWriter:
             outputs.append(
                 Out("reservations", source.order_id.encode(), encode_entry_event(source))
             )
-        outputs.extend(
-            Out("reservations", event.product_id.encode(), encode(event))
-            for event in decision.extra  # shortfalls, keyed by product
-        )
+        if decision.extra:  # shortfalls, keyed by product: rare, no generator for the rest
+            outputs.extend(
+                Out("reservations", event.product_id.encode(), encode(event))
+                for event in decision.extra
+            )
         return outputs
 
     def _fire(self, partition: int, now_ms: int) -> None:
