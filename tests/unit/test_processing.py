@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 
@@ -108,6 +110,24 @@ class JournalStore(MemoryStore):
 
     def clone(self) -> JournalStore:
         return JournalStore(self.items())
+
+
+def each_lost_suffix(
+    base: JournalStore, step_on: Callable[[JournalStore], Callable[[], Step]]
+) -> Iterator[tuple[int, JournalStore, Step]]:
+    """For every suffix of one step's writes a crash could lose: how many writes were lost, the
+    store after the step lost them, and what the redelivered step (the same processor) did.
+    ``step_on(store)`` binds the step to a processor over ``store``."""
+    probe = base.clone()
+    probe.begin()
+    step_on(probe)()
+    for lost in range(1, len(probe.journal) + 1):
+        store = base.clone()
+        step = step_on(store)
+        store.begin()
+        step()
+        store.lose_last(lost)
+        yield lost, store, step()
 
 
 def command_meta(offset: int, at: int, partition: int = 0):
@@ -457,18 +477,10 @@ def test_any_lost_suffix_of_a_step_is_repaired_by_its_redelivery(command: str) -
     ProductWriter(clean, POLICY).handle(value, at)
     assert clean.journal == []  # a redelivery with nothing lost writes nothing
 
-    probe = base_store.clone()
-    probe.begin()
-    ProductWriter(probe, POLICY).handle(value, at)
-    for lost in range(1, len(probe.journal) + 1):
-        store = base_store.clone()
-        writer = ProductWriter(store, POLICY)
-        store.begin()
-        writer.handle(value, at)
-        store.lose_last(lost)
+    def step_on(store: JournalStore) -> Callable[[], Step]:
+        return partial(ProductWriter(store, POLICY).handle, value, at)
 
-        redelivered = writer.handle(value, at)
-
+    for lost, store, redelivered in each_lost_suffix(base_store, step_on):
         assert store.items() == clean.items(), lost
         # Re-derived, not silent: the same events (and answer) as the first time.
         assert redelivered.outputs == expected.outputs, lost
@@ -521,18 +533,11 @@ def test_a_product_batch_survives_any_lost_suffix_of_its_writes() -> None:
         ("o-3", "refused"),
         ("o-4", "pending"),
     ]
-    probe = base_store.clone()
-    probe.begin()
-    ProductWriter(probe, POLICY).handle(value, at)
-    for lost in range(1, len(probe.journal) + 1):
-        store = base_store.clone()
-        writer = ProductWriter(store, POLICY)
-        store.begin()
-        writer.handle(value, at)
-        store.lose_last(lost)
 
-        redelivered = writer.handle(value, at)
+    def step_on(store: JournalStore) -> Callable[[], Step]:
+        return partial(ProductWriter(store, POLICY).handle, value, at)
 
+    for lost, store, redelivered in each_lost_suffix(base_store, step_on):
         assert store.items() == clean.items(), lost
         assert redelivered.outputs == expected.outputs, lost
 
@@ -579,19 +584,13 @@ def test_a_reply_batch_survives_any_lost_suffix_of_its_writes() -> None:
     ]
     assert saga_of(clean, "o-1").status == "reserved"
     assert saga_of(clean, "o-2").status == "rejected"
-    probe = store.clone()
-    probe.begin()
-    OrderDesk(probe, POLICY).handle_reply(value, at)
-    assert len(probe.journal) >= 4  # timers, then each saga once
-    for lost in range(1, len(probe.journal) + 1):
-        crashed = store.clone()
-        again = OrderDesk(crashed, POLICY)
-        crashed.begin()
-        again.handle_reply(value, at)
-        crashed.lose_last(lost)
 
-        redelivered = again.handle_reply(value, at)
+    def step_on(crashed: JournalStore) -> Callable[[], Step]:
+        return partial(OrderDesk(crashed, POLICY).handle_reply, value, at)
 
+    runs = list(each_lost_suffix(store, step_on))
+    assert len(runs) >= 4  # timers, then each saga once
+    for lost, crashed, redelivered in runs:
         assert crashed.items() == clean.items(), lost
         assert {out.value for out in redelivered.outputs} == {
             out.value for out in expected.outputs
