@@ -33,7 +33,7 @@ from typing import Any
 
 from bench.core import run_core
 from bench.goals import evaluate_goals
-from bench.harness import RunResult, latency_run, median_run, throughput_run
+from bench.harness import RunResult, latency_run, median_of, median_run, throughput_run
 from bench.load import workload
 from bench.preflight import require
 from bench.procs import stopping_children
@@ -101,6 +101,8 @@ class Plan:
     repeat: int
     env: dict[str, str]
     timeout: float
+    knobs: tuple[dict[str, str], ...] = KNOBS
+    knob_workload: str = "spread"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
@@ -134,7 +136,14 @@ class Plan:
             repeat=args.repeat,
             env=env,
             timeout=args.timeout,
+            knobs=({}, *(_knob(text) for text in args.knob)) if args.knob else KNOBS,
+            knob_workload=args.knob_workload,
         )
+
+
+def _knob(text: str) -> dict[str, str]:
+    """``K=V;K2=V2`` as the environment of one knob run."""
+    return dict(item.split("=", 1) for item in text.split(";") if item)
 
 
 def _machine() -> dict[str, Any]:
@@ -311,19 +320,21 @@ def _core(plan: Plan, report: Report) -> None:
 
 
 def _knobs(plan: Plan, report: Report) -> None:
-    for overrides in KNOBS:
-        env = {**plan.env, **overrides}
-        partitions = int(env.pop("BENCH_PARTITIONS", plan.partitions))
-        load = workload("spread", plan.orders, plan.products, prefix="knob-")
-        result: RunResult = median_run(
-            plan.repeat,
-            throughput_run,
-            "stockflow",
-            load,
-            partitions=partitions,
-            env=env,
-            timeout=plan.timeout,
-        )
+    # Interleaved (every knob once, then every knob again): a machine that gets busier or
+    # quieter during the section moves every knob's median alike, not the last knob's only.
+    runs: list[list[RunResult]] = [[] for _ in plan.knobs]
+    for _round in range(max(plan.repeat, 1)):
+        for index, overrides in enumerate(plan.knobs):
+            env = {**plan.env, **overrides}
+            partitions = int(env.pop("BENCH_PARTITIONS", plan.partitions))
+            load = workload(plan.knob_workload, plan.orders, plan.products, prefix="knob-")
+            runs[index].append(
+                throughput_run(
+                    "stockflow", load, partitions=partitions, env=env, timeout=plan.timeout
+                )
+            )
+    for overrides, results in zip(plan.knobs, runs, strict=True):
+        result = median_of(results)
         result.note = " ".join(f"{k.removeprefix('STOCKFLOW_')}={v}" for k, v in overrides.items())
         result.note = result.note or "defaults"
         report.knobs.append(result.as_dict())
@@ -420,6 +431,17 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="STOCKFLOW_X=V",
         help="worker setting for every stockflow run (repeatable)",
+    )
+    parser.add_argument(
+        "--knob",
+        action="append",
+        default=[],
+        metavar="K=V[;K=V]",
+        help="knobs section: compare the defaults with these environments only (repeatable); "
+        "PYTHONPATH=<tree>/src runs another checkout's stockflow: a same-run A/B of a change",
+    )
+    parser.add_argument(
+        "--knob-workload", default="spread", choices=("spread", "hot", "multi"), help="knobs"
     )
     parser.add_argument("--profile", action="store_true", help="add a py-spy profile section")
     parser.add_argument("--timeout", type=float, default=300.0, help="bound of every wait (s)")

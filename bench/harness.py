@@ -64,6 +64,9 @@ class RunResult:
     correct: bool | None = None
     cpu_cores: float | None = None
     cpu_ms_per_order: float | None = None
+    broker_cpu_ms_per_order: float | None = None
+    """CPU the broker spent per order in the same run: a system that produces more records per
+    order costs the shared machine more than its own CPU says."""
     runs: list[float] = field(default_factory=list)
     rss_mb: float | None = None
     offered: float | None = None
@@ -115,6 +118,8 @@ def _measure(
     pids = system.pids
     writes_before = _changelog_records(system)
     cpu_before = _cpu(pids)
+    broker_pids = [] if system.broker.process is None else [system.broker.process.pid]
+    broker_before = _cpu(broker_pids)
     wall_before = time.monotonic()
     sent, tally = asyncio.run(
         system.watched(
@@ -133,6 +138,9 @@ def _measure(
         )
     )
     cpu_after = _cpu(pids)
+    broker_after = _cpu(broker_pids)
+    if broker_before is not None and broker_after is not None:
+        result.broker_cpu_ms_per_order = (broker_after - broker_before) * 1000 / max(load.orders, 1)
     if cpu_before is not None and cpu_after is not None:
         result.cpu_cores = (cpu_after - cpu_before) / max(time.monotonic() - wall_before, 1e-9)
         # CPU per order is steadier than orders/s on a shared machine: a starved run is slower
@@ -200,7 +208,11 @@ def throughput_run(
 
 def median_run(repeat: int, run: Callable[..., RunResult], *args: Any, **kwargs: Any) -> RunResult:
     """``run(*args, **kwargs)`` ``repeat`` times; the median-rate run, every rate in ``runs``."""
-    results = [run(*args, **kwargs) for _ in range(max(repeat, 1))]
+    return median_of([run(*args, **kwargs) for _ in range(max(repeat, 1))])
+
+
+def median_of(results: list[RunResult]) -> RunResult:
+    """The median-rate run of ``results``, every rate in its ``runs``."""
     ordered = sorted(results, key=lambda r: r.rate)
     chosen = ordered[(len(ordered) - 1) // 2]
     chosen.runs = [round(r.rate, 1) for r in results]

@@ -132,6 +132,7 @@ class Report:
             "vs quix",
             "cpu cores",
             "cpu ms/order",
+            "broker ms/order",
             "writes/order",
             "runs",
             "reserved",
@@ -150,6 +151,7 @@ class Report:
                 _ratio(row["rate"], self.rate("quix", kind)),
                 _num(row["cpu_cores"], 2),
                 _num(row["cpu_ms_per_order"], 3),
+                _num(row.get("broker_cpu_ms_per_order"), 3),
                 _num(row.get("changelog_per_order"), 2),
                 _runs(row),
                 _num(row["statuses"].get("reserved")),
@@ -338,7 +340,8 @@ class Report:
     def _knobs_table(self) -> Table | None:
         if not self.knobs:
             return None
-        table = Table(title="Worker knobs (env), spread throughput, vs stockflow defaults")
+        kind = self.knobs[0].get("workload", "spread")
+        table = Table(title=f"Worker knobs (env), {kind} throughput, vs stockflow defaults")
         for col in (
             "settings",
             "orders/s",
@@ -346,6 +349,7 @@ class Report:
             "cpu cores",
             "cpu ms/order",
             "cpu/order vs defaults",
+            "broker ms/order",
             "runs",
         ):
             table.add_column(col, justify="left" if col == "settings" else "right")
@@ -358,6 +362,7 @@ class Report:
                 _num(row["cpu_cores"], 2),
                 _num(row["cpu_ms_per_order"], 3),
                 _ratio(row["cpu_ms_per_order"], base_cpu),
+                _num(row.get("broker_cpu_ms_per_order"), 3),
                 _runs(row),
             )
         return table
