@@ -350,6 +350,7 @@ class Report:
             "cpu ms/order",
             "cpu/order vs defaults",
             "broker ms/order",
+            "writes/order",
             "runs",
         ):
             table.add_column(col, justify="left" if col == "settings" else "right")
@@ -363,6 +364,7 @@ class Report:
                 _num(row["cpu_ms_per_order"], 3),
                 _ratio(row["cpu_ms_per_order"], base_cpu),
                 _num(row.get("broker_cpu_ms_per_order"), 3),
+                _num(row.get("changelog_per_order"), 2),
                 _runs(row),
             )
         return table

@@ -18,7 +18,7 @@ from stockflow.core import saga as saga_core
 from stockflow.core.policy import Policy
 from stockflow.core.saga import Saga, SagaDecision
 from stockflow.core.stock import Reservation, Stock
-from stockflow.keys import ledger_prefix, saga_key, stock_key
+from stockflow.keys import ledger_prefix, stock_key
 from stockflow.models import (
     OUTPUT_EVENT_ADAPTER,
     DeadLetter,
@@ -27,7 +27,8 @@ from stockflow.models import (
     OrderRejected,
     OrderReserved,
 )
-from stockflow.processing.codec import decode_entry, decode_saga, decode_stock, encode_outcome
+from stockflow.processing.codec import decode_entry, decode_stock, encode_outcome
+from stockflow.processing.orders import load_saga
 from stockflow.processing.pipeline import Emitted, LocalPipeline
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import MemoryStore
@@ -130,8 +131,8 @@ def ledger_of(store: MemoryStore, product_id: str) -> list[Reservation]:
 
 
 def saga_of(store: MemoryStore, order_id: str) -> Saga | None:
-    value = store.get(saga_key(order_id))
-    return None if value is None else decode_saga(value)
+    """The saga as the order desk reads it (a plain reservation may be held by its timer)."""
+    return load_saga(store, order_id)
 
 
 # --- a pipeline with a clock ------------------------------------------------------------------

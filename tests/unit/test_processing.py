@@ -50,11 +50,13 @@ from stockflow.processing import InventoryRouter, MemoryStore, OrderDesk, Produc
 from stockflow.processing.codec import (
     ERROR_LIMIT,
     StockRecord,
+    decode_saga,
     decode_stock,
     decode_stock_values,
     encode,
     encode_stock,
 )
+from stockflow.processing.orders import HELD
 from stockflow.processing.pipeline import LocalPipeline
 from stockflow.processing.records import Step
 from stockflow.processing.sweep import sweep_interval
@@ -66,6 +68,7 @@ from fixtures import (
     events_of,
     ledger_of,
     meta,
+    order_paid,
     order_placed,
     raw,
     saga_of,
@@ -1047,3 +1050,61 @@ def test_a_sweep_walks_a_partition_in_batches_from_its_cursor(monkeypatch) -> No
     assert shop.ledger("p") == []
     state = json.loads(store.get(sweep_state_key(0)) or b"")
     assert state[1] is None  # the pass finished: the cursor is reset for the next one
+
+
+def test_a_single_line_reservation_is_stored_as_its_expiry_timer_not_a_second_saga() -> None:
+    # The saga is written once at placement; the plain answer (reserved, nothing waiting) is one
+    # write: the expiry timer holding HELD. Reading the saga applies it; payment writes it whole.
+    store = JournalStore()
+    desk = OrderDesk(store, POLICY)
+    desk.handle_order(order_placed("o-1", ("p", 1)), meta(offset=0, timestamp_ms=T0, key=b"o-1"))
+    placed = store.get(saga_key("o-1"))
+    answer = encode(LineAnswer(order_id="o-1", product_id="p", status="reserved", quantity=1))
+    at = meta("order-replies", offset=0, timestamp_ms=T0 + 10)
+    expiry = timer_key(0, T0 + POLICY.reservation_ttl_ms, "expiry", "o-1")
+
+    store.begin()
+    step = desk.handle_reply(answer, at)
+
+    assert step == Step()
+    assert [key for key, _previous in store.journal] == [expiry]
+    assert store.get(expiry) == HELD and store.get(saga_key("o-1")) == placed
+    held = desk.saga("o-1")
+    assert held is not None and held.status == "reserved"
+    assert [line.answer for line in held.lines] == ["reserved"]
+
+    # Redelivered: nothing new is written or published.
+    store.begin()
+    assert desk.handle_reply(answer, at) == Step()
+    assert store.journal == []
+
+    # Payment decides on the held saga and writes it whole.
+    paid = desk.handle_order(order_paid("o-1"), meta(offset=1, key=b"o-1"))
+    assert [out.role for out in paid.outputs] == ["product_commands"]
+    assert Confirm.model_validate_json(paid.outputs[0].value).order_id == "o-1"
+    confirmed = decode_saga(store.get(saga_key("o-1")) or b"")
+    assert confirmed.status == "confirmed" and desk.saga("o-1") == confirmed
+
+    # Its expiry timer then finds a confirmed order: nothing happens, and it is deleted.
+    fired = desk.handle_reply(
+        encode(FireTimers(partition=0, now_ms=T0 + POLICY.reservation_ttl_ms)),
+        meta("order-replies", timestamp_ms=T0 + POLICY.reservation_ttl_ms),
+    )
+    assert fired.outputs == [] and fired.after_flush == [expiry]
+
+
+def test_a_held_single_line_order_expires_from_its_timer() -> None:
+    store = MemoryStore()
+    desk = OrderDesk(store, POLICY)
+    desk.handle_order(order_placed("o-1", ("p", 2)), meta(offset=0, timestamp_ms=T0, key=b"o-1"))
+    answer = encode(LineAnswer(order_id="o-1", product_id="p", status="reserved", quantity=2))
+    desk.handle_reply(answer, meta("order-replies", timestamp_ms=T0 + 10))
+    due = T0 + POLICY.reservation_ttl_ms
+
+    fired = desk.handle_reply(
+        encode(FireTimers(partition=0, now_ms=due)), meta("order-replies", timestamp_ms=due)
+    )
+
+    released = [Release.model_validate_json(o.value) for o in fired.outputs]
+    assert [(r.product_id, r.reason) for r in released] == [("p", "expired")]
+    assert saga_of(store, "o-1").status == "expired"

@@ -921,3 +921,43 @@ def test_a_single_line_place_derives_exactly_its_effects(quantity, ttl_ms, start
     derived = effects.with_effects(decision.saga)
     assert decision == derived
     assert [to_json(c) for c in decision.raw_commands] == [to_json(c) for c in derived.raw_commands]
+
+
+WAITING_ON_ITS_PRODUCT = ANSWERED_SAGAS.map(
+    lambda saga: replace(
+        saga,
+        lines=(replace(saga.lines[0], answer="pending", action="reserve"),),
+        status="reserving",
+        pay_requested=False,
+        cancel_requested=False,
+        first_request=None,
+        product_decides=True,
+    )
+)
+
+
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
+@given(saga=WAITING_ON_ITS_PRODUCT | ANSWERED_SAGAS, now=st.integers(T0, EXPIRES + 10))
+def test_a_held_single_line_order_is_exactly_what_its_reserved_answer_decides(saga, now) -> None:
+    # The order desk stores this answer as the expiry timer's value instead of the saga
+    # (processing.orders.HELD): reading it back must give what answer_line decided.
+    held = answers.held_by_product(saga)
+    if held is None:
+        return
+    product = saga.lines[0].product_id
+    decision = decide.answer_line(saga, product, "reserved", None, None, now_ms=now, policy=POLICY)
+    assert decision.saga == held
+    assert decision.timers == ((saga.expires_at_ms, "expiry"),)
+    assert decision.raw_events == () and decision.raw_commands == () and not decision.forget
+
+
+def test_only_a_single_line_order_waiting_on_its_product_alone_can_be_held() -> None:
+    single = driver()
+    single.place(("p", 1), now=T0)
+    assert single.saga is not None
+    assert answers.held_by_product(single.saga) is not None
+    paid = replace(single.saga, pay_requested=True, first_request="pay")
+    assert answers.held_by_product(paid) is None
+    multi = driver()
+    multi.place(("p", 1), ("q", 2), now=T0)
+    assert multi.saga is not None and answers.held_by_product(multi.saga) is None

@@ -32,7 +32,14 @@ from stockflow.models import (
     Release,
 )
 
-__all__ = ["answer", "answer_generally", "answer_line", "answer_plainly", "line_index"]
+__all__ = [
+    "answer",
+    "answer_generally",
+    "answer_line",
+    "answer_plainly",
+    "held_by_product",
+    "line_index",
+]
 
 
 def answer(saga: Saga | None, reply: LineAnswer, *, now_ms: int, policy: Policy) -> SagaDecision:
@@ -117,8 +124,9 @@ def answer_plainly(
                 product_id, line.quantity, "reserved", line.reason, line.available, line.action
             )
             held = saga_with(saga, (updated,), "reserved")
-            events = () if saga.product_decides else outcome_events(held)
-            return SagaDecision(held, events, (), ((held.expires_at_ms, "expiry"),))
+            if saga.product_decides:
+                return SagaDecision(held, (), (), ((held.expires_at_ms, "expiry"),))
+            return SagaDecision(held, outcome_events(held), (), ((held.expires_at_ms, "expiry"),))
         if status != "refused" or not saga.product_decides:
             return None
         refused = LineState(product_id, line.quantity, "refused", reason, available, "none")
@@ -156,6 +164,32 @@ def answer_plainly(
     held = saga_with(saga, new_lines, "reserved")
     events = () if saga.product_decides else outcome_events(held)
     return SagaDecision(held, events, (), ((held.expires_at_ms, "expiry"),))
+
+
+def held_by_product(saga: Saga) -> Saga | None:
+    """What a single-line order becomes when its product writer reserves it while nothing else
+    happened to it (no payment or cancellation waiting): :func:`answer_line` then decides
+    exactly this saga, an expiry timer at ``expires_at_ms`` and nothing else (a property test
+    holds the two equal). ``None`` for a saga in any other state.
+
+    The order desk stores that answer as the expiry timer's value instead of writing the saga
+    again: the saga is this function of what it wrote at placement, so the common answer costs
+    one changelog record instead of two."""
+    if (
+        not saga.product_decides
+        or saga.status != "reserving"
+        or saga.pay_requested
+        or saga.cancel_requested
+        or len(saga.lines) != 1
+    ):
+        return None
+    line = saga.lines[0]
+    if line.answer != "pending" or line.action != "reserve":
+        return None
+    updated = LineState(
+        line.product_id, line.quantity, "reserved", line.reason, line.available, line.action
+    )
+    return saga_with(saga, (updated,), "reserved")
 
 
 def _answer(

@@ -1,5 +1,12 @@
 """The order desk: runs each order's saga. Consumes ``orders`` and the reply topic, both
-partitioned the same way, so one stream owns an order's whole life."""
+partitioned the same way, so one stream owns an order's whole life.
+
+A single-line order's saga is written once at placement. Its product writer's usual answer
+(reserved, nothing else waiting) is stored as the value of the order's expiry timer
+(:data:`HELD`) instead of a second copy of the saga: the saga it implies is a function of the
+first (:func:`stockflow.core.saga.held_by_product`), applied whenever the saga is read
+(:func:`load_saga`). Any later change writes the whole saga again, which then supersedes it.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +26,30 @@ from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
 from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
 
-__all__ = ["OrderDesk"]
+__all__ = ["HELD", "OrderDesk", "load_saga"]
+
+HELD = b"held"
+"""The value of a single-line order's expiry timer once its product writer reserved it (other
+timers hold ``b""``)."""
+
+
+def load_saga(store: StateStore, order_id: str) -> Saga | None:
+    """The order's saga as the order desk decides on it: the stored record, with a product
+    writer's plain reservation applied when its expiry timer holds :data:`HELD`."""
+    raw = store.get(saga_key(order_id))
+    if raw is None:
+        return None
+    saga = decode_saga(raw)
+    if saga.product_decides and saga.status == "reserving":
+        held = decide.held_by_product(saga)
+        if held is not None and store.get(_expiry_key(saga, order_id)) == HELD:
+            return held
+    return saga
+
+
+def _expiry_key(saga: Saga, order_id: str) -> str:
+    # The reply partition is the saga's own partition: its timers live there.
+    return timer_key(saga.reply_partition, saga.expires_at_ms, "expiry", order_id)
 
 
 class OrderDesk:
@@ -88,11 +118,32 @@ class OrderDesk:
         # in one record: its saga is decoded and encoded once for all of them.
         partition, now = meta.partition, meta.timestamp_ms
         changed: dict[str, Saga | None] = {}
+        held_now: dict[str, Saga] = {}  # answered through HELD in this record
         outputs: list[Out] = []
         for answer in answers:
             order_id: str = answer["order_id"]
+            saga: Saga | None
+            if order_id in changed:
+                saga = changed[order_id]
+            elif order_id in held_now:
+                saga = held_now[order_id]
+            else:
+                saga = self._load(order_id)
+                held = None if saga is None else decide.held_by_product(saga)
+                if (
+                    held is not None
+                    and saga is not None
+                    and answer["status"] == "reserved"
+                    and saga.reply_partition == partition
+                    and held.lines[0].product_id == answer["product_id"]
+                ):
+                    # One write instead of the saga's and its timer's (see HELD). A later
+                    # answer in this record that changes it writes the whole saga.
+                    self.store.put(_expiry_key(saga, order_id), HELD)
+                    held_now[order_id] = held
+                    continue
             decision = decide.answer_line(
-                changed[order_id] if order_id in changed else self._load(order_id),
+                saga,
                 answer["product_id"],
                 answer["status"],
                 answer["reason"],
@@ -118,8 +169,7 @@ class OrderDesk:
         return self._load(order_id)
 
     def _load(self, order_id: str) -> Saga | None:
-        raw = self.store.get(saga_key(order_id))
-        return None if raw is None else decode_saga(raw)
+        return load_saga(self.store, order_id)
 
     def _apply(self, order_id: str, partition: int, decision: SagaDecision) -> Step:
         return Step(outputs=self._outputs(order_id, partition, decision))
