@@ -170,17 +170,17 @@ def test_health_and_ready_answer_on_a_running_worker(tmp_path: Path) -> None:
 
         # A backlog above STOCKFLOW_READY_MAX_LAG: not ready, with the reason, until processed.
         worker.stop()
-        backlog = [order_placed(f"q{n}", ("none", 1)) for n in range(20_000)]
+        backlog = [order_placed(f"q{n}", ("none", 1)) for n in range(8_000)]
         harness.send(backlog)
         worker.env["STOCKFLOW_READY_MAX_LAG"] = "100"
-        # The batch consumer works off 20,000 orders before the first poll here; Faust's
+        # The batch consumer works off 8,000 orders before the first poll here; Faust's
         # stream path one record at a time leaves the backlog long enough to be seen. /ready
         # reads the same lag either way (the progress of applied offsets and the high marks).
         worker.env["STOCKFLOW_CONSUMER"] = "stream"
         worker.env["STOCKFLOW_BATCH_MAX_RECORDS"] = "1"
         worker.start().wait_ready(30)
         seen: list[tuple[int, dict[str, Any]]] = []
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         while (answer := get(f"{base}/ready"))[0] != 200 or not seen:
             seen.append(answer)
             assert time.monotonic() < deadline, seen[-3:]
