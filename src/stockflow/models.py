@@ -399,10 +399,21 @@ REPLY_COMMAND_ADAPTER: TypeAdapter[LineAnswer | FireTimers | ReplyBatch] = TypeA
 OUTPUT_EVENT_ADAPTER: TypeAdapter[object] = TypeAdapter(OutputEvent)
 
 
+_last_iso: tuple[int | None, str] = (None, "")
+"""The last conversion: a reservation's hold and its order's outcome carry the same expiry, one
+after the other. One tuple, replaced whole, so a reader in another thread sees a matching pair."""
+
+
 def iso_from_ms(epoch_ms: int) -> str:
     """UTC ISO 8601 with millisecond precision, e.g. ``2026-11-25T09:00:00.000Z``."""
+    global _last_iso
+    last = _last_iso
+    if last[0] == epoch_ms:
+        return last[1]
     seconds, millis = divmod(epoch_ms, 1000)
-    return f"{_iso_seconds(seconds)}.{millis:03d}Z"
+    text = f"{_iso_seconds(seconds)}.{millis:03d}Z"
+    _last_iso = (epoch_ms, text)
+    return text
 
 
 @lru_cache(maxsize=4096)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given, settings
@@ -28,6 +29,7 @@ from stockflow.keys import (
     timer_key,
     timer_prefix,
 )
+from stockflow.models import iso_from_ms
 
 ids = st.text(min_size=0, max_size=20)  # ":" and digits included: ids are arbitrary strings
 
@@ -93,3 +95,13 @@ def test_keys_sits_below_every_layer() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert eval(loaded) == ["stockflow.errors", "stockflow.keys", "stockflow.settings"]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.integers(-(10**12), 4 * 10**12), min_size=1, max_size=6))
+def test_iso_timestamps_match_datetime_whatever_was_converted_before(moments) -> None:
+    # iso_from_ms remembers its last conversion (an order's hold and outcome share it).
+    for ms in (*moments, *moments):
+        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+        expected = moment.isoformat(timespec="milliseconds")
+        assert iso_from_ms(ms) == expected.replace("+00:00", "Z")
