@@ -102,7 +102,7 @@ class Plan:
     env: dict[str, str]
     timeout: float
     knobs: tuple[dict[str, str], ...] = KNOBS
-    knob_workload: str = "spread"
+    workload: str = "spread"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
@@ -137,7 +137,7 @@ class Plan:
             env=env,
             timeout=args.timeout,
             knobs=({}, *(_knob(text) for text in args.knob)) if args.knob else KNOBS,
-            knob_workload=args.knob_workload,
+            workload=args.workload,
         )
 
 
@@ -327,7 +327,7 @@ def _knobs(plan: Plan, report: Report) -> None:
         for index, overrides in enumerate(plan.knobs):
             env = {**plan.env, **overrides}
             partitions = int(env.pop("BENCH_PARTITIONS", plan.partitions))
-            load = workload(plan.knob_workload, plan.orders, plan.products, prefix="knob-")
+            load = workload(plan.workload, plan.orders, plan.products, prefix="knob-")
             runs[index].append(
                 throughput_run(
                     "stockflow", load, partitions=partitions, env=env, timeout=plan.timeout
@@ -349,7 +349,7 @@ def _profile(plan: Plan, report: Report) -> None:
         holder["profiler"] = Profiler(system.pid, rate=200)
         return holder["profiler"]
 
-    load = workload("spread", plan.orders, plan.products, prefix="prof-")
+    load = workload(plan.workload, plan.orders, plan.products, prefix="prof-")
     result = throughput_run(
         "stockflow",
         load,
@@ -441,7 +441,10 @@ def main(argv: list[str] | None = None) -> int:
         "PYTHONPATH=<tree>/src runs another checkout's stockflow: a same-run A/B of a change",
     )
     parser.add_argument(
-        "--knob-workload", default="spread", choices=("spread", "hot", "multi"), help="knobs"
+        "--workload",
+        default="spread",
+        choices=("spread", "hot", "multi"),
+        help="the workload of the knobs and profile sections (spread)",
     )
     parser.add_argument("--profile", action="store_true", help="add a py-spy profile section")
     parser.add_argument("--timeout", type=float, default=300.0, help="bound of every wait (s)")
