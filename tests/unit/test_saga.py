@@ -961,3 +961,66 @@ def test_only_a_single_line_order_waiting_on_its_product_alone_can_be_held() -> 
     multi = driver()
     multi.place(("p", 1), ("q", 2), now=T0)
     assert multi.saga is not None and answers.held_by_product(multi.saga) is None
+
+
+@st.composite
+def reserving_with_answers(draw):
+    """A saga still reserving, nothing deferred, and the products of some pending lines."""
+    names = draw(st.lists(st.sampled_from(["p", "q", "r", "s"]), min_size=1, unique=True))
+    lines = tuple(
+        LineState(name, draw(st.integers(1, 3)), draw(st.sampled_from(["pending", "reserved"])))
+        for name in names
+    )
+    saga = replace(
+        draw(ANSWERED_SAGAS),
+        lines=lines,
+        status="reserving",
+        pay_requested=False,
+        cancel_requested=False,
+        first_request=None,
+    )
+    pending = [line.product_id for line in lines if line.answer == "pending"]
+    products = draw(st.permutations(pending)) if pending else ["p"]
+    return saga, products[: draw(st.integers(1, max(len(products), 1)))]
+
+
+@settings(max_examples=800, deadline=None, derandomize=True, database=None)
+@given(
+    case=reserving_with_answers()
+    | st.tuples(
+        ANSWERED_SAGAS, st.lists(st.sampled_from(["p", "q", "r", "x"]), min_size=1, max_size=4)
+    )
+)
+def test_lines_reserved_together_decide_as_one_answer_after_another(case) -> None:
+    # The order desk takes an order's reserved answers of one record together when it can.
+    saga, products = case
+    together = answers.answer_reserved(saga, products)
+    if together is None:
+        return
+    state, events, commands, timers = saga, [], [], []
+    for product in products:
+        step = decide.answer_line(
+            state, product, "reserved", None, None, now_ms=T0 + 20, policy=POLICY
+        )
+        assert not step.forget
+        state = step.saga if step.saga is not None else state
+        events.extend(step.raw_events)
+        commands.extend(step.raw_commands)
+        timers.extend(step.timers)
+    assert together.saga == state
+    assert list(together.raw_events) == events
+    assert list(together.raw_commands) == commands
+    assert list(together.timers) == timers
+
+
+def test_a_multi_line_order_answered_in_one_record_is_decided_together() -> None:
+    multi = driver()
+    multi.place(("p", 1), ("q", 2), ("r", 1), now=T0)
+    assert multi.saga is not None
+    both = answers.answer_reserved(multi.saga, ["q", "p"])
+    assert both is not None and both.saga is not None and both.saga.status == "reserving"
+    every = answers.answer_reserved(multi.saga, ["r", "q", "p"])
+    assert every is not None and every.saga is not None and every.saga.status == "reserved"
+    assert [type(event) for event in every.events] == [OrderReserved]
+    assert answers.answer_reserved(multi.saga, ["p", "p"]) is None
+    assert answers.answer_reserved(multi.saga, ["p", "x"]) is None

@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import Literal
 
 from stockflow.core.policy import Policy
-from stockflow.core.saga_answers import answer, answer_line, held_by_product
+from stockflow.core.saga_answers import answer, answer_line, answer_reserved, held_by_product
 from stockflow.core.saga_effects import (
     confirm_all,
     derive_effects,
@@ -62,6 +62,7 @@ __all__ = [
     "TimerKind",
     "answer",
     "answer_line",
+    "answer_reserved",
     "cancel",
     "fire_timer",
     "held_by_product",

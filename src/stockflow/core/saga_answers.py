@@ -37,6 +37,7 @@ __all__ = [
     "answer_generally",
     "answer_line",
     "answer_plainly",
+    "answer_reserved",
     "held_by_product",
     "line_index",
 ]
@@ -162,6 +163,46 @@ def answer_plainly(
     if waiting:
         return SagaDecision(saga=saga_with(saga, new_lines, "reserving"))
     held = saga_with(saga, new_lines, "reserved")
+    events = () if saga.product_decides else outcome_events(held)
+    return SagaDecision(held, events, (), ((held.expires_at_ms, "expiry"),))
+
+
+def answer_reserved(saga: Saga, product_ids: list[str]) -> SagaDecision | None:
+    """Several lines of one order reserved by answers of one reply record, decided at once:
+    exactly what :func:`answer_line` decides for them one after the other, when each of those
+    answers takes :func:`answer_plainly`'s way (a property test holds the two equal). ``None``
+    for anything else: the caller then answers them one by one.
+
+    A multi-line order's answers usually come in one record (its Reserves leave together and
+    are answered in the same fetch): the saga is rebuilt once instead of once per line."""
+    if saga.status != "reserving" or saga.pay_requested or saga.cancel_requested:
+        return None
+    wanted = set(product_ids)
+    if len(wanted) != len(product_ids):
+        return None  # the same line answered twice: the general path says what that means
+    lines = saga.lines
+    updated: list[LineState] = []
+    waiting = False
+    for line in lines:
+        if line.action != "reserve":
+            return None
+        if line.product_id in wanted:
+            if line.answer != "pending":
+                return None
+            wanted.discard(line.product_id)
+            line = LineState(
+                line.product_id, line.quantity, "reserved", line.reason, line.available, "reserve"
+            )
+        elif line.answer == "pending":
+            waiting = True
+        elif line.answer != "reserved":
+            return None  # a refusal (partial orders): the general path lists it
+        updated.append(line)
+    if wanted:
+        return None  # an answer for a product the order does not hold
+    if waiting:
+        return SagaDecision(saga=saga_with(saga, tuple(updated), "reserving"))
+    held = saga_with(saga, tuple(updated), "reserved")
     events = () if saga.product_decides else outcome_events(held)
     return SagaDecision(held, events, (), ((held.expires_at_ms, "expiry"),))
 

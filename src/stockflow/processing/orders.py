@@ -21,7 +21,7 @@ from stockflow.core.saga import Plain, Saga, SagaDecision, TimerKind
 from stockflow.keys import SAGA_KEYS, saga_key, timer_key
 from stockflow.models import ORDER_EVENT_ADAPTER, OrderCancelled, OrderPaid, OrderPlaced
 from stockflow.processing.codec import dead_letter, decode_saga, encode, encode_saga, parse
-from stockflow.processing.internal import parse_replies
+from stockflow.processing.internal import Command, parse_replies
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
 from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
@@ -114,34 +114,55 @@ class OrderDesk:
             return self._fire(meta.partition, answers[0]["now_ms"])
         # The answers of one record are one step: each saga they change is written once, after
         # every timer they arm (a crash losing a suffix of these writes only makes the
-        # redelivered record decide them all again). A multi-line order's answers often come
-        # in one record: its saga is decoded and encoded once for all of them.
-        partition, now = meta.partition, meta.timestamp_ms
-        changed: dict[str, Saga | None] = {}
-        held_now: dict[str, Saga] = {}  # answered through HELD in this record
-        outputs: list[Out] = []
+        # redelivered record decide them all again). They are taken order by order (answers
+        # of different orders are independent; one order's keep their record order), so a
+        # multi-line order's answers, which usually come in one record, rebuild its saga once.
+        partition = meta.partition
+        by_order: dict[str, list[Command]] = {}
         for answer in answers:
-            order_id: str = answer["order_id"]
-            saga: Saga | None
-            if order_id in changed:
-                saga = changed[order_id]
-            elif order_id in held_now:
-                saga = held_now[order_id]
+            by_order.setdefault(answer["order_id"], []).append(answer)
+        changed: dict[str, Saga | None] = {}
+        outputs: list[Out] = []
+        for order_id, group in by_order.items():
+            self._answer(order_id, group, partition, meta.timestamp_ms, changed, outputs)
+        for order_id, saga in changed.items():
+            if saga is None:
+                self.store.delete(saga_key(order_id))
             else:
-                saga = self._load(order_id)
-                held = None if saga is None else decide.held_by_product(saga)
+                self.store.put(saga_key(order_id), encode_saga(saga))
+        return Step(outputs=outputs)
+
+    def _answer(
+        self,
+        order_id: str,
+        answers: list[Command],
+        partition: int,
+        now: int,
+        changed: dict[str, Saga | None],
+        outputs: list[Out],
+    ) -> None:
+        """One order's answers of a reply record: its timers armed, its new saga (or ``None``:
+        forgotten) left in ``changed``, what it publishes added to ``outputs``."""
+        saga = self._load(order_id)
+        if saga is not None and all(answer["status"] == "reserved" for answer in answers):
+            if len(answers) == 1:
+                held = decide.held_by_product(saga)
                 if (
                     held is not None
-                    and saga is not None
-                    and answer["status"] == "reserved"
                     and saga.reply_partition == partition
-                    and held.lines[0].product_id == answer["product_id"]
+                    and held.lines[0].product_id == answers[0]["product_id"]
                 ):
-                    # One write instead of the saga's and its timer's (see HELD). A later
-                    # answer in this record that changes it writes the whole saga.
+                    # One write instead of the saga's and its timer's (see HELD).
                     self.store.put(_expiry_key(saga, order_id), HELD)
-                    held_now[order_id] = held
-                    continue
+                    return
+            else:
+                together = decide.answer_reserved(saga, [a["product_id"] for a in answers])
+                if together is not None:
+                    self._arm(order_id, partition, together)
+                    changed[order_id] = together.saga
+                    outputs.extend(_outputs(together))
+                    return
+        for answer in answers:
             decision = decide.answer_line(
                 saga,
                 answer["product_id"],
@@ -153,16 +174,10 @@ class OrderDesk:
             )
             self._arm(order_id, partition, decision)
             if decision.forget:
-                changed[order_id] = None
+                changed[order_id] = saga = None
             elif decision.saga is not None:
-                changed[order_id] = decision.saga
+                changed[order_id] = saga = decision.saga
             outputs.extend(_outputs(decision))
-        for order_id, saga in changed.items():
-            if saga is None:
-                self.store.delete(saga_key(order_id))
-            else:
-                self.store.put(saga_key(order_id), encode_saga(saga))
-        return Step(outputs=outputs)
 
     def saga(self, order_id: str) -> Saga | None:
         """The order's current state (for the read model)."""
