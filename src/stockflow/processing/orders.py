@@ -37,9 +37,11 @@ def load_saga(store: StateStore, order_id: str) -> Saga | None:
     """The order's saga as the order desk decides on it: the stored record, with a product
     writer's plain reservation applied when its expiry timer holds :data:`HELD`."""
     raw = store.get(saga_key(order_id))
-    if raw is None:
-        return None
-    saga = decode_saga(raw)
+    return None if raw is None else _with_held(store, order_id, decode_saga(raw))
+
+
+def _with_held(store: StateStore, order_id: str, saga: Saga) -> Saga:
+    """``saga`` as stored, with a plain reservation held by its expiry timer applied."""
     if saga.product_decides and saga.status == "reserving":
         held = decide.held_by_product(saga)
         if held is not None and store.get(_expiry_key(saga, order_id)) == HELD:
@@ -143,19 +145,27 @@ class OrderDesk:
     ) -> None:
         """One order's answers of a reply record: its timers armed, its new saga (or ``None``:
         forgotten) left in ``changed``, what it publishes added to ``outputs``."""
-        saga = self._load(order_id)
-        if saga is not None and all(answer["status"] == "reserved" for answer in answers):
-            if len(answers) == 1:
-                held = decide.held_by_product(saga)
-                if (
-                    held is not None
-                    and saga.reply_partition == partition
-                    and held.lines[0].product_id == answers[0]["product_id"]
-                ):
-                    # One write instead of the saga's and its timer's (see HELD).
-                    self.store.put(_expiry_key(saga, order_id), HELD)
-                    return
-            else:
+        raw = self.store.get(saga_key(order_id))
+        saga = None if raw is None else decode_saga(raw)
+        if saga is None:
+            pass  # nothing to answer (see answer_line): decided one by one below
+        elif len(answers) == 1:
+            held = decide.held_by_product(saga)
+            if (
+                held is not None
+                and answers[0]["status"] == "reserved"
+                and saga.reply_partition == partition
+                and held.lines[0].product_id == answers[0]["product_id"]
+            ):
+                # One write instead of the saga's and its timer's (see HELD). Decided on the
+                # stored saga: if HELD is there already (a redelivery), this writes the same
+                # value again, which is all that answer would decide.
+                self.store.put(_expiry_key(saga, order_id), HELD)
+                return
+            saga = _with_held(self.store, order_id, saga)
+        else:
+            saga = _with_held(self.store, order_id, saga)
+            if all(answer["status"] == "reserved" for answer in answers):
                 together = decide.answer_reserved(saga, [a["product_id"] for a in answers])
                 if together is not None:
                     self._arm(order_id, partition, together)
