@@ -267,7 +267,9 @@ def _register_agents(
     app: AppT, settings: Settings, handlers: list[Handler], processor: BatchProcessor
 ) -> None:
     batching = Batching(
-        max_records=settings.batch_max_records, within=settings.batch_within_ms / 1000
+        max_records=settings.batch_max_records,
+        within=settings.batch_within_ms / 1000,
+        streams=settings.consumer == "stream",
     )
     register_agents(app, handlers, prefix=settings.app_id, processor=processor, batching=batching)
 

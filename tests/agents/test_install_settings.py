@@ -183,10 +183,13 @@ def test_batching_decision_log_route_timeout_and_ready_lag(monkeypatch: pytest.M
         web_route_timeout=2.5,
         ready_max_lag=99,
     )
-    assert seen["Batching"] == {"max_records": 17, "within": 0.04}
+    assert seen["Batching"] == {"max_records": 17, "within": 0.04, "streams": False}
     assert "DecisionLog" in seen
     assert seen["register_views"]["route_timeout"] == 2.5
     assert seen["register_health"]["max_lag"] == 99
     seen.clear()  # the spies stay: with log_decisions off, no DecisionLog is built
     build(monkeypatch, log_decisions=False)
     assert "DecisionLog" not in seen
+    # Only Faust's stream path batches in the agents (with the batch consumer they wait idle).
+    build(monkeypatch, consumer="stream")
+    assert seen["Batching"]["streams"] is True
