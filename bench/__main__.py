@@ -124,7 +124,7 @@ class Plan:
             else (QUICK_SYSTEMS if quick else SYSTEM_NAMES),
             orders=args.orders or (1_000 if quick else 10_000),
             products=args.products or (1_000 if quick else 10_000),
-            fast_factor=5 if quick else 10,
+            fast_factor=args.fast_factor or (5 if quick else 10),
             latency_seconds=3.0 if quick else 20.0,
             latency_fetch_waits=(None,) if quick else (None, 10),
             latency_fractions=() if quick else (0.125, 0.25),
@@ -407,6 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--orders", type=int, help="stockflow orders per throughput run")
     parser.add_argument("--products", type=int, help="products of the spread workload")
+    parser.add_argument(
+        "--fast-factor",
+        type=int,
+        help="the pipe and the peer get this many times stockflow's orders (10; 5 with --quick): "
+        "runs of similar length, so that start-up and the last outcome's wait weigh alike",
+    )
     parser.add_argument(
         "--scale",
         type=float,
