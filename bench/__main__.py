@@ -392,7 +392,12 @@ def run(plan: Plan, command: str) -> Report:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def plan_of(argv: list[str]) -> Plan:
+    """The plan ``argv`` asks for (what :func:`main` runs)."""
+    return Plan.from_args(_parser().parse_args(argv))
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
@@ -460,7 +465,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--charts", type=Path, metavar="DIR", help="write the PNG charts here")
     parser.add_argument("--no-charts", action="store_true", help="no charts, even with --json")
     parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     plan = Plan.from_args(args)
     charts = _charts_target(args)
     require(plan.sections, plan.systems, charts=charts is not None)  # before anything starts

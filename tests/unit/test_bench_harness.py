@@ -327,3 +327,19 @@ def test_a_thread_blocked_on_a_condition_counts_as_idle() -> None:
     profile = summarize(raw)
     assert profile.samples == 200
     assert profile.busy == 30  # only the batch processor's samples are CPU
+
+
+def test_knobs_compare_the_defaults_with_the_given_environments_only() -> None:
+    plan = bench_main.plan_of(
+        ["--only", "knobs", "--knob", "PYTHONPATH=/tmp/base/src", "--knob", "A=1;B=x=y"]
+    )
+    assert plan.knobs == ({}, {"PYTHONPATH": "/tmp/base/src"}, {"A": "1", "B": "x=y"})
+    assert plan.workload == "spread"
+    assert bench_main.plan_of(["--workload", "multi"]).knobs == bench_main.KNOBS
+
+
+def test_the_fast_factor_sizes_the_pipe_and_the_peer() -> None:
+    plan = bench_main.plan_of(["--orders", "100000", "--fast-factor", "3"])
+    assert bench_main._orders_for(plan, "quix") == 300_000
+    assert bench_main._orders_for(plan, "stockflow") == 100_000
+    assert bench_main.plan_of([]).fast_factor == 10
