@@ -115,80 +115,46 @@ def answer_plainly(
     tests/unit/test_saga.py checks that for every saga state."""
     if saga.pay_requested or saga.cancel_requested:
         return None
-    lines = saga.lines
-    if len(lines) == 1:
-        line = lines[0]
-        if line.product_id != product_id or line.answer != "pending" or line.action != "reserve":
-            return None
-        if status == "reserved":
-            updated = LineState(
-                product_id, line.quantity, "reserved", line.reason, line.available, line.action
-            )
-            held = saga_with(saga, (updated,), "reserved")
-            if saga.product_decides:
-                return SagaDecision(held, (), (), ((held.expires_at_ms, "expiry"),))
-            return SagaDecision(held, outcome_events(held), (), ((held.expires_at_ms, "expiry"),))
-        if status != "refused" or not saga.product_decides:
-            return None
-        refused = LineState(product_id, line.quantity, "refused", reason, available, "none")
-        rejection: RejectionReason = (
-            "unknown_product" if reason == "unknown_product" else "insufficient_stock"
-        )
-        done = saga_with(saga, (refused,), "rejected")
-        done.rejection = rejection  # a new record, built just above: not a change in place
-        done.finished_at_ms = now_ms
-        return SagaDecision(done, (), (), ((now_ms + policy.retention_ms, "forget"),))
-    if status != "reserved":
+    if status == "reserved":
+        return answer_reserved(saga, [product_id])
+    if status != "refused" or not saga.product_decides or len(saga.lines) != 1:
         return None
-    index = None
-    waiting = False
-    for position, line in enumerate(lines):
-        if line.action != "reserve":
-            return None
-        if line.product_id == product_id:
-            if index is not None or line.answer != "pending":
-                return None
-            index = position
-        elif line.answer == "pending":
-            waiting = True
-        elif line.answer != "reserved":
-            return None  # a refusal (partial orders): the general path lists it
-    if index is None:
+    line = saga.lines[0]
+    if line.product_id != product_id or line.answer != "pending" or line.action != "reserve":
         return None
-    line = lines[index]
-    updated = LineState(
-        product_id, line.quantity, "reserved", line.reason, line.available, line.action
+    refused = LineState(product_id, line.quantity, "refused", reason, available, "none")
+    rejection: RejectionReason = (
+        "unknown_product" if reason == "unknown_product" else "insufficient_stock"
     )
-    new_lines = (*lines[:index], updated, *lines[index + 1 :])
-    if waiting:
-        return SagaDecision(saga=saga_with(saga, new_lines, "reserving"))
-    held = saga_with(saga, new_lines, "reserved")
-    events = () if saga.product_decides else outcome_events(held)
-    return SagaDecision(held, events, (), ((held.expires_at_ms, "expiry"),))
+    done = saga_with(saga, (refused,), "rejected")
+    done.rejection = rejection  # a new record, built just above: not a change in place
+    done.finished_at_ms = now_ms
+    return SagaDecision(done, (), (), ((now_ms + policy.retention_ms, "forget"),))
 
 
 def answer_reserved(saga: Saga, product_ids: list[str]) -> SagaDecision | None:
-    """Several lines of one order reserved by answers of one reply record, decided at once:
-    exactly what :func:`answer_line` decides for them one after the other, when each of those
-    answers takes :func:`answer_plainly`'s way (a property test holds the two equal). ``None``
-    for anything else: the caller then answers them one by one.
+    """Lines of one order reserved by answers of one reply record, decided at once: exactly
+    what :func:`answer_line` decides for them one after the other (a property test holds the
+    two equal), while nothing was deferred and no line was refused. ``None`` for anything
+    else: the caller then answers them one by one. :func:`answer_plainly` takes a single
+    reserved answer this way.
 
     A multi-line order's answers usually come in one record (its Reserves leave together and
     are answered in the same fetch): the saga is rebuilt once instead of once per line."""
     if saga.status != "reserving" or saga.pay_requested or saga.cancel_requested:
         return None
-    wanted = set(product_ids)
-    if len(wanted) != len(product_ids):
+    asked = set(product_ids)
+    if len(asked) != len(product_ids):
         return None  # the same line answered twice: the general path says what that means
-    lines = saga.lines
+    wanted = set(asked)
     updated: list[LineState] = []
     waiting = False
-    for line in lines:
+    for line in saga.lines:
         if line.action != "reserve":
             return None
-        if line.product_id in wanted:
-            if line.answer != "pending":
-                return None
+        if line.product_id in asked:
+            if line.product_id not in wanted or line.answer != "pending":
+                return None  # answered already, or a second line of the product
             wanted.discard(line.product_id)
             line = LineState(
                 line.product_id, line.quantity, "reserved", line.reason, line.available, "reserve"
@@ -216,21 +182,10 @@ def held_by_product(saga: Saga) -> Saga | None:
     The order desk stores that answer as the expiry timer's value instead of writing the saga
     again: the saga is this function of what it wrote at placement, so the common answer costs
     one changelog record instead of two."""
-    if (
-        not saga.product_decides
-        or saga.status != "reserving"
-        or saga.pay_requested
-        or saga.cancel_requested
-        or len(saga.lines) != 1
-    ):
+    if not saga.product_decides or len(saga.lines) != 1:
         return None
-    line = saga.lines[0]
-    if line.answer != "pending" or line.action != "reserve":
-        return None
-    updated = LineState(
-        line.product_id, line.quantity, "reserved", line.reason, line.available, line.action
-    )
-    return saga_with(saga, (updated,), "reserved")
+    decision = answer_reserved(saga, [saga.lines[0].product_id])
+    return None if decision is None else decision.saga
 
 
 def _answer(
