@@ -22,10 +22,6 @@ _BATCH_PREFIX: dict[Role, bytes] = {
 }
 
 
-_KNOWN_KEYS = 100_000
-"""(topic, count, key) partitions remembered at most before the memory is cleared."""
-
-
 class Publisher:
     """Sends outputs through the app's producer, one record batch per topic partition
     (:class:`~stockflow._faust.producing.BatchSender`).
@@ -45,47 +41,34 @@ class Publisher:
         }
         self.partitions = partitions
         self.sender = sender
-        self._partition_of: dict[tuple[str, int, bytes], int] = {}
-        """Partitions of recent (topic, partition count, key): an order's events share its
-        key, and a product's commands keep coming under its key (murmur2: ~2 us a key)."""
 
     async def publish(self, outputs: Iterable[Out]) -> None:
         names = self.names
         records: list[tuple[str, int, bytes | None, bytes]] = []
         batches: dict[tuple[Role, int], list[Out]] = {}
         counts: dict[str, int] = {}
-        known = self._partition_of
-        if len(known) > _KNOWN_KEYS:
-            known.clear()  # order keys are new every time: keep the memory bounded
         for out in outputs:
             partition = out.partition
+            if out.role in _BATCH_PREFIX:
+                if partition is None:
+                    partition = partition_for(out.key or b"", self.partitions)
+                batches.setdefault((out.role, partition), []).append(out)
+                continue
             topic = names[out.role]
             if partition is None:
-                if out.role in _BATCH_PREFIX:
-                    count = self.partitions
-                else:
-                    count = counts.get(topic) or await self._count(topic, counts)
-                # The count is part of the key: a topic given more partitions re-keys at once.
-                remembered = (topic, count, out.key or b"")
-                partition = known.get(remembered)
-                if partition is None:
-                    partition = known[remembered] = partition_for(remembered[2], count)
-            if out.role in _BATCH_PREFIX:
-                batches.setdefault((out.role, partition), []).append(out)
-            else:
-                records.append((topic, partition, out.key, out.value))
+                count = counts.get(topic)
+                if count is None:
+                    count = counts[topic] = await self.sender.partitions(topic)
+                partition = partition_for(out.key or b"", count)
+            records.append((topic, partition, out.key, out.value))
         for (role, partition), batch in batches.items():
             if len(batch) == 1:
-                records.append((names[role], partition, batch[0].key, batch[0].value))
+                key, value = batch[0].key, batch[0].value
             else:
-                value = _BATCH_PREFIX[role] + b",".join(o.value for o in batch) + b"]}"
-                records.append((names[role], partition, None, value))
+                key, value = None, _BATCH_PREFIX[role] + b",".join(o.value for o in batch) + b"]}"
+            records.append((names[role], partition, key, value))
         if records:
             check_delivery(self.app, await self.sender.send(records), "an output")
-
-    async def _count(self, topic: str, counts: dict[str, int]) -> int:
-        count = counts[topic] = await self.sender.partitions(topic)
-        return count
 
     async def flush(self) -> None:
         """Wait until everything published so far is acknowledged by the broker."""
