@@ -52,6 +52,7 @@ SECTIONS = (
     "knobs",
     "profile",
     "checkout",
+    "hops",
 )
 DEFAULT_SECTIONS = ("throughput", "latency", "recovery", "core")
 SYSTEM_NAMES = ("pipe", "quix", "faust", "faust+6w", "stockflow", "stockflow-stream")
@@ -267,6 +268,31 @@ def _latency(plan: Plan, report: Report) -> None:
         report.latency.append(result.as_dict())
 
 
+def _hops(plan: Plan, report: Report) -> None:
+    """The latency section's load (half stockflow's spread maximum), split hop by hop from the
+    records' timestamps, for the pipe and stockflow (:mod:`bench.hops`)."""
+    from bench.baseline_pipe import MIDDLE_TOPIC
+    from bench.hops import hop_run
+
+    rate = max(_spread_maximum(plan, report)[0] / 2, 1.0)
+    count = max(int(rate * plan.latency_seconds), 50)
+    # The bench's stockflow app id is "stockflow" (bench.stockflow_systems.stockflow_env).
+    middle = {"pipe": MIDDLE_TOPIC, "stockflow": "stockflow-product-commands"}
+    for system in ("pipe", "stockflow"):
+        load = workload("spread", count, plan.products, prefix="hop-")
+        report.hops.extend(
+            hop_run(
+                system,
+                load,
+                rate,
+                middle_topic=middle[system],
+                partitions=plan.partitions,
+                env=_env_for(plan, system),
+                timeout=plan.timeout,
+            )
+        )
+
+
 def _checkout(plan: Plan, report: Report) -> None:
     from bench.checkout import checkout_runs
 
@@ -377,6 +403,7 @@ RUNNERS = {
     "knobs": _knobs,
     "profile": _profile,
     "checkout": _checkout,
+    "hops": _hops,
 }
 
 

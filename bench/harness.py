@@ -16,18 +16,21 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.load import Workload, highwaters, run_load
 from bench.procs import cpu_seconds, status_kib
 from bench.systems import ORDERS, RESERVATIONS, SYSTEMS, System
 from stockflow.testing.broker import EmbeddedBroker
 
+T = TypeVar("T")
+
 __all__ = [
     "CDF_POINTS",
     "RunResult",
     "latency_run",
     "median_run",
+    "offered_run",
     "quantiles",
     "running",
     "throughput_run",
@@ -236,6 +239,26 @@ def quantiles(
     return [(q, ordered[min(last, max(0, round(q * last)))]) for q in points]
 
 
+def offered_run(
+    name: str,
+    load: Workload,
+    rate: float,
+    *,
+    partitions: int,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300.0,
+    read_back: Callable[[EmbeddedBroker], T] | None = None,
+) -> tuple[RunResult, dict[bytes, float], dict[str, float], T | None]:
+    """``load`` offered at ``rate`` orders/s to ``name`` on a fresh broker: the result, each
+    order's send and arrival time, and what ``read_back(broker)`` returns before the broker
+    stops."""
+    with running(name, partitions, env, timeout) as (broker, system):
+        asyncio.run(system.warm(load, timeout))
+        result, sent, arrived = _measure(system, load, timeout + load.orders / rate, rate, 1)
+        extra = read_back(broker) if read_back is not None else None
+    return result, sent, arrived, extra
+
+
 def latency_run(
     name: str,
     load: Workload,
@@ -247,9 +270,9 @@ def latency_run(
 ) -> RunResult:
     """``load.orders`` offered at ``rate`` orders/s; latency of each from its send to its
     outcome's arrival at the harness consumer."""
-    with running(name, partitions, env, timeout) as (_broker, system):
-        asyncio.run(system.warm(load, timeout))
-        result, sent, arrived = _measure(system, load, timeout + load.orders / rate, rate, 1)
+    result, sent, arrived, _ = offered_run(
+        name, load, rate, partitions=partitions, env=env, timeout=timeout
+    )
     result.offered = rate
     if len(sent) > 1:
         span = max(sent.values()) - min(sent.values())

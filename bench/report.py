@@ -52,6 +52,7 @@ class Report:
     knobs: list[dict[str, Any]] = field(default_factory=list)
     profile: dict[str, Any] | None = None
     checkout: list[dict[str, Any]] = field(default_factory=list)
+    hops: list[dict[str, Any]] = field(default_factory=list)
     goals: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -65,6 +66,7 @@ class Report:
             "knobs": self.knobs,
             "profile": self.profile,
             "checkout": self.checkout,
+            "hops": self.hops,
             "goals": self.goals,
         }
 
@@ -108,6 +110,7 @@ class Report:
             self._throughput_table(),
             self._latency_table(),
             self._checkout_table(),
+            self._hops_table(),
             self._scaleout_table(),
             self._recovery_table(),
             self._memory_table(),
@@ -201,6 +204,25 @@ class Report:
                 _ratio(row["p50_ms"], pipe["p50_ms"] if pipe else None),
                 _ratio(row["p99_ms"], pipe["p99_ms"] if pipe else None),
                 _num(row["cpu_cores"], 2),
+            )
+        return table
+
+    def _hops_table(self) -> Table | None:
+        if not self.hops:
+            return None
+        offered = self.hops[0].get("offered")
+        table = Table(title=f"Latency hop by hop at {_num(offered)} orders/s (record timestamps)")
+        for col in ("system", "hop", "orders", "p50 ms", "mean ms", "p90 ms", "cpu cores"):
+            table.add_column(col, justify="left" if col in ("system", "hop") else "right")
+        for row in self.hops:
+            table.add_row(
+                row["system"],
+                row["hop"],
+                _num(row["orders"]),
+                _num(row["p50_ms"], 1),
+                _num(row["mean_ms"], 1),
+                _num(row["p90_ms"], 1),
+                _num(row.get("cpu_cores"), 2),
             )
         return table
 
