@@ -88,3 +88,20 @@ def test_chaos_scenario(name: str, tmp_path: Path) -> None:
             c["to_proxy"] > 0 and c["to_broker"] == 0 for c in evidence.values()
         )
         assert sum(cut["closed"] for cut in cuts) > 0  # the cuts really broke live connections
+
+
+@pytest.mark.parametrize("partitions", [1, 7])
+def test_workers_killed_at_other_partition_counts(partitions: int, tmp_path: Path) -> None:
+    # The scenarios' own counts are 4 and 6; a single partition (one writer for everything)
+    # and an odd count that does not divide among the workers must hold the same guarantees.
+    budget = plan(["kill"], None)["kill"]
+    result = run_scenario(
+        "kill", budget=budget, seed=SEED + partitions, workdir=tmp_path, partitions=partitions
+    )
+    _assert_no_leftovers(result)
+    assert result.details["partitions"] == partitions
+    assert result.orders > 0 and result.orders_decided == result.orders, _explain(result)
+    assert result.audit_exit == 0 and result.audit_violations == 0, _explain(result)
+    assert not result.check_problems, _explain(result)
+    assert not result.anomalies, _explain(result)
+    assert result.kills >= 10

@@ -10,6 +10,7 @@ import random
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -182,3 +183,25 @@ def test_replayed_early_payment_gets_the_same_answer() -> None:
     assert [o.value for o in replay.outputs] == [o.value for o in first.outputs]
     saga = desk.saga("o1")
     assert saga is not None and not saga.pay_requested
+
+
+def test_the_partitions_option_reaches_every_scenario(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    import stockflow.chaos
+    from stockflow.cli import main
+
+    seen: dict[str, object] = {}
+
+    def fake_run_chaos(names: list[str], **kwargs: object) -> list[object]:
+        seen.update(kwargs, names=names)
+        return []
+
+    monkeypatch.setattr(stockflow.chaos, "run_chaos", fake_run_chaos)
+    argv = ["chaos", "--scenario", "kill", "--partitions", "7", "--workdir", str(tmp_path)]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    assert seen["names"] == ["kill"] and seen["partitions"] == 7
+    assert CliRunner().invoke(main, [*argv[:3], "--partitions", "0"]).exit_code == 2

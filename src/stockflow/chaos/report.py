@@ -219,7 +219,9 @@ def _scenario_section(r: ScenarioResult) -> list[str]:
     lines = [
         f"### `{r.name}`: {r.title}",
         "",
-        f"Seed {r.seed}; {r.workers} worker(s); `stockflow audit` exit status {r.audit_exit}; "
+        f"Seed {r.seed}; {r.workers} worker(s); "
+        f"{r.details.get('partitions', '?')} partitions per topic; "
+        f"`stockflow audit` exit status {r.audit_exit}; "
         f"{'passed' if r.ok else '**failed**'}.",
         "",
     ]

@@ -211,14 +211,23 @@ SCENARIOS: tuple[str, ...] = tuple(_BODIES)
 
 
 def run_scenario(
-    name: str, *, budget: Budget, seed: int, workdir: Path, rate: float | None = None
+    name: str,
+    *,
+    budget: Budget,
+    seed: int,
+    workdir: Path,
+    rate: float | None = None,
+    partitions: int | None = None,
 ) -> ScenarioResult:
-    """One scenario on a fresh broker; never raises for a failed run (see ``result.ok``)."""
+    """One scenario on a fresh broker; never raises for a failed run (see ``result.ok``).
+    ``partitions``: of every topic (default: the scenario's own, 4, or 6 for takeover)."""
     spec = _BODIES[name]
     mix = spec.mix if rate is None else replace(spec.mix, rate=rate)
     result = ScenarioResult(name=name, title=TITLES[name], seed=seed, workers=0)
+    count = spec.partitions if partitions is None else partitions
+    result.details["partitions"] = count
     with ChaosSession(
-        result, workdir=workdir / name, mix=mix, proxy=spec.proxy, partitions=spec.partitions
+        result, workdir=workdir / name, mix=mix, proxy=spec.proxy, partitions=count
     ) as session:
         try:
             spec.body(session, budget)
@@ -254,6 +263,7 @@ def run_chaos(
     seed: int = 1,
     workdir: Path,
     rate: float | None = None,
+    partitions: int | None = None,
     on_result: Callable[[ScenarioResult], None] | None = None,
 ) -> list[ScenarioResult]:
     """Run scenarios one after the other; each gets its own seed derived from ``seed``."""
@@ -261,7 +271,12 @@ def run_chaos(
     results = []
     for name, budget in plan(names, duration).items():
         result = run_scenario(
-            name, budget=budget, seed=seeds.randrange(10**6), workdir=workdir, rate=rate
+            name,
+            budget=budget,
+            seed=seeds.randrange(10**6),
+            workdir=workdir,
+            rate=rate,
+            partitions=partitions,
         )
         results.append(result)
         if on_result is not None:

@@ -40,6 +40,13 @@ __all__ = ["chaos"]
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the input mix.")
 @click.option("--rate", type=click.FloatRange(min=1), default=None, help="Orders per second.")
 @click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Partitions of every topic. Default: 4 (6 for takeover, so that each of its three "
+    "workers owns some).",
+)
+@click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -57,6 +64,7 @@ def chaos(
     duration: float | None,
     seed: int,
     rate: float | None,
+    partitions: int | None,
     workdir: Path | None,
     report: Path | None,
     as_json: bool,
@@ -96,7 +104,13 @@ def chaos(
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     click.echo(f"stockflow chaos: {names}, logs in {root}", err=True)
     results = run_chaos(
-        names, duration=duration, seed=seed, workdir=root, rate=rate, on_result=progress
+        names,
+        duration=duration,
+        seed=seed,
+        workdir=root,
+        rate=rate,
+        partitions=partitions,
+        on_result=progress,
     )
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
