@@ -90,13 +90,16 @@ def test_chaos_scenario(name: str, tmp_path: Path) -> None:
         assert sum(cut["closed"] for cut in cuts) > 0  # the cuts really broke live connections
 
 
-@pytest.mark.parametrize("partitions", [1, 7])
-def test_workers_killed_at_other_partition_counts(partitions: int, tmp_path: Path) -> None:
-    # The scenarios' own counts are 4 and 6; a single partition (one writer for everything)
-    # and an odd count that does not divide among the workers must hold the same guarantees.
-    budget = plan(["kill"], None)["kill"]
+@pytest.mark.parametrize(
+    ("name", "partitions"), [("kill", 1), ("takeover", 2), ("takeover", 5)], ids=str
+)
+def test_faults_at_other_partition_counts(name: str, partitions: int, tmp_path: Path) -> None:
+    # The scenarios' own counts are 4 and 6. One partition (one writer for everything), fewer
+    # partitions than the takeover's three workers (one of them owns nothing) and a count the
+    # workers do not divide must hold the same guarantees.
+    budget = plan([name], None)[name]
     result = run_scenario(
-        "kill", budget=budget, seed=SEED + partitions, workdir=tmp_path, partitions=partitions
+        name, budget=budget, seed=SEED + partitions, workdir=tmp_path, partitions=partitions
     )
     _assert_no_leftovers(result)
     assert result.details["partitions"] == partitions
@@ -104,4 +107,7 @@ def test_workers_killed_at_other_partition_counts(partitions: int, tmp_path: Pat
     assert result.audit_exit == 0 and result.audit_violations == 0, _explain(result)
     assert not result.check_problems, _explain(result)
     assert not result.anomalies, _explain(result)
-    assert result.kills >= 10
+    if name == "kill":
+        assert result.kills >= 10
+    else:
+        assert result.workers == 3 and result.kills >= 2

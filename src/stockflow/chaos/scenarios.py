@@ -113,6 +113,16 @@ def _wait_owned(s: ChaosSession, indexes: list[int], want: Callable[[set[int]], 
     return False
 
 
+def _joined(s: ChaosSession, index: int, size: int) -> tuple[list[int], Callable[[set[int]], bool]]:
+    """What a rebalance after worker ``index`` (re)joins a group of ``size`` must show: that
+    worker owning some partition, or, with fewer partitions than workers (where some worker
+    owns none by design), the group owning every one."""
+    if s.partitions >= size:
+        return [index], bool
+    every = set(range(s.partitions))
+    return list(range(size)), lambda union: union == every
+
+
 def _takeover(s: ChaosSession, budget: Budget) -> None:
     s.start_workers(2)
     s.begin()
@@ -124,7 +134,7 @@ def _takeover(s: ChaosSession, budget: Budget) -> None:
             at = time.time()
             s.start_workers(1)
             s.recovered(at, "third worker joins", kind="join")
-            if not _wait_owned(s, [2], bool):
+            if not _wait_owned(s, *_joined(s, 2, 3)):
                 result.anomalies.append("the third worker got no partitions")
         end = time.monotonic() + budget.seconds / 2
         cycles = 0
@@ -140,7 +150,7 @@ def _takeover(s: ChaosSession, budget: Budget) -> None:
             s.watch(rng.uniform(0.5, 2.0))
             at = time.time()
             s.restart(s.workers[victim])
-            if not _wait_owned(s, [victim], bool):
+            if not _wait_owned(s, *_joined(s, victim, size)):
                 result.anomalies.append(f"w{victim + 1} got no partitions back after restart")
             s.recovered(at, f"restart w{victim + 1} of {size}: rebalance back", kind="rejoin")
             result.details.setdefault("owned_after_rejoin", []).append(
