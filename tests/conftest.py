@@ -11,6 +11,12 @@ files, so every module a plugin imports lazily is at risk:
   the serializers (``schemathesis.specs.openapi.serialization`` failed in one CI-like run).
 
 So both are imported here, up front: all of schemathesis's modules (~1.5 s).
+
+hypothesis also compiles late: to describe a lambda in a strategy's repr (which it builds even
+while validating a strategy, deep in a draw) it parses the whole module the lambda is in, and
+that ``ast.parse`` failed the same way in a clean-clone CI run (the schema test, on a lambda of
+``schemathesis.generation``). The modules whose lambdas schemathesis's strategies carry are
+parsed here, at start-up, into hypothesis's own cache of parsed sources.
 """
 
 import contextlib
@@ -23,3 +29,25 @@ import schemathesis
 for _module in pkgutil.walk_packages(schemathesis.__path__, "schemathesis."):
     with contextlib.suppress(Exception):  # optional integrations (allure) may be missing
         importlib.import_module(_module.name)
+
+
+def _parse_lambda_sources_now() -> None:
+    import ast
+    import inspect
+    import sys
+
+    from hypothesis.internal import lambda_sources
+
+    for name, module in list(sys.modules.items()):
+        if not name.startswith(("schemathesis.generation", "schemathesis.specs")):
+            continue
+        with contextlib.suppress(Exception):  # no source, or hypothesis internals moved
+            # The key hypothesis looks the module up by: its lines as inspect.findsource reads
+            # them for any function defined in it.
+            lines = tuple(inspect.findsource(module)[0])
+            if any("lambda" in line for line in lines):
+                tree = ast.parse("".join(lines))
+                lambda_sources.AST_LAMBDAS_CACHE[lines] = lambda_sources.extract_all_lambdas(tree)
+
+
+_parse_lambda_sources_now()
