@@ -27,6 +27,10 @@ def test_a_missing_internal_names_itself_and_the_versions(
     message = str(caught.value)
     assert "faust.transport.consumer.Consumer._gone_in_0_16" in message
     assert "faust-streaming 0.15.3" in message and "aiokafka 0.14.0" in message
+    assert (
+        "pip install 'faust-streaming==0.15.3' 'aiokafka==0.14.0' 'mode-streaming==0.7.1'"
+        in message
+    )
     assert isinstance(caught.value, StockflowError)
 
 
@@ -36,3 +40,13 @@ def test_building_an_app_checks_them_first(monkeypatch: pytest.MonkeyPatch) -> N
     )
     with pytest.raises(DependencyError, match=r"AIOKafkaClient\._removed"):
         create_app(Settings(app_id="internals", store="memory://", web_enabled=False))
+
+
+def test_the_pinned_versions_are_the_ones_pyproject_installs() -> None:
+    import tomllib
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    for name, version in internals.PINNED.items():
+        assert f"{name}=={version}" in dependencies

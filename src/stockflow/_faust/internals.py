@@ -20,7 +20,7 @@ from stockflow.errors import DependencyError
 
 __all__ = ["PINNED", "REQUIRED", "check_internals", "missing_internals"]
 
-PINNED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+PINNED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0", "mode-streaming": "0.7.1"}
 """The versions every workaround was measured on (``pyproject.toml`` pins them)."""
 
 REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -123,8 +123,9 @@ def _explain(missing: list[str]) -> str:
     return (
         f"stockflow relies on internals of Faust and aiokafka that this installation lacks: "
         f"{', '.join(missing)}. Installed: {installed}; stockflow is written for {pinned}. "
-        f"Install those versions (pip install 'faust-streaming=={PINNED['faust-streaming']}' "
-        f"'aiokafka=={PINNED['aiokafka']}')."
+        f"Install those versions (pip install "
+        + " ".join(f"'{name}=={version}'" for name, version in PINNED.items())
+        + ")."
     )
 
 
