@@ -90,13 +90,11 @@ def test_chaos_scenario(name: str, tmp_path: Path) -> None:
         assert sum(cut["closed"] for cut in cuts) > 0  # the cuts really broke live connections
 
 
-@pytest.mark.parametrize(
-    ("name", "partitions"), [("kill", 1), ("takeover", 2), ("takeover", 5)], ids=str
-)
+@pytest.mark.parametrize(("name", "partitions"), [("kill", 1), ("takeover", 2)], ids=str)
 def test_faults_at_other_partition_counts(name: str, partitions: int, tmp_path: Path) -> None:
-    # The scenarios' own counts are 4 and 6. One partition (one writer for everything), fewer
-    # partitions than the takeover's three workers (one of them owns nothing) and a count the
-    # workers do not divide must hold the same guarantees.
+    # The scenarios' own counts are 4 and 6. One partition (one writer for everything) and
+    # fewer partitions than the takeover's three workers (one of them owns nothing) must hold
+    # the same guarantees (`stockflow chaos --partitions N` soaks any other count).
     budget = plan([name], None)[name]
     result = run_scenario(
         name, budget=budget, seed=SEED + partitions, workdir=tmp_path, partitions=partitions
