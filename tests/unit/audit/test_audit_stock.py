@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from audit_builders import clean_run, stock_case, stock_kinds
+from audit_builders import Topics, clean_run, stock_case, stock_kinds
 
 
 def test_a_lagging_recount_is_not_an_oversell() -> None:
@@ -100,3 +100,45 @@ def test_an_unknown_product_cannot_be_reserved() -> None:
 @pytest.mark.parametrize("skew", [0, 50])
 def test_the_clean_run_passes_with_any_skew(skew: int) -> None:
     assert clean_run().audit(clock_skew_ms=skew, strict=True).ok
+
+
+def _batch_on_two_partitions(*, second_cart_released: bool) -> Topics:
+    """One batch stamped with one millisecond: order a's reservation lands on partition 0 of
+    the output topic, cart b's reservation (and, rejected all-or-nothing, its release) on 1."""
+    t = Topics()
+    t.stock_set("p", 5, ts=100)
+    reserved = {"type": "ProductReserved", "product_id": "p", "quantity": 3}
+    expiry = {"expires_at": "2030-01-01T00:00:00.000Z"}
+    t.out({**reserved, "order_id": "a", **expiry}, ts=200, partition=0)
+    t.out({**reserved, "order_id": "b", **expiry}, ts=200, partition=1)
+    if second_cart_released:
+        released = {"type": "ReservationReleased", "order_id": "b", "product_id": "p"}
+        t.out({**released, "quantity": 3, "reason": "compensation"}, ts=200, partition=1)
+    return t
+
+
+def _stock_findings(t: Topics) -> list[str]:
+    return [f.kind for f in t.audit().violations if f.check == "stock"]
+
+
+def test_a_cart_reserved_and_released_in_one_batch_held_its_units_only_in_between() -> None:
+    # The worker reserved b, released it (its other line was refused), then reserved a: 3 of 5
+    # held at most. Across partitions the topics do not say which came first; one order that
+    # each partition allows explains it, so it is no oversell.
+    assert _stock_findings(_batch_on_two_partitions(second_cart_released=True)) == []
+    # Without the release both are held at once: 6 of 5, whatever the order.
+    assert _stock_findings(_batch_on_two_partitions(second_cart_released=False)) == ["oversell"]
+
+
+def test_the_order_within_one_partition_is_kept_when_a_moment_is_merged() -> None:
+    # On partition 1 the worker reserved b before c and released c only after: b and c were
+    # held together (6 of 5) before the release, which no merge of partitions can undo.
+    t = Topics()
+    t.stock_set("p", 5, ts=100)
+    reserved = {"type": "ProductReserved", "product_id": "p", "quantity": 3}
+    expiry = {"expires_at": "2030-01-01T00:00:00.000Z"}
+    t.out({**reserved, "order_id": "b", **expiry}, ts=200, partition=1)
+    t.out({**reserved, "order_id": "c", **expiry}, ts=200, partition=1)
+    released = {"type": "ReservationReleased", "order_id": "c", "product_id": "p"}
+    t.out({**released, "quantity": 3, "reason": "compensation"}, ts=200, partition=1)
+    assert _stock_findings(t) == ["oversell"]
