@@ -102,18 +102,17 @@ def test_the_clean_run_passes_with_any_skew(skew: int) -> None:
     assert clean_run().audit(clock_skew_ms=skew, strict=True).ok
 
 
-def _batch_on_two_partitions(*, second_cart_released: bool) -> Topics:
-    """One batch stamped with one millisecond: order a's reservation lands on partition 0 of
-    the output topic, cart b's reservation (and, rejected all-or-nothing, its release) on 1."""
+def _one_millisecond(*outputs: tuple[str, str, int]) -> Topics:
+    """5 units of p, then one batch stamped with one millisecond: ``(kind, order, partition)``
+    per output, 3 units each, on that partition of the output topic."""
     t = Topics()
     t.stock_set("p", 5, ts=100)
-    reserved = {"type": "ProductReserved", "product_id": "p", "quantity": 3}
-    expiry = {"expires_at": "2030-01-01T00:00:00.000Z"}
-    t.out({**reserved, "order_id": "a", **expiry}, ts=200, partition=0)
-    t.out({**reserved, "order_id": "b", **expiry}, ts=200, partition=1)
-    if second_cart_released:
-        released = {"type": "ReservationReleased", "order_id": "b", "product_id": "p"}
-        t.out({**released, "quantity": 3, "reason": "compensation"}, ts=200, partition=1)
+    for kind, order, partition in outputs:
+        value = {"type": kind, "order_id": order, "product_id": "p", "quantity": 3}
+        extra = {"expires_at": "2030-01-01T00:00:00.000Z"} if kind == "ProductReserved" else {}
+        if kind == "ReservationReleased":
+            extra = {"reason": "compensation"}
+        t.out({**value, **extra}, ts=200, partition=partition)
     return t
 
 
@@ -125,20 +124,16 @@ def test_a_cart_reserved_and_released_in_one_batch_held_its_units_only_in_betwee
     # The worker reserved b, released it (its other line was refused), then reserved a: 3 of 5
     # held at most. Across partitions the topics do not say which came first; one order that
     # each partition allows explains it, so it is no oversell.
-    assert _stock_findings(_batch_on_two_partitions(second_cart_released=True)) == []
+    a, b = ("ProductReserved", "a", 0), ("ProductReserved", "b", 1)
+    assert _stock_findings(_one_millisecond(a, b, ("ReservationReleased", "b", 1))) == []
     # Without the release both are held at once: 6 of 5, whatever the order.
-    assert _stock_findings(_batch_on_two_partitions(second_cart_released=False)) == ["oversell"]
+    assert _stock_findings(_one_millisecond(a, b)) == ["oversell"]
 
 
 def test_the_order_within_one_partition_is_kept_when_a_moment_is_merged() -> None:
     # On partition 1 the worker reserved b before c and released c only after: b and c were
     # held together (6 of 5) before the release, which no merge of partitions can undo.
-    t = Topics()
-    t.stock_set("p", 5, ts=100)
-    reserved = {"type": "ProductReserved", "product_id": "p", "quantity": 3}
-    expiry = {"expires_at": "2030-01-01T00:00:00.000Z"}
-    t.out({**reserved, "order_id": "b", **expiry}, ts=200, partition=1)
-    t.out({**reserved, "order_id": "c", **expiry}, ts=200, partition=1)
-    released = {"type": "ReservationReleased", "order_id": "c", "product_id": "p"}
-    t.out({**released, "quantity": 3, "reason": "compensation"}, ts=200, partition=1)
+    t = _one_millisecond(
+        ("ProductReserved", "b", 1), ("ProductReserved", "c", 1), ("ReservationReleased", "c", 1)
+    )
     assert _stock_findings(t) == ["oversell"]
