@@ -10,7 +10,11 @@ files, so every module a plugin imports lazily is at risk:
   without ``-n`` failed there after every test had passed), and a test's first API call imports
   the serializers (``schemathesis.specs.openapi.serialization`` failed in one CI-like run).
 
-So both are imported here, up front: all of schemathesis's modules (~1.5 s).
+So both are imported here, up front: all of schemathesis's modules (~1.5 s). One of them
+cannot be imported here (its reporting.allure needs a package this project does not install),
+and schemathesis tries it again at the end of every session, pytester's in-process ones
+included: each try compiled it anew, which failed once in a clean-clone CI run; its failed
+import is remembered instead (below).
 
 hypothesis also compiles late: to describe a lambda in a strategy's repr (which it builds even
 while validating a strategy, deep in a draw) it parses the whole module the lambda is in, and
@@ -22,19 +26,27 @@ parsed here, at start-up, into hypothesis's own cache of parsed sources.
 import contextlib
 import importlib
 import pkgutil
+import sys
 
 import hypothesis  # noqa: F401
 import schemathesis
 
 for _module in pkgutil.walk_packages(schemathesis.__path__, "schemathesis."):
-    with contextlib.suppress(Exception):  # optional integrations (allure) may be missing
+    try:
         importlib.import_module(_module.name)
+    except ImportError:
+        # An optional integration whose package is missing (allure): schemathesis tries it
+        # again at every session's end, and each try compiled its source anew (the assertion
+        # rewriter), which failed as above in a clean-clone CI run. A None entry makes the next
+        # import fail at once, with the ImportError schemathesis expects, and no compile.
+        sys.modules[_module.name] = None  # type: ignore[assignment]
+    except Exception:  # any other failure: left to the tests that use the module
+        pass
 
 
 def _parse_lambda_sources_now() -> None:
     import ast
     import inspect
-    import sys
 
     from hypothesis.internal import lambda_sources
 
