@@ -182,20 +182,20 @@ def _decision_order(moves: Sequence[Movement], skew: int) -> list[Movement]:
         effective = max(move.ts - skew, move.reserved_ts)
         return (effective, 0 if effective > move.reserved_ts else 2, move.ts, move.at)
 
-    ordered = sorted(moves, key=key)
+    ordered = sorted(((key(move), move) for move in moves), key=lambda pair: pair[0])
     result: list[Movement] = []
-    index = 0
-    while index < len(ordered):
-        first = key(ordered[index])
-        if first[1] == 0:
-            result.append(ordered[index])
-            index += 1
-            continue
-        end = index
-        while end < len(ordered) and key(ordered[end])[0] == first[0] and key(ordered[end])[1] > 0:
-            end += 1
-        result.extend(_merge_moment(ordered[index:end]))
-        index = end
+    moment: list[Movement] = []  # reservations of one moment and their own closings
+    moment_ts: int | None = None
+    for (ts, rank, _ts, _at), move in ordered:
+        if moment and (rank == 0 or ts != moment_ts):
+            result.extend(_merge_moment(moment))
+            moment = []
+        if rank == 0:
+            result.append(move)
+        else:
+            moment.append(move)
+            moment_ts = ts
+    result.extend(_merge_moment(moment))
     return result
 
 
