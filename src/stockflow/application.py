@@ -191,7 +191,12 @@ def _declare_tables(app: AppT, settings: Settings) -> _State:
             "TableManager=SelfHealingTableManager"
         )
     names = [product_table.name, order_table.name]
-    app.sensors.add(UncleanShutdownGuard(app, names, name=f"{settings.app_id}-stockflow"))
+    from faust.stores import rocksdb  # the binding TableStore gathers and holds writes for
+
+    guard = UncleanShutdownGuard(
+        app, names, name=f"{settings.app_id}-stockflow", keep_local=rocksdb.USE_ROCKSDICT
+    )
+    app.sensors.add(guard)
     sender = BatchSender(app)
     changelog = ChangelogWriter(app, sender)  # one for both tables: writes keep their order
     return _State(

@@ -11,7 +11,10 @@
 - ``stuck``: as ``agent``, and from then on the producer's flush never returns, as when a
   record waits for a partition that never appears (in the issue aiokafka spun on metadata
   requests): Faust's stop then waits forever in "Wait for streams..." (its commit flushes
-  first), and only stockflow's exit watchdog ends the process.
+  first), and only stockflow's exit watchdog ends the process;
+- ``stall``: the changelog records of the stock adjustment with id ``stall`` never leave the
+  worker (nor does anything after them): the moment before a SIGKILL in which a batch is
+  applied and its changelog records are not yet on the broker.
 
 Nothing in ``src/`` knows about these faults: they are patched onto the app built here.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 from typing import Any
 
@@ -71,6 +75,18 @@ elif _fault == "changelog":
         await _send()
 
     _changelog.send = _faulty_send
+
+elif _fault == "stall":
+    _stalled: Any = _handle.product_store.changelog
+    _send_stalled = _stalled.send
+
+    async def _stalling_send() -> None:
+        if any(b":stall" in r[2] for r in _stalled._pending):
+            logging.getLogger("faulty_app").warning("injected fault: holding the changelog")
+            await asyncio.Event().wait()
+        await _send_stalled()
+
+    _stalled.send = _stalling_send
 
 elif _fault == "partition":
     _sender: Any = _handle.processor.outputs.sender

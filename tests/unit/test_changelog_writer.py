@@ -186,3 +186,69 @@ async def test_a_failed_changelog_write_stops_the_worker() -> None:
     assert len(app.crashed) == 1 and "broker said no" in str(app.crashed[0])
     assert orders.data.persisted == {}  # never recorded as held
     assert products.data.persisted == {0: 0}
+
+
+@dataclass
+class SealedFake:
+    """A TableStore whose writes wait for their changelog records (``seal``)."""
+
+    table: FakeTable
+    applied: list[tuple[int, list[dict[bytes, bytes | None]], int]] = field(default_factory=list)
+
+    def acknowledged(
+        self, partition: int, writes: list[dict[bytes, bytes | None]], offset: int
+    ) -> None:
+        self.applied.append((partition, writes, offset))
+
+
+async def test_sealed_writes_reach_their_store_at_the_acknowledgement_of_their_records() -> None:
+    app = FakeApp(FakeProducer(capacity=2))
+    writer = ChangelogWriter(app)
+    store = SealedFake(FakeTable("products"))
+    for i in range(3):
+        writer.add(store.table, 0, b"k", str(i).encode())
+    writer.seal(store, 0, {b"k": b"1"})
+    writer.add(store.table, 0, b"j", b"x")
+    writer.add(store.table, 1, b"i", b"y")
+    writer.seal(store, 0, {b"j": b"x"})
+    writer.seal(store, 1, {b"i": b"y"})
+    assert await writer.settled(0.01)  # nothing sent yet: nothing to wait for
+    await writer.send()
+    assert await writer.settled(1.0)
+    # Both batches of partition 0 together, at its last record (offset 3, in its second
+    # record batch); the persisted offset goes with them, not through Faust's callback.
+    assert sorted(store.applied) == [(0, [{b"k": b"1"}, {b"j": b"x"}], 3), (1, [{b"i": b"y"}], 0)]
+    assert store.table.data.persisted == {}
+
+
+async def test_sealed_writes_of_a_failed_changelog_write_never_reach_the_store() -> None:
+    app = FakeApp(FakeProducer(fail="products-changelog"))
+    writer = ChangelogWriter(app)
+    store = SealedFake(FakeTable("products"))
+    writer.add(store.table, 0, b"k", b"v")
+    writer.seal(store, 0, {b"k": b"v"})
+    await writer.send()
+    assert await writer.settled(1.0)
+    await settle()
+    assert store.applied == [] and len(app.crashed) == 1
+
+
+async def test_settled_waits_for_acknowledgements_with_a_bound() -> None:
+    app = FakeApp(FakeProducer())
+    pending: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def never_acked(builder: FakeBuilder, topic: str, *, partition: int) -> Any:
+        return pending
+
+    app.producer.send_batch = never_acked  # type: ignore[method-assign]
+    writer = ChangelogWriter(app)
+    store = SealedFake(FakeTable("products"))
+    writer.add(store.table, 2, b"k", b"v")
+    writer.seal(store, 2, {b"k": b"v"})
+    await writer.send()
+    assert not await writer.settled(0.05)
+    assert store.applied == []
+    tp = TopicPartition("products-changelog", 2)
+    pending.set_result(RecordMetadata("products-changelog", 2, tp, 41, -1, 0, 0))
+    assert await writer.settled(1.0)
+    assert store.applied == [(2, [{b"k": b"v"}], 41)]

@@ -1,7 +1,8 @@
 """TableStore over RocksDB through rocksdict (Faust's default binding): a partition's writes
-are gathered while its records are applied and land in its database in one write batch when
-the partition changes; reads and range scans of that partition see them before, nothing else
-sees a database without them after, and every write still reaches the changelog in order."""
+are gathered while its records are applied and reach its database only once their changelog
+records are acknowledged, in one write batch that also moves the persisted offset; until then
+every read and range scan sees them, and a crash leaves the database exactly at a changelog
+offset (never ahead of the changelog)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from stockflow.tables.store import TableStore
 
 class RocksStore:
     use_rocksdict = True
+    offset_key = b"__faust\0offset__"
 
     def __init__(self, root: Path) -> None:
         self.dbs = {
@@ -34,15 +36,34 @@ class Table:
         self.data = data
 
     def get(self, key: bytes) -> Any:
-        raise AssertionError("reads outside a partition's records are not part of this test")
+        # Faust's Table.get: every partition's database.
+        return next((db[key] for db in self.data.dbs.values() if key in db), None)
 
 
 class Changelog:
+    """Records every changelog record and every sealed batch; ``ack`` plays the broker."""
+
     def __init__(self) -> None:
         self.records: list[tuple[int, bytes, bytes | None]] = []
+        self.sealed: list[tuple[TableStore, int, dict[bytes, bytes | None], int]] = []
 
     def add(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         self.records.append((partition, key, value))
+
+    def seal(self, store: TableStore, partition: int, writes: dict[bytes, bytes | None]) -> None:
+        # The offset of the batch's last changelog record so far.
+        self.sealed.append((store, partition, writes, len(self.records) - 1))
+
+    def ack(self, count: int = 1) -> None:
+        """The broker acknowledges the oldest ``count`` sealed batches."""
+        for store, partition, writes, offset in self.sealed[:count]:
+            store.acknowledged(partition, [writes], offset)
+        del self.sealed[:count]
+
+
+def persisted(data: RocksStore, partition: int) -> int | None:
+    raw = data.dbs[partition].get(RocksStore.offset_key)
+    return None if raw is None else int(raw)
 
 
 @pytest.fixture
@@ -55,7 +76,7 @@ def world(tmp_path: Path) -> tuple[TableStore, RocksStore, Changelog]:
         db.close()
 
 
-def test_writes_wait_for_the_partition_to_end_and_reads_see_them(world: Any) -> None:
+def test_writes_wait_for_their_changelog_acknowledgement_and_reads_see_them(world: Any) -> None:
     store, data, changelog = world
     store.partition = 0
     store.put("s:1:p", b"10")
@@ -64,10 +85,19 @@ def test_writes_wait_for_the_partition_to_end_and_reads_see_them(world: Any) -> 
     store.delete("t:00000:gone")
     assert store.get("s:1:p") == b"9"
     assert store.get("t:00000:gone") is None
-    assert data.dbs[0].get(b"s:1:p") is None  # not in the database yet
     store.partition = None
+    # The batch is done but its changelog records are not acknowledged: not in the database.
+    assert data.dbs[0].get(b"s:1:p") is None and persisted(data, 0) is None
+    assert store.get("s:1:p") == b"9"  # read between batches (the web server)
+    store.partition = 0
+    assert store.get("r:1:p:o1") == b"entry"  # read by the next batch
+    store.partition = None
+    assert store.unacknowledged == 3
+    changelog.ack()
     assert data.dbs[0][b"s:1:p"] == b"9"
     assert data.dbs[0][b"r:1:p:o1"] == b"entry"
+    assert persisted(data, 0) == 3  # the batch's last changelog record
+    assert store.unacknowledged == 0
     assert changelog.records == [
         (0, b"s:1:p", b"10"),
         (0, b"s:1:p", b"9"),
@@ -76,40 +106,113 @@ def test_writes_wait_for_the_partition_to_end_and_reads_see_them(world: Any) -> 
     ]
 
 
+def test_a_crash_before_the_acknowledgement_leaves_the_database_at_a_changelog_offset(
+    world: Any,
+) -> None:
+    # A stock adjustment applied and marked, then SIGKILL before its changelog record is
+    # acknowledged: the restarted worker must not find the marker (it would skip the
+    # adjustment that the changelog, and so every later owner, never got).
+    store, data, changelog = world
+    store.partition = 0
+    store.put("s:1:p", b"on_hand=5")
+    store.partition = None
+    changelog.ack()
+    store.partition = 0
+    store.put("s:1:p", b"on_hand=9")
+    store.put("m:1:p:adj-1", b"applied")
+    store.partition = None
+    del store  # the process dies here; its memory goes with it
+    assert data.dbs[0][b"s:1:p"] == b"on_hand=5"
+    assert data.dbs[0].get(b"m:1:p:adj-1") is None
+    assert persisted(data, 0) == 0  # a restart restores from offset 1: the adjustment's records
+
+
+def test_an_earlier_acknowledgement_leaves_a_later_batchs_value_visible(world: Any) -> None:
+    store, data, changelog = world
+    data.dbs[1][b"k"] = b"old"
+    store.partition = 1
+    store.put("k", b"first")
+    store.partition = None
+    store.partition = 1
+    store.delete("k")
+    store.put("j", b"second")
+    store.partition = None
+    changelog.ack()  # the first batch only
+    assert data.dbs[1][b"k"] == b"first"
+    assert store.get("k") is None  # the second batch's delete still wins
+    store.partition = 1
+    assert store.get("k") is None
+    store.partition = None
+    changelog.ack()
+    assert data.dbs[1].get(b"k") is None and data.dbs[1][b"j"] == b"second"
+    assert store.unacknowledged == 0
+
+
 def test_a_delete_after_a_put_in_the_same_batch_leaves_nothing(world: Any) -> None:
-    store, data, _changelog = world
+    store, data, changelog = world
     store.partition = 1
     data.dbs[1][b"k"] = b"old"
     store.put("k", b"new")
     store.delete("k")
     assert store.get("k") is None
     store.partition = None
+    changelog.ack()
     assert data.dbs[1].get(b"k") is None
 
 
-def test_a_scan_sees_the_batch_so_far(world: Any) -> None:
-    store, _data, _changelog = world
+def test_a_scan_sees_the_database_with_unacknowledged_and_current_writes_over_it(
+    world: Any,
+) -> None:
+    store, data, changelog = world
+    for key in (b"r:1:p:o1", b"r:1:p:o4", b"r:1:p:o6", b"r:1:q:o9"):
+        data.dbs[0][key] = b"stored"
     store.partition = 0
-    store.put("r:1:p:o1", b"a")
-    store.put("r:1:p:o2", b"b")
-    store.put("r:1:q:o3", b"c")
-    assert list(store.scan("r:1:p:", partition=0)) == [("r:1:p:o1", b"a"), ("r:1:p:o2", b"b")]
-    store.put("r:1:p:o0", b"z")  # after the scan: gathered again
+    store.put("r:1:p:o4", b"changed")
+    store.delete("r:1:p:o6")
+    store.put("r:1:p:o5", b"new")
+    store.partition = None  # unacknowledged from here on
+    store.partition = 0
+    store.put("r:1:p:o2", b"current")
+    store.delete("r:1:p:o5")
+    store.put("r:1:q:o3", b"other product")
+    assert list(store.scan("r:1:p:", partition=0)) == [
+        ("r:1:p:o1", b"stored"),
+        ("r:1:p:o2", b"current"),
+        ("r:1:p:o4", b"changed"),
+    ]
+    assert list(store.scan("r:1:p:", partition=0, start="r:1:p:o3")) == [("r:1:p:o4", b"changed")]
+    store.put("r:1:p:o0", b"z")  # after the scan: seen by the next one
     assert next(store.scan("r:1:p:", partition=0)) == ("r:1:p:o0", b"z")
     store.partition = None
+    expected = [
+        ("r:1:p:o0", b"z"),
+        ("r:1:p:o1", b"stored"),
+        ("r:1:p:o2", b"current"),
+        ("r:1:p:o4", b"changed"),
+        ("r:1:q:o3", b"other product"),
+        ("r:1:q:o9", b"stored"),
+    ]
+    assert list(store.scan("r:1:", partition=0)) == expected
+    assert list(store.scan("r:1:p:", partition=1)) == []
+    changelog.ack(2)
+    assert list(store.scan("r:1:", partition=0)) == expected  # the same, from the database
+    assert store.unacknowledged == 0
 
 
-def test_moving_to_another_partition_writes_the_previous_one(world: Any) -> None:
-    store, data, _changelog = world
+def test_moving_to_another_partition_seals_the_previous_one(world: Any) -> None:
+    store, data, changelog = world
     store.partition = 0
     store.put("k0", b"zero")
     store.partition = 1  # the batch processor moves from one partition's records to the next
     store.put("k1", b"one")
-    assert data.dbs[0][b"k0"] == b"zero"
-    assert data.dbs[1].get(b"k1") is None
+    assert [(partition, writes) for _s, partition, writes, _o in changelog.sealed] == [
+        (0, {b"k0": b"zero"})
+    ]
     store.partition = None
-    assert data.dbs[1][b"k1"] == b"one"
+    changelog.ack(2)
+    assert data.dbs[0][b"k0"] == b"zero" and data.dbs[1][b"k1"] == b"one"
     assert data.dbs[0].get(b"k1") is None and data.dbs[1].get(b"k0") is None
+    assert persisted(data, 0) == 0 and persisted(data, 1) == 1
 
 
 def test_writes_outside_a_partition_are_a_bug(world: Any) -> None:

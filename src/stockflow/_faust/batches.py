@@ -64,6 +64,7 @@ class PartitionedStore(Protocol):
 
 class Changelog(Protocol):
     async def send(self) -> None: ...
+    async def settled(self, timeout: float) -> bool: ...
 
 
 class Outputs(Protocol):

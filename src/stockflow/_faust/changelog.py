@@ -8,6 +8,9 @@ code. :class:`ChangelogWriter` keeps the order of the writes and hands them to t
 client at the end of the agent's batch, before Faust acknowledges the batch's records, so the
 flush before every offset commit still covers them; the persisted offset is written once per
 changelog partition and batch.
+
+The tables' RocksDB writes wait for the same acknowledgements (:meth:`ChangelogWriter.seal`,
+:class:`stockflow.tables.TableStore`): a local store never holds a write its changelog lacks.
 """
 
 from __future__ import annotations
@@ -15,15 +18,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from faust.types import TP
 
 from stockflow._faust.producing import BatchSender, Sent
+from stockflow.errors import StockflowError
 
-__all__ = ["ChangelogWriter", "check_delivery"]
+__all__ = ["ChangelogWriter", "SealedStore", "check_delivery"]
 
 log = logging.getLogger(__name__)
+
+Writes = dict[bytes, bytes | None]
+
+
+class SealedStore(Protocol):
+    """A table store whose database writes wait for their changelog records (``TableStore``)."""
+
+    table: Any
+
+    def acknowledged(self, partition: int, writes: list[Writes], offset: int) -> None: ...
 
 
 class ChangelogWriter:
@@ -38,6 +52,8 @@ class ChangelogWriter:
         self.app = app
         self.sender = sender or BatchSender(app)
         self._pending: list[tuple[Any, int, bytes, bytes | None]] = []
+        self._seals: list[tuple[SealedStore, int, Writes]] = []
+        self._unsettled: set[asyncio.Future[Any]] = set()
         self._lock = asyncio.Lock()
         self._tables: dict[str, Any] = {}  # changelog topic -> table
         self._topics: dict[str, str] = {}  # table name -> changelog topic
@@ -51,19 +67,34 @@ class ChangelogWriter:
         """A write (``value``) or a delete (``None``, a tombstone) of ``key`` in ``partition``."""
         self._pending.append((table, partition, key, value))
 
+    def seal(self, store: SealedStore, partition: int, writes: Writes) -> None:
+        """``writes``, whose records were :meth:`add`-ed before, go to ``store``'s database
+        (:meth:`SealedStore.acknowledged`) once the broker has acknowledged those records."""
+        self._seals.append((store, partition, writes))
+
     async def send(self) -> None:
         """Hand every pending record to the producer client, in write order. Returns once the
         client holds them (its flush, which precedes every commit, waits for the broker)."""
         async with self._lock:  # a second agent's records wait behind the first one's
             while self._pending:
                 records, self._pending = self._pending, []
+                seals, self._seals = self._seals, []
                 topic = self._topic
                 sent = await self.sender.send(
                     (topic(table), partition, key, value)
                     for table, partition, key, value in records
                 )
                 check_delivery(self.app, sent, "a changelog write")
-                self._persist_offsets(sent)
+                self._persist_offsets(sent, seals)
+
+    async def settled(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until every sealed write handed to the producer is
+        in its database (or its record failed, which stops the worker). A revocation must
+        not let a partition go with writes still to come into its store."""
+        waiting = set(self._unsettled)
+        if waiting:
+            await asyncio.wait(waiting, timeout=timeout)
+        return not (self._unsettled & waiting)
 
     def _topic(self, table: Any) -> str:
         try:
@@ -73,13 +104,42 @@ class ChangelogWriter:
             self._tables[topic] = table
             return topic
 
-    def _persist_offsets(self, sent: Sent) -> None:
+    def _persist_offsets(self, sent: Sent, seals: list[tuple[SealedStore, int, Writes]]) -> None:
         last: dict[tuple[str, int], tuple[asyncio.Future[Any], int]] = {}
         for topic, partition, future, count in sent:
             last[(topic, partition)] = (future, count)
+        sealed: dict[tuple[str, int], tuple[SealedStore, list[Writes]]] = {}
+        for sealed_store, partition, writes in seals:
+            tp = (self._topic(sealed_store.table), partition)
+            if tp not in last:  # its records are always added first: a bug
+                raise StockflowError(f"table writes sealed without changelog records: {tp}")
+            sealed.setdefault(tp, (sealed_store, []))[1].append(writes)
         for (topic, partition), (future, count) in last.items():
-            table = self._tables[topic]
-            future.add_done_callback(partial(_persisted, table, TP(topic, partition), count))
+            seal = sealed.get((topic, partition))
+            if seal is None:  # a store that writes at once (memory://)
+                table = self._tables[topic]
+                future.add_done_callback(partial(_persisted, table, TP(topic, partition), count))
+                continue
+            store, batches = seal
+            self._unsettled.add(future)
+            future.add_done_callback(partial(self._acknowledged, store, partition, batches, count))
+
+    def _acknowledged(
+        self,
+        store: SealedStore,
+        partition: int,
+        writes: list[Writes],
+        count: int,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self._unsettled.discard(future)
+        if future.cancelled() or future.exception() is not None:
+            return  # check_delivery stops the worker: its restart restores from the changelog
+        try:
+            store.acknowledged(partition, writes, future.result().offset + count - 1)
+        except Exception as exc:
+            log.critical("writing acknowledged table changes failed; stopping the worker")
+            _crash(self.app, exc)
 
 
 def _persisted(table: Any, tp: TP, count: int, future: asyncio.Future[Any]) -> None:
@@ -93,6 +153,12 @@ def _persisted(table: Any, tp: TP, count: int, future: asyncio.Future[Any]) -> N
 _crashing: set[asyncio.Task[Any]] = set()  # referenced until done
 
 
+def _crash(app: Any, exc: BaseException) -> None:
+    task = asyncio.ensure_future(app.crash(exc))
+    _crashing.add(task)
+    task.add_done_callback(_crashing.discard)
+
+
 def check_delivery(app: Any, sent: Sent, what: str) -> None:
     """Stop the worker if any of ``sent`` fails: a lost state change or output must not be
     committed past. After the restart the records are processed again from the last commit
@@ -102,9 +168,7 @@ def check_delivery(app: Any, sent: Sent, what: str) -> None:
         exc = None if future.cancelled() else future.exception()
         if exc is not None:
             log.critical("%s failed; stopping the worker", what, exc_info=exc)
-            task = asyncio.ensure_future(app.crash(exc))
-            _crashing.add(task)
-            task.add_done_callback(_crashing.discard)
+            _crash(app, exc)
 
     for _topic, _partition, future, _count in sent:
         future.add_done_callback(check)

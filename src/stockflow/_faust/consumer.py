@@ -12,8 +12,9 @@ to commit for stockflow's partitions come from here:
   so a commit never covers an effect that is not on the broker;
 - the batch runs in a task of its own, shielded: a fetcher stopped or cancelled mid-batch
   (a rebalance, a shutdown) never leaves local state written and its changelog unsent;
-- a revocation or a shutdown waits for the batch in flight (``wait_empty``) before Faust
-  commits and closes the tables;
+- a revocation or a shutdown waits for the batch in flight (``wait_empty``), and for its
+  table writes to reach the local stores (they wait for their changelog records'
+  acknowledgement), before Faust commits and closes the tables;
 - records fetched while the flow was stopped are not processed: the partitions are sought
   back to their committed offsets, as Faust does;
 - a batch that ends after a rebalance started (the generation changed) does not move the
@@ -34,6 +35,7 @@ from stockflow._faust.batches import BatchProcessor
 from stockflow._faust.internals import CONSUMER_STATE, check_internals
 from stockflow._faust.standby import StandbyApplier
 from stockflow._faust.transport import TunedConsumer
+from stockflow.errors import StockflowError
 
 __all__ = ["BatchConsumer"]
 
@@ -141,14 +143,24 @@ class BatchConsumer(TunedConsumer):
         return result
 
     async def wait_empty(self) -> None:
-        """Faust's, after the batch in flight is done (a revocation or a stop commits and
-        closes the tables right after this)."""
+        """Faust's, after the batch in flight is done and its table writes are in the local
+        stores (a revocation or a stop commits and closes the tables right after this)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(self.app.conf.broker_session_timeout)
         task = self._in_flight
         if task is not None and not task.done():
-            timeout = float(self.app.conf.broker_session_timeout)
-            done, _pending = await asyncio.wait({task}, timeout=timeout)
+            done, _pending = await asyncio.wait({task}, timeout=deadline - loop.time())
             if not done:
-                log.warning("the batch in flight did not finish within %.1fs", timeout)
+                log.warning("the batch in flight did not finish in time")
+        processor = self.processor
+        if processor is not None:
+            settled = await processor.changelog.settled(max(deadline - loop.time(), 0.0))
+            if not settled:
+                # The partitions may go to another worker with writes still to come into their
+                # local stores: stop instead, the restart restores from the changelogs.
+                exc = StockflowError("changelog writes not acknowledged in time for a rebalance")
+                log.critical("%s; stopping the worker", exc)
+                await self.app.crash(exc)
         await super().wait_empty()
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:

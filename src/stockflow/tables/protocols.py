@@ -57,6 +57,9 @@ class TableData(Protocol):
 class RocksDBTableData(TableData, Protocol):
     """Faust's RocksDB store: one database per partition."""
 
+    offset_key: bytes
+    """The key of each database's persisted offset (the last changelog offset it holds)."""
+
     def _db_for_partition(self, partition: int) -> PartitionDB: ...
 
 

@@ -4,6 +4,17 @@ Writes (``put``/``delete``) happen only while the batch processor applies a reco
 table's partition (:attr:`TableStore.partition`): each goes to that partition's local store and
 changelog, as Faust requires of table writes. Reads and scans are allowed anywhere (the timer
 scheduler and the web server read between batches).
+
+**The local RocksDB store never runs ahead of the changelog.** A partition's writes reach its
+database only once the broker has acknowledged their changelog records, in one ``WriteBatch``
+that also moves the partition's persisted offset (where a restart's restore begins); until
+then they are held in memory, and every read and scan of this worker sees them. Written at
+once, a SIGKILL left writes in the database that never reached the changelog, above the
+persisted offset: the restarted worker kept them, and when it processed the uncommitted records
+again it took them as already applied (a stock adjustment's marker, a reservation's ledger
+entry) and wrote nothing. The next owner of the partition restored from the changelog without
+them and never saw those records again: 4 units of stock went missing in a takeover soak, and
+a lost reservation or a re-applied adjustment would oversell.
 """
 
 from __future__ import annotations
@@ -40,11 +51,13 @@ class TableStore:
         self._rocksdict: bool | None = None
         self._partition: int | None = None
         self._pending: dict[bytes, bytes | None] = {}
-        """RocksDB writes of the partition being applied, not yet in its database (``None``: a
-        delete). A RocksDB put from Python costs ~2.6 us; the same writes gathered here and
-        written as one ``WriteBatch`` when the partition's records are done cost ~1 us each,
-        and a key written several times in one batch (a hot product's counters) is written
-        once. Reads and scans of that partition see them (scans write them first)."""
+        """RocksDB writes of the partition being applied (``None``: a delete). A RocksDB put
+        from Python costs ~2.6 us; the same writes gathered here and written as one
+        ``WriteBatch`` cost ~1 us each, and a key written several times in one batch (a hot
+        product's counters) is written once."""
+        self._unacked: dict[int, dict[bytes, bytes | None]] = {}
+        """Per partition, the writes of earlier batches whose changelog records the broker has
+        not acknowledged yet (their last value per key): read before the database."""
 
     @property
     def partition(self) -> int | None:
@@ -57,20 +70,54 @@ class TableStore:
     @partition.setter
     def partition(self, partition: int | None) -> None:
         if self._pending:
-            self._write_pending()
+            self._seal()
         self._partition = partition
 
-    def _write_pending(self) -> None:
+    def _seal(self) -> None:
+        """The partition's records are done: its writes wait for their changelog records'
+        acknowledgement (:meth:`acknowledged`), read from ``_unacked`` meanwhile."""
         pending, self._pending = self._pending, {}
-        partition, data = self._partition, self.table.data
-        assert partition is not None and self._rocksdb(data), "writes gathered outside a batch"
+        partition = self._partition
+        assert partition is not None, "writes gathered outside a batch"
+        unacked = self._unacked.get(partition)
+        if unacked is None:
+            self._unacked[partition] = dict(pending)
+        else:
+            unacked.update(pending)
+        self.changelog.seal(self, partition, pending)
+
+    def acknowledged(
+        self, partition: int, writes: list[dict[bytes, bytes | None]], offset: int
+    ) -> None:
+        """The changelog records of ``writes`` (sealed batches of ``partition``, in order) are
+        on the broker, the last of them at ``offset``: write them to the database with the
+        persisted offset in one ``WriteBatch``. Called by the :class:`ChangelogWriter`."""
+        data = self.table.data
+        assert self._rocksdb(data)
         batch = WriteBatch(raw_mode=True)
-        for key, value in pending.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
+        for sealed in writes:
+            for key, value in sealed.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+        batch.put(data.offset_key, str(offset).encode())
         data._db_for_partition(partition).write(batch)
+        unacked = self._unacked.get(partition)
+        if unacked is None:
+            return
+        for sealed in writes:
+            for key, value in sealed.items():
+                # The same object: no later batch changed it, the database now says the same.
+                if unacked.get(key, _ABSENT) is value:
+                    del unacked[key]
+        if not unacked:
+            del self._unacked[partition]
+
+    @property
+    def unacknowledged(self) -> int:
+        """Keys written whose changelog records are not acknowledged yet (all partitions)."""
+        return len(self._pending) + sum(len(writes) for writes in self._unacked.values())
 
     # Keys go to Faust as bytes: a restored changelog gives the memory store bytes keys, so a
     # str key written live would never find a restored one (state "lost" at every restore).
@@ -83,10 +130,16 @@ class TableStore:
             pending = self._pending
             if raw in pending:
                 return pending[raw]
+            unacked = self._unacked.get(partition)
+            if unacked and raw in unacked:
+                return unacked[raw]
             # The partition's own database, without the second read of Table.get (it asks
             # ``key in table`` first) and without Faust's search of every partition.
             value = data._db_for_partition(partition).get(raw)
         else:
+            for unacked in self._unacked.values():  # a key lives in one partition
+                if raw in unacked:
+                    return unacked[raw]
             value = self.table.get(raw)
         if value is None or isinstance(value, bytes):
             return value
@@ -149,11 +202,11 @@ class TableStore:
         store = self.table.data
         first = max(prefix, start or prefix)
         if self._rocksdb(store):  # RocksDB: an ordered range read
-            if self._pending and partition == self._partition:
-                self._write_pending()  # the range read sees this batch's writes
             db = store._db_for_partition(partition)
-            wanted = prefix.encode()
-            for raw_key, value in db.items(from_key=first.encode()):
+            wanted, low = prefix.encode(), first.encode()
+            stored = ((key, value) for key, value in db.items(from_key=low))
+            changed = self._changes(partition, wanted, low)
+            for raw_key, value in _overlaid(stored, changed) if changed else stored:
                 if not raw_key.startswith(wanted):
                     return
                 yield raw_key.decode(), value
@@ -171,6 +224,48 @@ class TableStore:
                 found = data.get(key_str.encode())
             if found is not None:
                 yield key_str, _as_bytes(found)
+
+    def _changes(self, partition: int, wanted: bytes, low: bytes) -> dict[bytes, bytes | None]:
+        """The writes of ``partition`` not in its database yet, of keys with prefix ``wanted``
+        from ``low`` on."""
+        layers = [self._unacked.get(partition)]
+        if partition == self._partition:
+            layers.append(self._pending)  # the newest
+        changed: dict[bytes, bytes | None] = {}
+        for layer in layers:
+            if layer:
+                for key, value in layer.items():
+                    if key >= low and key.startswith(wanted):
+                        changed[key] = value
+        return changed
+
+
+_ABSENT = object()
+
+
+def _overlaid(
+    stored: Iterator[tuple[bytes, bytes]], changed: dict[bytes, bytes | None]
+) -> Iterator[tuple[bytes, bytes]]:
+    """``stored`` (ascending) with ``changed`` laid over it: a change wins, ``None`` hides."""
+    keys = sorted(changed)
+    index, count = 0, len(keys)
+    for key, value in stored:
+        while index < count and keys[index] < key:
+            new = changed[keys[index]]
+            if new is not None:
+                yield keys[index], new
+            index += 1
+        if index < count and keys[index] == key:
+            new = changed[key]
+            index += 1
+            if new is not None:
+                yield key, new
+            continue
+        yield key, value
+    for key in keys[index:]:
+        new = changed[key]
+        if new is not None:
+            yield key, new
 
 
 def _as_str(key: object) -> str:
