@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         TableManager=SelfHealingTableManager,
         autodiscover=False,
     )
-    use_tuned_transport(app, settings.fetch_max_wait_ms)
+    use_tuned_transport(app, settings.fetch_max_wait_ms, inline=not settings.consumer_thread)
     # For code that holds only the app (tests, ``stockflow.app.stockflow``); stockflow itself
     # never reads it back: install() hands each part what it needs.
     app.stockflow = install(app, settings)  # type: ignore[attr-defined]
@@ -131,7 +131,7 @@ def _prepare_transport(app: AppT, settings: Settings) -> None:
     check_internals()  # before anything is patched: a clear error, not a broken rebalance
     transport = getattr(app, "_transport", None)
     if transport is None:
-        use_tuned_transport(app, settings.fetch_max_wait_ms)
+        use_tuned_transport(app, settings.fetch_max_wait_ms, inline=not settings.consumer_thread)
     elif not isinstance(transport, TunedTransport):
         log.warning("stockflow.install: app transport exists already; fetch-wait fix not applied")
 

@@ -1,9 +1,10 @@
 """The private names of Faust and aiokafka that stockflow patches, calls or reads, checked at
 startup.
 
-stockflow works around measured defects and costs inside faust-streaming and aiokafka (the
-modules of :mod:`stockflow._faust`: the transport and consumer, the batch processor and sender,
-the changelog writer, the recovery and the batch restore; and :mod:`stockflow.tables.store`).
+stockflow works around measured defects and costs inside faust-streaming, mode and aiokafka
+(the modules of :mod:`stockflow._faust`: the transport and consumer, the consumer on the main
+loop, the batch processor and sender, the changelog writer, the recovery and the batch
+restore; and :mod:`stockflow.tables.store`).
 Those names are not public API: another release may rename or drop one, and the workaround
 would then fail in the middle of a rebalance or a restore, or silently stop working. So every
 name is listed here and :func:`check_internals` runs before an app is built; a missing one
@@ -50,6 +51,16 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("_create_worker_consumer", "_highwaters", "_ensure_consumer", "call_thread"),
     ),
     ("faust.transport.drivers.aiokafka", "Producer", ("_ensure_producer", "flush")),
+    (
+        "mode.threads",
+        "ServiceThread",
+        (
+            "_serve",
+            "_gather_remaining_tasks",
+            "on_thread_started",
+            "_thread_running",
+        ),
+    ),
     ("faust.transport.producer", "ProducerBuffer", ("put", "flush", "_send_pending")),
     (
         "faust.tables.recovery",

@@ -184,8 +184,17 @@ class TunedConsumer(faust_aiokafka.Consumer):
         )
         await super()._add_gap(tp, offset_from, offset_to)
 
+    inline: bool = False
+    """Run the consumer on the main loop (:mod:`stockflow._faust.inline`)."""
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        thread = TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        thread: TunedConsumerThread
+        if self.inline:
+            from stockflow._faust.inline import InlineConsumerThread  # it builds on this module
+
+            thread = InlineConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        else:
+            thread = TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
         thread.fetch_max_wait_ms = self.fetch_max_wait_ms
         return thread
 
@@ -250,7 +259,7 @@ def complete_producer_flush(app: Any, before: Callable[[], Awaitable[None]] | No
     buffer.flush = flush
 
 
-def use_tuned_transport(app: Any, fetch_max_wait_ms: int) -> None:
+def use_tuned_transport(app: Any, fetch_max_wait_ms: int, *, inline: bool = False) -> None:
     """Make ``app`` use :class:`TunedTransport`. Call before the app starts.
 
     Only applied to ``kafka://``/``aiokafka://`` brokers: other drivers are left alone.
@@ -262,7 +271,9 @@ def use_tuned_transport(app: Any, fetch_max_wait_ms: int) -> None:
     from stockflow._faust.consumer import BatchConsumer  # it builds on TunedConsumer
 
     consumer_class = type(
-        "StockflowConsumer", (BatchConsumer,), {"fetch_max_wait_ms": fetch_max_wait_ms}
+        "StockflowConsumer",
+        (BatchConsumer,),
+        {"fetch_max_wait_ms": fetch_max_wait_ms, "inline": inline},
     )
     transport_class = type("StockflowTransport", (TunedTransport,), {"Consumer": consumer_class})
     app.transport = transport_class(app.conf.broker_consumer, app)
