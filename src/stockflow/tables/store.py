@@ -95,24 +95,23 @@ class TableStore:
         data = self.table.data
         assert self._rocksdb(data)
         batch = WriteBatch(raw_mode=True)
+        put, delete = batch.put, batch.delete
+        unacked = self._unacked.get(partition) or {}
+        held = unacked.get
+        # One pass; nothing runs between it and the write below, so no read sees the gap.
         for sealed in writes:
             for key, value in sealed.items():
                 if value is None:
-                    batch.delete(key)
+                    delete(key)
                 else:
-                    batch.put(key, value)
-        batch.put(data.offset_key, str(offset).encode())
-        data._db_for_partition(partition).write(batch)
-        unacked = self._unacked.get(partition)
-        if unacked is None:
-            return
-        for sealed in writes:
-            for key, value in sealed.items():
-                # The same object: no later batch changed it, the database now says the same.
-                if unacked.get(key, _ABSENT) is value:
+                    put(key, value)
+                # The same object: no later batch changed it, the database will say the same.
+                if held(key, _ABSENT) is value:
                     del unacked[key]
+        put(data.offset_key, str(offset).encode())
+        data._db_for_partition(partition).write(batch)
         if not unacked:
-            del self._unacked[partition]
+            self._unacked.pop(partition, None)
 
     @property
     def unacknowledged(self) -> int:
