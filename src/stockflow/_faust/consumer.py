@@ -83,8 +83,15 @@ class BatchConsumer(TunedConsumer):
             if batch and (active is None or tp in active or tp in buffered)
         }
         read_offset = self._read_offset
-        for tp, end in self._standbys.take(deliverable).items():
+        applied, again = self._standbys.take(deliverable)
+        for tp, end in applied.items():
             read_offset[tp] = end
+        if again:  # standby records fetched before recovery completed
+            thread: Any = self._thread
+            moved = await thread.call_thread(thread.fetch_again, again)
+            for tp, offset in moved.items():
+                read_offset[tp] = offset
+            log.info("standby records fetched before recovery completed, fetched again: %s", moved)
         generation = self.app.consumer_generation_id
         mine: list[tuple[TP, Sequence[Any]]] = []
         theirs: dict[TP, Any] = {}

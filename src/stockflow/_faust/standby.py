@@ -11,8 +11,9 @@ of one with standbys and at 1.46x without.
 Once recovery is complete, :class:`StandbyApplier` takes the fetched records of standby
 partitions from the batch consumer and writes each partition's records with one ``WriteBatch``
 that also carries the partition's persisted offset (:mod:`stockflow._faust.fast_restore`'s
-writer), and moves Faust's standby offset: a takeover restores from there as before. During
-recovery, and for stores that are not RocksDB (``memory://``), Faust's own path is kept.
+writer), and moves Faust's standby offset: a takeover restores from there as before. Records
+fetched during recovery are fetched again once it is complete (:meth:`StandbyApplier.take`);
+for stores that are not RocksDB (``memory://``) Faust's own path is kept.
 """
 
 from __future__ import annotations
@@ -35,21 +36,35 @@ class StandbyApplier:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    def take(self, records: dict[TP, Sequence[Any]]) -> dict[TP, int]:
-        """Apply and remove from ``records`` those of standby partitions this applier owns;
-        returns, per partition applied, the offset after its last record."""
+    def take(self, records: dict[TP, Sequence[Any]]) -> tuple[dict[TP, int], dict[TP, int]]:
+        """Remove from ``records`` those of the standby partitions this applier owns. Returns
+        ``(applied, again)``: per partition applied, the offset after its last record; per
+        partition held back, the offset to fetch again from.
+
+        Until recovery is complete they are held back, not handed to Faust: Faust's recovery
+        loop counts a standby record as seen when it buffers it and writes its buffer only at
+        the next rebalance, while this applier, once running, skips what Faust has seen. Records
+        fetched between "Resume standby partitions" and the end of recovery were so never
+        written while the store's persisted offset moved past them: a hole that a takeover's
+        restore, which starts at that offset, never filled."""
         tables = self.app.tables
         recovery = tables.recovery
         standby = recovery.standby_tps
-        if not standby or recovery.in_recovery or not recovery.completed.is_set():
-            return {}
+        if not standby:
+            return {}, {}
+        ready = not recovery.in_recovery and recovery.completed.is_set()
         applied: dict[TP, int] = {}
+        again: dict[TP, int] = {}
         for tp in [tp for tp in records if tp in standby]:
             table = recovery.tp_to_table.get(tp)
             store = None if table is None else table.data
             if not getattr(store, "use_rocksdict", False):
                 continue  # Faust's path: memory:// or another RocksDB binding
             batch = records.pop(tp)
+            if not ready:
+                if batch:
+                    again[tp] = batch[0].offset
+                continue
             seen = recovery.standby_offsets.get(tp)
             if seen is not None:
                 batch = [record for record in batch if record.offset > seen]
@@ -60,4 +75,4 @@ class StandbyApplier:
             applied[tp] = last + 1
         if applied and not tables.standbys_ready and not recovery.standby_remaining_total():
             tables.on_standbys_ready()
-        return applied
+        return applied, again
