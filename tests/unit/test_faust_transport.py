@@ -10,12 +10,12 @@ changes, driven through fakes so that the moment of a pause, a seek or a send ca
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from consumer_fakes import FakeRecord, FakeThread
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
@@ -24,25 +24,6 @@ from stockflow._faust.transport import TunedConsumer, TunedConsumerThread, compl
 ORDERS = TP("orders", 0)
 REPLIES = TP("replies", 0)
 CHANGELOG = TP("changelog", 0)
-
-
-@dataclass
-class FakeRecord:
-    offset: int
-
-
-@dataclass
-class FakeThread:
-    """The consumer thread: ``fetch_again`` answers as if every position lay past the offset."""
-
-    calls: list[dict[TP, int]] = field(default_factory=list)
-
-    async def fetch_again(self, first_offsets: dict[TP, int]) -> dict[TP, int]:
-        self.calls.append(dict(first_offsets))
-        return dict(first_offsets)
-
-    async def call_thread(self, fun: Any, *args: Any) -> Any:
-        return await fun(*args)
 
 
 def consumer_returning(

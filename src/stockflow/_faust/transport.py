@@ -166,13 +166,19 @@ class TunedConsumer(faust_aiokafka.Consumer):
             elif batch:
                 skipped[tp] = batch[0].offset
         if skipped:
-            thread: Any = self._thread
-            moved = await thread.call_thread(thread.fetch_again, skipped)
-            for tp, offset in moved.items():
-                self._read_offset[tp] = offset
-            if moved:
-                log.info("fetching %d paused partition(s) again: %s", len(moved), moved)
+            await self._fetch_again(skipped, "records of paused partitions")
         return kept, deliver
+
+    async def _fetch_again(self, first_offsets: Mapping[TP, int], why: str) -> dict[TP, int]:
+        """Fetch each partition again from the given offset (where its fetch position lies
+        past it), and make it the next offset to deliver. Returns the partitions moved."""
+        thread: Any = self._thread
+        moved: dict[TP, int] = await thread.call_thread(thread.fetch_again, first_offsets)
+        for tp, offset in moved.items():
+            self._read_offset[tp] = offset
+        if moved:
+            log.info("%s: fetching %d partition(s) again from %s", why, len(moved), moved)
+        return moved
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         log.warning(

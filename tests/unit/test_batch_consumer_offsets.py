@@ -1,0 +1,170 @@
+"""stockflow._faust.consumer.BatchConsumer without a broker: which fetched records of stockflow's
+partitions reach the processor, and which are fetched again.
+
+- A fetch that starts at the next offset to deliver is processed, and moves that offset.
+- Records delivered already (a seek back) are dropped, the rest of their batch processed.
+- A fetch that starts past the next offset is dropped and fetched again from that offset; the
+  same gap found by that fetch is the log's own and is processed (once, not in a loop).
+- Records fetched while the flow was stopped are fetched again, not only sought to a committed
+  offset that aiokafka does not seek to when there is none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from consumer_fakes import FakeRecord, FakeThread
+from faust.types import TP
+
+from stockflow._faust.consumer import BatchConsumer
+
+COMMANDS = TP("product-commands", 0)
+OTHER = TP("someone-elses", 0)
+
+
+@dataclass
+class FakeProcessor:
+    topics: frozenset[str] = frozenset({COMMANDS.topic})
+    processed: list[tuple[TP, list[int]]] = field(default_factory=list)
+
+    async def process(self, batches: list[tuple[TP, list[FakeRecord]]]) -> None:
+        self.processed.extend((tp, [r.offset for r in batch]) for tp, batch in batches)
+
+
+class NoStandbys:
+    def take(self, records: dict[TP, Any]) -> tuple[dict[TP, int], dict[TP, int]]:
+        return {}, {}
+
+
+def make_consumer(fetches: list[dict[TP, list[FakeRecord]]], read_offset: dict[TP, int]) -> Any:
+    consumer: Any = BatchConsumer.__new__(BatchConsumer)  # no Faust service machinery needed
+    processor = FakeProcessor()
+    consumer.transport = SimpleNamespace(batch_processor=processor)
+    consumer.app = SimpleNamespace(
+        consumer_generation_id=1, monitor=SimpleNamespace(track_tp_end_offset=lambda tp, hw: None)
+    )
+    consumer._thread = FakeThread()
+    consumer._read_offset = dict(read_offset)
+    consumer._buffered_partitions = set()
+    consumer._standbys = NoStandbys()
+    consumer._gap_fetched_from = {}
+    consumer._processed = {}
+    consumer._acked = {}
+    consumer._in_flight = None
+    consumer._stopped = asyncio.Event()
+    consumer._crashed = asyncio.Event()
+    consumer.flow_active = True
+    consumer.highwater = lambda tp: 1000
+    consumer.seeks = 0
+
+    async def perform_seek() -> None:
+        consumer.seeks += 1
+
+    consumer.perform_seek = perform_seek
+    pending = list(fetches)
+
+    async def wait_next_records(timeout: float) -> Any:
+        records = pending.pop(0)
+        return records, set(records)
+
+    consumer._wait_next_records = wait_next_records
+    return consumer
+
+
+def drain(consumer: Any, times: int) -> list[tuple[TP, Any]]:
+    async def run() -> list[tuple[TP, Any]]:
+        yielded: list[tuple[TP, Any]] = []
+        for _ in range(times):
+            yielded.extend([item async for item in consumer.getmany(1.0)])
+        return yielded
+
+    return asyncio.run(run())
+
+
+def batch(*offsets: int) -> list[FakeRecord]:
+    return [FakeRecord(offset) for offset in offsets]
+
+
+def test_a_fetch_from_the_next_offset_is_processed_and_moves_it() -> None:
+    consumer = make_consumer([{COMMANDS: batch(5, 6)}], {COMMANDS: 5})
+
+    drain(consumer, 1)
+
+    assert consumer.processor.processed == [(COMMANDS, [5, 6])]
+    assert consumer._read_offset[COMMANDS] == 7 and consumer._processed[COMMANDS] == 7
+    assert consumer._thread.calls == []
+
+
+def test_records_delivered_already_are_dropped_and_the_rest_processed() -> None:
+    consumer = make_consumer([{COMMANDS: batch(3, 4, 5, 6)}], {COMMANDS: 5})
+
+    drain(consumer, 1)
+
+    assert consumer.processor.processed == [(COMMANDS, [5, 6])]
+
+
+def test_a_fetch_past_the_next_offset_is_fetched_again_from_it() -> None:
+    # The records at 83 were fetched past (the chaos suite lost an order this way once).
+    consumer = make_consumer(
+        [{COMMANDS: batch(84, 85)}, {COMMANDS: batch(83, 84, 85)}], {COMMANDS: 83}
+    )
+
+    drain(consumer, 1)
+
+    assert consumer.processor.processed == []
+    assert consumer._thread.calls == [{COMMANDS: 83}]
+    assert consumer._read_offset[COMMANDS] == 83
+    assert consumer._processed == {}  # nothing past 83 may be committed
+
+    drain(consumer, 1)
+
+    assert consumer.processor.processed == [(COMMANDS, [83, 84, 85])]
+    assert consumer._gap_fetched_from == {}
+
+
+def test_a_gap_the_log_really_has_is_accepted_after_one_fetch_again() -> None:
+    # Records 83..89 deleted by retention: the fetch from 83 starts at 90 again.
+    consumer = make_consumer([{COMMANDS: batch(90)}, {COMMANDS: batch(90, 91)}], {COMMANDS: 83})
+
+    drain(consumer, 2)
+
+    assert consumer._thread.calls == [{COMMANDS: 83}]
+    assert consumer.processor.processed == [(COMMANDS, [90, 91])]
+    assert consumer._read_offset[COMMANDS] == 92 and consumer._gap_fetched_from == {}
+
+
+def test_other_apps_records_go_to_faust_unchecked() -> None:
+    consumer = make_consumer([{OTHER: batch(40)}], {OTHER: 7})
+    consumer._to_message = lambda tp, record: ("message", record.offset)
+    consumer.scheduler = SimpleNamespace(
+        iterate=lambda records: [(tp, r) for tp, rs in records.items() for r in rs]
+    )
+
+    yielded = drain(consumer, 1)
+
+    assert yielded == [(OTHER, ("message", 40))]
+    assert consumer._thread.calls == []
+
+
+def test_records_fetched_while_the_flow_was_stopped_are_fetched_again() -> None:
+    consumer = make_consumer([{COMMANDS: batch(10, 11), OTHER: batch(3)}], {COMMANDS: 10})
+    consumer.flow_active = False
+
+    drain(consumer, 1)
+
+    assert consumer.processor.processed == []
+    assert consumer._thread.calls == [{COMMANDS: 10, OTHER: 3}]
+    assert consumer.seeks == 1
+
+
+@pytest.mark.parametrize("read_offset", [{}, {COMMANDS: 0}])
+def test_without_a_next_offset_any_fetch_is_processed(read_offset: dict[TP, int]) -> None:
+    consumer = make_consumer([{COMMANDS: batch(0, 1)}], read_offset)
+
+    drain(consumer, 1)
+
+    assert consumer.processor.processed == [(COMMANDS, [0, 1])]
