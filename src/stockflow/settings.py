@@ -178,12 +178,11 @@ class Settings(BaseSettings):
     every hop on tansu; stockflow's transport applies this instead. Default 50; env
     ``STOCKFLOW_FETCH_MAX_WAIT_MS``."""
 
-    consumer_thread: bool = True
+    consumer_thread: bool = False
     """Run aiokafka's consumer in Faust's consumer thread (``True``, Faust's way) or as tasks of
     the main event loop (``False``: no loop crossings, no GIL contention at socket operations;
-    measured 0.82-0.88x the CPU per order, see :mod:`stockflow._faust.inline`). Default true:
-    a chaos run with the main-loop consumer once skipped one record of a fetch (open, see
-    docs/reliability.md); env ``STOCKFLOW_CONSUMER_THREAD``."""
+    measured 0.82-0.88x the CPU per order, see :mod:`stockflow._faust.inline`). Default false;
+    env ``STOCKFLOW_CONSUMER_THREAD``."""
 
     producer_linger_ms: int = Field(default=5, ge=0)
     """Producer linger: small batches cost throughput, long ones latency. Default 5 ms; env
