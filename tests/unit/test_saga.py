@@ -951,6 +951,13 @@ def test_a_held_single_line_order_is_exactly_what_its_reserved_answer_decides(sa
     assert decision.raw_events == () and decision.raw_commands == () and not decision.forget
 
 
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
+@given(saga=WAITING_ON_ITS_PRODUCT | ANSWERED_SAGAS)
+def test_may_be_held_says_whether_held_by_product_gives_a_saga(saga) -> None:
+    # The order desk asks the cheap question of every reply, the costly one never on that path.
+    assert answers.may_be_held(saga) == (answers.held_by_product(saga) is not None)
+
+
 def test_only_a_single_line_order_waiting_on_its_product_alone_can_be_held() -> None:
     single = driver()
     single.place(("p", 1), now=T0)

@@ -27,7 +27,13 @@ from dataclasses import replace
 from typing import Literal
 
 from stockflow.core.policy import Policy
-from stockflow.core.saga_answers import answer, answer_line, answer_reserved, held_by_product
+from stockflow.core.saga_answers import (
+    answer,
+    answer_line,
+    answer_reserved,
+    held_by_product,
+    may_be_held,
+)
 from stockflow.core.saga_effects import (
     confirm_all,
     derive_effects,
@@ -66,6 +72,7 @@ __all__ = [
     "cancel",
     "fire_timer",
     "held_by_product",
+    "may_be_held",
     "merge_lines",
     "pay",
     "place",

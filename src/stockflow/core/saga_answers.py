@@ -40,6 +40,7 @@ __all__ = [
     "answer_reserved",
     "held_by_product",
     "line_index",
+    "may_be_held",
 ]
 
 
@@ -182,10 +183,21 @@ def held_by_product(saga: Saga) -> Saga | None:
     The order desk stores that answer as the expiry timer's value instead of writing the saga
     again: the saga is this function of what it wrote at placement, so the common answer costs
     one changelog record instead of two."""
-    if not saga.product_decides or len(saga.lines) != 1:
+    if not may_be_held(saga):
         return None
     decision = answer_reserved(saga, [saga.lines[0].product_id])
     return None if decision is None else decision.saga
+
+
+def may_be_held(saga: Saga) -> bool:
+    """Whether :func:`held_by_product` gives a saga for ``saga`` (a property test holds the
+    two together), without building it: the order desk asks this of every reply."""
+    if not saga.product_decides or len(saga.lines) != 1:
+        return False
+    if saga.status != "reserving" or saga.pay_requested or saga.cancel_requested:
+        return False
+    line = saga.lines[0]
+    return line.action == "reserve" and line.answer == "pending"
 
 
 def _answer(

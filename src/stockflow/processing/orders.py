@@ -150,12 +150,12 @@ class OrderDesk:
         if saga is None:
             pass  # nothing to answer (see answer_line): decided one by one below
         elif len(answers) == 1:
-            held = decide.held_by_product(saga)
+            first = answers[0]
             if (
-                held is not None
-                and answers[0]["status"] == "reserved"
+                first["status"] == "reserved"
                 and saga.reply_partition == partition
-                and held.lines[0].product_id == answers[0]["product_id"]
+                and decide.may_be_held(saga)
+                and saga.lines[0].product_id == first["product_id"]
             ):
                 # One write instead of the saga's and its timer's (see HELD). Decided on the
                 # stored saga: if HELD is there already (a redelivery), this writes the same
