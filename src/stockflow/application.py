@@ -252,9 +252,11 @@ def _processor(
         changelog=state.changelog,
         outputs=publisher,
     )
-    transport = app.transport if settings.consumer == "batch" else None
+    transport = app.transport
     if isinstance(transport, TunedTransport):
-        transport.batch_processor = processor  # the consumer bypasses the agents' streams
+        transport.changelog = state.changelog  # waited for at every revocation
+        if settings.consumer == "batch":
+            transport.batch_processor = processor  # the consumer bypasses the agents' streams
     elif settings.consumer == "batch":
         log.warning("stockflow.install: Faust's transport; records go through Faust's streams")
     return processor

@@ -193,3 +193,15 @@ def test_batching_decision_log_route_timeout_and_ready_lag(monkeypatch: pytest.M
     # Only Faust's stream path batches in the agents (with the batch consumer they wait idle).
     build(monkeypatch, consumer="stream")
     assert seen["Batching"]["streams"] is True
+
+
+@pytest.mark.parametrize("consumer", ["batch", "stream"])
+def test_the_consumer_waits_for_the_changelog_on_either_path(
+    monkeypatch: pytest.MonkeyPatch, consumer: str
+) -> None:
+    # A revocation waits for the changelog's acknowledgements (BatchConsumer.wait_empty): the
+    # transport must know the changelog whether or not the batch path takes the records.
+    app, _handle = build(monkeypatch, consumer=consumer)
+    transport = app.transport
+    assert transport.changelog is not None
+    assert (transport.batch_processor is not None) is (consumer == "batch")

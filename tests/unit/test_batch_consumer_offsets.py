@@ -7,6 +7,8 @@ partitions reach the processor, and which are fetched again.
   same gap found by that fetch is the log's own and is processed (once, not in a loop).
 - Records fetched while the flow was stopped are fetched again, not only sought to a committed
   offset that aiokafka does not seek to when there is none.
+- A revocation waits for the changelog's acknowledgements on the batch and the stream path,
+  and stops the worker when they do not come in time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 from consumer_fakes import FakeRecord, FakeThread
+from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
 from stockflow._faust.consumer import BatchConsumer
@@ -168,3 +171,64 @@ def test_without_a_next_offset_any_fetch_is_processed(read_offset: dict[TP, int]
     drain(consumer, 1)
 
     assert consumer.processor.processed == [(COMMANDS, [0, 1])]
+
+
+class FakeChangelog:
+    def __init__(self, events: list[str], settles: bool = True) -> None:
+        self.events = events
+        self.settles = settles
+
+    async def settled(self, timeout: float) -> bool:
+        self.events.append("settled")
+        return self.settles
+
+
+def waiting_consumer(
+    monkeypatch: pytest.MonkeyPatch, events: list[str], *, stream: bool, settles: bool = True
+) -> Any:
+    async def faust_wait_empty(self: Any) -> None:
+        events.append("streams done")
+
+    monkeypatch.setattr(FaustConsumer, "wait_empty", faust_wait_empty)
+    consumer = make_consumer([], {})
+    changelog = FakeChangelog(events, settles)
+    consumer.transport = SimpleNamespace(
+        batch_processor=None if stream else SimpleNamespace(changelog=changelog),
+        changelog=changelog,
+    )
+
+    async def crash(exc: BaseException) -> None:
+        events.append(f"crash: {exc}")
+
+    consumer.app.conf = SimpleNamespace(broker_session_timeout=5.0)
+    consumer.app.crash = crash
+    return consumer
+
+
+@pytest.mark.parametrize(
+    ("stream", "order"),
+    [(False, ["settled", "streams done"]), (True, ["streams done", "settled"])],
+)
+def test_a_revocation_waits_for_the_changelog_on_either_path(
+    monkeypatch: pytest.MonkeyPatch, stream: bool, order: list[str]
+) -> None:
+    # Batch path: its batch is done, then the changelog. Stream path: the streams finish their
+    # events first (their writes go to the same changelog), then the changelog.
+    events: list[str] = []
+    consumer = waiting_consumer(monkeypatch, events, stream=stream)
+
+    asyncio.run(consumer.wait_empty())
+
+    assert events == order
+
+
+def test_a_changelog_not_acknowledged_in_time_stops_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events: list[str] = []
+    consumer = waiting_consumer(monkeypatch, events, stream=True, settles=False)
+
+    asyncio.run(consumer.wait_empty())
+
+    assert events[:2] == ["streams done", "settled"]
+    assert events[2].startswith("crash: changelog writes not acknowledged")

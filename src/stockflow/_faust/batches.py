@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from stockflow.processing.records import Meta, Out, Step
 
-__all__ = ["BatchProcessor", "Record", "RecordLike", "Route", "crash"]
+__all__ = ["BatchProcessor", "Changelog", "Record", "RecordLike", "Route", "crash"]
 
 log = logging.getLogger(__name__)
 

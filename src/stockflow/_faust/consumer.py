@@ -33,7 +33,7 @@ from typing import Any
 
 from faust.types import TP
 
-from stockflow._faust.batches import BatchProcessor
+from stockflow._faust.batches import BatchProcessor, Changelog
 from stockflow._faust.internals import CONSUMER_STATE, check_internals
 from stockflow._faust.standby import StandbyApplier
 from stockflow._faust.transport import TunedConsumer
@@ -188,8 +188,10 @@ class BatchConsumer(TunedConsumer):
         return result
 
     async def wait_empty(self) -> None:
-        """Faust's, after the batch in flight is done and its table writes are in the local
-        stores (a revocation or a stop commits and closes the tables right after this)."""
+        """Faust's, with the table writes of what was processed in the local stores (a
+        revocation or a stop commits and closes the tables right after this): on the batch
+        path after the batch in flight, before Faust's wait; on the stream path
+        (``STOCKFLOW_CONSUMER=stream``) after Faust's wait, which lets the streams finish."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + float(self.app.conf.broker_session_timeout)
         task = self._in_flight
@@ -199,14 +201,20 @@ class BatchConsumer(TunedConsumer):
                 log.warning("the batch in flight did not finish in time")
         processor = self.processor
         if processor is not None:
-            settled = await processor.changelog.settled(max(deadline - loop.time(), 0.0))
-            if not settled:
-                # The partitions may go to another worker with writes still to come into their
-                # local stores: stop instead, the restart restores from the changelogs.
-                exc = StockflowError("changelog writes not acknowledged in time for a rebalance")
-                log.critical("%s; stopping the worker", exc)
-                await self.app.crash(exc)
+            await self._settle(processor.changelog, deadline)
         await super().wait_empty()
+        changelog = getattr(self.transport, "changelog", None)
+        if processor is None and changelog is not None:
+            await self._settle(changelog, deadline)
+
+    async def _settle(self, changelog: Changelog, deadline: float) -> None:
+        remaining = max(deadline - asyncio.get_running_loop().time(), 0.0)
+        if not await changelog.settled(remaining):
+            # The partitions may go to another worker with writes still to come into their
+            # local stores: stop instead, the restart restores from the changelogs.
+            exc = StockflowError("changelog writes not acknowledged in time for a rebalance")
+            log.critical("%s; stopping the worker", exc)
+            await self.app.crash(exc)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:

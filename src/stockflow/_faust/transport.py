@@ -210,6 +210,9 @@ class TunedTransport(faust_aiokafka.Transport):
     batch_processor: Any = None
     """stockflow's :class:`~stockflow._faust.batches.BatchProcessor`, set by
     :func:`stockflow.install`: its topics bypass Faust's per-record path."""
+    changelog: Any = None
+    """stockflow's :class:`~stockflow._faust.changelog.ChangelogWriter`, set by
+    :func:`stockflow.install` on either path: a revocation waits for its acknowledgements."""
 
 
 def complete_producer_flush(app: Any, before: Callable[[], Awaitable[None]] | None = None) -> None:
