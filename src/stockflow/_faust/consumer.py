@@ -207,12 +207,12 @@ class BatchConsumer(TunedConsumer):
             done, _pending = await asyncio.wait({task}, timeout=deadline - loop.time())
             if not done:
                 log.warning("the batch in flight did not finish in time")
-        processor = self.processor
-        if processor is not None:
-            await self._settle(processor.changelog, deadline)
+        changelog: Changelog | None = getattr(self.transport, "changelog", None)
+        batch_path = self.processor is not None
+        if changelog is not None and batch_path:
+            await self._settle(changelog, deadline)
         await super().wait_empty()
-        changelog = getattr(self.transport, "changelog", None)
-        if processor is None and changelog is not None:
+        if changelog is not None and not batch_path:
             await self._settle(changelog, deadline)
 
     async def _settle(self, changelog: Changelog, deadline: float) -> None:
