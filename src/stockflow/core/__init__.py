@@ -4,6 +4,9 @@
 ``saga``   decides for one order (fan-out, payment, cancellation, timeouts); its state is in
            ``saga_state``, its line answers in ``saga_answers`` and what a state implies
            downstream (commands, outcome, finishing steps) in ``saga_effects``.
+``single_line`` decides a single-line order's payment, cancellation and expiry on its ledger
+           entry (the product writer's side of docs/design-single-line-at-product-writer.md;
+           not wired into the processors yet).
 ``policy`` carries the business settings the decisions depend on.
 """
 
