@@ -93,7 +93,10 @@ def install(app: AppT, settings: Settings | None = None) -> Stockflow:
     topics = _declare_topics(app, settings)
     state = _declare_tables(app, settings)
     policy = policy_from_settings(settings)  # the one the offline replay uses
-    writer, desk = ProductWriter(state.products, policy), OrderDesk(state.orders, policy)
+    writer, desk = (
+        ProductWriter(state.products, policy),
+        OrderDesk(state.orders, policy, state.products),
+    )
     metrics, progress = Metrics(), Progress()
     handlers = _agent_table(topics, state, writer, desk)
     processor = _processor(app, settings, topics, state, handlers, metrics, progress)

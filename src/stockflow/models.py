@@ -76,7 +76,9 @@ RefusalReason = Literal[
 ]
 ReleaseReason = Literal["cancelled", "expired", "compensation"]
 Fulfilment = Literal["all_or_nothing", "partial"]
-AnswerStatus = Literal["reserved", "refused", "confirmed", "released"]
+AnswerStatus = Literal["reserved", "refused", "confirmed", "released", "cancelled", "expired"]
+"""``cancelled`` and ``expired`` report how a single-line order the product writer decides
+(``Reserve.decides``) ended, as do ``confirmed`` for those orders."""
 
 
 class _Input(BaseModel):
@@ -288,12 +290,21 @@ class Reserve(_Internal):
     outcome: bool = False
     """The order has this one line: the product writer publishes its ``OrderReserved`` or
     ``OrderRejected`` itself (one hop fewer) and still answers the saga."""
+    decides: bool = False
+    """With ``outcome``: the product writer also decides the order's payment, cancellation and
+    expiry (the desk forwards them as ``Confirm``/``Release`` with ``at_ms``), so a held
+    reservation is not answered; a refusal still is."""
 
 
 class Confirm(_Internal):
     type: Literal["Confirm"] = "Confirm"
     order_id: str
     product_id: str
+    at_ms: int | None = None
+    """Set when forwarded for a ``Reserve.decides`` order: the payment's own timestamp; the
+    writer decides on the ledger entry (:func:`stockflow.core.single_line.pay_line`) and
+    reports the end to ``reply_partition``."""
+    reply_partition: int | None = None
 
 
 class Release(_Internal):
@@ -301,6 +312,10 @@ class Release(_Internal):
     order_id: str
     product_id: str
     reason: ReleaseReason
+    at_ms: int | None = None
+    """As :attr:`Confirm.at_ms`: a forwarded cancellation (``cancelled``) or expiry tick
+    (``expired``)."""
+    reply_partition: int | None = None
 
 
 class SetStock(_Internal):

@@ -239,6 +239,7 @@ def policy_from_settings(settings: Settings) -> Policy:
         saga_timeout=settings.saga_timeout,
         retention=settings.retention,
         max_lines=settings.max_lines,
+        forward_single_line=settings.single_line_at_writer,
     )
 
 

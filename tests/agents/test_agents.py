@@ -87,7 +87,7 @@ async def test_order_agent_runs_the_saga_across_both_topics(world: AgentWorld) -
     (outcome,) = world.sent_to("reservations")
     assert outcome.key == b"o1" and outcome.json()["type"] == "OrderReserved"
     confirm = world.sent_to("product_commands")[-2]
-    assert confirm.json() == json.loads(encode(Confirm(order_id="o1", product_id="sku")))
+    assert Confirm.model_validate(confirm.json()) == Confirm(order_id="o1", product_id="sku")
     saga = decode_saga(world.handle.order_store.get(saga_key("o1")) or b"")
     assert saga.status == "confirmed"
 

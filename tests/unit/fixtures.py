@@ -28,10 +28,22 @@ from stockflow.models import (
     OrderReserved,
 )
 from stockflow.processing.codec import decode_entry, decode_stock, encode_outcome
-from stockflow.processing.orders import load_saga
+from stockflow.processing.orders import OrderDesk, load_saga
 from stockflow.processing.pipeline import Emitted, LocalPipeline
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import MemoryStore
+
+# --- policies -----------------------------------------------------------------------------------
+
+# The saga tests' policy: the saga decides single-line orders too (test_single_line covers the
+# product writer deciding them).
+SAGA_POLICY = Policy(
+    reservation_ttl_ms=60_000,
+    saga_timeout_ms=5_000,
+    retention_ms=100_000,
+    max_lines=3,
+    forward_single_line=False,
+)
 
 # --- input records ----------------------------------------------------------------------------
 
@@ -130,9 +142,13 @@ def ledger_of(store: MemoryStore, product_id: str) -> list[Reservation]:
     return [decode_entry(value) for _key, value in store.scan(ledger_prefix(product_id))]
 
 
-def saga_of(store: MemoryStore, order_id: str) -> Saga | None:
-    """The saga as the order desk reads it (a plain reservation may be held by its timer)."""
-    return load_saga(store, order_id)
+def saga_of(store: MemoryStore, order_id: str, products: MemoryStore | None = None) -> Saga | None:
+    """The saga as the order desk reads it (a plain reservation may be held by its timer);
+    with ``products``, as the read model shows it (a single-line order its product writer
+    decides, from the writer's ledger entry: :meth:`OrderDesk.saga`)."""
+    if products is None:
+        return load_saga(store, order_id)
+    return OrderDesk(store, Policy(), products).saga(order_id)
 
 
 # --- a pipeline with a clock ------------------------------------------------------------------
@@ -189,7 +205,7 @@ class Shop:
         return ledger_of(self.pipeline.product_store, product_id)
 
     def saga(self, order_id: str) -> Saga | None:
-        return saga_of(self.pipeline.order_store, order_id)
+        return saga_of(self.pipeline.order_store, order_id, self.pipeline.product_store)
 
 
 # --- driving one saga through the pure core ---------------------------------------------------

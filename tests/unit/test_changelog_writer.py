@@ -252,3 +252,27 @@ async def test_settled_waits_for_acknowledgements_with_a_bound() -> None:
     pending.set_result(RecordMetadata("products-changelog", 2, tp, 41, -1, 0, 0))
     assert await writer.settled(1.0)
     assert store.applied == [(2, [{b"k": b"v"}], 41)]
+
+
+async def test_a_shared_key_keeps_one_record_with_its_last_value_where_it_was_first_written() -> (
+    None
+):
+    app = FakeApp(FakeProducer())
+    writer = ChangelogWriter(app)
+    table = FakeTable("orders")
+    writer.share(table, 0, b"t:bucket", b"a")
+    writer.add(table, 0, b"o:a", b"saga a")
+    writer.share(table, 0, b"t:bucket", b"ab")
+    writer.add(table, 0, b"o:b", b"saga b")
+    writer.share(table, 1, b"t:bucket", b"c")  # another partition: its own record
+    assert writer.pending == 4
+    await writer.send()
+    await writer.sender.flushed()
+    assert app.producer.in_partition("orders-changelog", 0) == [b"ab", b"saga a", b"saga b"]
+    # A plain write of the key ends the sharing: later values follow it, never precede it.
+    writer.share(table, 0, b"t:bucket", b"x")
+    writer.add(table, 0, b"t:bucket", None)
+    writer.share(table, 0, b"t:bucket", b"y")
+    await writer.send()
+    await writer.sender.flushed()
+    assert app.producer.in_partition("orders-changelog", 0)[3:] == [b"x", None, b"y"]

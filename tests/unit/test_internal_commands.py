@@ -121,6 +121,13 @@ PRODUCT_RECORDS = {
     "extra field": _raw({**RESERVE, "colour": "red"}),
     "quantity as text": _raw({**RESERVE, "quantity": "one"}),
     "outcome as text": _raw({**RESERVE, "outcome": "maybe"}),
+    "decides as text": _raw({**RESERVE, "outcome": True, "decides": 1}),
+    "forwarded without its partition": _raw(
+        {"type": "Confirm", "order_id": "o", "product_id": "p", "at_ms": 1, "colour": 1}
+    ),
+    "forwarded half": _raw(
+        {"type": "Confirm", "order_id": "o", "product_id": "p", "at_ms": 1, "reply_partition": None}
+    ),
     "bad release reason": _raw({**RESERVE, "type": "Release", "reason": "whim"}),
     "batch of junk": _raw({"type": "ProductBatch", "commands": [RESERVE, 7]}),
     "batch not a list": _raw({"type": "ProductBatch", "commands": {}}),
@@ -147,6 +154,7 @@ REPLY_RECORDS = {
     "extra field": _raw({**ANSWER, "quantity": 1, "reason": None, "colour": 1}),
     "batch of junk": _raw({"type": "ReplyBatch", "answers": [{**ANSWER, "quantity": 1}, "x"]}),
     "lax quantity": _raw({**ANSWER, "quantity": "2"}),
+    "an end report": _raw({**ANSWER, "quantity": 1, "status": "expired"}),
 }
 
 
@@ -171,7 +179,7 @@ def test_invalid_internal_records_yield_a_reason() -> None:
     assert isinstance(parse_product_commands(PRODUCT_RECORDS["extra field"]), str)
     assert isinstance(parse_replies(REPLY_RECORDS["bad status"]), str)
     assert parse_product_commands(PRODUCT_RECORDS["lax quantity"]) == [
-        {**RESERVE, "quantity": 3, "outcome": False}
+        {**RESERVE, "quantity": 3, "outcome": False, "decides": False}
     ]
 
 
@@ -186,6 +194,23 @@ def test_stockflows_own_commands_take_the_fast_path(monkeypatch: pytest.MonkeyPa
     release = Release(order_id="o", product_id="p", reason="expired")
     batch = ProductBatch(commands=[reserve, Confirm(order_id="o", product_id="p"), release])
     assert parse_product_commands(encode(batch)) == _dumped(batch)
+    # A single-line order's, forwarded: the writer decides it (stockflow.core.single_line).
+    forwarded = ProductBatch(
+        commands=[
+            reserve.model_copy(update={"decides": True}),
+            Confirm(order_id="o", product_id="p", at_ms=7, reply_partition=1),
+            Release(order_id="o", product_id="p", reason="cancelled", at_ms=8, reply_partition=1),
+        ]
+    )
+    assert parse_product_commands(encode(forwarded)) == _dumped(forwarded)
+    plain = [
+        {"type": "Confirm", "order_id": "o", "product_id": "p"},
+        {**RESERVE, "outcome": True, "decides": True},
+    ]
+    assert parse_product_commands(_raw({"type": "ProductBatch", "commands": plain})) == [
+        {**plain[0], "at_ms": None, "reply_partition": None},
+        plain[1],
+    ]
     assert parse_product_commands(encode(FireTimers(partition=1, now_ms=2))) == [
         {"type": "FireTimers", "partition": 1, "now_ms": 2}
     ]

@@ -241,7 +241,7 @@ def test_counters_match_the_ledger_after_every_command(initial, ops, duplicates)
         check_orders(pipeline, placed)
     for order_id, quantities in ordered.items():
         # Lines for one product are reserved as one line of their summed quantity.
-        saga = saga_of(pipeline.order_store, order_id)
+        saga = saga_of(pipeline.order_store, order_id, pipeline.product_store)
         assert saga is not None
         assert {line.product_id: line.quantity for line in saga.lines} == quantities
         for line in saga.lines:
@@ -265,7 +265,7 @@ def check_orders(pipeline: RecordingPipeline, placed: set[str]) -> None:
     # Units are held only for orders that are held: nothing leaks from any other state.
     for pid in PRODUCTS:
         for entry in ledger_of(pipeline.product_store, pid):
-            saga = saga_of(pipeline.order_store, entry.order_id)
+            saga = saga_of(pipeline.order_store, entry.order_id, pipeline.product_store)
             assert saga is not None
             line = next(line for line in saga.lines if line.product_id == pid)
             if entry.status == "pending":
@@ -284,7 +284,7 @@ def check_orders(pipeline: RecordingPipeline, placed: set[str]) -> None:
             else:
                 assert saga.status != "confirmed" and line.action == "release"
     for order_id in placed:
-        saga = saga_of(pipeline.order_store, order_id)
+        saga = saga_of(pipeline.order_store, order_id, pipeline.product_store)
         assert saga is not None and pipeline.order_store.get(saga_key(order_id))
         assert saga.status != "reserving"
         for line in saga.lines:

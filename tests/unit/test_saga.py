@@ -15,7 +15,6 @@ from pydantic_core import to_json
 from stockflow.core import saga as decide
 from stockflow.core import saga_answers as answers
 from stockflow.core import saga_effects as effects
-from stockflow.core.policy import Policy
 from stockflow.core.saga import LineState, SagaDecision
 from stockflow.models import (
     Confirm,
@@ -32,9 +31,9 @@ from stockflow.models import (
     iso_from_ms,
 )
 
-from fixtures import SagaDriver, as_json
+from fixtures import SAGA_POLICY, SagaDriver, as_json
 
-POLICY = Policy(reservation_ttl_ms=60_000, saga_timeout_ms=5_000, retention_ms=100_000, max_lines=3)
+POLICY = SAGA_POLICY
 T0 = 1_000_000
 DEADLINE = T0 + POLICY.saga_timeout_ms
 EXPIRES = T0 + POLICY.reservation_ttl_ms

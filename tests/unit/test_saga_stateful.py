@@ -18,7 +18,6 @@ from hypothesis.stateful import (
 )
 
 from stockflow.core import saga as decide
-from stockflow.core.policy import Policy
 from stockflow.models import (
     Confirm,
     LineAnswer,
@@ -29,9 +28,9 @@ from stockflow.models import (
     ReservationConfirmFailed,
 )
 
-from fixtures import SagaDriver, as_json
+from fixtures import SAGA_POLICY, SagaDriver, as_json
 
-POLICY = Policy(reservation_ttl_ms=60_000, saga_timeout_ms=5_000, retention_ms=100_000, max_lines=3)
+POLICY = SAGA_POLICY
 T0 = 1_000_000
 PRODUCTS = ["a", "b", "c"]
 

@@ -33,7 +33,7 @@ from stockflow.models import OrderLine
 
 ORDER, PRODUCT = "o-1", "p-1"
 TTL = 100
-POLICY = Policy(reservation_ttl_ms=TTL, retention_ms=10_000)
+POLICY = Policy(reservation_ttl_ms=TTL, retention_ms=10_000, forward_single_line=False)
 
 Input = tuple[str, int, bool]
 """("pay" | "cancel" | "tick", its timestamp, whether a crash loses what it published: its

@@ -52,6 +52,7 @@ class ChangelogWriter:
         self.app = app
         self.sender = sender or BatchSender(app)
         self._pending: list[tuple[Any, int, bytes, bytes | None]] = []
+        self._shared: dict[tuple[int, int, bytes], int] = {}  # slot -> index in _pending
         self._seals: list[tuple[SealedStore, int, Writes]] = []
         self._unsettled: set[asyncio.Future[Any]] = set()
         self._lock = asyncio.Lock()
@@ -65,7 +66,22 @@ class ChangelogWriter:
 
     def add(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         """A write (``value``) or a delete (``None``, a tombstone) of ``key`` in ``partition``."""
+        if self._shared:
+            self._shared.pop((id(table), partition, key), None)  # later writes follow this one
         self._pending.append((table, partition, key, value))
+
+    def share(self, table: Any, partition: int, key: bytes, value: bytes) -> None:
+        """A write of ``key`` that replaces this batch's earlier :meth:`share` of it in place:
+        one record for a key written by many records of a batch (a timer its orders share),
+        at the position of its first write, so it still precedes what the records after that
+        write wrote. Only for keys whose value is read as a whole, never as a step's history."""
+        slot = (id(table), partition, key)
+        at = self._shared.get(slot)
+        if at is None:
+            self._shared[slot] = len(self._pending)
+            self._pending.append((table, partition, key, value))
+        else:
+            self._pending[at] = (table, partition, key, value)
 
     def seal(self, store: SealedStore, partition: int, writes: Writes) -> None:
         """``writes``, whose records were :meth:`add`-ed before, go to ``store``'s database
@@ -78,6 +94,7 @@ class ChangelogWriter:
         async with self._lock:  # a second agent's records wait behind the first one's
             while self._pending:
                 records, self._pending = self._pending, []
+                self._shared = {}
                 seals, self._seals = self._seals, []
                 topic = self._topic
                 sent = await self.sender.send(

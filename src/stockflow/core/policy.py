@@ -16,14 +16,30 @@ class Policy:
     saga_timeout_ms: int = 30_000
     retention_ms: int = 7 * 24 * 3600 * 1000
     max_lines: int = 100
+    expiry_bucket_ms: int = 100
+    """Single-line orders forwarded to their writer whose reservations expire within this
+    much share one expiry timer (one table write per batch instead of one per order); their
+    expiry is then checked up to this much later."""
+    forward_single_line: bool = True
+    """A new single-line order's payment, cancellation and expiry are decided by its product
+    writer, the saga forwarding them (:mod:`stockflow.core.single_line`); ``False``: by the
+    saga on the writer's answer, as before (while workers of an older version, whose writers
+    do not know the forwarded commands, still run)."""
 
     @classmethod
     def from_seconds(
-        cls, *, reservation_ttl: float, saga_timeout: float, retention: float, max_lines: int
+        cls,
+        *,
+        reservation_ttl: float,
+        saga_timeout: float,
+        retention: float,
+        max_lines: int,
+        forward_single_line: bool = True,
     ) -> Policy:
         return cls(
             reservation_ttl_ms=round(reservation_ttl * 1000),
             saga_timeout_ms=round(saga_timeout * 1000),
             retention_ms=round(retention * 1000),
             max_lines=max_lines,
+            forward_single_line=forward_single_line,
         )

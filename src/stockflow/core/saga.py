@@ -71,6 +71,7 @@ __all__ = [
     "answer_reserved",
     "cancel",
     "fire_timer",
+    "forwarded",
     "held_by_product",
     "may_be_held",
     "merge_lines",
@@ -120,6 +121,7 @@ def place(
         placed_at,
         None,
         single,
+        single and policy.forward_single_line,
     )
     if single:
         # The product writer's answer is the outcome: a deadline here could only contradict
@@ -136,7 +138,11 @@ def place(
             "reply_partition": reply_partition,
             "outcome": True,
         }
-        return SagaDecision(new, (), (reserve,))
+        if not new.forwards:
+            return SagaDecision(new, (), (reserve,))
+        reserve["decides"] = True
+        # The expiry timer is armed now: no answer comes to arm it when the units are held.
+        return SagaDecision(new, (), (reserve,), ((new.expires_at_ms, "expiry"),))
     if len(merged) > policy.max_lines:
         rejected = replace(
             new,
@@ -175,6 +181,8 @@ def pay(
         return SagaDecision(
             events=(ReservationConfirmFailed(order_id=order_id, reason="unknown_order"),)
         )
+    if saga.forwards and saga.status == "reserving":
+        return SagaDecision(commands=(forwarded(saga, "Confirm", now_ms),))
     if saga.status == "reserving":
         first = saga.first_request or "pay"
         return SagaDecision(saga=replace(saga, pay_requested=True, first_request=first))
@@ -222,6 +230,8 @@ def cancel(
         saga = None
     if saga is None:
         return SagaDecision(events=(OrderCancelIgnored(order_id=order_id, reason="unknown_order"),))
+    if saga.forwards and saga.status == "reserving":
+        return SagaDecision(commands=(forwarded(saga, "cancelled", now_ms),))
     if saga.status == "reserving":
         first = saga.first_request or "cancel"
         return SagaDecision(saga=replace(saga, cancel_requested=True, first_request=first))
@@ -255,6 +265,10 @@ def fire_timer(saga: Saga | None, kind: TimerKind, *, now_ms: int, policy: Polic
         )
         return reject(replace(saga, lines=lines), "timeout", now_ms=now_ms, policy=policy)
     if kind == "expiry":
+        if saga.forwards and saga.status == "reserving":
+            # Held or not, only the product writer knows: it decides (and a redelivered tick
+            # forwards the same now_ms again, which it re-derives).
+            return SagaDecision(commands=(forwarded(saga, "expired", now_ms),))
         if saga.status == "reserved" and now_ms >= saga.expires_at_ms:
             return finish_holding(saga, "expired", now_ms=now_ms, policy=policy)
         return (
@@ -270,3 +284,25 @@ def fire_timer(saga: Saga | None, kind: TimerKind, *, now_ms: int, policy: Polic
     ):
         return SagaDecision(forget=True)
     return NOTHING
+
+
+def forwarded(saga: Saga, what: Literal["Confirm", "cancelled", "expired"], at_ms: int) -> Plain:
+    """The payment (``Confirm``), cancellation or expiry of a saga that ``forwards`` them, as
+    the command its product writer decides it by (:mod:`stockflow.core.single_line`)."""
+    line = saga.lines[0]
+    if what == "Confirm":
+        return {
+            "type": "Confirm",
+            "order_id": saga.order_id,
+            "product_id": line.product_id,
+            "at_ms": at_ms,
+            "reply_partition": saga.reply_partition,
+        }
+    return {
+        "type": "Release",
+        "order_id": saga.order_id,
+        "product_id": line.product_id,
+        "reason": what,
+        "at_ms": at_ms,
+        "reply_partition": saga.reply_partition,
+    }

@@ -22,6 +22,7 @@ from stockflow.core.saga_state import (
     LineState,
     Saga,
     SagaDecision,
+    SagaStatus,
     saga_with,
 )
 from stockflow.models import (
@@ -34,6 +35,7 @@ from stockflow.models import (
 
 __all__ = [
     "answer",
+    "answer_forwarded",
     "answer_generally",
     "answer_line",
     "answer_plainly",
@@ -74,11 +76,40 @@ def answer_line(
 ) -> SagaDecision:
     """:func:`answer` from the :class:`LineAnswer`'s fields (the order desk's hot path reads
     answers as plain values)."""
+    if saga is not None and saga.forwards and status != "refused":
+        return answer_forwarded(saga, product_id, status, now_ms=now_ms, policy=policy)
     if saga is not None and saga.status == "reserving":
         fast = answer_plainly(saga, product_id, status, reason, available, now_ms, policy)
         if fast is not None:
             return fast
     return answer_generally(saga, product_id, status, reason, available, now_ms, policy)
+
+
+def answer_forwarded(
+    saga: Saga, product_id: str, status: AnswerStatus, *, now_ms: int, policy: Policy
+) -> SagaDecision:
+    """A saga that ``forwards`` its order's payment, cancellation and expiry learns how the
+    order ended (``confirmed``, ``cancelled`` or ``expired``, reported by the product writer
+    that decided it and published what it implied): it finishes, publishing nothing. Its
+    refusal is answered as any single-line order's; anything else changes nothing (a report
+    again, or a ``reserved`` answer, which a writer never sends for these)."""
+    line = saga.lines[0]
+    if saga.status != "reserving" or line.product_id != product_id:
+        return NOTHING
+    end: SagaStatus
+    if status == "confirmed":
+        end, ended = "confirmed", replace(line, answer="reserved", action="confirm")
+    elif status == "cancelled":
+        end = "cancelled"
+        ended = replace(line, answer="reserved", action="release", release_reason="cancelled")
+    elif status == "expired":
+        end = "expired"
+        ended = replace(line, answer="reserved", action="release", release_reason="expired")
+    else:
+        return NOTHING
+    done = saga_with(saga, (ended,), end)
+    done.finished_at_ms = now_ms  # a new record, built just above: not a change in place
+    return SagaDecision(done, (), (), ((now_ms + policy.retention_ms, "forget"),))
 
 
 def answer_generally(
@@ -192,7 +223,7 @@ def held_by_product(saga: Saga) -> Saga | None:
 def may_be_held(saga: Saga) -> bool:
     """Whether :func:`held_by_product` gives a saga for ``saga`` (a property test holds the
     two together), without building it: the order desk asks this of every reply."""
-    if not saga.product_decides or len(saga.lines) != 1:
+    if not saga.product_decides or saga.forwards or len(saga.lines) != 1:
         return False
     if saga.status != "reserving" or saga.pay_requested or saga.cancel_requested:
         return False

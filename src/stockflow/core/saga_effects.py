@@ -119,6 +119,8 @@ def derive_effects(saga: Saga, *, outcome: bool = True) -> SagaDecision:
                     "outcome": saga.product_decides,
                 }
             )
+            if saga.forwards:
+                commands[-1]["decides"] = True
         elif line.action == "confirm":
             commands.append(
                 {"type": "Confirm", "order_id": saga.order_id, "product_id": line.product_id}

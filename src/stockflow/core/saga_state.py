@@ -91,6 +91,10 @@ class Saga:
     fewer); this saga learns it from the line answer, never publishes an outcome itself and has
     no answer deadline (see :func:`place`). ``False`` for multi-line orders and for sagas
     written by versions before it existed, which keep deciding their outcome here."""
+    forwards: bool = False
+    """A single-line order whose product writer also decides its payment, cancellation and
+    expiry (``Reserve.decides``): this saga forwards them and learns how the order ended
+    (:mod:`stockflow.core.single_line`). ``False`` for sagas written before it existed."""
 
 
 Plain = dict[str, Any]
@@ -204,6 +208,7 @@ def saga_fields(saga: Saga) -> list[Any]:
         saga.placed_at,
         saga.first_request,
         saga.product_decides,
+        saga.forwards,
     ]
 
 

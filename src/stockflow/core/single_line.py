@@ -21,14 +21,23 @@ uses it), so a redelivery decides the same; ``now_ms`` is the timer tick's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
+from stockflow.core.saga_state import Saga, saga_with
 from stockflow.core.stock import NOTHING as UNCHANGED
 from stockflow.core.stock import Reservation, Stock, StockDecision, confirm, release
 from stockflow.models import OrderCancelIgnored, ReservationConfirmFailed
 
-__all__ = ["LineDecision", "LineEnd", "cancel_line", "expire_line", "line_end", "pay_line"]
+__all__ = [
+    "LineDecision",
+    "LineEnd",
+    "cancel_line",
+    "expire_line",
+    "line_end",
+    "pay_line",
+    "seen_at_writer",
+]
 
 LineEnd = Literal["reserving", "reserved", "rejected", "confirmed", "cancelled", "expired"]
 """The saga status an entry stands for (:func:`line_end`)."""
@@ -134,6 +143,38 @@ def line_end(entry: Reservation | None) -> LineEnd:
     if entry.status == "refused" or entry.release_reason == "compensation":
         return "rejected"
     return "cancelled" if entry.release_reason == "cancelled" else "expired"
+
+
+def seen_at_writer(saga: Saga, entry: Reservation | None) -> Saga:
+    """A saga that forwards its order's decisions (``Saga.forwards``), as its product writer's
+    ledger entry shows the order: held, refused, or ended before the desk heard of it. For
+    the read model only (the desk decides nothing on it). The saga as it is when it does not
+    forward, has heard how the order ended, or the entry is not there (not processed yet, or
+    on another worker)."""
+    if not saga.forwards or saga.status != "reserving" or entry is None:
+        return saga
+    line = saga.lines[0]
+    if entry.order_id != saga.order_id or entry.product_id != line.product_id:
+        return saga
+    end = line_end(entry)
+    if end == "reserved":
+        return saga_with(saga, (replace(line, answer="reserved"),), "reserved")
+    if end == "rejected":
+        refused = replace(
+            line, answer="refused", reason=entry.refusal, available=entry.available, action="none"
+        )
+        seen = saga_with(saga, (refused,), "rejected")
+        seen.rejection = (
+            "unknown_product" if entry.refusal == "unknown_product" else "insufficient_stock"
+        )
+    elif end == "confirmed":
+        seen = saga_with(saga, (replace(line, answer="reserved", action="confirm"),), end)
+    else:
+        assert end in ("cancelled", "expired")
+        ended = replace(line, answer="reserved", action="release", release_reason=end)
+        seen = saga_with(saga, (ended,), end)
+    seen.finished_at_ms = entry.finished_at_ms
+    return seen
 
 
 def _failure(

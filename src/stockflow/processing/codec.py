@@ -16,6 +16,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import from_json, to_json
 
 from stockflow.core.saga_state import LineState, Saga, saga_fields
+from stockflow.core.single_line import line_end
 from stockflow.core.stock import Reservation, Stock
 from stockflow.models import DeadLetter, iso_from_ms
 from stockflow.processing.records import Meta, Out
@@ -30,6 +31,7 @@ __all__ = [
     "decode_stock_values",
     "encode",
     "encode_answer",
+    "encode_end",
     "encode_entry",
     "encode_entry_event",
     "encode_outcome",
@@ -296,5 +298,26 @@ def encode_answer(entry: Reservation) -> bytes:
             "quantity": entry.quantity,
             "reason": entry.refusal if refused else None,
             "available": entry.available if refused else None,
+        }
+    )
+
+
+def encode_end(entry: Reservation) -> bytes | None:
+    """How a single-line order the product writer decides (``Reserve.decides``) ended, as the
+    :class:`~stockflow.models.LineAnswer` that reports it to its saga (status ``confirmed``,
+    ``cancelled`` or ``expired``); ``None`` while it has not ended, or when it was refused
+    (the refusal itself was the answer)."""
+    end = line_end(entry)
+    if end not in ("confirmed", "cancelled", "expired"):
+        return None
+    return to_json(
+        {
+            "type": "LineAnswer",
+            "order_id": entry.order_id,
+            "product_id": entry.product_id,
+            "status": end,
+            "quantity": entry.quantity,
+            "reason": None,
+            "available": None,
         }
     )

@@ -37,16 +37,27 @@ Command = dict[str, Any]
 filled in) and of the model's type: what :meth:`BaseModel.model_dump` would give."""
 
 _RELEASE_REASONS = frozenset({"cancelled", "expired", "compensation"})
-_ANSWER_STATUSES = frozenset({"reserved", "refused", "confirmed", "released"})
+_ANSWER_STATUSES = frozenset(
+    {"reserved", "refused", "confirmed", "released", "cancelled", "expired"}
+)
 _REFUSAL_REASONS = frozenset(
     {"insufficient_stock", "unknown_product", "timeout", "compensated", "invalid_order"}
 )
 
 
 def _reserve(c: Command) -> bool:
-    if len(c) == 6:
-        c["outcome"] = False
-    elif len(c) != 7 or c.get("outcome").__class__ is not bool:
+    size = len(c)
+    if size == 6:
+        c["outcome"] = c["decides"] = False
+    elif size == 7:
+        if c.get("outcome").__class__ is not bool:
+            return False
+        c["decides"] = False
+    elif (
+        size != 8
+        or c.get("outcome").__class__ is not bool
+        or c.get("decides").__class__ is not bool
+    ):
         return False
     return (
         c.get("order_id").__class__ is str
@@ -57,18 +68,37 @@ def _reserve(c: Command) -> bool:
     )
 
 
+def _forwarded(c: Command, plain: int) -> bool:
+    """``at_ms`` and ``reply_partition`` of a Confirm or Release (``plain``: its size without
+    them): both absent (then ``None``), both ``None`` or both ints (anything else goes to the
+    models)."""
+    size = len(c)
+    if size == plain:
+        c["at_ms"] = c["reply_partition"] = None
+        return True
+    if size != plain + 2:
+        return False
+    # A missing field reads as "", which neither check accepts.
+    at, reply = c.get("at_ms", ""), c.get("reply_partition", "")
+    if at is None:
+        return reply is None
+    return at.__class__ is int and reply.__class__ is int
+
+
 def _confirm(c: Command) -> bool:
     return (
-        len(c) == 3 and c.get("order_id").__class__ is str and c.get("product_id").__class__ is str
+        c.get("order_id").__class__ is str
+        and c.get("product_id").__class__ is str
+        and _forwarded(c, 3)
     )
 
 
 def _release(c: Command) -> bool:
     return (
-        len(c) == 4
-        and c.get("order_id").__class__ is str
+        c.get("order_id").__class__ is str
         and c.get("product_id").__class__ is str
         and c.get("reason") in _RELEASE_REASONS
+        and _forwarded(c, 4)
     )
 
 

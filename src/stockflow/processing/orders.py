@@ -18,15 +18,28 @@ from pydantic_core import to_json
 from stockflow.core import saga as decide
 from stockflow.core.policy import Policy
 from stockflow.core.saga import Plain, Saga, SagaDecision, TimerKind
-from stockflow.keys import SAGA_KEYS, saga_key, timer_key
+from stockflow.core.single_line import seen_at_writer
+from stockflow.keys import SAGA_KEYS, entry_key, saga_key, timer_key
 from stockflow.models import ORDER_EVENT_ADAPTER, OrderCancelled, OrderPaid, OrderPlaced
-from stockflow.processing.codec import dead_letter, decode_saga, encode, encode_saga, parse
+from stockflow.processing.codec import (
+    dead_letter,
+    decode_entry,
+    decode_saga,
+    encode,
+    encode_saga,
+    parse,
+)
 from stockflow.processing.internal import Command, parse_replies
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
 from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
 
-__all__ = ["HELD", "OrderDesk", "load_saga"]
+__all__ = ["EXPIRIES", "HELD", "OrderDesk", "expiring", "load_saga"]
+
+EXPIRIES = "expiries"
+"""The kind of a timer shared by the single-line orders that their product writer decides
+(``Saga.forwards``) and that expire within one ``Policy.expiry_bucket_ms``: its value lists
+their ids (each as ``{length}:{id}``); when due, each is forwarded its expiry."""
 
 HELD = b"held"
 """The value of a single-line order's expiry timer once its product writer reserved it (other
@@ -57,9 +70,13 @@ def _expiry_key(saga: Saga, order_id: str) -> str:
 class OrderDesk:
     """One instance per worker; each call is one step of the stream owning ``meta.partition``."""
 
-    def __init__(self, store: StateStore, policy: Policy) -> None:
+    def __init__(
+        self, store: StateStore, policy: Policy, products: StateStore | None = None
+    ) -> None:
         self.store = store
         self.policy = policy
+        self.products = products
+        """The product writers' store, for the read model only (:meth:`saga`)."""
 
     def handle_order(self, raw: bytes | None, meta: Meta) -> Step:
         """A record from the public ``orders`` topic."""
@@ -190,8 +207,14 @@ class OrderDesk:
             outputs.extend(_outputs(decision))
 
     def saga(self, order_id: str) -> Saga | None:
-        """The order's current state (for the read model)."""
-        return self._load(order_id)
+        """The order's current state (for the read model): a single-line order its product
+        writer decides is read from the writer's ledger entry while the desk has not heard
+        how it ended (when that entry is in :attr:`products` here)."""
+        saga = self._load(order_id)
+        if saga is None or not saga.forwards or self.products is None:
+            return saga
+        raw = self.products.get(entry_key(saga.lines[0].product_id, order_id))
+        return seen_at_writer(saga, None if raw is None else decode_entry(raw))
 
     def _load(self, order_id: str) -> Saga | None:
         return load_saga(self.store, order_id)
@@ -216,6 +239,14 @@ class OrderDesk:
                 # The finished saga's own finish time is its retention timer (see sweep).
                 finished = due - self.policy.retention_ms
                 ensure_sweep(self.store, partition, finished, self.policy.retention_ms)
+            elif kind == "expiry" and decision.saga is not None and decision.saga.forwards:
+                # Shared by the orders that expire in the same expiry_bucket_ms: the table
+                # keeps one value per key and batch, so a batch of orders costs one write.
+                size = self.policy.expiry_bucket_ms
+                bucket = timer_key(partition, -(-due // size) * size, EXPIRIES, "")
+                held = self.store.get(bucket)
+                named = f"{len(order_id)}:{order_id}".encode()
+                self.store.put_shared(bucket, named if held is None else held + named)
             else:
                 self.store.put(timer_key(partition, due, kind, order_id), b"")
 
@@ -235,6 +266,13 @@ class OrderDesk:
             retention_ms=self.policy.retention_ms,
             forget=lambda key, raw: self._forget(key, raw, now_ms),
         ):
+            if timer.kind == EXPIRIES:
+                for order_id in expiring(self.store.get(timer.key)):
+                    saga = self._load(order_id)
+                    decision = decide.fire_timer(saga, "expiry", now_ms=now_ms, policy=self.policy)
+                    step.outputs.extend(self._apply(order_id, partition, decision).outputs)
+                step.after_flush.append(timer.key)
+                continue
             saga = self._load(timer.ref)
             kind = cast(TimerKind, timer.kind)
             decision = decide.fire_timer(saga, kind, now_ms=now_ms, policy=self.policy)
@@ -242,6 +280,19 @@ class OrderDesk:
             # Deleted only after what it caused is durable (see Step.after_flush).
             step.after_flush.append(timer.key)
         return step
+
+
+def expiring(raw: bytes | None) -> list[str]:
+    """The order ids an :data:`EXPIRIES` timer holds (each once, in the order armed)."""
+    ids: dict[str, None] = {}
+    text = b"" if raw is None else raw
+    at = 0
+    while at < len(text):
+        colon = text.index(b":", at)
+        end = colon + 1 + int(text[at:colon])
+        ids[text[colon + 1 : end].decode()] = None
+        at = end
+    return list(ids)
 
 
 def _outputs(decision: SagaDecision) -> list[Out]:

@@ -79,7 +79,7 @@ class LocalPipeline:
 
     def __post_init__(self) -> None:
         self.products = ProductWriter(self.product_store, self.policy)
-        self.orders = OrderDesk(self.order_store, self.policy)
+        self.orders = OrderDesk(self.order_store, self.policy, self.product_store)
         self.inventory = InventoryRouter()
         self._offsets: dict[tuple[str, int], int] = {}
         self._orders_due = _Earliest(self.order_store, self.partitions)

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
+from stockflow.core import single_line
 from stockflow.core import stock as decide
 from stockflow.core.policy import Policy
+from stockflow.core.single_line import LineDecision
 from stockflow.core.stock import Reservation, Stock, StockDecision
 from stockflow.keys import (
     ENTRY_KEYS,
@@ -25,6 +27,7 @@ from stockflow.processing.codec import (
     decode_stock_values,
     encode,
     encode_answer,
+    encode_end,
     encode_entry,
     encode_entry_event,
     encode_outcome,
@@ -101,6 +104,14 @@ class ProductWriter:
                     # as the saga would have published it). Re-derived from the ledger entry on
                     # redelivery, so every copy is the same event.
                     outputs.append(Out("reservations", order_key, encode_outcome(source)))
+                if command["decides"] and source.status != "refused":
+                    # Held: nothing to answer (this writer decides what comes next). Ended
+                    # already (a Reserve sent again): the end, reported again.
+                    end = encode_end(source)
+                    if end is not None:
+                        reply = command["reply_partition"]
+                        outputs.append(Out("order_replies", order_key, end, reply))
+                    return outputs
                 outputs.append(
                     Out(
                         "order_replies",
@@ -112,6 +123,8 @@ class ProductWriter:
             return outputs
         if kind == "Confirm":
             ekey = entry_key(product_id, command["order_id"])
+            if command["at_ms"] is not None:
+                return self._decide_line(command, skey, stock, ekey, meta)
             decision = decide.confirm(
                 stock,
                 self._entry(ekey),
@@ -121,6 +134,8 @@ class ProductWriter:
             return self._apply(skey, meta, decision, ekey)
         if kind == "Release":
             ekey = entry_key(product_id, command["order_id"])
+            if command["at_ms"] is not None:
+                return self._decide_line(command, skey, stock, ekey, meta)
             decision = decide.release(
                 stock, self._entry(ekey), reason=command["reason"], now_ms=now
             )
@@ -145,6 +160,40 @@ class ProductWriter:
                 pending=lambda: self._ledger(product_id, partition),
             )
         return self._apply(skey, meta, decision, None, marker=(marker, now))
+
+    def _decide_line(
+        self, command: Command, skey: str, stock: Stock | None, ekey: str, meta: Meta
+    ) -> list[Out]:
+        """A single-line order's payment, cancellation or expiry, forwarded by its saga
+        (``at_ms`` set): decided on the ledger entry, its answers published before the
+        entry's event, and its end (once it has one) reported to the saga, again on every
+        forwarded input that finds it ended (a lost report is repaired by the next)."""
+        order_id: str = command["order_id"]
+        at: int = command["at_ms"]
+        entry = self._entry(ekey)
+        line: LineDecision
+        if command["type"] == "Confirm":
+            product_id: str = command["product_id"]
+            partition = meta.partition
+            line = single_line.pay_line(
+                stock,
+                entry,
+                order_id=order_id,
+                at_ms=at,
+                pending=lambda: self._ledger(product_id, partition),
+            )
+        elif command["reason"] == "expired":
+            line = single_line.expire_line(stock, entry, now_ms=at)
+        else:
+            line = single_line.cancel_line(stock, entry, order_id=order_id, at_ms=at)
+        order_key = order_id.encode()
+        outputs = [Out("reservations", order_key, encode(answer)) for answer in line.answers]
+        outputs.extend(self._apply(skey, meta, line.stock, ekey))
+        after = line.stock.entry if line.stock.entry is not None else entry
+        end = None if after is None else encode_end(after)
+        if end is not None:
+            outputs.append(Out("order_replies", order_key, end, command["reply_partition"]))
+        return outputs
 
     # --- state ------------------------------------------------------------------------------
 

@@ -22,6 +22,12 @@ class StateStore(Protocol):
 
     def put(self, key: str, value: bytes) -> None: ...
 
+    def put_shared(self, key: str, value: bytes) -> None:
+        """As :meth:`put`, for a key that many records of a batch write in turn (a timer the
+        orders of a batch share): its changelog may keep only the last value, in the place
+        of the first write."""
+        ...
+
     def delete(self, key: str) -> None: ...
 
     def scan(
@@ -60,6 +66,9 @@ class MemoryStore:
                         self._first[prefix] = key
                         self.first_changes += 1
         self._data[key] = value
+
+    def put_shared(self, key: str, value: bytes) -> None:
+        self.put(key, value)
 
     def delete(self, key: str) -> None:
         if self._data.pop(key, None) is not None:

@@ -149,6 +149,17 @@ class TableStore:
 
     def put(self, key: str, value: bytes) -> None:
         raw = key.encode()
+        self._put(raw, value)
+        self.changelog.add(self.table, self._writing(), raw, value)
+
+    def put_shared(self, key: str, value: bytes) -> None:
+        """As :meth:`put`; the batch's changelog keeps one record of ``key``: its last value,
+        where it was first written (:meth:`ChangelogWriter.share`)."""
+        raw = key.encode()
+        self._put(raw, value)
+        self.changelog.share(self.table, self._writing(), raw, value)
+
+    def _put(self, raw: bytes, value: bytes) -> None:
         partition = self._writing()
         data = self.table.data
         if self._gathering(data):
@@ -157,7 +168,6 @@ class TableStore:
             data._db_for_partition(partition).put(raw, value)
         else:
             data[raw] = value
-        self.changelog.add(self.table, partition, raw, value)
 
     def delete(self, key: str) -> None:
         raw = key.encode()
