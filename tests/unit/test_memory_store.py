@@ -1,0 +1,41 @@
+"""MemoryStore against a plain dict: whatever order of writes, deletes and reads, a scan and a
+first key are what sorting the dict's keys gives (new keys are sorted in lazily)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stockflow.processing.store import MemoryStore
+
+KEYS = st.text(alphabet="abt:1", min_size=0, max_size=4)
+PREFIXES = st.text(alphabet="abt:1", min_size=0, max_size=3)
+
+OPERATION = st.one_of(
+    st.tuples(st.just("put"), KEYS, st.binary(max_size=2)),
+    st.tuples(st.just("delete"), KEYS, st.none()),
+    st.tuples(st.just("scan"), PREFIXES, st.none()),
+    st.tuples(st.just("first"), PREFIXES, st.none()),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(OPERATION, max_size=60))
+def test_scans_and_first_keys_follow_the_sorted_keys(operations: list) -> None:  # type: ignore[type-arg]
+    store = MemoryStore()
+    model: dict[str, bytes] = {}
+    for kind, key, value in operations:
+        if kind == "put":
+            store.put(key, value)
+            model[key] = value
+        elif kind == "delete":
+            store.delete(key)
+            model.pop(key, None)
+        elif kind == "scan":
+            expected = [(k, model[k]) for k in sorted(model) if k.startswith(key)]
+            assert list(store.scan(key)) == expected
+        else:
+            expected_first = min((k for k in model if k.startswith(key)), default=None)
+            assert store.first_key(key) == expected_first
+        assert store.items() == model
+    assert list(store.scan("")) == sorted(model.items())
