@@ -98,7 +98,10 @@ step = st.one_of(
 def test_the_writer_decides_as_the_saga_did(inputs: list[tuple[str, Any, int]]) -> None:
     # Inputs in time order, as a partition's log has them (delays are offsets from T0).
     inputs = sorted(inputs, key=lambda item: item[2])
-    assert _run(EXACT, inputs) == _run(LEGACY, inputs)
+    legacy = _run(LEGACY, inputs)
+    assert _run(EXACT, inputs) == legacy
+    # Every shared expiry timer full after one order: each in a timer of its own.
+    assert _run(replace(EXACT, expiry_bucket_bytes=1), inputs) == legacy
 
 
 def test_a_held_single_line_order_sends_no_reply_and_ends_reported() -> None:
@@ -216,6 +219,36 @@ def test_inputs_that_outrun_the_report_are_answered_by_the_writer() -> None:
     assert saga is not None and saga.status == "expired"
     counters = stock_of(writer_store, "p")
     assert counters is not None and (counters.on_hand, counters.reserved) == (1, 0)
+
+
+def test_a_full_expiry_timer_is_followed_by_another_and_every_order_expires_once() -> None:
+    policy = replace(POLICY, expiry_bucket_bytes=8)  # "3:o-1" and "3:o-2" fill one
+    pipeline = LocalPipeline(policy=policy, partitions=1)
+    pipeline.feed("inventory", b"p", stock_set("p", 9), T0)
+    ids = ["o-1", "o-2", "o-3", "o-4", "o-5"]
+    for order_id in ids:
+        pipeline.feed("orders", order_id.encode(), order_placed(order_id, ("p", 1)), T0 + 1)
+    timers = sorted(key for key in pipeline.order_store.items() if ":expiries:" in key)
+    assert [key.rsplit(":", 1)[1] for key in timers] == ["", "1", "2"]
+    held = [expiring(pipeline.order_store.get(key)) for key in timers]
+    assert held == [["o-1", "o-2"], ["o-3", "o-4"], ["o-5"]]
+    # A desk started afresh (a restart: no memory of the parts) finds the one with room.
+    pipeline.orders = OrderDesk(pipeline.order_store, policy, pipeline.product_store)
+    pipeline.feed("orders", b"o-6", order_placed("o-6", ("p", 1)), T0 + 1)
+    assert expiring(pipeline.order_store.get(timers[2])) == ["o-5", "o-6"]
+    held_now = stock_of(pipeline.product_store, "p")
+    assert held_now is not None and held_now.reserved == 6
+
+    expired = pipeline.advance(T0 + 100 + TTL)
+    assert [key for key in pipeline.order_store.items() if ":expiries:" in key] == []
+    released = [
+        json.loads(out.value)["order_id"]
+        for out in expired
+        if json.loads(out.value)["type"] == "ReservationReleased"
+    ]
+    assert sorted(released) == [*ids, "o-6"]
+    counters = stock_of(pipeline.product_store, "p")
+    assert counters is not None and (counters.on_hand, counters.reserved) == (9, 0)
 
 
 def decode(out: Out) -> tuple[str, str | None]:

@@ -20,6 +20,10 @@ class Policy:
     """Single-line orders forwarded to their writer whose reservations expire within this
     much share one expiry timer (one table write per batch instead of one per order); their
     expiry is then checked up to this much later."""
+    expiry_bucket_bytes: int = 4096
+    """A shared expiry timer holds about this many bytes of order ids at most; more orders
+    expiring in the same ``expiry_bucket_ms`` start another one. Adding an order copies the
+    timer's value: without a bound a burst (a replay, one hot partition) made that quadratic."""
     forward_single_line: bool = True
     """A new single-line order's payment, cancellation and expiry are decided by its product
     writer, the saga forwarding them (:mod:`stockflow.core.single_line`); ``False``: by the

@@ -77,6 +77,9 @@ class OrderDesk:
         self.policy = policy
         self.products = products
         """The product writers' store, for the read model only (:meth:`saga`)."""
+        self._expiry_parts: dict[tuple[int, int], int] = {}
+        """Per (partition, due time) of a shared expiry timer that has filled up, the part
+        written last (see :meth:`_share_expiry`); empty after a restart, found again then."""
 
     def handle_order(self, raw: bytes | None, meta: Meta) -> Step:
         """A record from the public ``orders`` topic."""
@@ -240,15 +243,32 @@ class OrderDesk:
                 finished = due - self.policy.retention_ms
                 ensure_sweep(self.store, partition, finished, self.policy.retention_ms)
             elif kind == "expiry" and decision.saga is not None and decision.saga.forwards:
-                # Shared by the orders that expire in the same expiry_bucket_ms: the table
-                # keeps one value per key and batch, so a batch of orders costs one write.
-                size = self.policy.expiry_bucket_ms
-                bucket = timer_key(partition, -(-due // size) * size, EXPIRIES, "")
-                held = self.store.get(bucket)
-                named = f"{len(order_id)}:{order_id}".encode()
-                self.store.put_shared(bucket, named if held is None else held + named)
+                self._share_expiry(order_id, partition, due)
             else:
                 self.store.put(timer_key(partition, due, kind, order_id), b"")
+
+    def _share_expiry(self, order_id: str, partition: int, due: int) -> None:
+        """Adds the order to the expiry timer it shares with the orders that expire in the same
+        ``expiry_bucket_ms``: the table keeps one value per key and batch, so a batch of orders
+        costs one write. A timer full (``expiry_bucket_bytes``) is followed by another of the
+        same due time (the key's ref ``""``, then ``"1"``, ``"2"``...); which one an order is
+        in changes nothing but the key."""
+        policy = self.policy
+        size = policy.expiry_bucket_ms
+        bucket_due = -(-due // size) * size
+        part = self._expiry_parts.get((partition, bucket_due), 0)
+        while True:
+            key = timer_key(partition, bucket_due, EXPIRIES, str(part) if part else "")
+            held = self.store.get(key)
+            if held is None or len(held) < policy.expiry_bucket_bytes:
+                break
+            part += 1
+        if part:
+            if len(self._expiry_parts) >= 1024:  # only a cache: buckets long fired go
+                self._expiry_parts.clear()
+            self._expiry_parts[(partition, bucket_due)] = part
+        named = f"{len(order_id)}:{order_id}".encode()
+        self.store.put_shared(key, named if held is None else held + named)
 
     def _forget(self, key: str, raw: bytes, now_ms: int) -> None:
         decision = decide.fire_timer(decode_saga(raw), "forget", now_ms=now_ms, policy=self.policy)
