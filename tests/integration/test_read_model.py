@@ -132,7 +132,11 @@ def wait_until(predicate: Any, what: str, timeout: float = 30.0) -> None:
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     workdir: Path = tmp_path_factory.mktemp("read-model")
     with Harness(workdir=workdir, partitions=PARTITIONS) as harness:
-        workers = [harness.worker("w1").start(), harness.worker("w2").start()]
+        # No standby copies: each worker holds only its active partitions, as with three or
+        # more workers, so a held order's ledger entry is often on the other worker.
+        workers = [
+            harness.worker(name, STOCKFLOW_STANDBY_REPLICAS="0").start() for name in ("w1", "w2")
+        ]
         for worker in workers:
             worker.wait_ready(60)
         shop = Shop(harness, workers, int(time.time() * 1000))
@@ -253,6 +257,31 @@ def test_orders_show_their_saga_state(shop: Shop) -> None:
     _, _, expired = get(shop.urls[0], f"/orders/{quote(EXPIRING)}")
     assert expired["lines"][0]["action"] == "release"
     assert expired["lines"][0]["release_reason"] == "expired"
+
+
+def test_a_held_order_is_read_from_its_product_writer_on_the_other_worker(shop: Shop) -> None:
+    owners: dict[tuple[str, int], str] = {
+        (topic, int(p)): url for url in shop.urls for (topic, p) in lags(url)
+    }
+    settings = shop.harness.settings
+    remote = [
+        order_id
+        for order_id, product in zip(RESERVED, PRODUCTS, strict=True)
+        if owners[(settings.orders_topic, partition_for(order_id.encode(), PARTITIONS))]
+        != owners[(settings.product_commands_topic, partition_for(product.encode(), PARTITIONS))]
+    ]
+    assert remote  # test_orders_show_their_saga_state saw these reserved through the lookup
+    for order_id, product in zip(RESERVED, PRODUCTS, strict=True):
+        for url in shop.urls:
+            status, _, body = get(url, f"/stock/{quote(product)}?order={quote(order_id)}")
+            assert status == 200
+            held = body["reservation"]
+            assert held["order_id"] == order_id and held["quantity"] == 1
+            assert held["status"] == "pending" and held["finished_at"] is None
+    _, _, none = get(shop.urls[0], f"/stock/{quote(PRODUCTS[0])}?order=nobody")
+    assert none["reservation"] is None
+    _, _, plain = get(shop.urls[0], f"/stock/{quote(PRODUCTS[0])}")
+    assert "reservation" not in plain
 
 
 def test_metrics_expose_plausible_counts(shop: Shop) -> None:

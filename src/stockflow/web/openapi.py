@@ -140,13 +140,28 @@ def _schemas() -> dict[str, Any]:
             "PayAnswer": _events_answer(PayAnswer),
             "CancelAnswer": _events_answer(CancelAnswer),
             "Stock": _object(
-                {
+                required=["product_id", "on_hand", "reserved", "available", "freshness"],
+                properties={
                     "product_id": {"type": "string"},
                     "on_hand": {"type": "integer"},
                     "reserved": {"type": "integer"},
                     "available": {"type": "integer"},
                     "freshness": {"type": "object"},
-                }
+                    "reservation": {"oneOf": [_ref("Reservation"), {"type": "null"}]},
+                },
+            ),
+            "Reservation": _object(
+                required=["order_id", "quantity", "status", "expires_at"],
+                properties={
+                    "order_id": {"type": "string"},
+                    "quantity": {"type": "integer"},
+                    "status": {"enum": ["pending", "confirmed", "released", "refused"]},
+                    "release_reason": nullable_str,
+                    "refusal": nullable_str,
+                    "available": nullable_int,
+                    "expires_at": {"type": "string"},
+                    "finished_at": nullable_str,
+                },
             ),
             "OrderState": _object(
                 required=["order_id", "status", "fulfilment", "lines", "freshness"],
@@ -311,7 +326,17 @@ def openapi_document(*, token: bool = False, reads_closed: bool = False) -> dict
             "get",
             "getStock",
             "A product's stock and how fresh the answer is",
-            [_path_id("product_id")],
+            [
+                _path_id("product_id"),
+                {
+                    "name": "order",
+                    "in": "query",
+                    "required": False,
+                    "description": "Also show this order's hold on the product (`reservation`, "
+                    "null when it has none).",
+                    "schema": {"type": "string", "maxLength": 256, "pattern": TEXT},
+                },
+            ],
             {
                 "200": _json(_ref("Stock"), "The product's stock."),
                 "404": _error("Never stocked."),

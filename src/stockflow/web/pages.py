@@ -8,10 +8,15 @@ reads comes in class attributes set on a subclass per app (:func:`bound`).
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import quote
 
 from faust import web
+from yarl import URL
 
+from stockflow.core.single_line import seen_at_writer
+from stockflow.web.reservations import reservation_of
 from stockflow.web.routing import MAX_HOPS, hops_of
 from stockflow.web.source import TableLike
 
@@ -86,6 +91,9 @@ class StockView(RoutedView):
         answer = read.stock(product_id)
         if answer is None:
             return self.error(404, "unknown product", product_id=product_id)
+        order_id = request.query.get("order")
+        if order_id is not None:
+            answer["reservation"] = read.reservation(product_id, order_id)
         return self.json(answer)
 
 
@@ -100,7 +108,7 @@ class OrderView(RoutedView):
             saga = read.saga(order_id)
             if saga is None or not router.is_active(table, saga.reply_partition):
                 return self.error(404, "unknown order", order_id=order_id)
-            return self.json(read.order_answer(saga))
+            return await self.answer(request, saga)
         partition = read.order_partition(order_id)
         routed = await self.from_owner(request, table, partition, hops)
         if routed is not None:
@@ -109,12 +117,40 @@ class OrderView(RoutedView):
         if saga is not None:
             arrived = saga.reply_partition
             if router.is_active(table, arrived) or hops >= MAX_HOPS:
-                return self.json(read.order_answer(saga))
+                return await self.answer(request, saga)
             # Found in a standby copy here. The peers are asked for their active state (a
             # plain relay to the arrival partition's owner would be routed back here by the
             # order id's own partition); this copy answers only if none has it.
             return await self.ask_peers(request, order_id, hops, standby=saga)
         return await self.ask_peers(request, order_id, hops)
+
+    async def answer(self, request: Request, saga: Saga) -> Response:
+        return self.json(self.read.order_answer(await self.seen_at_writer(request, saga)))
+
+    async def seen_at_writer(self, request: Request, saga: Saga) -> Saga:
+        """A single-line order its product's writer decides, not ended as far as the saga
+        knows: as the writer's ledger entry shows it. Read here already when the product's
+        partition is in this worker (:meth:`stockflow.processing.OrderDesk.saga`); otherwise
+        asked of its owner (``GET /stock/{product_id}?order={order_id}``). No answer, or none
+        this version reads: the saga as it is (``reserving``)."""
+        if not saga.forwards or saga.status != "reserving":
+            return saga
+        read, router = self.read, self.read.router
+        product_id = saga.lines[0].product_id
+        owner = router.owner(read.handle.product_table, read.product_partition(product_id))
+        if owner is None or router.is_me(owner):
+            return saga
+        path = "/stock/" + quote(product_id, safe="")
+        target = URL(owner.rstrip("/") + path, encoded=True).with_query(order=saga.order_id)
+        try:
+            # At the hop limit: the owner answers from its own state, never forwards.
+            answer = await router.get(target, request, hops=MAX_HOPS - 1)
+            body = json.loads(answer.body) if answer.status == 200 else None
+        except (OSError, ValueError):
+            return saga
+        value = body.get("reservation") if isinstance(body, dict) else None
+        entry = reservation_of(value, order_id=saga.order_id, product_id=product_id)
+        return seen_at_writer(saga, entry)
 
     async def ask_peers(
         self, request: Request, order_id: str, hops: int, *, standby: Saga | None = None
@@ -126,7 +162,7 @@ class OrderView(RoutedView):
         peers = [url for url in router.workers(read.handle.order_table) if not router.is_me(url)]
         if hops >= MAX_HOPS or not peers:
             if standby is not None:
-                return self.json(read.order_answer(standby))
+                return await self.answer(request, standby)
             return self.error(404, "unknown order", order_id=order_id)
         answers = await asyncio.gather(
             *(router.forward(url, request, hops=hops, local=True) for url in peers),
@@ -137,7 +173,7 @@ class OrderView(RoutedView):
                 headers = {"Content-Type": answer.content_type}
                 return self.bytes(answer.body, headers=headers)
         if standby is not None:
-            return self.json(read.order_answer(standby))
+            return await self.answer(request, standby)
         failed = [
             url for url, a in zip(peers, answers, strict=True) if isinstance(a, BaseException)
         ]

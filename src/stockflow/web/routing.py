@@ -95,11 +95,16 @@ class Router:
     ) -> Forwarded:
         """The same GET (path and query) sent to ``url``; raises ``OSError`` or
         ``asyncio.TimeoutError`` (an ``OSError`` subclass) when the owner does not answer."""
-        import aiohttp
-
         target = URL(url.rstrip("/") + request.raw_path, encoded=True)
         if local:
             target = target.update_query(local="1")
+        return await self.get(target, request, hops=hops)
+
+    async def get(self, target: URL, request: Request, *, hops: int) -> Forwarded:
+        """A GET of ``target`` on behalf of ``request`` (its token, one hop more); raises as
+        :meth:`forward`."""
+        import aiohttp
+
         headers = {HOPS_HEADER: str(hops + 1), "Accept": "application/json"}
         authorization = request.headers.get("Authorization")
         if authorization:  # reads may need the token (STOCKFLOW_HTTP_TOKEN_READS)
@@ -111,7 +116,7 @@ class Router:
                 content_type = resp.headers.get("Content-Type", "application/json")
                 return Forwarded(resp.status, body, content_type)
         except aiohttp.ClientError as exc:
-            raise OSError(f"{url}: {exc}") from exc
+            raise OSError(f"{target}: {exc}") from exc
 
 
 def hops_of(request: Request) -> int:

@@ -2,7 +2,9 @@
 
 ``GET /stock/{product_id}``
     ``{"product_id", "on_hand", "reserved", "available", "freshness"}``. 404 with
-    ``{"error": "unknown product", "product_id"}`` for a product never stocked.
+    ``{"error": "unknown product", "product_id"}`` for a product never stocked. With
+    ``?order={order_id}`` also ``"reservation"``: that order's hold on the product
+    (:mod:`stockflow.web.reservations`), ``null`` when the product's writer has none.
 ``GET /orders/{order_id}``
     The order's saga: ``{"order_id", "status", "fulfilment", "lines": [{"product_id",
     "quantity", "answer", "reason", "available", "action", "release_reason"}], "placed_at",
@@ -32,10 +34,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from stockflow.keys import STOCK_KEYS, partition_for, product_of, stock_key
+from stockflow.keys import STOCK_KEYS, entry_key, partition_for, product_of, stock_key
 from stockflow.models import iso_from_ms
-from stockflow.processing.codec import StockRecord, decode_stock
+from stockflow.processing.codec import StockRecord, decode_entry, decode_stock
 from stockflow.web.freshness import Progress, event_time, partition_position
+from stockflow.web.reservations import reservation_answer
 from stockflow.web.routing import Router
 from stockflow.web.source import ReadSource
 
@@ -71,6 +74,11 @@ class ReadModel:
         if raw is None:
             return None
         return self.stock_answer(product_id, decode_stock(raw))
+
+    def reservation(self, product_id: str, order_id: str) -> dict[str, Any] | None:
+        """The order's ledger entry at the product (``None``: none in this worker's store)."""
+        raw = self.handle.product_store.get(entry_key(product_id, order_id))
+        return None if raw is None else reservation_answer(decode_entry(raw))
 
     def stock_answer(self, product_id: str, record: StockRecord) -> dict[str, Any]:
         partition = self.product_partition(product_id)
