@@ -22,9 +22,9 @@ from stockflow.core.saga_state import (
     LineState,
     Saga,
     SagaDecision,
-    SagaStatus,
     saga_with,
 )
+from stockflow.core.single_line import ended_saga
 from stockflow.models import (
     AnswerStatus,
     LineAnswer,
@@ -93,21 +93,11 @@ def answer_forwarded(
     that decided it and published what it implied): it finishes, publishing nothing. Its
     refusal is answered as any single-line order's; anything else changes nothing (a report
     again, or a ``reserved`` answer, which a writer never sends for these)."""
-    line = saga.lines[0]
-    if saga.status != "reserving" or line.product_id != product_id:
+    if saga.status != "reserving" or saga.lines[0].product_id != product_id:
         return NOTHING
-    end: SagaStatus
-    if status == "confirmed":
-        end, ended = "confirmed", replace(line, answer="reserved", action="confirm")
-    elif status == "cancelled":
-        end = "cancelled"
-        ended = replace(line, answer="reserved", action="release", release_reason="cancelled")
-    elif status == "expired":
-        end = "expired"
-        ended = replace(line, answer="reserved", action="release", release_reason="expired")
-    else:
+    if status != "confirmed" and status != "cancelled" and status != "expired":
         return NOTHING
-    done = saga_with(saga, (ended,), end)
+    done = ended_saga(saga, status)
     done.finished_at_ms = now_ms  # a new record, built just above: not a change in place
     return SagaDecision(done, (), (), ((now_ms + policy.retention_ms, "forget"),))
 

@@ -33,6 +33,7 @@ __all__ = [
     "LineDecision",
     "LineEnd",
     "cancel_line",
+    "ended_saga",
     "expire_line",
     "line_end",
     "pay_line",
@@ -167,14 +168,21 @@ def seen_at_writer(saga: Saga, entry: Reservation | None) -> Saga:
         seen.rejection = (
             "unknown_product" if entry.refusal == "unknown_product" else "insufficient_stock"
         )
-    elif end == "confirmed":
-        seen = saga_with(saga, (replace(line, answer="reserved", action="confirm"),), end)
     else:
-        assert end in ("cancelled", "expired")
-        ended = replace(line, answer="reserved", action="release", release_reason=end)
-        seen = saga_with(saga, (ended,), end)
+        assert end == "confirmed" or end == "cancelled" or end == "expired"
+        seen = ended_saga(saga, end)
     seen.finished_at_ms = entry.finished_at_ms
     return seen
+
+
+def ended_saga(saga: Saga, end: Literal["confirmed", "cancelled", "expired"]) -> Saga:
+    """A single-line saga as it stands once its order ended ``end``: its line reserved, then
+    confirmed or released (a new record; the caller sets when it finished)."""
+    line = saga.lines[0]
+    if end == "confirmed":
+        return saga_with(saga, (replace(line, answer="reserved", action="confirm"),), end)
+    released = replace(line, answer="reserved", action="release", release_reason=end)
+    return saga_with(saga, (released,), end)
 
 
 def _failure(
