@@ -286,17 +286,13 @@ class OrderDesk:
             retention_ms=self.policy.retention_ms,
             forget=lambda key, raw: self._forget(key, raw, now_ms),
         ):
-            if timer.kind == EXPIRIES:
-                for order_id in expiring(self.store.get(timer.key)):
-                    saga = self._load(order_id)
-                    decision = decide.fire_timer(saga, "expiry", now_ms=now_ms, policy=self.policy)
-                    step.outputs.extend(self._apply(order_id, partition, decision).outputs)
-                step.after_flush.append(timer.key)
-                continue
-            saga = self._load(timer.ref)
-            kind = cast(TimerKind, timer.kind)
-            decision = decide.fire_timer(saga, kind, now_ms=now_ms, policy=self.policy)
-            step.outputs.extend(self._apply(timer.ref, partition, decision).outputs)
+            # A shared expiry timer fires each order it lists; any other, its own order.
+            shared = timer.kind == EXPIRIES
+            kind: TimerKind = "expiry" if shared else cast(TimerKind, timer.kind)
+            for order_id in expiring(self.store.get(timer.key)) if shared else (timer.ref,):
+                saga = self._load(order_id)
+                decision = decide.fire_timer(saga, kind, now_ms=now_ms, policy=self.policy)
+                step.outputs.extend(self._apply(order_id, partition, decision).outputs)
             # Deleted only after what it caused is durable (see Step.after_flush).
             step.after_flush.append(timer.key)
         return step

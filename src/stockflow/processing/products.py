@@ -107,10 +107,7 @@ class ProductWriter:
                 if command["decides"] and source.status != "refused":
                     # Held: nothing to answer (this writer decides what comes next). Ended
                     # already (a Reserve sent again): the end, reported again.
-                    end = encode_end(source)
-                    if end is not None:
-                        reply = command["reply_partition"]
-                        outputs.append(Out("order_replies", order_key, end, reply))
+                    outputs.extend(_end_report(source, order_key, command["reply_partition"]))
                     return outputs
                 outputs.append(
                     Out(
@@ -190,9 +187,8 @@ class ProductWriter:
         outputs = [Out("reservations", order_key, encode(answer)) for answer in line.answers]
         outputs.extend(self._apply(skey, meta, line.stock, ekey))
         after = line.stock.entry if line.stock.entry is not None else entry
-        end = None if after is None else encode_end(after)
-        if end is not None:
-            outputs.append(Out("order_replies", order_key, end, command["reply_partition"]))
+        if after is not None:
+            outputs.extend(_end_report(after, order_key, command["reply_partition"]))
         return outputs
 
     # --- state ------------------------------------------------------------------------------
@@ -317,3 +313,10 @@ class ProductWriter:
                 unlinked = replace(record, wal_key=None, wal_value=None)  # freshness kept
                 self.store.put(stock_key(product_id), encode_stock(unlinked))
         self.store.delete(key)
+
+
+def _end_report(entry: Reservation, order_key: bytes, reply_partition: int) -> list[Out]:
+    """How the single-line order of ``entry`` ended, for its saga (:func:`encode_end`); none
+    while it has not ended."""
+    end = encode_end(entry)
+    return [] if end is None else [Out("order_replies", order_key, end, reply_partition)]
