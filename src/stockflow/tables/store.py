@@ -149,18 +149,19 @@ class TableStore:
 
     def put(self, key: str, value: bytes) -> None:
         raw = key.encode()
-        self._put(raw, value)
-        self.changelog.add(self.table, self._writing(), raw, value)
+        partition = self._writing()
+        self._put(partition, raw, value)
+        self.changelog.add(self.table, partition, raw, value)
 
     def put_shared(self, key: str, value: bytes) -> None:
         """As :meth:`put`; the batch's changelog keeps one record of ``key``: its last value,
         where it was first written (:meth:`ChangelogWriter.share`)."""
         raw = key.encode()
-        self._put(raw, value)
-        self.changelog.share(self.table, self._writing(), raw, value)
-
-    def _put(self, raw: bytes, value: bytes) -> None:
         partition = self._writing()
+        self._put(partition, raw, value)
+        self.changelog.share(self.table, partition, raw, value)
+
+    def _put(self, partition: int, raw: bytes, value: bytes) -> None:
         data = self.table.data
         if self._gathering(data):
             self._pending[raw] = value
