@@ -635,6 +635,27 @@ def test_without_the_write_ahead_copy_a_redelivered_reserve_would_reserve_twice(
     assert stock_of(store, "p") == Stock(on_hand=10, reserved=8, next_seq=2)
 
 
+def test_the_writer_reads_again_any_counters_it_did_not_write_itself() -> None:
+    # The writer remembers the counters it wrote last (no decode while the store hands back
+    # that very value); a value put behind its back, even an equal copy, is read in full.
+    writer, store = _writer(on_hand=10)
+    writer.handle(reserve("o-1", 4), command_meta(1, T0))
+    restored = decode_stock(store.get(stock_key("p")) or b"")
+    behind = Stock(on_hand=5, reserved=4, next_seq=restored.stock.next_seq)
+    store.put(stock_key("p"), encode_stock(replace(restored, stock=behind)))
+
+    step = writer.handle(reserve("o-2", 2), command_meta(2, T0 + 1))
+
+    assert LineAnswer.model_validate_json(step.outputs[-1].value).status == "refused"
+    assert stock_of(store, "p") == behind
+
+    # A restored copy of an earlier write whose second write was lost: repaired.
+    store.put(stock_key("p"), encode_stock(restored))
+    store.delete(entry_key("p", "o-1"))
+    writer.handle(reserve("o-3", 1), command_meta(3, T0 + 2))
+    assert store.get(entry_key("p", "o-1")) is not None
+
+
 def test_a_lost_saga_write_is_repaired_by_the_redelivered_order() -> None:
     for lost in (1, 2):
         store = JournalStore()

@@ -39,7 +39,10 @@ from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
 from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
 
-__all__ = ["ProductWriter"]
+__all__ = ["WRITTEN_CACHE", "ProductWriter"]
+
+WRITTEN_CACHE = 65_536
+"""Products whose last written counters :class:`ProductWriter` remembers (a few MiB)."""
 
 
 class ProductWriter:
@@ -53,6 +56,13 @@ class ProductWriter:
         """While a batch is applied: each product's counters as its last command left them
         (read from the store, or just written to it), so that a product with several
         commands in the batch is decoded and checked for a lost write once."""
+        self._written: dict[str, tuple[bytes, Stock, str | None, bytes | None]] = {}
+        """Per product, the counters' value this writer last put, the counters it holds and
+        its write-ahead key and value. While the store hands back those very objects for both
+        keys, nothing wrote either since: the counters need no decode and the second write
+        no check (the memory store, and the table store until the changelog is acknowledged,
+        return the object they were given; anything else, a restored value or a lost second
+        write, takes the full read)."""
 
     def handle(self, raw: bytes | None, meta: Meta) -> Step:
         commands = parse_product_commands(raw)
@@ -200,6 +210,16 @@ class ProductWriter:
         raw = self.store.get(skey)
         if raw is None:
             return None
+        written = self._written.get(skey)
+        if (
+            written is not None
+            and written[0] is raw
+            and (written[2] is None or self.store.get(written[2]) is written[3])
+        ):
+            stock = written[1]
+            if known is not None:
+                known[skey] = stock
+            return stock
         stock, wal_key, wal_text = decode_stock_values(raw)
         if wal_key is not None and wal_text is not None:
             # Repair a second write lost in a crash (see StockRecord).
@@ -245,17 +265,23 @@ class ProductWriter:
             due = marker[1] + self.policy.retention_ms
             self.store.put(timer_key(partition, due, "gc", marker[0]), b"")
         if decision.stock is not None:
+            written: tuple[bytes, Stock, str | None, bytes | None]
             # offset and timestamp: freshness for the read model.
             if second is None:
                 value = encode_stock_values(
                     decision.stock, None, None, meta.offset, meta.timestamp_ms
                 )
+                written = (value, decision.stock, None, None)
             else:
-                wal_key, wal_value = second[0], second[1].decode()
+                wal_key, wal_bytes = second
                 value = encode_stock_values(
-                    decision.stock, wal_key, wal_value, meta.offset, meta.timestamp_ms
+                    decision.stock, wal_key, wal_bytes.decode(), meta.offset, meta.timestamp_ms
                 )
+                written = (value, decision.stock, wal_key, wal_bytes)
             self.store.put(skey, value)
+            if len(self._written) >= WRITTEN_CACHE:  # only a cache: bounded, refilled by writes
+                self._written.clear()
+            self._written[skey] = written
             if self._known is not None:
                 self._known[skey] = decision.stock
         if second is not None:
