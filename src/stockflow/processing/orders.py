@@ -312,13 +312,15 @@ def expiring(raw: bytes | None) -> list[str]:
 
 
 def _outputs(decision: SagaDecision) -> list[Out]:
-    # Most answers cause neither events nor commands: nothing to build then.
-    events, commands = decision.raw_events, decision.raw_commands
-    outputs = [Out("reservations", *_keyed(event, "order_id")) for event in events]
-    if commands:
-        outputs.extend(
-            Out("product_commands", *_keyed(command, "product_id")) for command in commands
-        )
+    # Plain loops: a placed order has one command and no event, and a generator per decision
+    # cost more than building its one record.
+    outputs: list[Out] = []
+    for event in decision.raw_events:
+        key, value = _keyed(event, "order_id")
+        outputs.append(Out("reservations", key, value))
+    for command in decision.raw_commands:
+        key, value = _keyed(command, "product_id")
+        outputs.append(Out("product_commands", key, value))
     return outputs
 
 
