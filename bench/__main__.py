@@ -340,7 +340,13 @@ def _recovery(plan: Plan, report: Report) -> None:
 
 def _core(plan: Plan, report: Report) -> None:
     report.core = [
-        {"name": r.name, "decisions": r.decisions, "seconds": r.seconds, "rate": r.rate}
+        {
+            "key": r.key,
+            "name": r.name,
+            "decisions": r.decisions,
+            "seconds": r.seconds,
+            "rate": r.rate,
+        }
         for r in run_core(plan.core_decisions, plan.products)
     ]
 

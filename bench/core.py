@@ -15,6 +15,12 @@ evenly, stock for everyone), next to a hand-written baseline measured in the sam
                at least 50,000).
 
 Each :class:`CoreResult` carries its layer's ``key`` (the names above), which the goals use.
+
+The layers run with the garbage collector as a started worker runs it
+(:func:`stockflow.garbage.tune_garbage_collector`: the heap so far frozen, the youngest
+generation collected every ``STOCKFLOW_GC_THRESHOLD`` allocations), restored afterwards; one
+more row, ``pipeline-default-gc``, repeats ``pipeline`` under Python's default collector (the
+basis of every figure before 2026-12-03's second session).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from __future__ import annotations
 import gc
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 __all__ = ["WRITER_CAP", "CoreResult", "run_core"]
@@ -127,7 +134,7 @@ def _writer(count: int, products: int) -> CoreResult:
     return _timed("writer", "ProductWriter.handle + MemoryStore (per Reserve)", count, body)
 
 
-def _pipeline(count: int, products: int) -> CoreResult:
+def _pipeline(count: int, products: int, key: str = "pipeline") -> CoreResult:
     from stockflow.processing.pipeline import LocalPipeline
 
     pipe = LocalPipeline(partitions=4)
@@ -152,18 +159,40 @@ def _pipeline(count: int, products: int) -> CoreResult:
         for key, value in orders:
             pipe.feed("orders", key, value, 2_000)
 
-    result = _timed("pipeline", "LocalPipeline (whole single-line order)", count, body)
+    name = "LocalPipeline (whole single-line order)"
+    if key != "pipeline":
+        name = "LocalPipeline, Python's default collector"
+    result = _timed(key, name, count, body)
     outcomes = sum(1 for e in pipe.emitted if e.value.startswith(b'{"type":"OrderReserved"'))
     if outcomes != count:
         raise RuntimeError(f"LocalPipeline reserved {outcomes} of {count} orders")
     return result
 
 
+@contextmanager
+def worker_collector() -> Iterator[None]:
+    """The garbage collector as a started worker runs it, Python's settings again after."""
+    from stockflow.garbage import tune_garbage_collector
+    from stockflow.settings import Settings
+
+    saved = gc.get_threshold()
+    tune_garbage_collector(Settings().gc_threshold)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
+
+
 def run_core(count: int, products: int = 10_000) -> list[CoreResult]:
-    """Each layer over ``count`` decisions (``pipeline`` over ``count // 4`` whole orders)."""
-    return [
-        _baseline(count, products),
-        _bare_reserve(count, products),
-        _writer(min(count, WRITER_CAP), products),
-        _pipeline(max(count // 4, 100), products),
-    ]
+    """Each layer over ``count`` decisions (``pipeline`` over ``count // 4`` whole orders),
+    with a worker's garbage collector; then ``pipeline`` again with Python's."""
+    orders = max(count // 4, 100)
+    with worker_collector():
+        results = [
+            _baseline(count, products),
+            _bare_reserve(count, products),
+            _writer(min(count, WRITER_CAP), products),
+            _pipeline(orders, products),
+        ]
+    return [*results, _pipeline(orders, products, key="pipeline-default-gc")]

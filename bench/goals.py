@@ -137,9 +137,11 @@ def _latency_goals(report: Report, add: Any) -> None:
 
 def _core_goals(report: Report, add: Any) -> None:
     def layer(key: str, prefix: str) -> dict[str, Any] | None:
-        return next(
-            (r for r in report.core if r.get("key") == key or r["name"].startswith(prefix)), None
-        )
+        # By key; by name only for reports written before rows had keys.
+        keyed = next((r for r in report.core if r.get("key") == key), None)
+        if keyed is not None or any("key" in r for r in report.core):
+            return keyed
+        return next((r for r in report.core if r["name"].startswith(prefix)), None)
 
     base = layer("baseline", "baseline")
     extra = f"; the hand-written json + dict loop: {base['rate']:,.0f}/s" if base else ""

@@ -4,6 +4,7 @@ the goals computed from a report, the charts, and that no child process outlives
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from bench.stockflow_systems import _last_per_partition
 from bench.system import System
 
 from stockflow.errors import BrokerError
+from stockflow.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -164,6 +166,28 @@ def test_recovery_below_a_million_products_is_not_judged() -> None:
     recovery = goals["recovery at 1M products <= 3x the raw changelog read"]
     assert recovery["met"] is None
     assert "--scale 1.0" in recovery["measured"]
+
+
+def test_the_pipeline_goal_reads_the_worker_collector_row_by_key() -> None:
+    core = [
+        {"key": "pipeline", "name": "LocalPipeline (whole single-line order)", "rate": 51_000.0},
+        {"key": "pipeline-default-gc", "name": "LocalPipeline, Python's", "rate": 40_000.0},
+    ]
+    for rows in (core, core[::-1]):
+        goals = {g["goal"]: g for g in evaluate_goals(Report(core=rows))}
+        pipeline = goals["LocalPipeline single-line orders >= 50,000/s"]
+        assert pipeline["met"] is True and pipeline["measured"].startswith("51,000")
+
+
+def test_the_core_section_gives_the_collector_back_as_it_found_it() -> None:
+    from bench.core import worker_collector
+
+    before = gc.get_threshold()
+    with worker_collector():
+        assert gc.get_threshold()[0] == Settings().gc_threshold
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_goal_not_measured_is_left_out() -> None:
