@@ -28,6 +28,7 @@ from typing import Any
 
 from bench.harness import RunResult, _measure, _percentile, latency_run, running
 from bench.load import workload
+from bench.stockflow_systems import StockflowSystem
 
 __all__ = ["checkout_runs"]
 
@@ -63,6 +64,7 @@ def checkout_runs(
         _latencies(result, waits)
         result.offered, result.note = rate, "topic: produce -> outcome"
         rows.append(result)
+        assert isinstance(system, StockflowSystem) and system.worker is not None
         settings = _settings(system.env)
         url = f"http://127.0.0.1:{system.worker.web_port}/orders?wait=30"
         rows.extend(
