@@ -6,10 +6,13 @@ offset (never ahead of the changelog)."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rocksdict import Options, Rdict
 
 from stockflow.errors import StockflowError
@@ -219,3 +222,72 @@ def test_writes_outside_a_partition_are_a_bug(world: Any) -> None:
     store, _data, _changelog = world
     with pytest.raises(StockflowError):
         store.put("k", b"v")
+
+
+# Operations on one store: (op, partition, key, value). Timer keys and others are mixed so that
+# a timer scan must skip the rest; "switch" ends the partition's batch, "ack" acknowledges the
+# oldest sealed batch, "scan" compares every partition's timers with what was written.
+_KEYS = st.sampled_from(
+    [
+        "t:00000:0000000000100:expiry:a",
+        "t:00000:0000000000200:expiry:b",
+        "t:00001:0000000000100:gc:c",
+        "t:00001:0000000000050:sweep:",
+        "t:00001:0000000000010:gc:old",  # in the database from the start
+        "r:1:p:o1",
+        "s:1:p",
+        "t:00002:x",
+    ]
+)
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.sampled_from([0, 1]), _KEYS, st.binary(max_size=3)),
+        st.tuples(st.just("delete"), st.sampled_from([0, 1]), _KEYS, st.just(b"")),
+        st.tuples(
+            st.sampled_from(["switch", "ack", "scan"]), st.just(0), st.just(""), st.just(b"")
+        ),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=_OPS)
+def test_a_timer_scan_sees_exactly_the_timers_written_whatever_is_acknowledged(ops: list) -> None:  # type: ignore[type-arg]
+    with tempfile.TemporaryDirectory() as root:
+        data = RocksStore(Path(root))
+        changelog = Changelog()
+        store = TableStore(Table(data), changelog)  # type: ignore[arg-type]
+        data.dbs[1][b"t:00001:0000000000010:gc:old"] = b"stored"
+        model: dict[int, dict[str, bytes]] = {0: {}, 1: {"t:00001:0000000000010:gc:old": b"stored"}}
+        try:
+            for op, partition, key, value in ops:
+                if op in ("put", "delete"):
+                    if store.partition != partition:
+                        store.partition = partition
+                    if op == "put":
+                        store.put(key, value)
+                        model[partition][key] = value
+                    else:
+                        store.delete(key)
+                        model[partition].pop(key, None)
+                elif op == "switch":
+                    store.partition = None
+                elif op == "ack" and changelog.sealed:
+                    changelog.ack()
+                for scanned in (0, 1):
+                    prefix = f"t:{scanned:05d}:"
+                    expected = sorted(
+                        (k, v) for k, v in model[scanned].items() if k.startswith(prefix)
+                    )
+                    assert list(store.scan(prefix, partition=scanned)) == expected
+            store.partition = None
+            changelog.ack(len(changelog.sealed))
+            for scanned in (0, 1):
+                prefix = f"t:{scanned:05d}:"
+                expected = sorted((k, v) for k, v in model[scanned].items() if k.startswith(prefix))
+                assert list(store.scan(prefix, partition=scanned)) == expected
+            assert store.unacknowledged == 0
+        finally:
+            for db in data.dbs.values():
+                db.close()
