@@ -27,7 +27,6 @@ from rocksdict import WriteBatch
 
 from stockflow._faust.changelog import ChangelogWriter
 from stockflow.errors import StockflowError
-from stockflow.keys import TIMER_KEYS
 
 if TYPE_CHECKING:
     from stockflow.tables.protocols import (
@@ -59,12 +58,6 @@ class TableStore:
         self._unacked: dict[int, dict[bytes, bytes | None]] = {}
         """Per partition, the writes of earlier batches whose changelog records the broker has
         not acknowledged yet (their last value per key): read before the database."""
-        self._timer_writes: dict[int, set[bytes]] = {}
-        """Per partition, the timer keys (:data:`~stockflow.keys.TIMER_KEYS`) written since its
-        last timer scan, a superset of those in ``_pending`` and ``_unacked``: a scan of timers
-        (the scheduler's look at each partition's earliest, every ``timer_interval``) lays
-        these over the database instead of walking every unacknowledged write (tens of
-        thousands at a worker's maximum: 3% of its time in the multi-line workload)."""
 
     @property
     def partition(self) -> int | None:
@@ -172,8 +165,6 @@ class TableStore:
         data = self.table.data
         if self._gathering(data):
             self._pending[raw] = value
-            if raw.startswith(_TIMER_KEYS):
-                self._timer_writes.setdefault(partition, set()).add(raw)
         elif self._rocksdb(data):
             data._db_for_partition(partition).put(raw, value)
         else:
@@ -185,8 +176,6 @@ class TableStore:
         data = self.table.data
         if self._gathering(data):
             self._pending[raw] = None
-            if raw.startswith(_TIMER_KEYS):
-                self._timer_writes.setdefault(partition, set()).add(raw)
         elif self._rocksdb(data):
             data._db_for_partition(partition).delete(raw)
         else:
@@ -252,8 +241,6 @@ class TableStore:
         layers = [self._unacked.get(partition)]
         if partition == self._partition:
             layers.append(self._pending)  # the newest
-        if wanted.startswith(_TIMER_KEYS):
-            return self._timer_changes(partition, [layer for layer in layers if layer], wanted, low)
         changed: dict[bytes, bytes | None] = {}
         for layer in layers:
             if layer:
@@ -262,31 +249,8 @@ class TableStore:
                         changed[key] = value
         return changed
 
-    def _timer_changes(
-        self, partition: int, layers: list[dict[bytes, bytes | None]], wanted: bytes, low: bytes
-    ) -> dict[bytes, bytes | None]:
-        """:meth:`_changes` of a timer prefix, from the timer keys written (``_timer_writes``):
-        those no longer in any layer (in the database now) are dropped from it."""
-        written = self._timer_writes.get(partition)
-        if not written:
-            return {}
-        changed: dict[bytes, bytes | None] = {}
-        gone: list[bytes] = []
-        for key in written:
-            held = False
-            for layer in layers:  # oldest first: the newest value wins
-                if key in layer:
-                    held = True
-                    if key >= low and key.startswith(wanted):
-                        changed[key] = layer[key]
-            if not held:
-                gone.append(key)
-        written.difference_update(gone)
-        return changed
-
 
 _ABSENT = object()
-_TIMER_KEYS = TIMER_KEYS.encode()
 
 
 def _overlaid(
