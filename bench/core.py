@@ -134,7 +134,12 @@ def _writer(count: int, products: int) -> CoreResult:
     return _timed("writer", "ProductWriter.handle + MemoryStore (per Reserve)", count, body)
 
 
-def _pipeline(count: int, products: int, key: str = "pipeline") -> CoreResult:
+def _pipeline(
+    count: int,
+    products: int,
+    key: str = "pipeline",
+    name: str = "LocalPipeline (whole single-line order)",
+) -> CoreResult:
     from stockflow.processing.pipeline import LocalPipeline
 
     pipe = LocalPipeline(partitions=4)
@@ -159,9 +164,6 @@ def _pipeline(count: int, products: int, key: str = "pipeline") -> CoreResult:
         for key, value in orders:
             pipe.feed("orders", key, value, 2_000)
 
-    name = "LocalPipeline (whole single-line order)"
-    if key != "pipeline":
-        name = "LocalPipeline, Python's default collector"
     result = _timed(key, name, count, body)
     outcomes = sum(1 for e in pipe.emitted if e.value.startswith(b'{"type":"OrderReserved"'))
     if outcomes != count:
@@ -195,4 +197,7 @@ def run_core(count: int, products: int = 10_000) -> list[CoreResult]:
             _writer(min(count, WRITER_CAP), products),
             _pipeline(orders, products),
         ]
-    return [*results, _pipeline(orders, products, key="pipeline-default-gc")]
+    default_gc = _pipeline(
+        orders, products, "pipeline-default-gc", "LocalPipeline, Python's default collector"
+    )
+    return [*results, default_gc]

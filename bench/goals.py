@@ -136,23 +136,19 @@ def _latency_goals(report: Report, add: Any) -> None:
 
 
 def _core_goals(report: Report, add: Any) -> None:
-    def layer(key: str, prefix: str) -> dict[str, Any] | None:
-        # By key; by name only for reports written before rows had keys.
-        keyed = next((r for r in report.core if r.get("key") == key), None)
-        if keyed is not None or any("key" in r for r in report.core):
-            return keyed
-        return next((r for r in report.core if r["name"].startswith(prefix)), None)
+    def layer(key: str) -> dict[str, Any] | None:
+        return next((r for r in report.core if r.get("key") == key), None)
 
-    base = layer("baseline", "baseline")
+    base = layer("baseline")
     extra = f"; the hand-written json + dict loop: {base['rate']:,.0f}/s" if base else ""
-    bare = layer("reserve", "stockflow.core")
+    bare = layer("reserve")
     if bare:
         add(
             f"bare reserve >= {RESERVE_GOAL:,} decisions/s",
             f"{bare['rate']:,.0f}/s{extra}",
             bare["rate"] >= RESERVE_GOAL,
         )
-    pipeline = layer("pipeline", "LocalPipeline")
+    pipeline = layer("pipeline")
     if pipeline:
         add(
             f"LocalPipeline single-line orders >= {PIPELINE_GOAL:,}/s",
