@@ -225,8 +225,10 @@ def test_writes_outside_a_partition_are_a_bug(world: Any) -> None:
 
 
 # Operations on one store: (op, partition, key, value). Timer keys and others are mixed so that
-# a timer scan must skip the rest; "switch" ends the partition's batch, "ack" acknowledges the
-# oldest sealed batch, "scan" compares every partition's timers with what was written.
+# a timer scan must skip the rest, and a partition holds another's timer keys, which a first-key
+# lookup's floor must not take for its own. "switch" ends the partition's batch, "ack"
+# acknowledges the oldest sealed batch, "scan" compares every partition's timers with what was
+# written (the scan and the first key are compared after every operation).
 _KEYS = st.sampled_from(
     [
         "t:00000:0000000000100:expiry:a",
@@ -253,7 +255,9 @@ _OPS = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(ops=_OPS)
-def test_a_timer_scan_sees_exactly_the_timers_written_whatever_is_acknowledged(ops: list) -> None:  # type: ignore[type-arg]
+def test_a_timer_scan_and_first_key_see_exactly_the_timers_written_whatever_is_acknowledged(
+    ops: list,  # type: ignore[type-arg]
+) -> None:
     with tempfile.TemporaryDirectory() as root:
         data = RocksStore(Path(root))
         changelog = Changelog()
@@ -281,12 +285,16 @@ def test_a_timer_scan_sees_exactly_the_timers_written_whatever_is_acknowledged(o
                         (k, v) for k, v in model[scanned].items() if k.startswith(prefix)
                     )
                     assert list(store.scan(prefix, partition=scanned)) == expected
+                    first = expected[0][0] if expected else None
+                    assert store.first_key(prefix, partition=scanned) == first
             store.partition = None
             changelog.ack(len(changelog.sealed))
             for scanned in (0, 1):
                 prefix = f"t:{scanned:05d}:"
                 expected = sorted((k, v) for k, v in model[scanned].items() if k.startswith(prefix))
                 assert list(store.scan(prefix, partition=scanned)) == expected
+                first = expected[0][0] if expected else None
+                assert store.first_key(prefix, partition=scanned) == first
             assert store.unacknowledged == 0
         finally:
             for db in data.dbs.values():

@@ -38,6 +38,11 @@ class StateStore(Protocol):
         for lives in the partition of the step that wrote it."""
         ...
 
+    def first_key(self, prefix: str, *, partition: int) -> str | None:
+        """The key of the first item :meth:`scan` would yield, or ``None``. The scheduler asks
+        for every partition's earliest timer twice a second; stores answer it cheaper."""
+        ...
+
 
 class MemoryStore:
     """A sorted in-memory store for the offline replayer and tests."""
@@ -93,8 +98,8 @@ class MemoryStore:
                 return
             yield key, self._data[key]
 
-    def first_key(self, prefix: str) -> str | None:
-        """The smallest key starting with ``prefix``.
+    def first_key(self, prefix: str, *, partition: int = 0) -> str | None:
+        """The smallest key starting with ``prefix`` (in any partition: one dictionary).
 
         The pipeline asks for every partition's earliest timer on every input, so answers are
         cached per prefix and kept current by :meth:`put` and :meth:`delete`."""

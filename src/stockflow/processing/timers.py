@@ -31,9 +31,8 @@ def due_timers(store: StateStore, partition: int, now_ms: int) -> Iterator[Timer
 
 def next_due(store: StateStore, partition: int) -> int | None:
     """Due time of the partition's earliest timer, or ``None``."""
-    for key, _value in store.scan(timer_prefix(partition), partition=partition):
-        return timer_due(key)
-    return None
+    key = store.first_key(timer_prefix(partition), partition=partition)
+    return None if key is None else timer_due(key)
 
 
 def has_due_timer(store: StateStore, partition: int, now_ms: int) -> bool:

@@ -27,6 +27,7 @@ from rocksdict import WriteBatch
 
 from stockflow._faust.changelog import ChangelogWriter
 from stockflow.errors import StockflowError
+from stockflow.keys import TIMER_KEYS
 
 if TYPE_CHECKING:
     from stockflow.tables.protocols import (
@@ -58,6 +59,12 @@ class TableStore:
         self._unacked: dict[int, dict[bytes, bytes | None]] = {}
         """Per partition, the writes of earlier batches whose changelog records the broker has
         not acknowledged yet (their last value per key): read before the database."""
+        self._timer_floor: dict[int, bytes] = {}
+        """Per partition, a key no greater than any timer key ``_pending`` and ``_unacked``
+        hold a value for (absent: none known yet). Puts lower it, nothing raises it but a walk
+        of those writes in :meth:`first_key`; it lets the scheduler's earliest-timer lookup
+        skip that walk, which at a worker's maximum covered 100,000+ unacknowledged writes
+        twice a second (22-27 ms each time)."""
 
     @property
     def partition(self) -> int | None:
@@ -165,6 +172,10 @@ class TableStore:
         data = self.table.data
         if self._gathering(data):
             self._pending[raw] = value
+            if raw.startswith(_TIMERS):
+                floor = self._timer_floor.get(partition)
+                if floor is not None and raw < floor:
+                    self._timer_floor[partition] = raw
         elif self._rocksdb(data):
             data._db_for_partition(partition).put(raw, value)
         else:
@@ -235,22 +246,91 @@ class TableStore:
             if found is not None:
                 yield key_str, _as_bytes(found)
 
+    def first_key(self, prefix: str, *, partition: int) -> str | None:
+        """The smallest key with ``prefix`` in ``partition``: the first item of :meth:`scan`.
+
+        For timer prefixes (the scheduler asks for every partition's first timer twice a
+        second) the writes not in the database yet are not walked while
+        :attr:`_timer_floor` answers: the database's first key that those writes do not
+        delete is the answer if the floor is not below it; else the floor is, if it is a
+        live key of the prefix. Otherwise the walk also sets the floor exactly."""
+        data = self.table.data
+        if not (prefix.startswith(TIMER_KEYS) and self._gathering(data) and self._rocksdb(data)):
+            return next((key for key, _value in self.scan(prefix, partition=partition)), None)
+        wanted = prefix.encode()
+        layers = self._layers(partition)
+        stored = self._first_stored(data, partition, wanted, layers)
+        floor = self._timer_floor.get(partition)
+        if floor is not None:
+            if stored is not None and floor >= stored:
+                return stored.decode()  # every newer timer key is at or above the floor
+            if floor.startswith(wanted):
+                value = _newest(layers, floor)
+                if value is not None and value is not _ABSENT:
+                    return floor.decode()  # live, and no newer timer key is below it
+            elif floor > wanted:  # past every key of the prefix: none of them is newer
+                return None if stored is None else stored.decode()
+        newest: dict[bytes, bytes | None] = {}
+        for layer in layers:
+            for key, value in layer.items():
+                if key.startswith(_TIMERS):
+                    newest[key] = value
+        live = [key for key, value in newest.items() if value is not None]
+        self._timer_floor[partition] = min(live, default=_NO_TIMERS)
+        first = min((key for key in live if key.startswith(wanted)), default=None)
+        if stored is not None and (first is None or stored < first):
+            first = stored
+        return None if first is None else first.decode()
+
+    def _layers(self, partition: int) -> list[dict[bytes, bytes | None]]:
+        """The partition's writes not in its database yet, oldest first."""
+        layers = []
+        unacked = self._unacked.get(partition)
+        if unacked:
+            layers.append(unacked)
+        if partition == self._partition and self._pending:
+            layers.append(self._pending)
+        return layers
+
+    @staticmethod
+    def _first_stored(
+        data: RocksDBTableData,
+        partition: int,
+        wanted: bytes,
+        layers: list[dict[bytes, bytes | None]],
+    ) -> bytes | None:
+        """The database's first key with prefix ``wanted`` that ``layers`` do not delete."""
+        for key in data._db_for_partition(partition).keys(from_key=wanted):
+            if not key.startswith(wanted):
+                return None
+            if _newest(layers, key) is not None:  # a newer value, or none at all (_ABSENT)
+                return key
+        return None
+
     def _changes(self, partition: int, wanted: bytes, low: bytes) -> dict[bytes, bytes | None]:
         """The writes of ``partition`` not in its database yet, of keys with prefix ``wanted``
         from ``low`` on."""
-        layers = [self._unacked.get(partition)]
-        if partition == self._partition:
-            layers.append(self._pending)  # the newest
         changed: dict[bytes, bytes | None] = {}
-        for layer in layers:
-            if layer:
-                for key, value in layer.items():
-                    if key >= low and key.startswith(wanted):
-                        changed[key] = value
+        for layer in self._layers(partition):
+            for key, value in layer.items():
+                if key >= low and key.startswith(wanted):
+                    changed[key] = value
         return changed
 
 
 _ABSENT = object()
+_TIMERS = TIMER_KEYS.encode()
+_NO_TIMERS = b"t;"
+"""A floor above every timer key (``;`` follows ``:``): no timer write is held back."""
+
+
+def _newest(layers: list[dict[bytes, bytes | None]], key: bytes) -> object:
+    """The newest held value of ``key`` (``None``: deleted), or ``_ABSENT``."""
+    for layer in reversed(layers):
+        value = layer.get(key, _ABSENT)
+        if value is not _ABSENT:
+            return value
+    return _ABSENT
 
 
 def _overlaid(
