@@ -12,12 +12,15 @@ build changelogs; tansu returns only the configs given at creation) and short gr
 (tansu holds a JoinGroup for half the session timeout), see BROKER.md.
 
 Run as ``python -m bench.quix_peer --bootstrap HOST:PORT --state-dir DIR``; stopped by SIGTERM.
+``BENCH_QUIX_COMPRESSION`` (e.g. ``zstd``; default none, librdkafka's default) compresses
+everything the peer produces, to compare with stockflow's compressed internal records.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 __all__ = ["RETENTION", "build_app", "decide", "main", "matcher", "split"]
@@ -88,6 +91,9 @@ def build_app(
             "heartbeat.interval.ms": 300,
             # The same fetch wait as stockflow's default and the baseline pipe's.
             "fetch.wait.max.ms": fetch_wait_ms,
+        },
+        producer_extra_config={
+            "compression.type": os.environ.get("BENCH_QUIX_COMPRESSION", "none"),
         },
     )
     orders = app.topic(source, value_deserializer="json", key_deserializer="bytes")

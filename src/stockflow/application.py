@@ -200,7 +200,11 @@ def _declare_tables(app: AppT, settings: Settings) -> _State:
         app, names, name=f"{settings.app_id}-stockflow", keep_local=rocksdb.USE_ROCKSDICT
     )
     app.sensors.add(guard)
-    sender = BatchSender(app)
+    sender = BatchSender(
+        app,
+        compression=settings.internal_compression,
+        public=(settings.reservations_topic, settings.dead_letter_topic),
+    )
     changelog = ChangelogWriter(app, sender)  # one for both tables: writes keep their order
     return _State(
         TableStore(product_table, changelog),

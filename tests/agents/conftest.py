@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from stockflow import Settings, create_app
@@ -52,11 +54,16 @@ class CapturingClient:
         return CapturingBatch()
 
     async def send_batch(
-        self, batch: CapturingBatch, topic: str, *, partition: int
+        self, batch: CapturingBatch | BatchBuilder, topic: str, *, partition: int
     ) -> asyncio.Future[RecordMetadata]:
+        if isinstance(batch, CapturingBatch):
+            records = batch.records
+        else:  # compressed by stockflow (internal topics): read back as a consumer reads it
+            built = DefaultRecordBatch(bytearray(batch._build()))
+            records = [(record.key, record.value) for record in built]
         base = self.offsets.get((topic, partition), 0)
-        self.offsets[(topic, partition)] = base + len(batch.records)
-        for key, value in batch.records:
+        self.offsets[(topic, partition)] = base + len(records)
+        for key, value in records:
             self.world.sent.append(Sent(topic, key, value, partition))
         tp = TopicPartition(topic, partition)
         future: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()

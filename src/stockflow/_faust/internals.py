@@ -83,6 +83,11 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("aiokafka.producer.producer", "AIOKafkaProducer", ("create_batch", "send_batch")),
     ("aiokafka.client", "AIOKafkaClient", ("_wait_on_metadata",)),
     ("aiokafka.producer.message_accumulator", "BatchBuilder", ("append", "close")),
+    (
+        "aiokafka.record.default_records",
+        "DefaultRecordBatch",
+        ("CODEC_GZIP", "CODEC_SNAPPY", "CODEC_LZ4", "CODEC_ZSTD"),
+    ),
 )
 """``(module, class, attributes)``: each attribute must exist on the class."""
 

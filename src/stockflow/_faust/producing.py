@@ -21,11 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from functools import partial
 from typing import Any
 
-__all__ = ["BatchSender", "Sent"]
+from aiokafka import codec
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
+
+from stockflow.errors import DependencyError
+
+__all__ = ["CODECS", "BatchSender", "Sent"]
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +45,33 @@ MAX_OUTSTANDING = 256
 processor waits (back-pressure instead of unbounded memory when the broker is slow)."""
 
 
-class BatchSender:
-    """Submits records through ``app``'s producer (Faust's, aiokafka underneath)."""
+CODECS = {
+    "gzip": (codec.has_gzip, DefaultRecordBatch.CODEC_GZIP),
+    "snappy": (codec.has_snappy, DefaultRecordBatch.CODEC_SNAPPY),
+    "lz4": (codec.has_lz4, DefaultRecordBatch.CODEC_LZ4),
+    "zstd": (codec.has_zstd, DefaultRecordBatch.CODEC_ZSTD),
+}
+"""Compression name -> (whether its library is installed, the record batch attribute)."""
 
-    def __init__(self, app: Any) -> None:
+
+class BatchSender:
+    """Submits records through ``app``'s producer (Faust's, aiokafka underneath).
+
+    Record batches of every topic but ``public`` ones are compressed with ``compression``
+    (``"none"``: not at all); those of ``public`` topics as the producer is configured."""
+
+    def __init__(
+        self, app: Any, *, compression: str = "none", public: Collection[str] = ()
+    ) -> None:
         self.app = app
+        self._codec: int | None = None
+        if compression != "none":
+            available, self._codec = CODECS[compression]
+            if not available():
+                raise DependencyError(
+                    f"{compression} compression needs cramjam (pip install 'aiokafka[zstd]')"
+                )
+        self._public = frozenset(public)
         self._partitions: dict[str, int] = {}
         self._tails: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._outstanding: dict[asyncio.Task[None], None] = {}  # in submission order
@@ -70,12 +98,12 @@ class BatchSender:
             tp = (topic, partition)
             entry = builders.get(tp)
             if entry is None:
-                entry = (producer.create_batch(), 0)
+                entry = (self._builder(producer, topic), 0)
             builder, count = entry
             if builder.append(timestamp=None, key=key, value=value) is None:
                 # Full: it goes first, and the partition's next batch starts with this record.
                 sent.append(self._submit(producer, builder, topic, partition, count))
-                builder, count = producer.create_batch(), 0
+                builder, count = self._builder(producer, topic), 0
                 if builder.append(timestamp=None, key=key, value=value) is None:
                     raise ValueError(f"a record for {topic} does not fit in a producer batch")
             builders[tp] = (builder, count + 1)
@@ -84,6 +112,12 @@ class BatchSender:
         while len(self._outstanding) > MAX_OUTSTANDING:
             await asyncio.wait([next(iter(self._outstanding))])
         return sent
+
+    def _builder(self, producer: Any, topic: str) -> Any:
+        if self._codec is None or topic in self._public:
+            return producer.create_batch()
+        # The producer's own batches share one codec; stockflow's internal records get theirs.
+        return BatchBuilder(self.app.conf.producer_max_batch_size, self._codec)
 
     def _submit(
         self, producer: Any, builder: Any, topic: str, partition: int, count: int
