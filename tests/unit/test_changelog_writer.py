@@ -276,3 +276,50 @@ async def test_a_shared_key_keeps_one_record_with_its_last_value_where_it_was_fi
     await writer.send()
     await writer.sender.flushed()
     assert app.producer.in_partition("orders-changelog", 0)[3:] == [b"x", None, b"y"]
+
+
+async def test_sends_queued_behind_an_unaccepted_batch_travel_in_one_batch_at_their_offsets() -> (
+    None
+):
+    # At a worker's maximum the client accepts a partition's next record batch late (its
+    # sender gets the event loop only between processed batches): the records of the sends
+    # made meanwhile join one queued batch, and each send's writes still reach the store at
+    # the offset of its own last record.
+    app = FakeApp(FakeProducer())
+    accepted = asyncio.Event()
+    plain_send = app.producer.send_batch
+
+    async def slow_client(builder: FakeBuilder, topic: str, *, partition: int) -> Any:
+        if not app.producer.batches:
+            await accepted.wait()  # the first batch is held until the test lets it go
+        return await plain_send(builder, topic, partition=partition)
+
+    app.producer.send_batch = slow_client  # type: ignore[method-assign]
+    writer = ChangelogWriter(app)
+    store = SealedFake(FakeTable("products"))
+    for send in range(4):
+        for i in range(send + 1):  # 1, 2, 3 and 4 records
+            writer.add(store.table, 0, b"k", f"{send}.{i}".encode())
+        writer.seal(store, 0, {b"k": f"{send}".encode()})
+        await writer.send()
+        await settle()
+    assert app.producer.batches == []  # the first one still waits for the client
+    accepted.set()
+    assert await writer.settled(1.0)
+    # The first send's batch, then one batch with the records of the three sends behind it.
+    assert app.producer.batches == [("products-changelog", 0, 1), ("products-changelog", 0, 9)]
+    values = [f"{send}.{i}".encode() for send in range(4) for i in range(send + 1)]
+    assert app.producer.in_partition("products-changelog", 0) == values
+    assert [(writes, offset) for _p, writes, offset in store.applied] == [
+        ([{b"k": b"0"}], 0),
+        ([{b"k": b"1"}], 2),
+        ([{b"k": b"2"}], 5),
+        ([{b"k": b"3"}], 9),
+    ]
+    # A batch handed to the client takes no more records: the next send starts another.
+    writer.add(store.table, 0, b"k", b"4.0")
+    writer.seal(store, 0, {b"k": b"4"})
+    await writer.send()
+    assert await writer.settled(1.0)
+    assert app.producer.batches[2:] == [("products-changelog", 0, 1)]
+    assert store.applied[4][1:] == ([{b"k": b"4"}], 10)

@@ -11,7 +11,9 @@ per topic partition (aiokafka's C record builder) and each builder is submitted 
 aiokafka accepts a partition's next record batch only once the previous one has left for the
 broker, and it keeps one request in flight per broker: submitting inline made the processor
 wait for a broker round trip per batch (a worker at 40% CPU). So builders are submitted by
-tasks, in order per topic partition, while the processor goes on with the next batch.
+tasks, in order per topic partition, while the processor goes on with the next batch; a
+partition's builder still waiting for its turn takes the partition's next records too, so a
+client that falls behind gets fewer, fuller record batches rather than more of them.
 :meth:`BatchSender.flushed` waits for every submission made before it; the producer's flush,
 which precedes every offset commit, calls it first (:func:`stockflow._faust.transport.
 complete_producer_flush`), so a commit never covers a record that is not on the broker.
@@ -36,9 +38,11 @@ __all__ = ["CODECS", "BatchSender", "Sent"]
 log = logging.getLogger(__name__)
 
 Sent = list[tuple[str, int, "asyncio.Future[Any]", int]]
-"""Every record batch, in order: ``(topic, partition, delivery, records)``. ``delivery``
-resolves to the batch's metadata (its ``offset`` is the batch's base offset: the last record's
-is that plus ``records - 1``) or to the error that lost it."""
+"""Every record batch a send put records in, in order: ``(topic, partition, delivery,
+records)``. ``delivery`` resolves to the batch's metadata (its ``offset`` is the batch's base
+offset) or to the error that lost it; ``records`` counts the batch's records up to this send's
+last one (earlier sends may have started the batch), so that record's offset is ``offset +
+records - 1``."""
 
 MAX_OUTSTANDING = 256
 """Record batches submitted but not yet accepted by the client, at most; past that the
@@ -52,6 +56,17 @@ CODECS = {
     "zstd": (codec.has_zstd, DefaultRecordBatch.CODEC_ZSTD),
 }
 """Compression name -> (whether its library is installed, the record batch attribute)."""
+
+
+class _Queued:
+    """A record batch being filled or waiting for its turn; ``count`` records so far."""
+
+    __slots__ = ("builder", "count", "delivery")
+
+    def __init__(self, builder: Any) -> None:
+        self.builder = builder
+        self.count = 0
+        self.delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
 
 class BatchSender:
@@ -74,6 +89,11 @@ class BatchSender:
         self._public = frozenset(public)
         self._partitions: dict[str, int] = {}
         self._tails: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._queued: dict[tuple[str, int], _Queued] = {}
+        """Per topic partition, its last record batch while it waits for the previous one to
+        reach the client: at a worker's maximum the client's sender gets the event loop only
+        between processed batches, so a partition's records of several of them travel in one
+        record batch instead of one batch (and one produce request) each."""
         self._outstanding: dict[asyncio.Task[None], None] = {}  # in submission order
 
     def _client(self) -> Any:
@@ -92,23 +112,23 @@ class BatchSender:
         """Queue ``(topic, partition, key, value)`` records for the producer, in order per
         topic partition. Returns at once unless :data:`MAX_OUTSTANDING` batches wait."""
         producer = self._client()
-        builders: dict[tuple[str, int], tuple[Any, int]] = {}
+        touched: dict[tuple[str, int], _Queued] = {}
         sent: Sent = []
         for topic, partition, key, value in records:
             tp = (topic, partition)
-            entry = builders.get(tp)
-            if entry is None:
-                entry = (self._builder(producer, topic), 0)
-            builder, count = entry
-            if builder.append(timestamp=None, key=key, value=value) is None:
+            batch = touched.get(tp)
+            if batch is None:
+                # A batch still queued behind the partition's previous one takes these too.
+                batch = touched[tp] = self._queued.get(tp) or self._queue(producer, tp)
+            if batch.builder.append(timestamp=None, key=key, value=value) is None:
                 # Full: it goes first, and the partition's next batch starts with this record.
-                sent.append(self._submit(producer, builder, topic, partition, count))
-                builder, count = self._builder(producer, topic), 0
-                if builder.append(timestamp=None, key=key, value=value) is None:
+                sent.append((topic, partition, batch.delivery, batch.count))
+                batch = touched[tp] = self._queue(producer, tp)
+                if batch.builder.append(timestamp=None, key=key, value=value) is None:
                     raise ValueError(f"a record for {topic} does not fit in a producer batch")
-            builders[tp] = (builder, count + 1)
-        for (topic, partition), (builder, count) in builders.items():
-            sent.append(self._submit(producer, builder, topic, partition, count))
+            batch.count += 1
+        for (topic, partition), batch in touched.items():
+            sent.append((topic, partition, batch.delivery, batch.count))
         while len(self._outstanding) > MAX_OUTSTANDING:
             await asyncio.wait([next(iter(self._outstanding))])
         return sent
@@ -119,20 +139,40 @@ class BatchSender:
         # The producer's own batches share one codec; stockflow's internal records get theirs.
         return BatchBuilder(self.app.conf.producer_max_batch_size, self._codec)
 
-    def _submit(
-        self, producer: Any, builder: Any, topic: str, partition: int, count: int
-    ) -> tuple[str, int, asyncio.Future[Any], int]:
-        # Closed: the client's sender takes it as it is instead of waiting out the linger.
-        builder.close()
-        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        tp = (topic, partition)
-        task = asyncio.ensure_future(
-            _submit(self._tails.get(tp), producer, builder, topic, partition, delivery)
-        )
+    def _queue(self, producer: Any, tp: tuple[str, int]) -> _Queued:
+        """A new record batch for ``tp``, handed to the client after the partition's previous
+        one; until then the partition's next records are appended to it."""
+        batch = _Queued(self._builder(producer, tp[0]))
+        self._queued[tp] = batch
+        task = asyncio.ensure_future(self._submit(self._tails.get(tp), producer, tp, batch))
         self._tails[tp] = task
         self._outstanding[task] = None
         task.add_done_callback(partial(self._done, tp))
-        return (topic, partition, delivery, count)
+        return batch
+
+    async def _submit(
+        self,
+        previous: asyncio.Task[None] | None,
+        producer: Any,
+        tp: tuple[str, int],
+        batch: _Queued,
+    ) -> None:
+        delivery = batch.delivery
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])  # the partition's order; its failure is its own
+            if self._queued.get(tp) is batch:
+                del self._queued[tp]  # complete from here on: later records start another
+            # Closed: the client's sender takes it as it is instead of waiting out the linger.
+            batch.builder.close()
+            future = await producer.send_batch(batch.builder, tp[0], partition=tp[1])
+        except BaseException as exc:
+            if not delivery.done():
+                delivery.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        future.add_done_callback(lambda done: _settle(done, delivery))
 
     def _done(self, tp: tuple[str, int], task: asyncio.Task[None]) -> None:
         self._outstanding.pop(task, None)
@@ -144,27 +184,6 @@ class BatchSender:
         waiting = list(self._outstanding)
         if waiting:
             await asyncio.wait(waiting)
-
-
-async def _submit(
-    previous: asyncio.Task[None] | None,
-    producer: Any,
-    builder: Any,
-    topic: str,
-    partition: int,
-    delivery: asyncio.Future[Any],
-) -> None:
-    try:
-        if previous is not None:
-            await asyncio.wait([previous])  # the partition's order; its failure is its own
-        future = await producer.send_batch(builder, topic, partition=partition)
-    except BaseException as exc:
-        if not delivery.done():
-            delivery.set_exception(exc)
-        if not isinstance(exc, Exception):
-            raise
-        return
-    future.add_done_callback(lambda done: _settle(done, delivery))
 
 
 def _settle(done: asyncio.Future[Any], delivery: asyncio.Future[Any]) -> None:
