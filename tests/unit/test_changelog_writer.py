@@ -323,3 +323,35 @@ async def test_sends_queued_behind_an_unaccepted_batch_travel_in_one_batch_at_th
     assert await writer.settled(1.0)
     assert app.producer.batches[2:] == [("products-changelog", 0, 1)]
     assert store.applied[4][1:] == ([{b"k": b"4"}], 10)
+
+
+async def test_a_queued_batch_whose_task_is_cancelled_takes_no_more_records() -> None:
+    # Cancelled while it waits for its turn (a stopping worker): its records are reported
+    # lost (the worker stops), and a later send's records go into a batch of their own.
+    app = FakeApp(FakeProducer())
+    accepted = asyncio.Event()
+    plain_send = app.producer.send_batch
+
+    async def slow_client(builder: FakeBuilder, topic: str, *, partition: int) -> Any:
+        if not app.producer.batches:
+            await accepted.wait()
+        return await plain_send(builder, topic, partition=partition)
+
+    app.producer.send_batch = slow_client  # type: ignore[method-assign]
+    writer = ChangelogWriter(app)
+    table = FakeTable("products")
+    for value in (b"first", b"queued"):
+        writer.add(table, 0, b"k", value)
+        await writer.send()
+        await settle()
+    writer.sender._tails[("products-changelog", 0)].cancel()
+    await settle()
+    writer.add(table, 0, b"k", b"later")
+    await writer.send()
+    accepted.set()
+    await writer.sender.flushed()
+    await settle()
+    # Not in the cancelled batch; the order after a lost batch does not matter: its failed
+    # delivery stops the worker, which commits nothing past it.
+    assert sorted(app.producer.in_partition("products-changelog", 0)) == [b"first", b"later"]
+    assert len(app.crashed) == 1

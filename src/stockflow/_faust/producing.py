@@ -159,10 +159,13 @@ class BatchSender:
     ) -> None:
         delivery = batch.delivery
         try:
-            if previous is not None:
-                await asyncio.wait([previous])  # the partition's order; its failure is its own
-            if self._queued.get(tp) is batch:
-                del self._queued[tp]  # complete from here on: later records start another
+            try:
+                if previous is not None:
+                    await asyncio.wait([previous])  # the partition's order; its failure is its own
+            finally:
+                if self._queued.get(tp) is batch:
+                    # Complete from here on (or cancelled): later records start another.
+                    del self._queued[tp]
             # Closed: the client's sender takes it as it is instead of waiting out the linger.
             batch.builder.close()
             future = await producer.send_batch(batch.builder, tp[0], partition=tp[1])
