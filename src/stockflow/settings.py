@@ -208,9 +208,10 @@ class Settings(BaseSettings):
     (reservations, dead letters) keep the producer's setting (Faust's
     ``producer_compression_type``, none by default) so that any consumer reads them. A
     worker at its maximum writes ~2 KB of JSON per multi-line order and the broker's
-    acknowledgements fell seconds behind; zstd (~5x smaller) took that off the broker (see
-    docs/benchmarks.md). During a rolling upgrade from a version without it, ``none`` until
-    every worker runs this one. Default ``zstd``; env ``STOCKFLOW_INTERNAL_COMPRESSION``."""
+    acknowledgements fell seconds behind; with zstd the broker's CPU per order fell by about a
+    third and the multi-line maximum rose 1.07-1.24x (see docs/benchmarks.md). During a
+    rolling upgrade from a version without it, ``none`` until every worker runs this one.
+    Default ``zstd``; env ``STOCKFLOW_INTERNAL_COMPRESSION``."""
 
     batch_max_records: int = Field(default=1000, ge=1)
     """Records an agent takes in one batch at most (Faust ``take_events``): the outputs of a
