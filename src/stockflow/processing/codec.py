@@ -3,7 +3,7 @@
 State values are compact JSON arrays encoded and decoded with ``pydantic_core``'s
 ``to_json``/``from_json`` straight from and into the core's dataclasses: no model validation
 per read (a ``TypeAdapter`` round trip was the largest cost of a step). They are decoded without
-``from_json``'s string cache (:data:`_NO_CACHE`): an array has no keys, and its strings (order
+``from_json``'s string cache (:data:`KEYS_ONLY`): an array has no keys, and its strings (order
 ids, a write-ahead copy) rarely repeat, so caching them only cost time (a counters record in
 0.40 us instead of 0.53). Hot outputs (a ledger entry's event, a line answer) are encoded from
 plain values too; rarer ones from their models.
@@ -26,6 +26,7 @@ from stockflow.processing.records import Meta, Out
 
 __all__ = [
     "ERROR_LIMIT",
+    "KEYS_ONLY",
     "StockRecord",
     "dead_letter",
     "decode_entry",
@@ -49,8 +50,10 @@ ERROR_LIMIT = 2000
 
 T = TypeVar("T")
 
-_NO_CACHE: Final = "keys"
-"""``from_json``'s ``cache_strings`` for state values: keys only, and arrays have none."""
+KEYS_ONLY: Final = "keys"
+"""``from_json``'s ``cache_strings`` for stockflow's own JSON: cache the str objects of object
+keys (they repeat in every internal command), not of values (order ids rarely repeat; state
+arrays have no keys at all), where pydantic_core caches all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +155,7 @@ def decode_stock(raw: bytes) -> StockRecord:
     if raw[:1] == b"{":
         return _legacy(StockRecord, raw)
     on_hand, reserved, next_seq, wal_key, wal_value, offset, event_ms = from_json(
-        raw, cache_strings=_NO_CACHE
+        raw, cache_strings=KEYS_ONLY
     )
     return StockRecord(Stock(on_hand, reserved, next_seq), wal_key, wal_value, offset, event_ms)
 
@@ -164,7 +167,7 @@ def decode_stock_values(raw: bytes) -> tuple[Stock, str | None, str | None]:
         record = decode_stock(raw)
         return record.stock, record.wal_key, record.wal_value
     on_hand, reserved, next_seq, wal_key, wal_value, _offset, _event_ms = from_json(
-        raw, cache_strings=_NO_CACHE
+        raw, cache_strings=KEYS_ONLY
     )
     return Stock(on_hand, reserved, next_seq), wal_key, wal_value
 
@@ -190,7 +193,7 @@ def encode_entry(entry: Reservation) -> bytes:
 def decode_entry(raw: bytes) -> Reservation:
     if raw[:1] == b"{":
         return _legacy(Reservation, raw)
-    return Reservation(*from_json(raw, cache_strings=_NO_CACHE))
+    return Reservation(*from_json(raw, cache_strings=KEYS_ONLY))
 
 
 def encode_saga(saga: Saga) -> bytes:
@@ -215,7 +218,7 @@ def encode_saga(saga: Saga) -> bytes:
 def decode_saga(raw: bytes) -> Saga:
     if raw[:1] == b"{":
         return _legacy(Saga, raw)
-    values = from_json(raw, cache_strings=_NO_CACHE)
+    values = from_json(raw, cache_strings=KEYS_ONLY)
     values[1] = tuple(LineState(*line) for line in values[1])
     placed_at = values[12]
     if placed_at is not None:

@@ -28,7 +28,7 @@ from stockflow.models import (
     ProductBatch,
     ReplyBatch,
 )
-from stockflow.processing.codec import parse
+from stockflow.processing.codec import KEYS_ONLY, parse
 
 __all__ = ["Command", "parse_product_commands", "parse_replies"]
 
@@ -177,9 +177,8 @@ def _json_object(raw: bytes | None) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        # Keys repeat in every command, values (order ids) rarely: caching only the keys' str
-        # objects parsed a 60-command batch in 26 us instead of 40 (pydantic_core caches all).
-        value: Any = from_json(raw, cache_strings="keys")
+        # Caching only the keys' str objects parsed a 60-command batch in 26 us instead of 40.
+        value: Any = from_json(raw, cache_strings=KEYS_ONLY)
     except ValueError:
         return None
     return value if value.__class__ is dict else None
