@@ -227,38 +227,45 @@ def decode_saga(raw: bytes) -> Saga:
 
 
 # --- outputs encoded from plain values (no model construction per decision) ------------------
+#
+# Each is a bytes template with the strings encoded by ``to_json`` (so they are escaped exactly
+# as the models' dump escapes them): a dict handed to ``to_json`` cost 1.3-2.5x as much, most
+# for the nested outcome (0.92 against 0.37 us). Ints are formatted by ``%d``: the fields they
+# fill are StrictInt in every model, never a bool. A property test holds every template equal
+# to its model's ``model_dump_json`` for any ids.
+
+_NULL = b"null"
 
 
 def encode_entry_event(entry: Reservation) -> bytes:
     """The public event a ledger entry stands for (:func:`stockflow.core.stock.entry_event`),
     byte for byte what the model would dump."""
     if entry.status == "confirmed":
-        return to_json(
-            {
-                "type": "ReservationConfirmed",
-                "order_id": entry.order_id,
-                "product_id": entry.product_id,
-                "quantity": entry.quantity,
-            }
+        return b'{"type":"ReservationConfirmed","order_id":%b,"product_id":%b,"quantity":%d}' % (
+            to_json(entry.order_id),
+            to_json(entry.product_id),
+            entry.quantity,
         )
     if entry.status == "released":
-        return to_json(
-            {
-                "type": "ReservationReleased",
-                "order_id": entry.order_id,
-                "product_id": entry.product_id,
-                "quantity": entry.quantity,
-                "reason": entry.release_reason,
-            }
+        return (
+            b'{"type":"ReservationReleased","order_id":%b,"product_id":%b,"quantity":%d,'
+            b'"reason":%b}'
+            % (
+                to_json(entry.order_id),
+                to_json(entry.product_id),
+                entry.quantity,
+                to_json(entry.release_reason),
+            )
         )
-    return to_json(
-        {
-            "type": "ProductReserved",
-            "order_id": entry.order_id,
-            "product_id": entry.product_id,
-            "quantity": entry.quantity,
-            "expires_at": iso_from_ms(entry.expires_at_ms),
-        }
+    return (
+        b'{"type":"ProductReserved","order_id":%b,"product_id":%b,"quantity":%d,'
+        b'"expires_at":"%b"}'
+        % (
+            to_json(entry.order_id),
+            to_json(entry.product_id),
+            entry.quantity,
+            iso_from_ms(entry.expires_at_ms).encode(),
+        )
     )
 
 
@@ -268,51 +275,54 @@ def encode_outcome(entry: Reservation) -> bytes:
     order's saga would publish for this line's answer (``saga._outcome``). Derived from the
     ledger entry alone, so a redelivered Reserve re-derives the same outcome."""
     if entry.status == "refused":
-        return to_json(
-            {
-                "type": "OrderRejected",
-                "order_id": entry.order_id,
-                "reason": "unknown_product"
-                if entry.refusal == "unknown_product"
-                else "insufficient_stock",
-                "lines": [
-                    {
-                        "product_id": entry.product_id,
-                        "quantity": entry.quantity,
-                        "reason": entry.refusal,
-                        "available": entry.available,
-                    }
-                ],
-            }
+        reason = b"unknown_product" if entry.refusal == "unknown_product" else b"insufficient_stock"
+        return (
+            b'{"type":"OrderRejected","order_id":%b,"reason":"%b","lines":[{"product_id":%b,'
+            b'"quantity":%d,"reason":%b,"available":%b}]}'
+            % (
+                to_json(entry.order_id),
+                reason,
+                to_json(entry.product_id),
+                entry.quantity,
+                to_json(entry.refusal),
+                to_json(entry.available),
+            )
         )
     # pending, or confirmed/released since (a redelivery): it was reserved.
-    return to_json(
-        {
-            "type": "OrderReserved",
-            "order_id": entry.order_id,
-            "lines": [{"product_id": entry.product_id, "quantity": entry.quantity}],
-            "expires_at": iso_from_ms(entry.expires_at_ms),
-            "partial": False,
-            "refused": [],
-        }
+    return (
+        b'{"type":"OrderReserved","order_id":%b,"lines":[{"product_id":%b,"quantity":%d}],'
+        b'"expires_at":"%b","partial":false,"refused":[]}'
+        % (
+            to_json(entry.order_id),
+            to_json(entry.product_id),
+            entry.quantity,
+            iso_from_ms(entry.expires_at_ms).encode(),
+        )
+    )
+
+
+def _line_answer(entry: Reservation, status: bytes, reason: bytes, available: bytes) -> bytes:
+    return (
+        b'{"type":"LineAnswer","order_id":%b,"product_id":%b,"status":"%b","quantity":%d,'
+        b'"reason":%b,"available":%b}'
+        % (
+            to_json(entry.order_id),
+            to_json(entry.product_id),
+            status,
+            entry.quantity,
+            reason,
+            available,
+        )
     )
 
 
 def encode_answer(entry: Reservation) -> bytes:
     """The :class:`~stockflow.models.LineAnswer` for an entry (what ``StockDecision.answer``
     holds), encoded without building it."""
-    refused = entry.status == "refused"
-    return to_json(
-        {
-            "type": "LineAnswer",
-            "order_id": entry.order_id,
-            "product_id": entry.product_id,
-            "status": "reserved" if entry.status == "pending" else entry.status,
-            "quantity": entry.quantity,
-            "reason": entry.refusal if refused else None,
-            "available": entry.available if refused else None,
-        }
-    )
+    if entry.status == "refused":
+        return _line_answer(entry, b"refused", to_json(entry.refusal), to_json(entry.available))
+    status = b"reserved" if entry.status == "pending" else entry.status.encode()
+    return _line_answer(entry, status, _NULL, _NULL)
 
 
 def encode_end(entry: Reservation) -> bytes | None:
@@ -323,14 +333,4 @@ def encode_end(entry: Reservation) -> bytes | None:
     end = line_end(entry)
     if end not in ("confirmed", "cancelled", "expired"):
         return None
-    return to_json(
-        {
-            "type": "LineAnswer",
-            "order_id": entry.order_id,
-            "product_id": entry.product_id,
-            "status": end,
-            "quantity": entry.quantity,
-            "reason": None,
-            "available": None,
-        }
-    )
+    return _line_answer(entry, end.encode(), _NULL, _NULL)

@@ -1,0 +1,105 @@
+"""The hot outputs the codec writes from plain values (bytes templates, no model built) are,
+byte for byte, what the public models dump: for any ids (quotes, backslashes, control
+characters, any Unicode), any status and any counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stockflow.core.single_line import line_end
+from stockflow.core.stock import Reservation, StockDecision, entry_event
+from stockflow.models import (
+    LineAnswer,
+    LineRefusal,
+    OrderRejected,
+    OrderReserved,
+    ReservedLine,
+    iso_from_ms,
+)
+from stockflow.processing.codec import (
+    encode,
+    encode_answer,
+    encode_end,
+    encode_entry_event,
+    encode_outcome,
+)
+
+# Surrogates cannot come in: every id is parsed from JSON, which refuses a lone one.
+IDS = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=20) | st.sampled_from(
+    ['"', "\\", "\n", "\x00\x1f\x7f", "é€😀", "\u2028"]
+)
+REFUSALS = ["insufficient_stock", "unknown_product", "timeout", "compensated", "invalid_order"]
+RELEASES = ["cancelled", "expired", "compensation"]
+
+
+@st.composite
+def entries(draw: Any) -> Reservation:
+    status = draw(st.sampled_from(["pending", "confirmed", "released", "refused"]))
+    finished = None if status == "pending" else draw(st.integers(0, 2**53))
+    return Reservation(
+        order_id=draw(IDS),
+        product_id=draw(IDS),
+        quantity=draw(st.integers(1, 1_000_000_000)),
+        seq=-1 if status == "refused" else draw(st.integers(0, 2**40)),
+        expires_at_ms=draw(st.integers(0, 2**41)),
+        status=status,
+        release_reason=draw(st.sampled_from(RELEASES)) if status == "released" else None,
+        finished_at_ms=finished,
+        refusal=draw(st.sampled_from(REFUSALS)) if status == "refused" else None,
+        available=draw(st.integers(0, 10**12)) if status == "refused" else None,
+    )
+
+
+@given(entries())
+def test_entry_event_is_the_models_dump(entry: Reservation) -> None:
+    assert encode_entry_event(entry) == encode(entry_event(entry))
+
+
+@given(entries())
+def test_line_answer_is_the_models_dump(entry: Reservation) -> None:
+    answer = StockDecision(source=entry).answer
+    assert answer is not None
+    assert encode_answer(entry) == encode(answer)
+
+
+@given(entries())
+def test_end_report_is_the_models_dump(entry: Reservation) -> None:
+    end = line_end(entry)
+    raw = encode_end(entry)
+    if end not in ("confirmed", "cancelled", "expired"):
+        assert raw is None
+        return
+    model = LineAnswer(
+        order_id=entry.order_id, product_id=entry.product_id, status=end, quantity=entry.quantity
+    )
+    assert raw == encode(model)
+
+
+@given(entries())
+def test_outcome_is_the_models_dump(entry: Reservation) -> None:
+    if entry.status == "refused":
+        assert entry.refusal is not None
+        model: OrderRejected | OrderReserved = OrderRejected(
+            order_id=entry.order_id,
+            reason="unknown_product"
+            if entry.refusal == "unknown_product"
+            else "insufficient_stock",
+            lines=[
+                LineRefusal(
+                    product_id=entry.product_id,
+                    quantity=entry.quantity,
+                    reason=entry.refusal,
+                    available=entry.available,
+                )
+            ],
+        )
+    else:
+        model = OrderReserved(
+            order_id=entry.order_id,
+            lines=[ReservedLine(product_id=entry.product_id, quantity=entry.quantity)],
+            expires_at=iso_from_ms(entry.expires_at_ms),
+        )
+    assert encode_outcome(entry) == encode(model)
