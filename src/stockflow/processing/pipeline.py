@@ -18,7 +18,7 @@ from stockflow.processing.codec import encode
 from stockflow.processing.inventory import InventoryRouter
 from stockflow.processing.orders import OrderDesk
 from stockflow.processing.products import ProductWriter
-from stockflow.processing.records import Meta, Out, Role, Step
+from stockflow.processing.records import Meta, Role
 from stockflow.processing.store import MemoryStore
 
 __all__ = ["Emitted", "LocalPipeline"]
@@ -95,15 +95,23 @@ class LocalPipeline:
         if topic not in INPUT_ROLES:
             raise ValueError(f"not an input topic: {topic!r}")
         start = len(self.emitted)
-        self.advance(timestamp_ms)
+        if not self._quiet(timestamp_ms):
+            self.advance(timestamp_ms)
         partition = partition_for(key, self.partitions) if key is not None else 0
-        self._enqueue(topic, partition, key, value, timestamp_ms)
+        self._queue.append((topic, partition, key, value, timestamp_ms))
         self._drain()
         return self.emitted[start:]
 
     def feed_all(self, records: Iterable[tuple[str, bytes | None, bytes | None, int]]) -> None:
         for topic, key, value, timestamp in records:
             self.feed(topic, key, value, timestamp)
+
+    def _quiet(self, now_ms: int) -> bool:
+        """Whether :meth:`advance` to ``now_ms`` would neither move the clock nor fire a timer
+        (told from the cached earliest timers: the common case, asked on every input)."""
+        return now_ms <= self.clock_ms and not (
+            self._orders_due.any_due(now_ms) or self._products_due.any_due(now_ms)
+        )
 
     def advance(self, now_ms: int) -> list[Emitted]:
         """Move the clock forward and fire every timer that became due."""
@@ -124,9 +132,9 @@ class LocalPipeline:
                 fired = True
                 tick = encode(FireTimers(partition=partition, now_ms=self.clock_ms))
                 if due_orders:
-                    self._enqueue("order_replies", partition, None, tick, self.clock_ms)
+                    self._queue.append(("order_replies", partition, None, tick, self.clock_ms))
                 if due_products:
-                    self._enqueue("product_commands", partition, None, tick, self.clock_ms)
+                    self._queue.append(("product_commands", partition, None, tick, self.clock_ms))
             if not fired:
                 break
             self._drain()
@@ -134,40 +142,34 @@ class LocalPipeline:
 
     # --- routing ------------------------------------------------------------------------------
 
-    def _enqueue(
-        self, topic: str, partition: int, key: bytes | None, value: bytes | None, ts: int
-    ) -> None:
-        self._queue.append((topic, partition, key, value, ts))
-
     def _drain(self) -> None:
-        while self._queue:
-            topic, partition, key, value, ts = self._queue.popleft()
-            offset = self._offsets.get((topic, partition), 0)
-            self._offsets[(topic, partition)] = offset + 1
+        # One loop with the routing written in: it runs twice per order (LocalPipeline's own
+        # cost was ~15% of a single-line order, a method call per record and per output).
+        queue, offsets = self._queue, self._offsets
+        emitted, partitions = self.emitted, self.partitions
+        while queue:
+            topic, partition, key, value, ts = queue.popleft()
+            where = (topic, partition)
+            offset = offsets.get(where, 0)
+            offsets[where] = offset + 1
             meta = Meta(topic, partition, offset, ts, key)
-            step = self._dispatch(topic, value, meta)
+            # Looked up per record: a test may wrap a processor's method after construction.
+            if topic == "product_commands":
+                step = self.products.handle(value, meta)
+            elif topic == "orders":
+                step = self.orders.handle_order(value, meta)
+            elif topic == "order_replies":
+                step = self.orders.handle_reply(value, meta)
+            else:
+                step = self.inventory.handle(value, meta)
             for out in step.outputs:
-                self._route(out, ts)
+                role = out.role
+                if role == "reservations" or role == "dead_letters":
+                    emitted.append(Emitted(role, out.key, out.value, ts))
+                    continue
+                to = out.partition
+                if to is None:
+                    to = 0 if out.key is None else partition_for(out.key, partitions)
+                queue.append((role, to, out.key, out.value, ts))
             for timer in step.after_flush:
                 self.order_store.delete(timer)
-
-    def _dispatch(self, topic: str, value: bytes | None, meta: Meta) -> Step:
-        if topic == "orders":
-            return self.orders.handle_order(value, meta)
-        if topic == "inventory":
-            return self.inventory.handle(value, meta)
-        if topic == "product_commands":
-            return self.products.handle(value, meta)
-        return self.orders.handle_reply(value, meta)
-
-    def _route(self, out: Out, ts: int) -> None:
-        if out.role in ("reservations", "dead_letters"):
-            self.emitted.append(Emitted(out.role, out.key, out.value, ts))
-            return
-        if out.partition is not None:
-            partition = out.partition
-        elif out.key is not None:
-            partition = partition_for(out.key, self.partitions)
-        else:
-            partition = 0
-        self._enqueue(out.role, partition, out.key, out.value, ts)
