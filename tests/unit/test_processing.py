@@ -55,6 +55,7 @@ from stockflow.processing.codec import (
     decode_stock,
     decode_stock_values,
     encode,
+    encode_saga,
     encode_stock,
 )
 from stockflow.processing.orders import HELD
@@ -654,6 +655,41 @@ def test_the_writer_reads_again_any_counters_it_did_not_write_itself() -> None:
     store.delete(entry_key("p", "o-1"))
     writer.handle(reserve("o-3", 1), command_meta(3, T0 + 2))
     assert store.get(entry_key("p", "o-1")) is not None
+
+
+def test_the_desk_reads_again_any_saga_it_did_not_write_itself() -> None:
+    # The desk remembers the multi-line sagas it wrote (no decode while the store hands back
+    # that very value); a value put behind its back (a restore, another version) is read in
+    # full: here a payment it holds confirms both lines once they are reserved.
+    answers = encode(
+        ReplyBatch(
+            answers=[
+                LineAnswer(order_id="o-1", product_id="p", status="reserved", quantity=1),
+                LineAnswer(order_id="o-1", product_id="q", status="reserved", quantity=2),
+            ]
+        )
+    )
+    for behind in (False, True):
+        store = MemoryStore()
+        desk = OrderDesk(store, POLICY)
+        desk.handle_order(
+            order_placed("o-1", ("p", 1), ("q", 2)), meta(timestamp_ms=T0, key=b"o-1")
+        )
+        if behind:
+            placed = decode_saga(store.get(saga_key("o-1")) or b"")
+            paid = replace(placed, pay_requested=True, first_request="pay")
+            store.put(saga_key("o-1"), encode_saga(paid))
+
+        step = desk.handle_reply(answers, meta("order-replies", timestamp_ms=T0 + 10))
+
+        confirms = [out.value for out in step.outputs if out.role == "product_commands"]
+        saga = decode_saga(store.get(saga_key("o-1")) or b"")
+        if behind:
+            assert [json.loads(value)["type"] for value in confirms] == ["Confirm", "Confirm"]
+            assert saga.status == "confirmed"
+        else:
+            assert confirms == []
+            assert saga.status == "reserved"
 
 
 def test_a_lost_saga_write_is_repaired_by_the_redelivered_order() -> None:
