@@ -35,6 +35,7 @@ from bench.load import Tally, consume_outcomes
 from bench.procs import status_kib
 from bench.systems import ORDERS, RESERVATIONS, StockflowSystem, stockflow_matcher
 from stockflow.kafka import groupless_consumer, topic_partitions
+from stockflow.settings import Settings
 from stockflow.testing.broker import EmbeddedBroker
 from stockflow.testing.worker import WorkerProcess
 
@@ -114,9 +115,18 @@ def synthesize(n: int, partitions: int, now_ms: int) -> tuple[Changelog, Changel
     return products.changelog(), orders.changelog()
 
 
-async def _write(bootstrap: str, topic: str, changelog: Changelog) -> int:
+async def _write(
+    bootstrap: str, topic: str, changelog: Changelog, *, compression: str = "none"
+) -> int:
+    """Writes ``changelog`` to ``topic``, its record batches compressed as the worker's own
+    changelog writer compresses them (``STOCKFLOW_INTERNAL_COMPRESSION``): the restore reads
+    what a worker would have left."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks="all"
+        bootstrap_servers=bootstrap,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        acks="all",
+        compression_type=None if compression == "none" else compression,
     )
     await producer.start()
     count = 0
@@ -276,9 +286,14 @@ def recovery_run(
         system = StockflowSystem(broker, partitions, env)
         system.create_topics()
         products, orders = synthesize(n, partitions, int(time.time() * 1000))
+        compression = env.get(
+            "STOCKFLOW_INTERNAL_COMPRESSION", Settings.model_fields["internal_compression"].default
+        )
         result.changelog_records = asyncio.run(
-            _write(broker.bootstrap, system.changelogs[0], products)
-        ) + asyncio.run(_write(broker.bootstrap, system.changelogs[1], orders))
+            _write(broker.bootstrap, system.changelogs[0], products, compression=compression)
+        ) + asyncio.run(
+            _write(broker.bootstrap, system.changelogs[1], orders, compression=compression)
+        )
         del products, orders
         _count, result.raw_read_s = asyncio.run(raw_read(broker.bootstrap, system.changelogs))
         previous: WorkerProcess | None = None
