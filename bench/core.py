@@ -173,8 +173,10 @@ def _pipeline(
 
 @contextmanager
 def worker_collector() -> Iterator[None]:
-    """The garbage collector as a started worker runs it, Python's settings again after."""
-    from stockflow.garbage import tune_garbage_collector
+    """The garbage collector as a started worker runs it (its startup heap frozen, Python's
+    own young collections only at the backstop; the layers here run no batches, between which
+    a worker collects), Python's settings again after."""
+    from stockflow.garbage import release_garbage_collector, tune_garbage_collector
     from stockflow.settings import Settings
 
     saved = gc.get_threshold()
@@ -182,8 +184,7 @@ def worker_collector() -> Iterator[None]:
     try:
         yield
     finally:
-        gc.unfreeze()
-        gc.set_threshold(*saved)
+        release_garbage_collector(saved)
 
 
 def run_core(count: int, products: int = 10_000) -> list[CoreResult]:

@@ -182,12 +182,17 @@ def test_the_pipeline_goal_reads_the_worker_collector_row_by_key() -> None:
 def test_the_core_section_gives_the_collector_back_as_it_found_it() -> None:
     from bench.core import worker_collector
 
+    from stockflow.garbage import BACKSTOP_FACTOR, collect_between_batches
+
     before = gc.get_threshold()
     with worker_collector():
-        assert gc.get_threshold()[0] == Settings().gc_threshold
+        assert gc.get_threshold()[0] == Settings().gc_threshold * BACKSTOP_FACTOR
         assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+    kept = [[] for _ in range(Settings().gc_threshold + 1)]
+    assert collect_between_batches() is None  # no longer tuned: nothing collected here
+    assert len(kept) > Settings().gc_threshold
 
 
 def test_a_goal_not_measured_is_left_out() -> None:

@@ -38,6 +38,7 @@ from stockflow._faust.internals import CONSUMER_STATE, check_internals
 from stockflow._faust.standby import StandbyApplier
 from stockflow._faust.transport import TunedConsumer
 from stockflow.errors import StockflowError
+from stockflow.garbage import collect_between_batches
 
 __all__ = ["BatchConsumer"]
 
@@ -70,6 +71,9 @@ class BatchConsumer(TunedConsumer):
             async for item in super().getmany(timeout):
                 yield item
             return
+        # The last batch's records, steps and outputs are freed by now: the cheapest moment
+        # to look for reference cycles (see stockflow.garbage).
+        collect_between_batches()
         records, active = await self._wait_next_records(timeout)
         if not records or self.should_stop:
             return

@@ -19,6 +19,7 @@ import faust
 from faust.types import TP, AgentT, AppT, ChannelT, Message, StreamT, TopicT
 
 from stockflow._faust.batches import BatchProcessor, Probe, Record, Route
+from stockflow.garbage import collect_between_batches
 from stockflow.processing.records import Meta, Step
 from stockflow.tables.store import TableStore
 
@@ -110,6 +111,7 @@ def _agent_body(
                 await processor.process(
                     [(TP(message.topic, message.partition), [_record(message)])]
                 )
+                collect_between_batches()
             return
         # Faust acknowledges a batch's records only after this body returns for it: a crash
         # mid-batch redelivers the whole batch (processing is idempotent).
@@ -123,6 +125,8 @@ def _agent_body(
                     _record(message)
                 )
             await processor.process(by_partition.items())
+            del by_partition, events  # freed before the collector looks (stockflow.garbage)
+            collect_between_batches()
 
     return agent
 
