@@ -16,12 +16,13 @@ consumer) rather than in the middle of one.
 
 Why between batches: the objects a collection traverses are the young ones still alive, and in
 the middle of a batch that is the whole batch (its fetched records, parsed commands, steps and
-outputs). Collected there, every 50,000 allocations, each young collection took 23-52 ms and
-they added up to ~10% of a loaded worker's CPU (multi-line orders: 1.1 s of ~11 s; single-line:
-0.4-0.5 s of ~6 s; a ``gc.callbacks`` probe). Once a batch is done, those objects are freed and
-what is left young is what outlives it. Python's own trigger stays as a backstop, at
-:data:`BACKSTOP_FACTOR` times the threshold, for a process that allocates outside batches.
-Reference cycles are still collected; the memory they hold stays bounded by the backstop.
+outputs). Collected there, every 50,000 allocations, each young collection took 23-80 ms and
+collections added up to ~15% of a loaded worker's CPU with multi-line orders (1.6-1.9 s of
+11-13 s) and ~9% with single-line ones (0.6 s of ~6.5 s; a ``gc.callbacks`` probe). Once a
+batch is done, its objects are freed and what is left young is what outlives it. Python's own
+trigger stays as a backstop, at :data:`BACKSTOP_FACTOR` times the threshold, for allocations
+that no batch boundary follows. Reference cycles are still collected: the garbage they leave
+stays bounded by the threshold at each batch boundary, and by the backstop in between.
 """
 
 from __future__ import annotations

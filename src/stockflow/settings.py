@@ -229,7 +229,7 @@ class Settings(BaseSettings):
     backstop. The objects that exist once the worker has started are frozen out of collections
     (``gc.freeze``). With Python's defaults collections took ~25% of a loaded worker's CPU;
     collected every 50,000 allocations in the middle of batches, whose objects are all alive
-    then, ~10% (:mod:`stockflow.garbage`). ``0`` leaves the collector as Python set it (for
+    then, 9-15% (:mod:`stockflow.garbage`). ``0`` leaves the collector as Python set it (for
     an app that tunes it itself). Default 50000; env ``STOCKFLOW_GC_THRESHOLD``."""
 
     consumer: Literal["batch", "stream"] = "batch"
