@@ -70,16 +70,21 @@ def tune_garbage_collector(threshold: int) -> bool:
 
 
 def collect_between_batches() -> int | None:
-    """Collect the young generations if ``threshold`` objects more exist than after the last
-    collection (the middle one too when its own count is due, as Python would); called where
-    a batch's objects have just been freed. Returns the generation collected, or ``None``."""
+    """Collect the young generation if ``threshold`` objects more exist than after the last
+    collection, and the older ones with it when their own counts are due, as Python would
+    (the middle one every ``gc.get_threshold()[1]`` young collections, the oldest every
+    ``[2]`` middle ones); called where a batch's objects have just been freed. Returns the
+    generation collected, or ``None``."""
     threshold = _threshold[0]
     if not threshold:
         return None
-    young, middle, _old = gc.get_count()
+    young, middle, old = gc.get_count()
     if young < threshold:
         return None
-    generation = 1 if middle + 1 > gc.get_threshold()[1] else 0
+    _backstop, middle_threshold, old_threshold = gc.get_threshold()
+    generation = 0
+    if middle + 1 > middle_threshold:
+        generation = 2 if old + 1 > old_threshold else 1
     gc.collect(generation)
     return generation
 

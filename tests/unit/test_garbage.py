@@ -47,13 +47,30 @@ def test_young_objects_are_collected_between_batches_once_enough_outlived_the_la
     )
     try:
         del cycle
-        assert collect_between_batches() in (0, 1)
+        assert collect_between_batches() in (0, 1, 2)
     finally:
         gc.callbacks.pop()
     assert sum(collected) >= 1  # the unreachable cycle went
     assert gc.get_count()[0] < 1_000
     assert collect_between_batches() is None
     assert len(kept) == 2_000
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_the_older_generations_are_collected_between_batches_when_their_counts_are_due() -> None:
+    tune_garbage_collector(100)
+    _backstop, middle, old = gc.get_threshold()
+    seen: list[int] = []
+    kept: list[list[list[int]]] = []
+    for _ in range((middle + 1) * (old + 1)):
+        kept.append([[] for _ in range(150)])  # each "batch" leaves objects that outlive it
+        generation = collect_between_batches()
+        assert generation is not None
+        seen.append(generation)
+    # As Python's own trigger: the middle generation with every (middle + 1)th young
+    # collection, the oldest with every (old + 1)th of those.
+    assert seen.count(1) + seen.count(2) == old + 1
+    assert seen.count(2) == 1
 
 
 def test_nothing_is_collected_between_batches_when_the_collector_was_not_tuned() -> None:
