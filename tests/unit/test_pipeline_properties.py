@@ -299,3 +299,51 @@ def check_orders(pipeline: RecordingPipeline, placed: set[str]) -> None:
                     saga.status, "released"
                 )
                 assert entries[0].status == status, (saga.status, entries[0])
+
+
+QUIET_POLICY = Policy(reservation_ttl_ms=300, saga_timeout_ms=200, retention_ms=1_000)
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["one", "two", "pay", "cancel", "recount"]),
+            st.integers(0, 5),  # order number
+            st.integers(0, 3_000),  # timestamp offset: inputs arrive out of time order too
+        ),
+        max_size=25,
+    )
+)
+def test_skipping_advance_when_quiet_changes_nothing(inputs: list[tuple[str, int, int]]) -> None:
+    # LocalPipeline.feed skips advance() when it would do nothing; fed the same inputs, a
+    # pipeline that always advances emits and stores exactly the same, timers included.
+    def run(always_advance: bool) -> tuple[list[Any], dict[str, bytes], dict[str, bytes]]:
+        pipeline = RecordingPipeline(policy=QUIET_POLICY, partitions=2)
+        if always_advance:
+            pipeline._quiet = lambda _now: False  # type: ignore[method-assign]
+        for product in PRODUCTS:
+            pipeline.feed("inventory", product.encode(), stock_set(product, 3), T0)
+        for kind, number, offset in inputs:
+            order, at = f"o-{number}", T0 + offset
+            if kind == "one":
+                value = order_placed(order, ("p", 1))
+            elif kind == "two":
+                value = order_placed(order, ("q", 1), ("r", 2))
+            elif kind == "pay":
+                value = order_paid(order)
+            elif kind == "cancel":
+                value = order_cancelled(order)
+            else:
+                value = stock_set("q", number)
+                pipeline.feed("inventory", b"q", value, at)
+                continue
+            pipeline.feed("orders", order.encode(), value, at)
+        pipeline.advance(T0 + 10_000)
+        return (
+            [(e.role, e.key, e.value) for e in pipeline.emitted],
+            pipeline.product_store.items(),
+            pipeline.order_store.items(),
+        )
+
+    assert run(always_advance=False) == run(always_advance=True)

@@ -108,9 +108,11 @@ class LocalPipeline:
 
     def _quiet(self, now_ms: int) -> bool:
         """Whether :meth:`advance` to ``now_ms`` would neither move the clock nor fire a timer
-        (told from the cached earliest timers: the common case, asked on every input)."""
-        return now_ms <= self.clock_ms and not (
-            self._orders_due.any_due(now_ms) or self._products_due.any_due(now_ms)
+        (told from the cached earliest timers: the common case, asked on every input). Timers
+        are due by the clock, which an input with an older timestamp does not move back."""
+        clock = self.clock_ms
+        return now_ms <= clock and not (
+            self._orders_due.any_due(clock) or self._products_due.any_due(clock)
         )
 
     def advance(self, now_ms: int) -> list[Emitted]:
