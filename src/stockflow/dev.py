@@ -215,9 +215,11 @@ class DevStack:
     def stop(self) -> None:
         """Stop the worker (SIGTERM, then SIGKILL after ``WORKER_STOP_TIMEOUT``), then the
         broker (SIGTERM, then SIGKILL after 5 s), each by PID."""
-        if self.worker is not None:
-            self.worker.stop(timeout=WORKER_STOP_TIMEOUT)
-        self.harness.close()
+        try:
+            if self.worker is not None:
+                self.worker.stop(timeout=WORKER_STOP_TIMEOUT)
+        finally:
+            self.harness.close()  # the broker too, whatever the worker's stop raised
 
 
 def run_dev(

@@ -84,3 +84,34 @@ def test_bad_stock_option_is_a_usage_error(value: str) -> None:
     result = CliRunner().invoke(main, ["dev", "--stock", value])
     assert result.exit_code == 2
     assert "PRODUCT=UNITS" in result.output
+
+
+class _Stoppable:
+    def __init__(self, stopped: list[str], name: str, error: Exception | None = None) -> None:
+        self.stopped, self.name, self.error = stopped, name, error
+
+    def stop(self, *_args: object, **_kwargs: object) -> None:
+        self.stopped.append(self.name)
+        if self.error is not None:
+            raise self.error
+
+
+def test_a_failing_worker_stop_still_stops_the_other_workers_and_the_broker(
+    tmp_path: Path,
+) -> None:
+    # A dev stack once exited leaving its broker running: whatever one stop raises, every
+    # process started is still stopped (by PID), and the error is raised afterwards.
+    from stockflow.dev import DevStack
+    from stockflow.errors import WorkerError
+
+    stack = DevStack(workdir=tmp_path, broker_port=free_port(), web_port=free_port())
+    stopped: list[str] = []
+    failing = _Stoppable(stopped, "worker", WorkerError("would not stop"))
+    stack.worker = failing  # type: ignore[assignment]
+    stack.harness.workers = [failing, _Stoppable(stopped, "other")]  # type: ignore[list-item]
+    stack.harness.broker = _Stoppable(stopped, "broker")  # type: ignore[assignment]
+
+    with pytest.raises(WorkerError, match="would not stop"):
+        stack.stop()
+
+    assert stopped == ["worker", "worker", "other", "broker"]

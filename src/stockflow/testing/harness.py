@@ -98,9 +98,17 @@ class Harness:
         return self
 
     def close(self) -> None:
+        """Stop every worker, then the broker, each by PID: all of them even when one stop
+        fails (its error is raised afterwards), so that nothing is left running."""
+        errors: list[Exception] = []
         for worker in self.workers:
-            worker.stop()
+            try:
+                worker.stop()
+            except Exception as exc:  # re-raised below, after the others are stopped
+                errors.append(exc)
         self.broker.stop()
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> Harness:
         return self.start()
