@@ -33,6 +33,7 @@ from stockflow.processing.internal import Command, parse_replies
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
 from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
+from stockflow.processing.written import Written
 
 __all__ = ["EXPIRIES", "HELD", "SAGA_CACHE", "OrderDesk", "expiring", "load_saga"]
 
@@ -88,10 +89,8 @@ class OrderDesk:
         self._expiry_parts: dict[tuple[int, int], int] = {}
         """Per (partition, due time) of a shared expiry timer that has filled up, the part
         written last (see :meth:`_share_expiry`); empty after a restart, found again then."""
-        self._written: dict[str, tuple[bytes, Saga]] = {}
-        """Per saga key, the value this desk last put for a multi-line saga and that saga:
-        while the store hands back that very object, nothing wrote the key since and the
-        saga needs no decode (a restored value or any other write is a new object)."""
+        self._written: Written[Saga] = Written(SAGA_CACHE)
+        """The multi-line sagas this desk last put, decoded (see :class:`Written`)."""
 
     def handle_order(self, raw: bytes | None, meta: Meta) -> Step:
         """A record from the public ``orders`` topic."""
@@ -239,19 +238,15 @@ class OrderDesk:
         raw = self.store.get(key)
         if raw is None:
             return None
-        written = self._written.get(key)
-        if written is not None and written[0] is raw:
-            return written[1]
-        return decode_saga(raw)
+        saga = self._written.get(key, raw)
+        return decode_saga(raw) if saga is None else saga
 
     def _write(self, key: str, saga: Saga) -> None:
         raw = encode_saga(saga)
         self.store.put(key, raw)
         # Single-line sagas are read again only on a payment or a cancellation, seconds later.
         if not saga.product_decides:
-            if len(self._written) >= SAGA_CACHE:  # only a cache: bounded, refilled by writes
-                self._written.clear()
-            self._written[key] = (raw, saga)
+            self._written.put(key, raw, saga)
 
     def _apply(self, order_id: str, partition: int, decision: SagaDecision) -> Step:
         return Step(outputs=self._outputs(order_id, partition, decision))

@@ -38,6 +38,7 @@ from stockflow.processing.internal import Command, parse_product_commands
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
 from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
+from stockflow.processing.written import Written
 
 __all__ = ["WRITTEN_CACHE", "ProductWriter"]
 
@@ -59,7 +60,7 @@ class ProductWriter:
         """While a batch is applied: each product's counters as its last command left them
         (read from the store, or just written to it), so that a product with several
         commands in the batch is decoded and checked for a lost write once."""
-        self._written: dict[str, tuple[bytes, Stock, str | None, bytes | None]] = {}
+        self._written: Written[tuple[Stock, str | None, bytes | None]] = Written(WRITTEN_CACHE)
         """Per product, the counters' value this writer last put, the counters it holds and
         its write-ahead key and value. While the store hands back those very objects for both
         keys, nothing wrote either since: the counters need no decode and the second write
@@ -213,13 +214,9 @@ class ProductWriter:
         raw = self.store.get(skey)
         if raw is None:
             return None
-        written = self._written.get(skey)
-        if (
-            written is not None
-            and written[0] is raw
-            and (written[2] is None or self.store.get(written[2]) is written[3])
-        ):
-            stock = written[1]
+        written = self._written.get(skey, raw)
+        if written is not None and (written[1] is None or self.store.get(written[1]) is written[2]):
+            stock = written[0]
             if known is not None:
                 known[skey] = stock
             return stock
@@ -268,23 +265,21 @@ class ProductWriter:
             due = marker[1] + self.policy.retention_ms
             self.store.put(timer_key(partition, due, "gc", marker[0]), b"")
         if decision.stock is not None:
-            written: tuple[bytes, Stock, str | None, bytes | None]
+            written: tuple[Stock, str | None, bytes | None]
             # offset and timestamp: freshness for the read model.
             if second is None:
                 value = encode_stock_values(
                     decision.stock, None, None, meta.offset, meta.timestamp_ms
                 )
-                written = (value, decision.stock, None, None)
+                written = (decision.stock, None, None)
             else:
                 wal_key, wal_bytes = second
                 value = encode_stock_values(
                     decision.stock, wal_key, wal_bytes.decode(), meta.offset, meta.timestamp_ms
                 )
-                written = (value, decision.stock, wal_key, wal_bytes)
+                written = (decision.stock, wal_key, wal_bytes)
             self.store.put(skey, value)
-            if len(self._written) >= WRITTEN_CACHE:  # only a cache: bounded, refilled by writes
-                self._written.clear()
-            self._written[skey] = written
+            self._written.put(skey, value, written)
             if self._known is not None:
                 self._known[skey] = decision.stock
         if second is not None:
