@@ -5,6 +5,8 @@ changes, driven through fakes so that the moment of a pause, a seek or a send ca
 - ``fetch_again`` moves a fetch position back only when it lies past the first skipped record.
 - The producer flush behind every commit waits for what was buffered before it, including a
   record whose send is in flight, and not for what is buffered after it.
+- A changelog's end comes from a Fetch response; without one in time the recovery fails
+  instead of restoring to ListOffsets' (on tansu, early) end.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from consumer_fakes import FakeRecord, FakeThread
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
+from stockflow._faust import transport
 from stockflow._faust.transport import TunedConsumer, TunedConsumerThread, complete_producer_flush
+from stockflow.errors import BrokerError
 
 ORDERS = TP("orders", 0)
 REPLIES = TP("replies", 0)
@@ -174,3 +179,62 @@ def test_flush_of_a_threaded_producer_is_left_alone() -> None:
     app.conf.producer_threaded = True
     complete_producer_flush(app)
     assert getattr(buffer, "flush", None) is original
+
+
+class _SilentConsumer:
+    """A throwaway consumer whose fetches answer for some partitions only (the rest cut off)."""
+
+    def __init__(self, answers: dict[TopicPartition, int], *, fail_starts: int = 0) -> None:
+        self.answers = answers
+        self.fail_starts = fail_starts
+        self.seen: dict[TopicPartition, int] = {}
+        self.stopped = 0
+
+    async def start(self) -> None:
+        if self.fail_starts:
+            self.fail_starts -= 1
+            raise KafkaConnectionError("refused")
+
+    async def stop(self) -> None:
+        self.stopped += 1
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        pass
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        pass
+
+    async def getmany(self, **_: Any) -> dict[TopicPartition, list[Any]]:
+        await asyncio.sleep(0.01)
+        self.seen.update(self.answers)
+        return {}
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.seen.get(tp)
+
+
+def _ends(monkeypatch: pytest.MonkeyPatch, consumer: _SilentConsumer, timeout: float) -> Any:
+    monkeypatch.setattr(transport, "groupless_consumer", lambda *a, **k: consumer)
+    reported = {ORDERS: 2, CHANGELOG: 7}  # ListOffsets: on tansu the last batch's start
+    return asyncio.run(
+        transport.fetched_highwaters(["b:1"], [ORDERS, CHANGELOG], reported, timeout=timeout)
+    )
+
+
+def test_end_offsets_are_the_fetched_high_watermarks(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = {TopicPartition("orders", 0): 10, TopicPartition("changelog", 0): 7}
+    consumer = _SilentConsumer(answers, fail_starts=2)  # the broker refused twice, then back
+
+    assert _ends(monkeypatch, consumer, timeout=5.0) == {ORDERS: 10, CHANGELOG: 7}
+
+
+def test_an_end_offset_without_a_fetch_answer_fails_rather_than_trust_list_offsets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restore that stops at ListOffsets' end decides on stale stock: no answer is an error
+    (the recovery fails and the worker stops), never the reported offset."""
+    consumer = _SilentConsumer({TopicPartition("orders", 0): 10})  # the changelog never answers
+
+    with pytest.raises(BrokerError, match="changelog"):
+        _ends(monkeypatch, consumer, timeout=0.3)
+    assert consumer.stopped == 1

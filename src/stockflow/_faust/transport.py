@@ -9,7 +9,8 @@
    response is right. A worker trusting ListOffsets stops restoring early and decides on stale
    stock, or crashes with ``ConsistencyError``. :func:`fetched_highwaters` asks a Fetch for the
    high watermark and takes the larger of the two answers. On Apache Kafka both agree, so the
-   fix costs one extra fetch per recovery and changes nothing else.
+   fix costs one extra fetch per recovery and changes nothing else. Without a Fetch answer it
+   raises rather than fall back to ListOffsets: a restore that ends early oversells.
 3. **Records of paused partitions** that aiokafka returned anyway are fetched again instead of
    skipped (:class:`TunedConsumer`); every offset gap Faust records is logged.
 4. **Flush before commit** waits for every change buffered before it
@@ -26,9 +27,11 @@ from typing import Any
 
 import aiokafka
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from stockflow.errors import BrokerError
 from stockflow.kafka import groupless_consumer
 
 __all__ = [
@@ -41,8 +44,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-HIGHWATER_TIMEOUT = 10.0
-"""Seconds to wait for Fetch responses that carry the high watermarks."""
+HIGHWATER_TIMEOUT = 60.0
+"""Seconds to wait for Fetch responses that carry the high watermarks. Past them the recovery
+fails (the worker stops) instead of restoring to a wrong end: a broker cut off this long
+during a recovery cannot be restored from anyway."""
 
 
 async def fetched_highwaters(
@@ -55,43 +60,68 @@ async def fetched_highwaters(
 ) -> dict[TP, int]:
     """The high watermark of each partition as a Fetch response reports it.
 
-    A throwaway consumer without a group is positioned at each reported end and fetches once:
-    every Fetch response carries the partition's true high watermark, records or not.
+    A throwaway consumer without a group is positioned at each reported end and fetches until
+    every partition has had a Fetch response: each carries the partition's true high
+    watermark, records or not. Raises :class:`~stockflow.errors.BrokerError` if one has not
+    answered within ``timeout`` seconds (the broker cut off): ``reported`` (ListOffsets) is
+    never taken on its own, since on tansu it lies before the end, and a changelog restored to
+    there leaves the worker deciding on stale stock (an oversell in the chaos suite's outages).
     """
     tps = list(partitions)
     if not tps:
         return {}
-    consumer = groupless_consumer(
-        bootstrap_servers,
-        client_kwargs=client_kwargs,
-        fetch_max_wait_ms=10,
-        max_partition_fetch_bytes=1024,
-    )
-    await consumer.start()
-    try:
-        by_kafka = {TopicPartition(tp.topic, tp.partition): tp for tp in tps}
-        consumer.assign(list(by_kafka))
-        for ktp, tp in by_kafka.items():
-            consumer.seek(ktp, max(reported.get(tp) or 0, 0))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while any(consumer.highwater(ktp) is None for ktp in by_kafka):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        consumer = groupless_consumer(
+            bootstrap_servers,
+            client_kwargs=client_kwargs,
+            fetch_max_wait_ms=10,
+            max_partition_fetch_bytes=1024,
+        )
+        try:
+            await consumer.start()
+        except KafkaConnectionError as exc:  # the broker unreachable for now: try again
+            await consumer.stop()
             if loop.time() > deadline:
-                log.warning("no high watermark within %.0fs; using ListOffsets", timeout)
-                break
+                raise BrokerError(f"no high watermark for {tps}: {exc}") from exc
+            await asyncio.sleep(0.5)
+            continue
+        try:
+            return await _fetch_highwaters(consumer, tps, reported, deadline)
+        finally:
+            await consumer.stop()
+
+
+async def _fetch_highwaters(
+    consumer: Any, tps: list[TP], reported: Mapping[TP, int | None], deadline: float
+) -> dict[TP, int]:
+    loop = asyncio.get_running_loop()
+    by_kafka = {TopicPartition(tp.topic, tp.partition): tp for tp in tps}
+    consumer.assign(list(by_kafka))
+    for ktp, tp in by_kafka.items():
+        consumer.seek(ktp, max(reported.get(tp) or 0, 0))
+    while True:
+        missing = [tp for ktp, tp in by_kafka.items() if consumer.highwater(ktp) is None]
+        if not missing:
+            break
+        if loop.time() > deadline:
+            raise BrokerError(
+                f"no Fetch response with the high watermark of {missing} in time; "
+                "ListOffsets alone is not trusted (tansu reports the last batch's start)"
+            )
+        try:
             await consumer.getmany(timeout_ms=100, max_records=1)
-        result: dict[TP, int] = {}
-        for ktp, tp in by_kafka.items():
-            fetched = consumer.highwater(ktp)
-            listed = reported.get(tp) or 0
-            if fetched is not None and fetched > listed:
-                log.info(
-                    "end offset of %s: ListOffsets says %d, Fetch says %d", tp, listed, fetched
-                )
-            result[tp] = max(listed, fetched or 0)
-        return result
-    finally:
-        await consumer.stop()
+        except KafkaError:  # a cut connection: aiokafka reconnects
+            await asyncio.sleep(0.1)
+    result: dict[TP, int] = {}
+    for ktp, tp in by_kafka.items():
+        fetched = consumer.highwater(ktp)
+        listed = reported.get(tp) or 0
+        if fetched > listed:
+            log.info("end offset of %s: ListOffsets says %d, Fetch says %d", tp, listed, fetched)
+        result[tp] = max(listed, fetched)
+    return result
 
 
 def client_settings(app: Any, transport: Any) -> tuple[list[str], dict[str, Any]]:
