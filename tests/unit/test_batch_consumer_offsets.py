@@ -9,11 +9,14 @@ partitions reach the processor, and which are fetched again.
   offset that aiokafka does not seek to when there is none.
 - A revocation waits for the changelog's acknowledgements on the batch and the stream path,
   and stops the worker when they do not come in time.
+- Records fetched while the group membership is not confirmed (a worker frozen or cut off past
+  its session timeout) are fetched again, not processed, until a heartbeat confirms it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +27,7 @@ from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 
 from stockflow._faust.consumer import BatchConsumer
+from stockflow._faust.membership import MembershipLease
 
 COMMANDS = TP("product-commands", 0)
 OTHER = TP("someone-elses", 0)
@@ -58,6 +62,8 @@ def make_consumer(fetches: list[dict[TP, list[FakeRecord]]], read_offset: dict[T
     consumer._processed = {}
     consumer._acked = {}
     consumer._in_flight = None
+    consumer.membership = MembershipLease(3.0)  # no coordinator watched: always held
+    consumer._held_since = None
     consumer._stopped = asyncio.Event()
     consumer._crashed = asyncio.Event()
     consumer.flow_active = True
@@ -232,3 +238,26 @@ def test_a_changelog_not_acknowledged_in_time_stops_the_worker(
 
     assert events[:2] == ["streams done", "settled"]
     assert events[2].startswith("crash: changelog writes not acknowledged")
+
+
+def test_records_are_held_while_the_membership_is_not_confirmed() -> None:
+    """A worker that woke up from a freeze past its session timeout may have lost its
+    partitions: what it fetched is fetched again, and processed once a heartbeat confirms it."""
+    consumer = make_consumer([{COMMANDS: batch(5, 6)}, {COMMANDS: batch(5, 6)}], {COMMANDS: 5})
+    coordinator = SimpleNamespace(generation=4)
+    lease = consumer.membership
+    lease._coordinator = coordinator
+    lease.confirm(time.monotonic() - 3.5, 4)  # the last heartbeat answered 3.5 s ago
+
+    drain(consumer, 1)
+
+    assert consumer.processor.processed == []
+    assert consumer._thread.calls == [{COMMANDS: 5}]
+    assert consumer._read_offset[COMMANDS] == 5 and COMMANDS not in consumer._processed
+
+    lease.confirm(time.monotonic(), 4)  # a heartbeat answered
+
+    drain(consumer, 1)
+
+    assert consumer.processor.processed == [(COMMANDS, [5, 6])]
+    assert consumer._processed[COMMANDS] == 7

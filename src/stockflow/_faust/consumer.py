@@ -21,7 +21,11 @@ to commit for stockflow's partitions come from here:
   fetched again from that offset; a gap found again is the log's own, and accepted;
 - a batch that ends after a rebalance started (the generation changed) does not move the
   offsets: its records are fetched again from the committed offset (processing is
-  idempotent; skipping is not).
+  idempotent; skipping is not);
+- records are processed only while the group coordinator has confirmed this worker's
+  membership recently (:class:`~stockflow._faust.membership.MembershipLease`): a worker
+  frozen or cut off past its session timeout may have lost its partitions to another one,
+  and fetches its records again instead of deciding on its older tables.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from faust.types import TP
 
 from stockflow._faust.batches import BatchProcessor, Changelog
 from stockflow._faust.internals import CONSUMER_STATE, check_internals
+from stockflow._faust.membership import MembershipLease
 from stockflow._faust.standby import StandbyApplier
 from stockflow._faust.transport import TunedConsumer
 from stockflow.errors import StockflowError
@@ -60,6 +65,9 @@ class BatchConsumer(TunedConsumer):
         """Per stockflow partition with an offset gap, the offset it was fetched again from:
         a gap still there after that is the log's own (see :meth:`_refetch_gaps`)."""
         self._standbys = StandbyApplier(self.app)
+        self.membership = MembershipLease(float(self.app.conf.broker_session_timeout) / 2)
+        """Confirmed by the consumer thread's heartbeats (see ``TunedConsumerThread``)."""
+        self._held_since: float | None = None
 
     @property
     def processor(self) -> BatchProcessor | None:
@@ -130,6 +138,12 @@ class BatchConsumer(TunedConsumer):
             mine.append((tp, batch))
         if gaps:
             await self._refetch_gaps(gaps, deliverable)
+        if mine and not self.membership.holds():
+            await self._hold(mine)
+            mine = []
+        elif self._held_since is not None:
+            log.info("membership confirmed again: processing resumes")
+            self._held_since = None
         if mine:
             task = asyncio.ensure_future(self._process(processor, mine, generation))
             self._in_flight = task
@@ -137,6 +151,23 @@ class BatchConsumer(TunedConsumer):
         if theirs:
             async for item in self._faust_messages(theirs, generation):
                 yield item
+
+    async def _hold(self, batches: list[tuple[TP, Sequence[Any]]]) -> None:
+        """Records fetched while the membership is not confirmed: fetched again later."""
+        lease = self.membership
+        if self._held_since is None:
+            self._held_since = asyncio.get_running_loop().time()
+            age = lease.age()
+            log.warning(
+                "group membership not confirmed %s (trusted for %.1fs): processing held "
+                "until a heartbeat is answered or the partitions are reassigned",
+                "in this generation" if age is None else f"for {age:.1f}s",
+                lease.window,
+            )
+        await self._fetch_again(
+            {tp: batch[0].offset for tp, batch in batches}, "membership not confirmed"
+        )
+        await asyncio.sleep(min(0.1, lease.window / 10))
 
     async def _refetch_gaps(self, gaps: dict[TP, int], fetched: dict[TP, Any]) -> None:
         """Partitions whose fetched records start past the next offset to deliver. On

@@ -81,6 +81,11 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("_db_for_partition", "set_persisted_offset", "partition_path", "offset_key"),
     ),
     ("aiokafka.producer.producer", "AIOKafkaProducer", ("create_batch", "send_batch")),
+    (
+        "aiokafka.consumer.group_coordinator",
+        "GroupCoordinator",
+        ("_do_heartbeat", "_on_join_complete", "request_rejoin"),
+    ),
     ("aiokafka.client", "AIOKafkaClient", ("_wait_on_metadata",)),
     ("aiokafka.producer.message_accumulator", "BatchBuilder", ("append", "close")),
     (

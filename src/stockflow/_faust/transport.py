@@ -142,6 +142,15 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # aiokafka reads this attribute when it builds its Fetcher in start(); Faust offers no
         # setting for it (see module docstring).
         consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        lease = getattr(self.consumer, "membership", None)
+        if lease is not None:
+            start = consumer.start
+
+            async def start_and_watch() -> None:
+                await start()
+                lease.watch(consumer._coordinator)  # created by start()
+
+            consumer.start = start_and_watch
         return consumer
 
     async def fetch_again(self, first_offsets: Mapping[TP, int]) -> dict[TP, int]:
