@@ -1,17 +1,20 @@
 """SelfHealingRecovery.on_recovery_completed: stream partitions are sought while still paused,
 and nothing can be fetched between resuming them and resuming flow (which empties the streams'
 queues). Faust's own order - resume, seek, resume flow - lost the records fetched in between.
+A changelog that grew while it was recovered is restored only to the end Faust read first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
 from faust.types import TP
 
+from stockflow._faust.recovery import within_known_ends
 from stockflow.tables import SelfHealingRecovery
 
 ORDERS = TP("orders", 0)
@@ -89,3 +92,17 @@ def test_a_rebalance_in_between_leaves_the_partitions_paused() -> None:
 
     assert calls == []
     assert not recovery.completed.is_set()
+
+
+def test_a_changelog_that_grew_during_the_recovery_is_restored_to_the_end_faust_read() -> None:
+    """Faust read the end (its last offset: 300) before the worker froze; meanwhile another
+    worker wrote on (482). Restored to 482, Faust's own check (offset > highwater) raised
+    ConsistencyError and stopped the worker (the chaos suite's freeze scenario)."""
+    grown, other = TP("app-orders-changelog", 2), TP("app-orders-changelog", 0)
+    fresh = {grown: 482, other: 267, CHANGELOG: 5}
+    known = Counter({grown: 300, other: 300})  # CHANGELOG: Faust read none
+
+    ends = within_known_ends(fresh, known)
+
+    assert ends == {grown: 301, other: 267, CHANGELOG: 5}
+    assert all(ends[tp] - 1 <= known[tp] for tp in known)

@@ -11,6 +11,10 @@
    while the consumer counted them as read: the next record after them became an offset "gap",
    committed as if processed (found by the chaos suite: 21 consecutive orders of one partition
    never answered after a SIGKILL). The seek is done while the partitions are still paused.
+3. A changelog that grew while the worker recovered it (another worker writes it: this one
+   lost the partition, e.g. frozen past its session timeout) is restored only up to the end
+   Faust read first (:func:`within_known_ends`): past it, Faust's own check raised
+   ``ConsistencyError`` and stopped the worker.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ from faust.types import TP
 from stockflow._faust.fast_restore import RestoreTarget, restore_partitions
 from stockflow._faust.transport import client_settings
 
-__all__ = ["SelfHealingRecovery", "SelfHealingTableManager", "discard_partition"]
+__all__ = [
+    "SelfHealingRecovery",
+    "SelfHealingTableManager",
+    "discard_partition",
+    "within_known_ends",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,19 @@ def discard_partition(table: Any, partition: int) -> None:
     shutil.rmtree(store.partition_path(partition), ignore_errors=True)
 
 
+def within_known_ends(ends: Mapping[TP, int], known: Mapping[TP, int]) -> dict[TP, int]:
+    """Each changelog's end offset, but no further than the last offset Faust read for it
+    (``known``: Faust's ``active_highwaters``, the last offset, not one past it).
+
+    Faust checks the offsets a recovery starts from against the highwaters it read first. A
+    changelog that grew in between was written by another worker: this one lost the partition
+    while it recovered (frozen past its session timeout, found by the chaos suite's ``freeze``
+    scenario). Restored past Faust's highwater, the partition made Faust stop the worker with
+    ``ConsistencyError``; up to it, the recovery ends and the rebalance under way restores the
+    rest."""
+    return {tp: min(end, known[tp] + 1) if tp in known else end for tp, end in ends.items()}
+
+
 class SelfHealingRecovery(Recovery):
     @property
     def fast_restore(self) -> bool:
@@ -67,6 +89,8 @@ class SelfHealingRecovery(Recovery):
         if not tps:
             return
         highwaters = await consumer.highwaters(*tps)
+        if title == "active":
+            highwaters = within_known_ends(highwaters, self.active_highwaters)
         await self._heal(consumer, destination, highwaters, tps)
         if title == "active" and self.fast_restore:
             await self._restore_in_batches(destination, highwaters, tps)
