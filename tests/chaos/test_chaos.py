@@ -88,6 +88,11 @@ def test_chaos_scenario(name: str, tmp_path: Path) -> None:
             c["to_proxy"] > 0 and c["to_broker"] == 0 for c in evidence.values()
         )
         assert sum(cut["closed"] for cut in cuts) > 0  # the cuts really broke live connections
+    elif name == "freeze":
+        assert result.outages >= 2
+        # The woken worker found its membership unconfirmed and held its fetched records.
+        logs = [path.read_text() for path in (tmp_path / name).glob("w*.log")]
+        assert any("group membership not confirmed" in text for text in logs)
 
 
 @pytest.mark.parametrize(("name", "partitions"), [("kill", 1), ("takeover", 2)], ids=str)

@@ -17,6 +17,11 @@ own checks (:mod:`stockflow.chaos.checks`):
 ``outage``
     two workers behind a TCP proxy the broker advertises; the proxy is cut (connections reset,
     or blackholed) and restored repeatedly; workers must recover on their own.
+``freeze``
+    two workers; one at a time is stopped (SIGSTOP) for 2-3.5 session timeouts, as by a long
+    garbage collection or a stalled VM, then continued: the group drops it, the other worker
+    takes its partitions over, and the frozen one must not act on them when it wakes up
+    (counted as outages).
 
 :func:`run_chaos` runs any of them with a time budget (``duration=None``: the short CI shape).
 """
@@ -67,9 +72,24 @@ CI_BUDGETS: dict[str, Budget] = {
     "redelivery": Budget(seconds=8.0),
     "bad-input": Budget(seconds=6.0),
     "outage": Budget(seconds=0.0, faults=2, cut=(3.5, 5.0)),
+    "freeze": Budget(seconds=0.0, faults=2),
 }
-_WEIGHTS = {"kill": 0.3, "takeover": 0.25, "redelivery": 0.15, "bad-input": 0.1, "outage": 0.2}
-_OVERHEAD = {"kill": 15.0, "takeover": 40.0, "redelivery": 15.0, "bad-input": 15.0, "outage": 20.0}
+_WEIGHTS = {
+    "kill": 0.3,
+    "takeover": 0.25,
+    "redelivery": 0.15,
+    "bad-input": 0.1,
+    "outage": 0.2,
+    "freeze": 0.15,
+}
+_OVERHEAD = {
+    "kill": 15.0,
+    "takeover": 40.0,
+    "redelivery": 15.0,
+    "bad-input": 15.0,
+    "outage": 20.0,
+    "freeze": 20.0,
+}
 
 TITLES = {
     "kill": "SIGKILL one worker at random moments, restart it",
@@ -77,6 +97,7 @@ TITLES = {
     "redelivery": "every input twice, shuffled, lifecycle commands before/after/twice",
     "bad-input": "garbage mixed in at random (orders and inventory topics)",
     "outage": "broker unreachable (proxy cut: reset or blackhole), then restored",
+    "freeze": "one of two workers stopped (SIGSTOP) past its session timeout, then continued",
 }
 
 
@@ -200,6 +221,22 @@ def _outage(s: ChaosSession, budget: Budget) -> None:
     result.details["connections_at_end"] = s.connections()
 
 
+def _freeze(s: ChaosSession, budget: Budget) -> None:
+    workers = s.start_workers(2)
+    s.begin()
+    s.watch(2.0)
+    rng, result = s.rng, s.result
+    session = s.h.settings.session_timeout
+    end = time.monotonic() + budget.seconds
+    turn = 0
+    while result.outages < budget.faults or time.monotonic() < end:
+        s.watch(rng.uniform(1.5, 3.0))
+        length = session * rng.uniform(2.0, 3.5)
+        back = s.freeze(workers[turn % 2], length)
+        turn += 1
+        s.recovered(back, f"SIGSTOP of {length:.1f}s", kind="outage")
+
+
 @dataclass(frozen=True, slots=True)
 class _Spec:
     body: Callable[[ChaosSession, Budget], None]
@@ -216,6 +253,7 @@ _BODIES: dict[str, _Spec] = {
     "redelivery": _Spec(_steady(2), REDELIVERY_MIX),
     "bad-input": _Spec(_steady(1), BAD_INPUT_MIX),
     "outage": _Spec(_outage, BASE_MIX, proxy=True),
+    "freeze": _Spec(_freeze, BASE_MIX),
 }
 SCENARIOS: tuple[str, ...] = tuple(_BODIES)
 

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -190,6 +191,25 @@ class ChaosSession:
         self.result.kills += 1
         self.note(at, f"SIGKILL w{index + 1} (pid {pid})")
         return at
+
+    def freeze(self, worker: WorkerProcess, seconds: float) -> float:
+        """SIGSTOP ``worker`` for ``seconds`` (a long garbage collection, a stalled VM), then
+        SIGCONT; counted as an outage. Returns the epoch time just after the SIGCONT."""
+        index = self.workers.index(worker)
+        pid = worker.pid
+        assert pid is not None
+        at = time.time()
+        os.kill(pid, signal.SIGSTOP)
+        self.note(at, f"SIGSTOP w{index + 1} (pid {pid})")
+        try:
+            self.watch(seconds)
+        finally:
+            os.kill(pid, signal.SIGCONT)  # never leave a stopped process behind
+        back = time.time()
+        self.note(back, f"SIGCONT w{index + 1} after {back - at:.1f}s")
+        self.result.outages += 1
+        self.result.outage_seconds = round(self.result.outage_seconds + back - at, 1)
+        return back
 
     def restart(self, worker: WorkerProcess, *, wait: bool = True) -> None:
         worker.start()

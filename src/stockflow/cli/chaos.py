@@ -28,7 +28,7 @@ __all__ = ["chaos"]
     multiple=True,
     default=("all",),
     show_default=True,
-    help="kill, takeover, redelivery, bad-input, outage or all; repeat to pick several.",
+    help="kill, takeover, redelivery, bad-input, outage, freeze or all; repeat to pick several.",
 )
 @click.option(
     "--duration",
