@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stockflow.errors import ConfigurationError
@@ -171,7 +171,9 @@ class Settings(BaseSettings):
     loop stalls. Default 6; env ``STOCKFLOW_SESSION_TIMEOUT``."""
 
     heartbeat_interval: float = Field(default=1.0, gt=0)
-    """Default 1 s (a sixth of the session); env ``STOCKFLOW_HEARTBEAT_INTERVAL``."""
+    """Default 1 s (a sixth of the session); env ``STOCKFLOW_HEARTBEAT_INTERVAL``. At most a
+    third of the session timeout: a worker processes only while its last heartbeat answered is
+    less than half a session timeout old (a worker the group dropped must not decide)."""
 
     rebalance_timeout: float = Field(default=6.0, gt=0)
     """Default 6 s; env ``STOCKFLOW_REBALANCE_TIMEOUT``."""
@@ -317,6 +319,15 @@ class Settings(BaseSettings):
     """Log every decision at INFO on ``stockflow.decisions``, one line per (order, product) with
     ``order_id`` and ``product_id`` fields. Off by default: it parses each output once more, and
     off it costs nothing per record. Env ``STOCKFLOW_LOG_DECISIONS``."""
+
+    @model_validator(mode="after")
+    def _heartbeats_within_the_session(self) -> Settings:
+        if self.heartbeat_interval * 3 > self.session_timeout:
+            raise ValueError(
+                f"heartbeat_interval ({self.heartbeat_interval} s) must be at most a third of "
+                f"session_timeout ({self.session_timeout} s)"
+            )
+        return self
 
     @field_validator("store")
     @classmethod

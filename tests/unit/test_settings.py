@@ -308,3 +308,11 @@ def test_rocksdb_caps_are_validated() -> None:
         Settings(rocksdb_write_buffer_size=1024)
     with pytest.raises(ConfigurationError):
         Settings(rocksdb_max_write_buffers=1)
+
+
+def test_heartbeats_are_at_most_a_third_of_the_session() -> None:
+    # A worker processes only while its last heartbeat answered is younger than half the
+    # session timeout: slower heartbeats would hold it between every two of them.
+    assert Settings(session_timeout=3.0, heartbeat_interval=1.0).heartbeat_interval == 1.0
+    with pytest.raises(ConfigurationError, match="heartbeat_interval"):
+        Settings(session_timeout=6.0, heartbeat_interval=2.5)
