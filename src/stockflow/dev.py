@@ -255,7 +255,10 @@ def run_dev(
         stock=stock,
     )
 
+    requested: list[int] = []
+
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        requested.append(signum)
         raise _Stop(signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -264,6 +267,8 @@ def run_dev(
         try:
             stack.start(on_step=lambda step: say(f"stockflow dev: {step}..."))
         except (StockflowError, OSError) as exc:
+            if requested:  # the signal, seen through what it interrupted
+                raise _Stop(requested[0]) from exc
             # The first line: a WorkerError goes on with the worker's log, kept in workdir.
             text = str(exc).strip()
             first = text.splitlines()[0].rstrip(": ") if text else type(exc).__name__
@@ -286,6 +291,14 @@ def run_dev(
         return status
     except _Stop as stop:
         say(f"stockflow dev: {stop} received; stopping the worker and the broker")
+        return status
+    except Exception:
+        # The handler's _Stop raised inside a library that wraps what it catches (a broker
+        # client while stocking): still a stop, not a crash.
+        if not requested:
+            raise
+        name = signal.Signals(requested[0]).name
+        say(f"stockflow dev: {name} received; stopping the worker and the broker")
         return status
     finally:
         # A second Ctrl-C must not cut the stop short: every wait in it is bounded.

@@ -115,3 +115,35 @@ def test_a_failing_worker_stop_still_stops_the_other_workers_and_the_broker(
         stack.stop()
 
     assert stopped == ["worker", "worker", "other", "broker"]
+
+
+@pytest.mark.parametrize("wrapped_as", [RuntimeError, StockflowError])
+def test_ctrl_c_seen_through_a_wrapping_library_is_still_a_clean_stop(
+    wrapped_as: type[Exception], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The handler raises where the signal lands: inside a broker client that wraps what it
+    # catches, the stop came out as another exception (once in CI: exit 1 after a Ctrl-C).
+    import io
+    import os
+    import signal
+    import time
+
+    from stockflow import dev
+
+    def start(self: dev.DevStack, on_step: object = None) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except Exception as exc:
+            raise wrapped_as("interrupted") from exc
+
+    stopped: list[bool] = []
+    monkeypatch.setattr(dev.DevStack, "start", start)
+    monkeypatch.setattr(dev.DevStack, "stop", lambda self: stopped.append(True))
+    out, err = io.StringIO(), io.StringIO()
+
+    status = dev.run_dev(workdir=tmp_path / "dev", out=out, err=err)
+
+    assert status == 0, err.getvalue()
+    assert "SIGINT received; stopping the worker and the broker" in out.getvalue()
+    assert stopped == [True]
