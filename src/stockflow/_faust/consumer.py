@@ -141,7 +141,7 @@ class BatchConsumer(TunedConsumer):
         if mine and not self.membership.holds():
             await self._hold(mine)
             mine = []
-        elif self._held_since is not None:
+        elif mine and self._held_since is not None:
             log.info("membership confirmed again: processing resumes")
             self._held_since = None
         if mine:

@@ -65,7 +65,7 @@ async def fetched_highwaters(
     watermark, records or not. Raises :class:`~stockflow.errors.BrokerError` if one has not
     answered within ``timeout`` seconds (the broker cut off): ``reported`` (ListOffsets) is
     never taken on its own, since on tansu it lies before the end, and a changelog restored to
-    there leaves the worker deciding on stale stock (an oversell in the chaos suite's outages).
+    there leaves the worker deciding on stale stock.
     """
     tps = list(partitions)
     if not tps:
