@@ -9,6 +9,7 @@ from typing import Any
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from stockflow._faust.changelog import ChangelogWriter
+from stockflow._faust.membership import MembershipLost
 
 
 @dataclass
@@ -60,7 +61,14 @@ class FakeProducer:
     real client does; ``fail`` makes the futures of that topic fail; ``capacity`` records fill
     a batch."""
 
-    def __init__(self, yield_every: int = 0, fail: str | None = None, capacity: int = 100) -> None:
+    def __init__(
+        self,
+        yield_every: int = 0,
+        fail: str | None = None,
+        capacity: int = 100,
+        error: Exception | None = None,
+    ) -> None:
+        self.error = error or RuntimeError("broker said no")
         self.sent: list[tuple[str, bytes, bytes | None, int]] = []
         self.batches: list[tuple[str, int, int]] = []
         self.offsets: dict[tuple[str, int], int] = {}
@@ -87,7 +95,7 @@ class FakeProducer:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         tp = TopicPartition(topic, partition)
         if topic == self.fail:
-            future.set_exception(RuntimeError("broker said no"))
+            future.set_exception(self.error)
         else:
             future.set_result(RecordMetadata(topic, partition, tp, base, -1, 0, 0))
         return future
@@ -194,6 +202,10 @@ class SealedFake:
 
     table: FakeTable
     applied: list[tuple[int, list[dict[bytes, bytes | None]], int]] = field(default_factory=list)
+    unsent_partitions: list[int] = field(default_factory=list)
+
+    def unsent(self, partition: int) -> None:
+        self.unsent_partitions.append(partition)
 
     def acknowledged(
         self, partition: int, writes: list[dict[bytes, bytes | None]], offset: int
@@ -221,8 +233,8 @@ async def test_sealed_writes_reach_their_store_at_the_acknowledgement_of_their_r
     assert store.table.data.persisted == {}
 
 
-async def test_sealed_writes_of_a_failed_changelog_write_never_reach_the_store() -> None:
-    app = FakeApp(FakeProducer(fail="products-changelog"))
+async def one_failed_sealed_write(error: Exception | None = None) -> tuple[FakeApp, SealedFake]:
+    app = FakeApp(FakeProducer(fail="products-changelog", error=error))
     writer = ChangelogWriter(app)
     store = SealedFake(FakeTable("products"))
     writer.add(store.table, 0, b"k", b"v")
@@ -230,7 +242,20 @@ async def test_sealed_writes_of_a_failed_changelog_write_never_reach_the_store()
     await writer.send()
     assert await writer.settled(1.0)
     await settle()
+    return app, store
+
+
+async def test_sealed_writes_of_a_failed_changelog_write_never_reach_the_store() -> None:
+    app, store = await one_failed_sealed_write()
     assert store.applied == [] and len(app.crashed) == 1
+
+
+async def test_writes_held_back_from_a_dropped_worker_are_dropped_without_a_crash() -> None:
+    # The group dropped the worker before its records left (a freeze): they are never sent,
+    # its store shows the database again, and the worker goes on to rejoin.
+    app, store = await one_failed_sealed_write(MembershipLost("dropped from the group"))
+    assert store.applied == [] and store.unsent_partitions == [0]
+    assert app.crashed == []
 
 
 async def test_settled_waits_for_acknowledgements_with_a_bound() -> None:

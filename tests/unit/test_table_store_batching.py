@@ -130,6 +130,19 @@ def test_a_crash_before_the_acknowledgement_leaves_the_database_at_a_changelog_o
     assert persisted(data, 0) == 0  # a restart restores from offset 1: the adjustment's records
 
 
+def test_writes_never_sent_are_dropped_and_reads_show_the_database_again(world: Any) -> None:
+    # The group dropped the worker before the records left (MembershipLost): the partition's
+    # waiting writes go, the database (what the changelog holds) is what reads see.
+    store, data, _changelog = world
+    data.dbs[0][b"s:1:p"] = b"on_hand=5"
+    store.partition = 0
+    store.put("s:1:p", b"on_hand=4")
+    store.partition = None
+    assert store.get("s:1:p") == b"on_hand=4"
+    store.unsent(0)
+    assert store.get("s:1:p") == b"on_hand=5" and store.unacknowledged == 0
+
+
 def test_an_earlier_acknowledgement_leaves_a_later_batchs_value_visible(world: Any) -> None:
     store, data, changelog = world
     data.dbs[1][b"k"] = b"old"

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from faust.types import TP
 
+from stockflow._faust.membership import MembershipLost
 from stockflow._faust.producing import BatchSender, Sent
 from stockflow.errors import StockflowError
 
@@ -38,6 +39,7 @@ class SealedStore(Protocol):
     table: Any
 
     def acknowledged(self, partition: int, writes: list[Writes], offset: int) -> None: ...
+    def unsent(self, partition: int) -> None: ...
 
 
 class ChangelogWriter:
@@ -150,7 +152,13 @@ class ChangelogWriter:
         future: asyncio.Future[Any],
     ) -> None:
         self._unsettled.discard(future)
-        if future.cancelled() or future.exception() is not None:
+        if future.cancelled():
+            return  # check_delivery stops the worker: its restart restores from the changelog
+        error = future.exception()
+        if isinstance(error, MembershipLost):
+            store.unsent(partition)  # and the partition goes to its new owner
+            return
+        if error is not None:
             return  # check_delivery stops the worker: its restart restores from the changelog
         try:
             store.acknowledged(partition, writes, future.result().offset + count - 1)
@@ -179,10 +187,14 @@ def _crash(app: Any, exc: BaseException) -> None:
 def check_delivery(app: Any, sent: Sent, what: str) -> None:
     """Stop the worker if any of ``sent`` fails: a lost state change or output must not be
     committed past. After the restart the records are processed again from the last commit
-    (and an unclean stop restores the tables from their changelogs)."""
+    (and an unclean stop restores the tables from their changelogs). Not for a batch held back
+    because the group dropped this worker (:class:`MembershipLost`): its partitions are being
+    revoked, and the new owner processes their records again."""
 
     def check(future: asyncio.Future[Any]) -> None:
         exc = None if future.cancelled() else future.exception()
+        if isinstance(exc, MembershipLost):
+            return  # never sent, and nothing of it committed: the new owner does it again
         if exc is not None:
             log.critical("%s failed; stopping the worker", what, exc_info=exc)
             _crash(app, exc)

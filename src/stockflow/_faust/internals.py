@@ -81,6 +81,7 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("_db_for_partition", "set_persisted_offset", "partition_path", "offset_key"),
     ),
     ("aiokafka.producer.producer", "AIOKafkaProducer", ("create_batch", "send_batch")),
+    ("aiokafka.producer.sender", "Sender", ("_send_produce_req",)),
     (
         "aiokafka.consumer.group_coordinator",
         "GroupCoordinator",

@@ -16,7 +16,9 @@ partition's builder still waiting for its turn takes the partition's next record
 client that falls behind gets fewer, fuller record batches rather than more of them.
 :meth:`BatchSender.flushed` waits for every submission made before it; the producer's flush,
 which precedes every offset commit, calls it first (:func:`stockflow._faust.transport.
-complete_producer_flush`), so a commit never covers a record that is not on the broker.
+complete_producer_flush`), so a commit never covers a record that is not on the broker. Its
+record batches pass the membership gate (:func:`stockflow._faust.membership.gate_sends`): none
+is sent by a worker the group has dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from aiokafka import codec
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 
+from stockflow._faust.membership import MembershipLease, gate_sends, mark_gated
 from stockflow.errors import DependencyError
 
 __all__ = ["CODECS", "BatchSender", "Sent"]
@@ -95,9 +98,17 @@ class BatchSender:
         between processed batches, so a partition's records of several of them travel in one
         record batch instead of one batch (and one produce request) each."""
         self._outstanding: dict[asyncio.Task[None], None] = {}  # in submission order
+        self._gated = False
 
     def _client(self) -> Any:
-        return self.app.producer._ensure_producer()
+        producer = self.app.producer._ensure_producer()
+        if not self._gated:
+            lease = getattr(getattr(self.app, "consumer", None), "membership", None)
+            sender = getattr(producer, "_sender", None)  # none in a test client
+            if isinstance(lease, MembershipLease) and sender is not None:
+                gate_sends(sender, lease)
+            self._gated = True
+        return producer
 
     async def partitions(self, topic: str) -> int:
         """The number of partitions of ``topic`` as the producer's metadata knows it."""
@@ -135,9 +146,9 @@ class BatchSender:
 
     def _builder(self, producer: Any, topic: str) -> Any:
         if self._codec is None or topic in self._public:
-            return producer.create_batch()
+            return mark_gated(producer.create_batch())
         # The producer's own batches share one codec; stockflow's internal records get theirs.
-        return BatchBuilder(self.app.conf.producer_max_batch_size, self._codec)
+        return mark_gated(BatchBuilder(self.app.conf.producer_max_batch_size, self._codec))
 
     def _queue(self, producer: Any, tp: tuple[str, int]) -> _Queued:
         """A new record batch for ``tp``, handed to the client after the partition's previous

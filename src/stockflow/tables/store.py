@@ -120,6 +120,12 @@ class TableStore:
         if not unacked:
             self._unacked.pop(partition, None)
 
+    def unsent(self, partition: int) -> None:
+        """The changelog records of ``partition``'s waiting writes will never be on the broker
+        (:class:`~stockflow._faust.membership.MembershipLost`): they are dropped, and reads of
+        the partition show the database again, as the changelog does."""
+        self._unacked.pop(partition, None)
+
     @property
     def unacknowledged(self) -> int:
         """Keys written whose changelog records are not acknowledged yet (all partitions)."""
