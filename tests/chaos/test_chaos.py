@@ -30,6 +30,10 @@ def _explain(result: ScenarioResult) -> str:
             "audit_violations": result.details.get("audit_violations"),
             "check_problems": result.check_problems[:20],
             "anomalies": [a[:2000] for a in result.anomalies],
+            # CI keeps nothing else: records written late (a writer behind its partition's new
+            # owner) and the workers' ERROR/CRITICAL lines, grouped.
+            "late_records": result.details.get("late_records"),
+            "worker_log_problems": result.details.get("worker_log_problems"),
         },
         indent=1,
         ensure_ascii=False,

@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from stockflow.chaos.checks import Topics, check_run
+from stockflow.chaos.evidence import late_records
 from stockflow.chaos.load import LoadMix, LoadProducer, make_catalog
 from stockflow.chaos.proxy import TcpProxy, tcp_connections
 from stockflow.chaos.watch import FlowWatcher, Recovery
 from stockflow.errors import StockflowError
+from stockflow.kafka import Record
 from stockflow.testing.broker import EmbeddedBroker, free_port
 from stockflow.testing.harness import Harness
 from stockflow.testing.worker import WorkerProcess
@@ -343,13 +345,14 @@ class ChaosSession:
             for stamp, offsets in self.watcher.committed:
                 handle.write(json.dumps([stamp, offsets]) + "\n")
         if not result.ok:
-            self.dump_topics()
+            result.details["late_records"] = late_records(self.dump_topics())
         (self.workdir / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
         return result
 
-    def dump_topics(self) -> Path:
+    def dump_topics(self) -> dict[str, list[Record]]:
         """Every topic of the run (inputs, outputs, internal topics, changelogs) as JSON lines
-        under ``topics/``: the evidence, since the embedded broker keeps nothing."""
+        under ``topics/``: the evidence, since the embedded broker keeps nothing. Returns the
+        records read."""
         from stockflow.testing.topics import read_topics
 
         app = self.h.settings.app_id
@@ -372,7 +375,7 @@ class ChaosSession:
                         "value": _text(r.value),
                     }
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        return target
+        return records
 
     def _audit(self) -> None:
         """``stockflow audit --json --settle S --strict`` as a user runs it."""
