@@ -1,8 +1,12 @@
-"""stockflow.chaos.evidence.late_records: records written behind a partition's newer ones."""
+"""stockflow.chaos.evidence: a failed run's topics as JSON lines, and the records written behind a
+partition's newer ones."""
 
 from __future__ import annotations
 
-from stockflow.chaos.evidence import late_records
+import json
+from pathlib import Path
+
+from stockflow.chaos.evidence import late_records, write_topics
 from stockflow.kafka import Record
 
 
@@ -32,3 +36,16 @@ def test_a_record_stamped_well_before_an_earlier_offset_of_its_partition_is_late
         "key": "s:7:sku-001",
     }
     assert late_records({"t": []}) == {"count": 0, "first": []}
+
+
+def test_topics_are_written_one_json_line_per_record_bytes_kept(tmp_path: Path) -> None:
+    rows = [record(3, 7, 1_000, b"\xff\xfe"), Record("orders", 0, 0, None, "заказ".encode(), 5)]
+
+    write_topics({"products-changelog": rows[:1], "orders": rows[1:]}, tmp_path / "topics")
+
+    changelog = (tmp_path / "topics" / "products-changelog.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in changelog] == [
+        {"partition": 3, "offset": 7, "timestamp_ms": 1_000, "key": "b64://4=", "value": "v"}
+    ]
+    orders = json.loads((tmp_path / "topics" / "orders.jsonl").read_text())
+    assert orders["key"] is None and orders["value"] == "заказ"

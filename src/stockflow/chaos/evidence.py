@@ -1,5 +1,6 @@
-"""Evidence kept from a failed chaos run, for a reader who has only its assertion message (a CI
-run's temporary directory is gone by the time anyone looks).
+"""Evidence kept from a failed chaos run: every topic's records as JSON lines
+(:func:`write_topics`), and for a reader who has only the assertion message (a CI run's temporary
+directory is gone by the time anyone looks) the records written late.
 
 :func:`late_records` finds records stamped well before an earlier offset of their own partition:
 written late, as by a producer that sent after a pause. That is the mark a writer leaves when it
@@ -10,12 +11,15 @@ later).
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from stockflow.kafka import Record
 
-__all__ = ["late_records"]
+__all__ = ["late_records", "write_topics"]
 
 SLACK_MS = 500
 """How far behind the newest stamp of its partition a record may be stamped before it counts as
@@ -49,3 +53,29 @@ def late_records(
                     )
             newest[record.partition] = max(top, record.timestamp_ms)
     return {"count": count, "first": found}
+
+
+def write_topics(records: Mapping[str, Iterable[Record]], target: Path) -> None:
+    """One ``{topic}.jsonl`` per topic under ``target``: partition, offset, stamp, key and value
+    (UTF-8 text, or ``b64:...`` for bytes that are not)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name, rows in records.items():
+        with open(target / f"{name}.jsonl", "w", encoding="utf-8") as handle:
+            for r in rows:
+                row = {
+                    "partition": r.partition,
+                    "offset": r.offset,
+                    "timestamp_ms": r.timestamp_ms,
+                    "key": _text(r.key),
+                    "value": _text(r.value),
+                }
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _text(data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return "b64:" + base64.b64encode(data).decode("ascii")

@@ -10,7 +10,6 @@ Everything started here is stopped by PID in :meth:`ChaosSession.close`.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import random
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stockflow.chaos.checks import Topics, check_run
-from stockflow.chaos.evidence import late_records
+from stockflow.chaos.evidence import late_records, write_topics
 from stockflow.chaos.load import LoadMix, LoadProducer, make_catalog
 from stockflow.chaos.proxy import TcpProxy, tcp_connections
 from stockflow.chaos.watch import FlowWatcher, Recovery
@@ -361,20 +360,8 @@ class ChaosSession:
             f"{app}-{app}-products-changelog",
             f"{app}-{app}-orders-changelog",
         ]
-        target = self.workdir / "topics"
-        target.mkdir(exist_ok=True)
         records = asyncio.run(read_topics(self.h.bootstrap, names, timeout=120))
-        for name, rows in records.items():
-            with open(target / f"{name}.jsonl", "w", encoding="utf-8") as handle:
-                for r in rows:
-                    row = {
-                        "partition": r.partition,
-                        "offset": r.offset,
-                        "timestamp_ms": r.timestamp_ms,
-                        "key": _text(r.key),
-                        "value": _text(r.value),
-                    }
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_topics(records, self.workdir / "topics")
         return records
 
     def _audit(self) -> None:
@@ -422,13 +409,3 @@ class ChaosSession:
             if seen:
                 problems[f"w{index + 1}"] = seen
         return problems
-
-
-def _text(data: bytes | None) -> str | None:
-    """UTF-8 text, or ``b64:...`` for bytes that are not."""
-    if data is None:
-        return None
-    try:
-        return data.decode()
-    except UnicodeDecodeError:
-        return "b64:" + base64.b64encode(data).decode("ascii")
