@@ -1,4 +1,4 @@
-"""A worker processes its partitions only while its group membership is confirmed.
+"""A worker decides and writes for its partitions only while its group membership is confirmed.
 
 Without transactions (tansu has none), nothing on the broker stops a worker that has been
 dropped from the group from writing: a worker frozen longer than the session timeout (a long
