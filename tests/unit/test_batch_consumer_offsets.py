@@ -63,7 +63,7 @@ def make_consumer(fetches: list[dict[TP, list[FakeRecord]]], read_offset: dict[T
     consumer._acked = {}
     consumer._in_flight = None
     consumer.membership = MembershipLease(3.0)  # no coordinator watched: always held
-    consumer._held_since = None
+    consumer._holding = False
     consumer._stopped = asyncio.Event()
     consumer._crashed = asyncio.Event()
     consumer.flow_active = True

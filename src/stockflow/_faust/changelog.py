@@ -152,14 +152,12 @@ class ChangelogWriter:
         future: asyncio.Future[Any],
     ) -> None:
         self._unsettled.discard(future)
-        if future.cancelled():
-            return  # check_delivery stops the worker: its restart restores from the changelog
-        error = future.exception()
-        if isinstance(error, MembershipLost):
-            store.unsent(partition)  # and the partition goes to its new owner
-            return
+        error = asyncio.CancelledError() if future.cancelled() else future.exception()
         if error is not None:
-            return  # check_delivery stops the worker: its restart restores from the changelog
+            if isinstance(error, MembershipLost):
+                store.unsent(partition)  # never sent: the partition goes to its new owner
+            # else check_delivery stops the worker: its restart restores from the changelog
+            return
         try:
             store.acknowledged(partition, writes, future.result().offset + count - 1)
         except Exception as exc:

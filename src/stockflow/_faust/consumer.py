@@ -67,7 +67,7 @@ class BatchConsumer(TunedConsumer):
         self._standbys = StandbyApplier(self.app)
         self.membership = MembershipLease(float(self.app.conf.broker_session_timeout) / 2)
         """Confirmed by the consumer thread's heartbeats (see ``TunedConsumerThread``)."""
-        self._held_since: float | None = None
+        self._holding = False
 
     @property
     def processor(self) -> BatchProcessor | None:
@@ -141,9 +141,9 @@ class BatchConsumer(TunedConsumer):
         if mine and not self.membership.holds():
             await self._hold(mine)
             mine = []
-        elif mine and self._held_since is not None:
+        elif mine and self._holding:
             log.info("membership confirmed again: processing resumes")
-            self._held_since = None
+            self._holding = False
         if mine:
             task = asyncio.ensure_future(self._process(processor, mine, generation))
             self._in_flight = task
@@ -155,8 +155,8 @@ class BatchConsumer(TunedConsumer):
     async def _hold(self, batches: list[tuple[TP, Sequence[Any]]]) -> None:
         """Records fetched while the membership is not confirmed: fetched again later."""
         lease = self.membership
-        if self._held_since is None:
-            self._held_since = asyncio.get_running_loop().time()
+        if not self._holding:
+            self._holding = True
             age = lease.age()
             log.warning(
                 "group membership not confirmed %s (trusted for %.1fs): processing held "
