@@ -10,8 +10,10 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stockflow import keys as keys_module
 from stockflow.keys import (
     ENTRY_KEYS,
+    HASH_CACHE,
     MARKER_KEYS,
     SAGA_KEYS,
     STOCK_KEYS,
@@ -76,6 +78,14 @@ def test_partitioning_matches_kafkas_default_partitioner() -> None:
     assert partition_for(b"21", 2**31 - 1) == 0x7FFFFFFF & -973932308
     assert partition_for(b"foobar", 2**31 - 1) == 0x7FFFFFFF & -790332482
     assert 0 <= partition_for(b"o-1", 4) < 4
+
+
+def test_partition_cache_stays_bounded_and_answers_the_same_when_emptied() -> None:
+    keys = [f"o-{i}".encode() for i in range(HASH_CACHE + 10)]
+    first = [partition_for(key, 7) for key in keys]
+    assert len(keys_module._hashes) <= HASH_CACHE
+    assert [partition_for(key, 7) for key in keys] == first
+    assert first == [(murmur2(key) & 0x7FFFFFFF) % 7 for key in keys]
 
 
 @settings(max_examples=500, deadline=None, derandomize=True, database=None)
