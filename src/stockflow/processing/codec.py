@@ -101,7 +101,10 @@ def parse(adapter: TypeAdapter[T], raw: bytes | None) -> T | str:
     if raw is None:
         return "record has no value (tombstone)"
     try:
-        return adapter.validate_json(raw)
+        # The adapter's own SchemaValidator: TypeAdapter.validate_json is a Python wrapper
+        # around it that cost 0.3 of an order's 1.5 us parse (timeit).
+        value: T = adapter.validator.validate_json(raw)
+        return value
     except ValidationError as exc:
         return _explain(exc)
 
