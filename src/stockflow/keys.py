@@ -72,16 +72,19 @@ def _part(value: str) -> str:
     return f"{len(value)}:{value}"
 
 
+# stock_key, ledger_prefix and entry_key spell _part out: built for every command.
+
+
 def stock_key(product_id: str) -> str:
-    return f"s:{_part(product_id)}"
+    return f"s:{len(product_id)}:{product_id}"
 
 
 def ledger_prefix(product_id: str) -> str:
-    return f"r:{_part(product_id)}:"
+    return f"r:{len(product_id)}:{product_id}:"
 
 
 def entry_key(product_id: str, order_id: str) -> str:
-    return ledger_prefix(product_id) + order_id
+    return f"r:{len(product_id)}:{product_id}:{order_id}"
 
 
 def marker_key(product_id: str, source: str) -> str:

@@ -111,7 +111,9 @@ class SagaDecision:
     models either way (tests, the public API); the order desk encodes :attr:`raw_events` and
     :attr:`raw_commands` directly."""
 
-    __slots__ = ("_commands", "_events", "forget", "saga", "timers")
+    # raw_events and raw_commands are plain attributes, not properties over private ones: the
+    # order desk reads both for every decision.
+    __slots__ = ("forget", "raw_commands", "raw_events", "saga", "timers")
 
     def __init__(
         self,
@@ -122,24 +124,18 @@ class SagaDecision:
         forget: bool = False,
     ) -> None:
         self.saga = saga
-        self._events = events
-        self._commands = commands
+        self.raw_events = events
+        """As given: models or :data:`Plain` objects."""
+        self.raw_commands = commands
+        """As given: models or :data:`Plain` objects."""
         self.timers = timers
         self.forget = forget
-
-    @property
-    def raw_events(self) -> tuple[SagaEvent | Plain, ...]:
-        return self._events
-
-    @property
-    def raw_commands(self) -> tuple[ProductCommand | Plain, ...]:
-        return self._commands
 
     @property
     def events(self) -> tuple[SagaEvent, ...]:
         return tuple(
             cast(SagaEvent, OUTPUT_EVENT_ADAPTER.validate_python(e)) if isinstance(e, dict) else e
-            for e in self._events
+            for e in self.raw_events
         )
 
     @property
@@ -148,11 +144,11 @@ class SagaDecision:
             cast(ProductCommand, PRODUCT_COMMAND_ADAPTER.validate_python(c))
             if isinstance(c, dict)
             else c
-            for c in self._commands
+            for c in self.raw_commands
         )
 
     def with_events(self, events: tuple[SagaEvent | Plain, ...]) -> SagaDecision:
-        return SagaDecision(self.saga, events, self._commands, self.timers, self.forget)
+        return SagaDecision(self.saga, events, self.raw_commands, self.timers, self.forget)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SagaDecision):

@@ -121,7 +121,8 @@ class ProductWriter:
                 if command["decides"] and source.status != "refused":
                     # Held: nothing to answer (this writer decides what comes next). Ended
                     # already (a Reserve sent again): the end, reported again.
-                    outputs.extend(_end_report(source, order_key, command["reply_partition"]))
+                    if source.status != "pending":  # pending: not ended (no call per order)
+                        outputs.extend(_end_report(source, order_key, command["reply_partition"]))
                     return outputs
                 outputs.append(
                     Out(
