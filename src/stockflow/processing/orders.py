@@ -106,7 +106,9 @@ class OrderDesk:
             key = meta.key.decode(errors="backslashreplace")
             error = f"record key {key!r} does not match order_id {event.order_id!r}"
             return Step(outputs=[dead_letter(meta, raw, error)])
-        saga = self._load(event.order_id)
+        key = saga_key(event.order_id)
+        raw_saga = self.store.get(key)  # _load, spelled out for the usual new order
+        saga = None if raw_saga is None else self._loaded(key, raw_saga, event.order_id)
         now = meta.timestamp_ms
         if isinstance(event, OrderPlaced):
             ttl_ms = None if event.reservation_ttl is None else round(event.reservation_ttl * 1000)
@@ -139,7 +141,7 @@ class OrderDesk:
                 policy=self.policy,
                 command_at=(meta.partition, meta.offset),
             )
-        return self._apply(event.order_id, meta.partition, decision)
+        return Step(outputs=self._outputs(event.order_id, meta.partition, decision, key))
 
     def handle_reply(self, raw: bytes | None, meta: Meta) -> Step:
         """A record from the internal reply topic: a line answer or a timer tick."""
@@ -233,9 +235,15 @@ class OrderDesk:
         return seen_at_writer(saga, None if raw is None else decode_entry(raw))
 
     def _load(self, order_id: str) -> Saga | None:
-        """:func:`load_saga`, through :meth:`_read`."""
-        saga = self._read(saga_key(order_id))
-        return None if saga is None else _with_held(self.store, order_id, saga)
+        """:func:`load_saga`, through the sagas this desk wrote (:attr:`_written`)."""
+        key = saga_key(order_id)
+        raw = self.store.get(key)
+        return None if raw is None else self._loaded(key, raw, order_id)
+
+    def _loaded(self, key: str, raw: bytes, order_id: str) -> Saga:
+        """:meth:`_load` of the saga stored as ``raw`` under ``key``."""
+        saga = self._written.get(key, raw)
+        return _with_held(self.store, order_id, decode_saga(raw) if saga is None else saga)
 
     def _read(self, key: str) -> Saga | None:
         raw = self.store.get(key)
@@ -254,11 +262,15 @@ class OrderDesk:
     def _apply(self, order_id: str, partition: int, decision: SagaDecision) -> Step:
         return Step(outputs=self._outputs(order_id, partition, decision))
 
-    def _outputs(self, order_id: str, partition: int, decision: SagaDecision) -> list[Out]:
+    def _outputs(
+        self, order_id: str, partition: int, decision: SagaDecision, key: str | None = None
+    ) -> list[Out]:
+        """``key``: the saga's key, when the caller has it already."""
         # Timers first, then the saga: a timer without its saga is ignored when it fires, and a
         # redelivered input re-arms timers whose write was lost.
         self._arm(order_id, partition, decision)
-        key = saga_key(order_id)
+        if key is None:
+            key = saga_key(order_id)
         if decision.forget:
             self.store.delete(key)
         elif decision.saga is not None:
