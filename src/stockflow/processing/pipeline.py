@@ -81,7 +81,8 @@ class LocalPipeline:
         self.products = ProductWriter(self.product_store, self.policy)
         self.orders = OrderDesk(self.order_store, self.policy, self.product_store)
         self.inventory = InventoryRouter()
-        self._offsets: dict[tuple[str, int], int] = {}
+        self._offsets: dict[str, list[int]] = {}
+        """Per topic, the next offset of each partition."""
         self._orders_due = _Earliest(self.order_store, self.partitions)
         self._products_due = _Earliest(self.product_store, self.partitions)
         self._queue: deque[tuple[str, int, bytes | None, bytes | None, int]] = deque()
@@ -95,7 +96,7 @@ class LocalPipeline:
         if topic not in INPUT_ROLES:
             raise ValueError(f"not an input topic: {topic!r}")
         start = len(self.emitted)
-        if not self._quiet(timestamp_ms):
+        if timestamp_ms > self.clock_ms or not self._quiet(timestamp_ms):
             self.advance(timestamp_ms)
         partition = partition_for(key, self.partitions) if key is not None else 0
         self._queue.append((topic, partition, key, value, timestamp_ms))
@@ -151,9 +152,11 @@ class LocalPipeline:
         emitted, partitions = self.emitted, self.partitions
         while queue:
             topic, partition, key, value, ts = queue.popleft()
-            where = (topic, partition)
-            offset = offsets.get(where, 0)
-            offsets[where] = offset + 1
+            topic_offsets = offsets.get(topic)
+            if topic_offsets is None:
+                topic_offsets = offsets[topic] = [0] * partitions
+            offset = topic_offsets[partition]
+            topic_offsets[partition] = offset + 1
             meta = Meta(topic, partition, offset, ts, key)
             # Looked up per record: a test may wrap a processor's method after construction.
             if topic == "product_commands":
