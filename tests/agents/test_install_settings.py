@@ -107,12 +107,14 @@ def test_rocksdb_caps(monkeypatch: pytest.MonkeyPatch) -> None:
         rocksdb_write_buffer_size=3 * mib,
         rocksdb_max_write_buffers=4,
         rocksdb_block_cache_size=5 * mib,
+        rocksdb_bloom_bits=12,
     )
     for table in (handle.product_table, handle.order_table):
         assert table.options == {
             "write_buffer_size": 3 * mib,
             "max_write_buffer_number": 4,
             "block_cache_size": 5 * mib,
+            "bloom_filter_size": 12,
         }
 
 

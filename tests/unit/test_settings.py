@@ -298,6 +298,7 @@ def test_rocksdb_memory_caps_reach_every_table_store(
         assert options.write_buffer_size == 4 * 1024 * 1024
         assert options.max_write_buffer_number == 2
         assert options.block_cache_size == 32 * 1024 * 1024
+        assert options.bloom_filter_size == 10
         # A second store built from the same table (Faust does) sees the same caps.
         again = table._new_store()
         assert again.rocksdb_options.write_buffer_size == 4 * 1024 * 1024
