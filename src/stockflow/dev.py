@@ -267,8 +267,8 @@ def run_dev(
         try:
             stack.start(on_step=lambda step: say(f"stockflow dev: {step}..."))
         except (StockflowError, OSError) as exc:
-            if requested:  # the signal, seen through what it interrupted
-                raise _Stop(requested[0]) from exc
+            if requested:  # the signal, seen through what it interrupted: a stop (below)
+                raise
             # The first line: a WorkerError goes on with the worker's log, kept in workdir.
             text = str(exc).strip()
             first = text.splitlines()[0].rstrip(": ") if text else type(exc).__name__
@@ -289,12 +289,9 @@ def run_dev(
         say(f"stockflow dev: {problem}; stopping", err)
         status, keep = 1, True
         return status
-    except _Stop as stop:
-        say(f"stockflow dev: {stop} received; stopping the worker and the broker")
-        return status
     except Exception:
-        # The handler's _Stop raised inside a library that wraps what it catches (a broker
-        # client while stocking): still a stop, not a crash.
+        # The handler's _Stop, or what a library that wraps what it catches (a broker client
+        # while stocking) made of it: a stop, not a crash.
         if not requested:
             raise
         name = signal.Signals(requested[0]).name
