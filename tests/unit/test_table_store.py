@@ -44,6 +44,15 @@ class RocksDBData:
         raise AssertionError("deletes go to the partition's database")
 
 
+class FaustRocksDBData(RocksDBData):
+    """As Faust's store also holds them: the open databases in ``_dbs``, one dict for the
+    store's life, a partition's entry dropped when it is revoked (TableStore reads it)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self._dbs = self.dbs
+
+
 class Table:
     def __init__(self, data: Any) -> None:
         self.name = "t"
@@ -63,13 +72,30 @@ class Changelog(ChangelogWriter):
         self.records.append((partition, key, value))
 
 
-@pytest.fixture(params=["memory", "rocksdb"])
+@pytest.fixture(params=["memory", "rocksdb", "rocksdb-dbs"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TableStore]:
-    data = MemoryData() if request.param == "memory" else RocksDBData(tmp_path)
+    kinds = {"memory": MemoryData, "rocksdb": RocksDBData, "rocksdb-dbs": FaustRocksDBData}
+    data = MemoryData() if request.param == "memory" else kinds[request.param](tmp_path)
     yield TableStore(Table(data), Changelog())
     if isinstance(data, RocksDBData):
         for db in data.dbs.values():
             db.close()
+
+
+def test_a_revoked_partitions_database_is_opened_again_by_the_next_read(tmp_path: Path) -> None:
+    data = FaustRocksDBData(tmp_path)
+    store = TableStore(Table(data), Changelog())
+    store.partition = 1
+    store.put("stock:a", b"1")
+    assert store.get("stock:a") == b"1"
+    store.partition = None
+    data.dbs.pop(1).close()  # Faust's revocation closes the partition's database
+    store.partition = 1
+    assert store.get("stock:a") == b"1"  # read from the database opened again
+    assert 1 in data._dbs
+    store.partition = None
+    for db in data.dbs.values():
+        db.close()
 
 
 def test_writes_reach_the_store_and_the_changelog_in_order(store: TableStore) -> None:

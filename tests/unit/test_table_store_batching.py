@@ -28,6 +28,7 @@ class RocksStore:
             partition: Rdict(str(root / f"p{partition}"), options=Options(raw_mode=True))
             for partition in (0, 1)
         }
+        self._dbs = self.dbs  # as Faust's store holds them (TableStore reads it)
         self.writes = 0
 
     def _db_for_partition(self, partition: int) -> Rdict:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from stockflow.tables.protocols import (
         FaustTable,
         MemoryTableData,
+        PartitionDB,
         RawValue,
         RocksDBTableData,
         TableData,
@@ -50,6 +51,10 @@ class TableStore:
         self.changelog = changelog
         self._partition_dbs: bool | None = None  # known once the table's store exists
         self._rocksdict: bool | None = None
+        self._dbs: dict[int, PartitionDB] | None = None
+        """The RocksDB store's open databases by partition, once found (:meth:`_databases`)."""
+        self._rocks: RocksDBTableData | None = None
+        """The RocksDB store that :attr:`_dbs` belongs to."""
         self._partition: int | None = None
         self._pending: dict[bytes, bytes | None] = {}
         """RocksDB writes of the partition being applied (``None``: a delete). A RocksDB put
@@ -138,7 +143,10 @@ class TableStore:
         raw = key.encode()
         partition = self._partition
         value: RawValue | None
-        if partition is not None and self._rocksdb(data := self.table.data):
+        dbs = self._dbs
+        if dbs is None and partition is not None:
+            dbs = self._databases()  # None: the memory store
+        if partition is not None and dbs is not None:
             pending = self._pending
             if raw in pending:
                 return pending[raw]
@@ -147,7 +155,11 @@ class TableStore:
                 return unacked[raw]
             # The partition's own database, without the second read of Table.get (it asks
             # ``key in table`` first) and without Faust's search of every partition.
-            value = data._db_for_partition(partition).get(raw)
+            db = dbs.get(partition)
+            if db is None:  # not open yet: Faust opens it
+                assert self._rocks is not None
+                db = self._rocks._db_for_partition(partition)
+            value = db.get(raw)
         else:
             for unacked in self._unacked.values():  # a key lives in one partition
                 if raw in unacked:
@@ -162,7 +174,9 @@ class TableStore:
 
     def put(self, key: str, value: bytes) -> None:
         raw = key.encode()
-        partition = self._writing()
+        partition = self._partition
+        if partition is None:
+            partition = self._writing()  # raises
         self._put(partition, raw, value)
         self.changelog.add(self.table, partition, raw, value)
 
@@ -170,19 +184,23 @@ class TableStore:
         """As :meth:`put`; the batch's changelog keeps one record of ``key``: its last value,
         where it was first written (:meth:`ChangelogWriter.share`)."""
         raw = key.encode()
-        partition = self._writing()
+        partition = self._partition
+        if partition is None:
+            partition = self._writing()  # raises
         self._put(partition, raw, value)
         self.changelog.share(self.table, partition, raw, value)
 
     def _put(self, partition: int, raw: bytes, value: bytes) -> None:
-        data = self.table.data
-        if self._gathering(data):
+        # Once known to gather, without asking the table for its store (a property) again.
+        if self._rocksdict or self._gathering(self.table.data):
             self._pending[raw] = value
             if raw.startswith(_TIMERS):
                 floor = self._timer_floor.get(partition)
                 if floor is not None and raw < floor:
                     self._timer_floor[partition] = raw
-        elif self._rocksdb(data):
+            return
+        data = self.table.data
+        if self._rocksdb(data):
             data._db_for_partition(partition).put(raw, value)
         else:
             data[raw] = value
@@ -214,6 +232,22 @@ class TableStore:
         if self._partition_dbs is None:
             self._partition_dbs = hasattr(data, "_db_for_partition")
         return self._partition_dbs
+
+    def _databases(self) -> dict[int, PartitionDB] | None:
+        """The RocksDB store's open partition databases, or ``None`` (the memory store).
+
+        Faust's store keeps them in one dict for its whole life (``_dbs``: filled by
+        ``_db_for_partition``, entries removed when a partition is revoked), so it is found
+        once: a read then costs no call of the table's ``data`` property nor of
+        ``_db_for_partition`` (two of the Python calls of each of ~5 reads an order). A store
+        without that dict (a test's) gets an empty one: every read asks the store."""
+        data = self.table.data
+        if not self._rocksdb(data):
+            return None
+        dbs = getattr(data, "_dbs", None)
+        self._rocks = data
+        self._dbs = dbs if isinstance(dbs, dict) else {}
+        return self._dbs
 
     def _gathering(self, data: TableData) -> bool:
         """RocksDB through rocksdict (Faust's default binding): writes wait in ``_pending``."""
