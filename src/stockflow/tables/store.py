@@ -238,8 +238,8 @@ class TableStore:
 
         Faust's store keeps them in one dict for its whole life (``_dbs``: filled by
         ``_db_for_partition``, entries removed when a partition is revoked), so it is found
-        once: a read then costs no call of the table's ``data`` property nor of
-        ``_db_for_partition`` (two of the Python calls of each of ~5 reads an order). A store
+        once: a read then calls neither the table's ``data`` property, nor :meth:`_rocksdb`,
+        nor ``_db_for_partition`` (three Python calls for each of ~5 reads an order). A store
         without that dict (a test's) gets an empty one: every read asks the store."""
         data = self.table.data
         if not self._rocksdb(data):
