@@ -102,12 +102,7 @@ def place(
     """
     if saga is not None:
         return derive_effects(saga)
-    # merge_lines' own one-line fast path, without its call (most orders have one line).
-    if lines.__class__ is list and len(lines) == 1:
-        only = lines[0]
-        merged: tuple[LineState, ...] = (LineState(only.product_id, only.quantity),)
-    else:
-        merged = merge_lines(lines)
+    merged = merge_lines(lines)
     single = len(merged) == 1 and policy.max_lines >= 1
     ttl = policy.reservation_ttl_ms if ttl_ms is None else min(ttl_ms, policy.reservation_ttl_ms)
     new = Saga(

@@ -99,8 +99,7 @@ class ProductWriter:
         if kind == "Reserve":
             order_id: str = command["order_id"]
             ekey = entry_key(product_id, order_id)
-            raw_entry = self.store.get(ekey)  # _entry, spelled out: nearly always a new key
-            entry = None if raw_entry is None else decode_entry(raw_entry)
+            entry = self._entry(ekey)
             decision = decide.reserve(
                 stock,
                 entry,
