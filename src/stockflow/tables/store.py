@@ -53,8 +53,6 @@ class TableStore:
         self._rocksdict: bool | None = None
         self._dbs: dict[int, PartitionDB] | None = None
         """The RocksDB store's open databases by partition, once found (:meth:`_databases`)."""
-        self._rocks: RocksDBTableData | None = None
-        """The RocksDB store that :attr:`_dbs` belongs to."""
         self._partition: int | None = None
         self._pending: dict[bytes, bytes | None] = {}
         """RocksDB writes of the partition being applied (``None``: a delete). A RocksDB put
@@ -157,8 +155,9 @@ class TableStore:
             # ``key in table`` first) and without Faust's search of every partition.
             db = dbs.get(partition)
             if db is None:  # not open yet: Faust opens it
-                assert self._rocks is not None
-                db = self._rocks._db_for_partition(partition)
+                data = self.table.data
+                assert self._rocksdb(data)
+                db = data._db_for_partition(partition)
             value = db.get(raw)
         else:
             for unacked in self._unacked.values():  # a key lives in one partition
@@ -174,23 +173,19 @@ class TableStore:
 
     def put(self, key: str, value: bytes) -> None:
         raw = key.encode()
-        partition = self._partition
-        if partition is None:
-            partition = self._writing()  # raises
-        self._put(partition, raw, value)
-        self.changelog.add(self.table, partition, raw, value)
+        self.changelog.add(self.table, self._put(raw, value), raw, value)
 
     def put_shared(self, key: str, value: bytes) -> None:
         """As :meth:`put`; the batch's changelog keeps one record of ``key``: its last value,
         where it was first written (:meth:`ChangelogWriter.share`)."""
         raw = key.encode()
+        self.changelog.share(self.table, self._put(raw, value), raw, value)
+
+    def _put(self, raw: bytes, value: bytes) -> int:
+        """Writes ``raw`` locally; returns the partition, whose changelog the caller writes."""
         partition = self._partition
         if partition is None:
             partition = self._writing()  # raises
-        self._put(partition, raw, value)
-        self.changelog.share(self.table, partition, raw, value)
-
-    def _put(self, partition: int, raw: bytes, value: bytes) -> None:
         # Once known to gather, without asking the table for its store (a property) again.
         if self._rocksdict or self._gathering(self.table.data):
             self._pending[raw] = value
@@ -198,12 +193,13 @@ class TableStore:
                 floor = self._timer_floor.get(partition)
                 if floor is not None and raw < floor:
                     self._timer_floor[partition] = raw
-            return
+            return partition
         data = self.table.data
         if self._rocksdb(data):
             data._db_for_partition(partition).put(raw, value)
         else:
             data[raw] = value
+        return partition
 
     def delete(self, key: str) -> None:
         raw = key.encode()
@@ -245,7 +241,6 @@ class TableStore:
         if not self._rocksdb(data):
             return None
         dbs = getattr(data, "_dbs", None)
-        self._rocks = data
         self._dbs = dbs if isinstance(dbs, dict) else {}
         return self._dbs
 
