@@ -33,6 +33,10 @@ def _explain(result: ScenarioResult) -> str:
             # CI keeps nothing else: records written late (a writer behind its partition's new
             # owner) and the workers' ERROR/CRITICAL lines, grouped.
             "late_records": result.details.get("late_records"),
+            # The product writers' changelog against a replay of their commands, and ledger
+            # changes published late or never (stockflow.chaos.divergence).
+            "writer_replay": result.details.get("writer_replay"),
+            "late_emissions": result.details.get("late_emissions"),
             "worker_log_problems": result.details.get("worker_log_problems"),
         },
         indent=1,

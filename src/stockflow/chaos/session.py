@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stockflow.chaos.checks import Topics, check_run
+from stockflow.chaos.divergence import late_emissions, writer_replay
 from stockflow.chaos.evidence import late_records, write_topics
 from stockflow.chaos.load import LoadMix, LoadProducer, make_catalog
 from stockflow.chaos.proxy import TcpProxy, tcp_connections
@@ -344,7 +345,16 @@ class ChaosSession:
             for stamp, offsets in self.watcher.committed:
                 handle.write(json.dumps([stamp, offsets]) + "\n")
         if not result.ok:
-            result.details["late_records"] = late_records(self.dump_topics())
+            records = self.dump_topics()
+            result.details["late_records"] = late_records(records)
+            app = self.h.settings.app_id
+            changelog = records.get(_changelog(app, "products"), [])
+            result.details["writer_replay"] = writer_replay(
+                records.get(self.h.settings.product_commands_topic, []), changelog
+            )
+            result.details["late_emissions"] = late_emissions(
+                changelog, records.get(self.h.settings.reservations_topic, [])
+            )
         (self.workdir / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
         return result
 
@@ -357,8 +367,8 @@ class ChaosSession:
         app = self.h.settings.app_id
         names = [
             *self.h.settings.all_topics(),
-            f"{app}-{app}-products-changelog",
-            f"{app}-{app}-orders-changelog",
+            _changelog(app, "products"),
+            _changelog(app, "orders"),
         ]
         records = asyncio.run(read_topics(self.h.bootstrap, names, timeout=120))
         write_topics(records, self.workdir / "topics")
@@ -409,3 +419,8 @@ class ChaosSession:
             if seen:
                 problems[f"w{index + 1}"] = seen
         return problems
+
+
+def _changelog(app: str, table: str) -> str:
+    """Faust's name of a table's changelog topic (stockflow's app id is Faust's id too)."""
+    return f"{app}-{app}-{table}-changelog"
