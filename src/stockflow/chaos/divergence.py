@@ -16,12 +16,13 @@ anyone reads its message. Two checks name the place, small enough to print in th
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from stockflow.audit.events import load
 from stockflow.core.policy import Policy
+from stockflow.core.stock import Stock
 from stockflow.kafka import Record
 from stockflow.keys import ENTRY_KEYS, STOCK_KEYS
 from stockflow.processing.codec import decode_entry, decode_stock
@@ -86,9 +87,9 @@ def late_emissions(
     was stamped more than ``slack_ms`` after their first changelog write, or is missing."""
     published: dict[tuple[str, str, str], int] = {}
     for record in reservations:
-        event = _json(record.value)
-        kind = _EVENT_KINDS.get(event.get("type", "")) if isinstance(event, dict) else None
-        if kind is None:
+        event = load(record.value)
+        kind = None if event is None else _EVENT_KINDS.get(event.get("type", ""))
+        if event is None or kind is None:
             continue
         slot = (event["order_id"], event["product_id"], kind)
         published[slot] = min(record.timestamp_ms, published.get(slot, record.timestamp_ms))
@@ -138,7 +139,8 @@ def _replay(
             for key in step.after_flush:
                 store.delete(key)
             after[(partition, record.offset)] = {
-                key: _counters(raw) for key, raw in store.scan(STOCK_KEYS, partition=partition)
+                key: _counters(decode_stock(raw).stock)
+                for key, raw in store.scan(STOCK_KEYS, partition=partition)
             }
     return after
 
@@ -155,22 +157,10 @@ def _counter_writes(
             continue
         counters = decode_stock(record.value)
         writes[(record.partition, key)].append(
-            (
-                counters.offset,
-                [counters.stock.on_hand, counters.stock.reserved],
-                record.timestamp_ms,
-            )
+            (counters.offset, _counters(counters.stock), record.timestamp_ms)
         )
     return writes
 
 
-def _counters(raw: bytes) -> list[int]:
-    stock = decode_stock(raw).stock
+def _counters(stock: Stock) -> list[int]:
     return [stock.on_hand, stock.reserved]
-
-
-def _json(value: bytes | None) -> Any:
-    try:
-        return json.loads(value or b"")
-    except ValueError:
-        return None

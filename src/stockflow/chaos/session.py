@@ -347,8 +347,7 @@ class ChaosSession:
         if not result.ok:
             records = self.dump_topics()
             result.details["late_records"] = late_records(records)
-            app = self.h.settings.app_id
-            changelog = records.get(_changelog(app, "products"), [])
+            changelog = records.get(self.h.changelog_topic("products"), [])
             result.details["writer_replay"] = writer_replay(
                 records.get(self.h.settings.product_commands_topic, []), changelog
             )
@@ -364,11 +363,10 @@ class ChaosSession:
         records read."""
         from stockflow.testing.topics import read_topics
 
-        app = self.h.settings.app_id
         names = [
             *self.h.settings.all_topics(),
-            _changelog(app, "products"),
-            _changelog(app, "orders"),
+            self.h.changelog_topic("products"),
+            self.h.changelog_topic("orders"),
         ]
         records = asyncio.run(read_topics(self.h.bootstrap, names, timeout=120))
         write_topics(records, self.workdir / "topics")
@@ -419,8 +417,3 @@ class ChaosSession:
             if seen:
                 problems[f"w{index + 1}"] = seen
         return problems
-
-
-def _changelog(app: str, table: str) -> str:
-    """Faust's name of a table's changelog topic (stockflow's app id is Faust's id too)."""
-    return f"{app}-{app}-{table}-changelog"

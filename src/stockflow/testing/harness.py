@@ -287,10 +287,14 @@ class Harness:
                 raise BrokerError(f"workers did not catch up with {ends} in {timeout}s")
             time.sleep(interval)
 
+    def changelog_topic(self, table: str) -> str:
+        """Faust's name of the ``products`` or ``orders`` changelog (the app id is Faust's)."""
+        app_id = self.settings.app_id
+        return f"{app_id}-{app_id}-{table}-changelog"
+
     def changelog(self, table: str) -> dict[str, bytes]:
         """Current contents of ``products`` or ``orders`` state, folded from the changelog."""
-        app_id = self.settings.app_id
-        topic = f"{app_id}-{app_id}-{table}-changelog"
+        topic = self.changelog_topic(table)
         return fold_changelog(self.read(topic)[topic])
 
     def stock_state(self) -> dict[str, dict[str, int]]:
