@@ -37,8 +37,9 @@ Product events of one product come from one single writer; they are ordered by t
 within a tie (or within ``clock_skew_ms``) a release or confirmation of an earlier reservation is
 taken before new reservations: the permissive order, so a tie never causes a false violation.
 The reservations of one moment and their own releases or confirmations are merged across the
-partitions of ``reservations`` (each partition's offset order kept) so as to free units soonest
-(see ``_merge_moment``): a worker stamps a whole batch's outputs with one millisecond.
+partitions of ``reservations`` (each partition's offset order kept) in the order that needs the
+fewest units (see :mod:`stockflow.audit.moment`): a worker stamps a batch's outputs with one
+millisecond.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from stockflow.audit.findings import Finding, Position
+from stockflow.audit.moment import merge_moment
 
 __all__ = ["MoveKind", "Movement", "ShortfallMark", "StockInput", "StockReport", "check_stock"]
 
@@ -172,9 +174,9 @@ def _decision_order(moves: Sequence[Movement], skew: int) -> list[Movement]:
     reservations of the same moment (or within ``skew``), never before its own reservation.
 
     The reservations of one moment and the closings of those reservations are merged by
-    :func:`_merge_moment`: a worker stamps every output of a batch with one millisecond, and
-    they land on different partitions of ``reservations`` (keyed by order), so only their order
-    within each partition is recorded."""
+    :func:`~stockflow.audit.moment.merge_moment`: a worker stamps every output of a batch with
+    one millisecond, and they land on different partitions of ``reservations`` (keyed by
+    order), so only their order within each partition is recorded."""
 
     def key(move: Movement) -> tuple[int, int, int, Position]:
         if move.kind == "reserve":
@@ -188,50 +190,15 @@ def _decision_order(moves: Sequence[Movement], skew: int) -> list[Movement]:
     moment_ts: int | None = None
     for (ts, rank, _ts, _at), move in ordered:
         if moment and (rank == 0 or ts != moment_ts):
-            result.extend(_merge_moment(moment))
+            result.extend(merge_moment(moment))
             moment = []
         if rank == 0:
             result.append(move)
         else:
             moment.append(move)
             moment_ts = ts
-    result.extend(_merge_moment(moment))
+    result.extend(merge_moment(moment))
     return result
-
-
-def _merge_moment(moves: Sequence[Movement]) -> list[Movement]:
-    """One moment's reservations and the closings of those reservations, in an order each
-    ``reservations`` partition allows (its offset order), chosen to free units soonest: a
-    closing is taken as soon as it leads its partition; otherwise the next reservation comes
-    from the partition with the fewest units to reserve before one of its closings (a cart
-    reserved and released again, as an all-or-nothing rejection does, held its units only in
-    between). Only the order across partitions is chosen, which the topics do not record, so
-    any order found is one the worker could have taken; the fixed order used before (every
-    reservation of the moment first) reported such a batch as an oversell (found by a soak
-    with 8 partitions after a broker outage)."""
-    chains: dict[tuple[str, int], list[Movement]] = defaultdict(list)
-    for move in sorted(moves, key=lambda m: (m.at.topic, m.at.partition, m.at.offset)):
-        chains[(move.at.topic, move.at.partition)].append(move)
-    heads = dict.fromkeys(chains, 0)
-    result: list[Movement] = []
-    while len(result) < len(moves):
-        live = [name for name in chains if heads[name] < len(chains[name])]
-        closing = next((n for n in live if chains[n][heads[n]].kind != "reserve"), None)
-        if closing is None:
-            closing = min(live, key=lambda name: _units_before_closing(chains[name], heads[name]))
-        result.append(chains[closing][heads[closing]])
-        heads[closing] += 1
-    return result
-
-
-def _units_before_closing(chain: Sequence[Movement], head: int) -> float:
-    """Units a partition reserves from ``head`` on before its first closing (none: infinite)."""
-    units = 0
-    for move in chain[head:]:
-        if move.kind != "reserve":
-            return units
-        units += move.quantity
-    return float("inf")
 
 
 class _ProductAudit:
