@@ -30,7 +30,7 @@ in 25). A property test checks the merge against every interleaving of small mom
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -46,18 +46,14 @@ def merge_moment(moves: Sequence[Movement]) -> list[Movement]:
     for move in sorted(moves, key=lambda m: (m.at.topic, m.at.partition, m.at.offset)):
         by_partition[(move.at.topic, move.at.partition)].append(move)
     chains = list(by_partition.values())
-    front: list[Movement] = []
-    while (gain := _cheapest_gain(chains, backwards=False)) is not None:
-        index, length = gain
-        front.extend(chains[index][:length])
-        del chains[index][:length]
-    back: list[list[Movement]] = []  # blocks in the order they are taken from the end
-    while (gain := _cheapest_gain(chains, backwards=True)) is not None:
-        index, length = gain
-        back.append(chains[index][-length:])
-        del chains[index][-length:]
+    front = _take_gains(chains, backwards=False)
+    back = _take_gains(chains, backwards=True)  # blocks in the order taken from the end
     middle = [move for chain in chains for move in chain]
-    return front + middle + [move for block in reversed(back) for move in block]
+    return [
+        *(move for block in front for move in block),
+        *middle,
+        *(move for block in reversed(back) for move in block),
+    ]
 
 
 def units_needed(moves: Sequence[Movement]) -> int:
@@ -77,21 +73,31 @@ def _change(move: Movement) -> int:
     return move.quantity if move.kind == "release" else 0
 
 
-def _cheapest_gain(chains: list[list[Movement]], *, backwards: bool) -> tuple[int, int] | None:
-    """``(chain index, length)`` of the gain that needs the fewest units, or ``None``."""
-    best: tuple[int, int, int] | None = None  # need, index, length
-    for index, chain in enumerate(chains):
-        gain = _gain(reversed(chain), -1) if backwards else _gain(chain, 1)
-        if gain is not None and (best is None or gain[0] < best[0]):
-            best = (gain[0], index, gain[1])
-    return None if best is None else (best[1], best[2])
+def _take_gains(chains: list[list[Movement]], *, backwards: bool) -> list[list[Movement]]:
+    """Takes gains off the chains (their starts, or ``backwards`` their ends), the one that
+    needs the fewest units first, until none is left; returns them in the order taken. Only
+    the chain a gain came from is looked at again."""
+    taken: list[list[Movement]] = []
+    gains = [_gain(chain, backwards) for chain in chains]
+    while live := [(gain, index) for index, gain in enumerate(gains) if gain is not None]:
+        (_need, length), index = min(live)
+        chain = chains[index]
+        if backwards:
+            taken.append(chain[-length:])
+            del chain[-length:]
+        else:
+            taken.append(chain[:length])
+            del chain[:length]
+        gains[index] = _gain(chain, backwards)
+    return taken
 
 
-def _gain(moves: Iterable[Movement], sign: int) -> tuple[int, int] | None:
-    """``(need, length)`` of the shortest run from the start of ``moves`` whose changes (times
-    ``sign``; -1 walks time backwards) add up to more than nothing."""
+def _gain(chain: Sequence[Movement], backwards: bool) -> tuple[int, int] | None:
+    """``(need, length)`` of the shortest run from the start of ``chain`` (``backwards``: from
+    its end, walking time back) whose changes add up to more than nothing, or ``None``."""
+    sign = -1 if backwards else 1
     level = need = 0
-    for length, move in enumerate(moves, 1):
+    for length, move in enumerate(reversed(chain) if backwards else chain, 1):
         level += sign * _change(move)
         need = max(need, -level)
         if level > 0:
