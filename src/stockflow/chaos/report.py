@@ -242,6 +242,7 @@ def _scenario_section(r: ScenarioResult) -> list[str]:
     for key, label in (
         ("connections_before_first_cut", "Worker connections before the first cut (/proc)"),
         ("cuts", "Cuts"),
+        ("freezes", "Freezes (seconds stopped; guard log lines after each)"),
         ("proxy", "Proxy counters"),
         ("owned_after_rejoin", "Orders partitions owned after each rebalance back"),
     ):
