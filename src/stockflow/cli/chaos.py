@@ -1,7 +1,8 @@
 """``stockflow chaos``: run the chaos scenarios on an embedded broker and report the figures.
 
 Exit status: 0 when every scenario passed (zero violations, no anomaly), 1 otherwise, 3 at once
-when the embedded broker is not installed (``pip install 'stockflow[embedded]'``).
+when the embedded broker is not installed (``pip install 'stockflow[embedded]'``); 143 or 129
+after SIGTERM or SIGHUP, with every broker and worker it started stopped.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def chaos(
     from stockflow.chaos import SCENARIOS, run_chaos
     from stockflow.chaos.report import machine, to_json, to_markdown
     from stockflow.cli.extras import require_embedded_broker
+    from stockflow.cli.stopping import stopped_by_signals
 
     require_embedded_broker("chaos")
 
@@ -103,15 +105,16 @@ def chaos(
     # The run's own clients (load, watcher) complain loudly while the proxy is cut: expected.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     click.echo(f"stockflow chaos: {names}, logs in {root}", err=True)
-    results = run_chaos(
-        names,
-        duration=duration,
-        seed=seed,
-        workdir=root,
-        rate=rate,
-        partitions=partitions,
-        on_result=progress,
-    )
+    with stopped_by_signals():  # a SIGTERM stops the brokers and workers, as Ctrl-C does
+        results = run_chaos(
+            names,
+            duration=duration,
+            seed=seed,
+            workdir=root,
+            rate=rate,
+            partitions=partitions,
+            on_result=progress,
+        )
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(

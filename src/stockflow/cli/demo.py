@@ -2,7 +2,8 @@
 
 Exit status: 0 when the check passed, 1 when it failed, 3 when the broker could not be reached
 or a process did not start, or without ``--broker`` when the embedded broker is not installed
-(``pip install 'stockflow[embedded]'``; one line on stderr says what was tried and what to do).
+(``pip install 'stockflow[embedded]'``; one line on stderr says what was tried and what to do);
+143 or 129 after SIGTERM or SIGHUP, with the broker and the worker it started stopped.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def demo(
         reason,
         require_broker,
     )
+    from stockflow.cli.stopping import stopped_by_signals
     from stockflow.demo import run_demo
     from stockflow.errors import StockflowError
     from stockflow.kafka import bootstrap_servers
@@ -57,7 +59,8 @@ def demo(
         )
     workdir = workdir or Path(tempfile.mkdtemp(prefix="stockflow-demo-"))
     try:
-        with quiet_kafka_logs():
+        # A SIGTERM stops the broker and the worker, as Ctrl-C does.
+        with stopped_by_signals(), quiet_kafka_logs():
             result = run_demo(orders=orders, broker_url=broker, workdir=workdir, seed=seed)
     except (StockflowError, KafkaError, OSError) as exc:
         click.echo(
