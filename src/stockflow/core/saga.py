@@ -45,6 +45,7 @@ from stockflow.core.saga_state import (
     FINISHED,
     NOTHING,
     LineState,
+    ListedLine,
     Plain,
     Saga,
     SagaDecision,
@@ -55,7 +56,6 @@ from stockflow.core.saga_state import (
 from stockflow.models import (
     Fulfilment,
     OrderCancelIgnored,
-    OrderLine,
     ReservationConfirmFailed,
 )
 
@@ -84,7 +84,7 @@ def place(
     saga: Saga | None,
     *,
     order_id: str,
-    lines: Iterable[OrderLine],
+    lines: Iterable[ListedLine],
     fulfilment: Fulfilment,
     ttl_ms: int | None,
     now_ms: int,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from stockflow.models import (
     OUTPUT_EVENT_ADAPTER,
@@ -16,7 +16,6 @@ from stockflow.models import (
     Confirm,
     Fulfilment,
     OrderCancelIgnored,
-    OrderLine,
     OrderRejected,
     OrderReserved,
     RefusalReason,
@@ -32,6 +31,7 @@ __all__ = [
     "NOTHING",
     "Action",
     "LineState",
+    "ListedLine",
     "Plain",
     "ProductCommand",
     "Saga",
@@ -173,7 +173,18 @@ class SagaDecision:
 NOTHING = SagaDecision()
 
 
-def merge_lines(lines: Iterable[OrderLine]) -> tuple[LineState, ...]:
+class ListedLine(Protocol):
+    """A line as the order lists it: a :class:`~stockflow.models.OrderLine`, or a
+    :class:`LineState` the order desk read from the record's plain values."""
+
+    @property
+    def product_id(self) -> str: ...
+
+    @property
+    def quantity(self) -> int: ...
+
+
+def merge_lines(lines: Iterable[ListedLine]) -> tuple[LineState, ...]:
     """One line per product, quantities summed, in first-appearance order. Two lines for the
     same product are checked as one (checking them separately oversells: Medusa #16502)."""
     if isinstance(lines, list | tuple) and len(lines) == 1:

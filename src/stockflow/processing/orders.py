@@ -20,16 +20,16 @@ from stockflow.core.policy import Policy
 from stockflow.core.saga import Plain, Saga, SagaDecision, TimerKind
 from stockflow.core.single_line import seen_at_writer
 from stockflow.keys import SAGA_KEYS, entry_key, saga_key, timer_key
-from stockflow.models import ORDER_EVENT_ADAPTER, OrderCancelled, OrderPaid, OrderPlaced
+from stockflow.models import OrderCancelled, OrderPaid, OrderPlaced
 from stockflow.processing.codec import (
     dead_letter,
     decode_entry,
     decode_saga,
     encode,
     encode_saga,
-    parse,
 )
 from stockflow.processing.internal import Command, parse_replies
+from stockflow.processing.order_input import Placed, parse_order
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
 from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
@@ -97,7 +97,7 @@ class OrderDesk:
 
     def handle_order(self, raw: bytes | None, meta: Meta) -> Step:
         """A record from the public ``orders`` topic."""
-        event = parse(ORDER_EVENT_ADAPTER, raw)
+        event = parse_order(raw)
         if isinstance(event, str):
             return Step(outputs=[dead_letter(meta, raw, event)])
         if meta.key is not None and meta.key != event.order_id.encode():
@@ -110,7 +110,7 @@ class OrderDesk:
         raw_saga = self.store.get(key)  # _load, spelled out for the usual new order
         saga = None if raw_saga is None else self._loaded(key, raw_saga, event.order_id)
         now = meta.timestamp_ms
-        if isinstance(event, OrderPlaced):
+        if isinstance(event, (Placed, OrderPlaced)):  # the plain values, or the model
             ttl_ms = None if event.reservation_ttl is None else round(event.reservation_ttl * 1000)
             decision = decide.place(
                 saga,
