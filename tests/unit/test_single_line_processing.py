@@ -251,6 +251,20 @@ def test_a_full_expiry_timer_is_followed_by_another_and_every_order_expires_once
     assert counters is not None and (counters.on_hand, counters.reserved) == (9, 0)
 
 
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(ids=st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=12))
+def test_a_shared_expiry_timer_lists_any_ids_it_was_given(ids: list[str]) -> None:
+    """Every order added to a shared expiry timer is read back from it, whatever its id."""
+    policy = replace(POLICY, expiry_bucket_bytes=1 << 20)
+    store = MemoryStore()
+    desk = OrderDesk(store, policy)
+    for order_id in ids:
+        desk._share_expiry(order_id, 0, T0 + TTL)
+    timers = [key for key in store.items() if ":expiries:" in key]
+    assert len(timers) == 1
+    assert expiring(store.get(timers[0])) == list(dict.fromkeys(ids))
+
+
 def decode(out: Out) -> tuple[str, str | None]:
     value = json.loads(out.value)
     return value["type"], value.get("reason") or value.get("status")
@@ -259,12 +273,21 @@ def decode(out: Out) -> tuple[str, str | None]:
 def test_orders_expiring_together_share_one_timer_and_all_expire() -> None:
     pipeline = LocalPipeline(policy=POLICY, partitions=1)
     pipeline.feed("inventory", b"p", stock_set("p", 9), T0)
-    ids = ["o:1", "12:x", "o-3", "o:1"]  # ids that look like the encoding; one placed twice
+    # Ids that look like the encoding, one placed twice, and ids longer in UTF-8 bytes than
+    # in characters (their lengths count characters).
+    ids = ["o:1", "12:x", "заказ-✓", "o-3", "o:1", "🎁:2", "e\u0301"]
     for order_id in ids:
         pipeline.feed("orders", order_id.encode(), order_placed(order_id, ("p", 1)), T0 + 1)
     timers = [key for key in pipeline.order_store.items() if ":expiries:" in key]
     assert len(timers) == 1
-    assert expiring(pipeline.order_store.get(timers[0])) == ["o:1", "12:x", "o-3"]
+    assert expiring(pipeline.order_store.get(timers[0])) == [
+        "o:1",
+        "12:x",
+        "заказ-✓",
+        "o-3",
+        "🎁:2",
+        "e\u0301",
+    ]
     pipeline.advance(T0 + 100 + TTL)
     assert [key for key in pipeline.order_store.items() if ":expiries:" in key] == []
     for order_id in ids:

@@ -314,7 +314,7 @@ class OrderDesk:
                 self._expiry_parts.clear()
             self._expiry_parts[(partition, bucket_due)] = part
         self._expiry_keys[partition] = (bucket_due, part, key)
-        named = f"{len(order_id)}:{order_id}".encode()
+        named = f"{len(order_id)}:{order_id}".encode()  # characters, not bytes: see expiring
         self.store.put_shared(key, named if held is None else held + named)
 
     def _forget(self, key: str, raw: bytes, now_ms: int) -> None:
@@ -348,12 +348,16 @@ class OrderDesk:
 def expiring(raw: bytes | None) -> list[str]:
     """The order ids an :data:`EXPIRIES` timer holds (each once, in the order armed)."""
     ids: dict[str, None] = {}
-    text = b"" if raw is None else raw
+    # Read as text: each length counts the id's characters, as _share_expiry wrote it (and as
+    # every stored timer holds it). Read as bytes, a non-ASCII id's length fell short of its
+    # UTF-8 bytes and the value could not be split: the worker crashed on every restart
+    # when the timer came due (found when the chaos load gave orders TTLs of seconds).
+    text = "" if raw is None else raw.decode()
     at = 0
     while at < len(text):
-        colon = text.index(b":", at)
+        colon = text.index(":", at)
         end = colon + 1 + int(text[at:colon])
-        ids[text[colon + 1 : end].decode()] = None
+        ids[text[colon + 1 : end]] = None
         at = end
     return list(ids)
 
