@@ -75,6 +75,10 @@ def test_chaos_scenario(name: str, tmp_path: Path) -> None:
     assert result.audit_violations == 0, _explain(result)
     assert not result.check_problems, _explain(result)
     assert not result.anomalies, _explain(result)
+    # Orders with TTLs of seconds expired under the scenario's faults, each judged by the
+    # lifecycle check (the default TTL outlives any run).
+    checks = result.details["checks"]
+    assert checks["orders_short_ttl"] > 0 and checks["orders_expired"] > 0, checks
     kills = [r for r in result.recoveries if r.kind == "kill"]
     if name == "kill":
         assert result.kills >= 10

@@ -124,6 +124,44 @@ def test_lifecycle_rules() -> None:
     assert lifecycle_problems(after, good, {"o": reserved}) == []
 
 
+def test_lifecycle_rules_for_an_order_that_expires() -> None:
+    placed = {"type": "OrderPlaced", "order_id": "o", "lines": [{"product_id": "p", "quantity": 1}]}
+    short = {**placed, "reservation_ttl": 2.0}
+    paid = {"type": "OrderPaid", "order_id": "o"}
+    cancelled = {"type": "OrderCancelled", "order_id": "o"}
+    reserved = {
+        "type": "OrderReserved",
+        "order_id": "o",
+        "lines": [{"product_id": "p", "quantity": 1}],
+    }
+    expired = {
+        "type": "ReservationReleased",
+        "order_id": "o",
+        "product_id": "p",
+        "quantity": 1,
+        "reason": "expired",
+    }
+    too_late = {"type": "ReservationConfirmFailed", "order_id": "o", "reason": "expired"}
+    ignored = {"type": "OrderCancelIgnored", "order_id": "o", "reason": "already_released"}
+    confirmed = {"type": "ReservationConfirmed", "order_id": "o", "product_id": "p", "quantity": 1}
+
+    def problems(inputs: list[dict[str, object]], outputs: list[dict[str, object]]) -> list[str]:
+        records = [_record(offset, value) for offset, value in enumerate(inputs)]
+        answers = [(_record(5 + n, v, "reservations"), v) for n, v in enumerate(outputs)]
+        return lifecycle_problems(records, answers, {"o": reserved})
+
+    # Expired, then paid and cancelled too late: each answered as such.
+    assert problems([short], [reserved, expired]) == []
+    assert problems([short, paid, cancelled], [reserved, expired, too_late, ignored]) == []
+    # A payment after the expiry must be answered; confirming it is a violation.
+    assert problems([short, paid], [reserved, expired])
+    assert problems([short, paid], [reserved, expired, confirmed, too_late])
+    # An order without a TTL of its own does not expire within a run.
+    assert problems([placed], [reserved, expired])
+    # Paid before it expired: confirmed, as any order.
+    assert problems([short, paid], [reserved, confirmed]) == []
+
+
 def test_assigned_partitions_reads_the_last_faust_assignment_table() -> None:
     log = """
 [..] Setting newly assigned partitions

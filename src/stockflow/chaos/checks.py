@@ -158,10 +158,13 @@ def _check_outcomes(
     topics: Topics, decisions: list[tuple[Record, dict[str, Any]]], report: CheckReport
 ) -> dict[str, dict[str, Any]]:
     placed: set[str] = set()
+    short_ttl: set[str] = set()
     for record in topics.orders:
         value = _json(record)
         if not _is_bad(record) and isinstance(value, dict) and value.get("type") == "OrderPlaced":
             placed.add(value["order_id"])
+            if value.get("reservation_ttl") is not None:
+                short_ttl.add(value["order_id"])
     distinct: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for _, value in decisions:
         if value.get("type") in _OUTCOMES:
@@ -178,6 +181,15 @@ def _check_outcomes(
         if order not in placed:
             report.add(f"outcome for {order!r}, which was never placed")
     report.counts["outcome_records"] = sum(1 for _, v in decisions if v.get("type") in _OUTCOMES)
+    # How much of the run exercised expiry (lifecycle_problems judges each expired order).
+    report.counts["orders_short_ttl"] = len(short_ttl)
+    report.counts["orders_expired"] = len(
+        {
+            v["order_id"]
+            for _, v in decisions
+            if v.get("type") == "ReservationReleased" and v.get("reason") == "expired"
+        }
+    )
     return {order: next(iter(seen.values())) for order, seen in distinct.items()}
 
 
@@ -240,16 +252,22 @@ def lifecycle_problems(
     may get ``unknown_order``. After it, with an ``OrderReserved`` outcome: payments only ->
     every held line confirmed; cancellations only -> every held line released ``cancelled``;
     both -> exactly one of the two (released if the cancellation came first), with the other
-    command answered ``already_confirmed`` / ``cancelled``. With ``OrderRejected``: nothing
-    confirmed or released as cancelled, a payment answered ``rejected``.
+    command answered ``already_confirmed`` / ``cancelled``. An order with a TTL of its own may
+    instead expire, every held line released ``expired`` (and none confirmed or cancelled),
+    each later payment answered ``expired`` and cancellation ``already_released``; no other
+    order expires within a run. With ``OrderRejected``: nothing confirmed or released, a
+    payment answered ``rejected``.
     """
     commands: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    short_ttl: set[str] = set()
     for record in orders:
         value = _json(record)
         if _is_bad(record) or not isinstance(value, dict):
             continue
         if value.get("type") in (*_COMMANDS, "OrderPlaced"):
             commands[value["order_id"]].append((record.offset, value["type"]))
+            if value.get("reservation_ttl") is not None:
+                short_ttl.add(value["order_id"])
     answers: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for _, value in decisions:
         kind = value.get("type")
@@ -270,7 +288,7 @@ def lifecycle_problems(
         first = kinds.index("OrderPlaced")
         before, after = set(kinds[:first]), [k for k in kinds[first:] if k in _COMMANDS]
         seen = answers.get(order, {})
-        problem = _order_problem(outcomes.get(order), before, after, seen)
+        problem = _order_problem(outcomes.get(order), before, after, seen, order in short_ttl)
         if problem:
             problems.append(f"lifecycle of {order!r} ({' '.join(kinds)}): {problem}")
     return problems
@@ -281,9 +299,14 @@ def _order_problem(
     before: set[str],
     after: list[str],
     seen: Mapping[str, set[str]],
+    may_expire: bool = False,
 ) -> str | None:
+    """``may_expire``: the order carries a TTL of its own, short enough to end in the run."""
     if outcome is None:
         return None  # reported as an order without outcome
+    expired = set(seen.get("released:expired", ()))
+    if expired and not may_expire:
+        return f"released {sorted(expired)} as expired, yet its TTL outlives the run"
     failed, ignored = set(seen.get("failed", ())), set(seen.get("ignored", ()))
     need_failed = {"unknown_order"} if "OrderPaid" in before else set()
     need_ignored = {"unknown_order"} if "OrderCancelled" in before else set()
@@ -292,8 +315,11 @@ def _order_problem(
     cancelled = set(seen.get("released:cancelled", ()))
     pays, cancels = "OrderPaid" in after, "OrderCancelled" in after
     if outcome["type"] == "OrderRejected":
-        if confirmed or cancelled:
-            return f"rejected, yet confirmed {sorted(confirmed)} / released {sorted(cancelled)}"
+        if confirmed or cancelled or expired:
+            return (
+                f"rejected, yet confirmed {sorted(confirmed)} / released {sorted(cancelled)}"
+                f" / expired {sorted(expired)}"
+            )
         if pays:
             need_failed.add("rejected")
             allow_failed.add("rejected")
@@ -304,7 +330,20 @@ def _order_problem(
         compensated = set(seen.get("released:compensation", ())) & held
         if compensated:
             return f"held lines {sorted(compensated)} released as compensation"
-        if pays and cancels:
+        if expired:
+            # The whole order expired before any payment or cancellation reached it (either
+            # would have ended it first): each is answered as coming too late.
+            if expired != held:
+                return f"expired {sorted(expired)}, but held {sorted(held)}"
+            if confirmed or cancelled:
+                return f"expired, yet confirmed {sorted(confirmed)} / released {sorted(cancelled)}"
+            if pays:
+                need_failed.add("expired")
+                allow_failed.add("expired")
+            if cancels:
+                need_ignored.add("already_released")
+                allow_ignored.add("already_released")
+        elif pays and cancels:
             if confirmed and cancelled:
                 return "both confirmed and released as cancelled"
             if after[0] == "OrderCancelled" and not cancelled:
@@ -317,12 +356,13 @@ def _order_problem(
                 allow_failed.add("cancelled")
             else:
                 return "paid and cancelled, but neither confirmed nor released"
-        expected_confirmed = held if pays and not cancelled else set()
-        expected_cancelled = held if cancels and not confirmed else set()
-        if confirmed != expected_confirmed:
-            return f"confirmed {sorted(confirmed)}, expected {sorted(expected_confirmed)}"
-        if cancelled != expected_cancelled:
-            return f"released {sorted(cancelled)}, expected {sorted(expected_cancelled)}"
+        if not expired:
+            expected_confirmed = held if pays and not cancelled else set()
+            expected_cancelled = held if cancels and not confirmed else set()
+            if confirmed != expected_confirmed:
+                return f"confirmed {sorted(confirmed)}, expected {sorted(expected_confirmed)}"
+            if cancelled != expected_cancelled:
+                return f"released {sorted(cancelled)}, expected {sorted(expected_cancelled)}"
     if not need_failed <= failed or not failed <= allow_failed:
         return f"payment answers {sorted(failed)}, expected {sorted(need_failed)}"
     if not need_ignored <= ignored or not ignored <= allow_ignored:

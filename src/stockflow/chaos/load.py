@@ -101,6 +101,11 @@ class LoadMix:
     restock: float = 0.8
     """Units restocked (``StockAdjusted``) as a fraction of the units ordered."""
     lifecycle_delay: tuple[float, float] = (0.0, 3.0)
+    short_ttl: float = 0.1
+    """Chance that an order carries its own ``reservation_ttl`` of ``ttl_range`` seconds: it
+    expires during the run (the default TTL outlives any run), racing its payment, its
+    cancellation, the kills and the cuts."""
+    ttl_range: tuple[float, float] = (1.0, 6.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +235,8 @@ class LoadProducer:
                 event["lines"] = [{"product_id": f"line-{i}", "quantity": 1} for i in range(150)]
         if rng.random() < mix.partial:
             event["fulfilment"] = "partial"
+        if rng.random() < mix.short_ttl:
+            event["reservation_ttl"] = round(rng.uniform(*mix.ttl_range), 3)
         if rng.random() < 0.05:
             event["source"] = {"channel": "app", "note": "producers may add fields"}
         key = order_id.encode()

@@ -152,19 +152,22 @@ def to_markdown(
         "",
         "| scenario | workers | load (s) | orders processed | kills survived | outages "
         "| duplicates injected | bad inputs injected / dead-lettered | lifecycle before / after "
-        "/ twice | violations | recovery after kill, first decision (median / max s) "
+        "/ twice | expired / with a short TTL | violations "
+        "| recovery after kill, first decision (median / max s) "
         "| all partitions flowing (median / max s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         kill = recovery_stats(r, "kill")
         life = r.lifecycle
+        checks = r.details.get("checks", {})
         lines.append(
             f"| `{r.name}` | {r.workers} | {r.seconds:.0f} | {r.orders_decided} of {r.orders} "
             f"| {r.kills} ({r.kills_during_recovery} while restarting) "
             f"| {r.outages} ({r.outage_seconds:.0f} s) | {r.duplicates} "
             f"| {r.bad_inputs} / {r.dead_lettered} "
             f"| {life.get('before', 0)} / {life.get('after', 0)} / {life.get('twice', 0)} "
+            f"| {checks.get('orders_expired', 0)} / {checks.get('orders_short_ttl', 0)} "
             f"| {_violations(r)} | {_seconds(kill, 'first_decision')} "
             f"| {_seconds(kill, 'all_flowing')} |"
         )
@@ -176,7 +179,9 @@ def to_markdown(
         "*bad inputs* are records keyed "
         "`bad-<n>`, each of which must be named by a dead letter; *lifecycle* counts payments and "
         "cancellations by their offset relative to their order's first `OrderPlaced`, and "
-        "(order, command) pairs sent more than once; *violations* are `stockflow audit --strict` "
+        "(order, command) pairs sent more than once; *expired* counts orders released as expired, "
+        "of those placed with a TTL of seconds (the rest keep the default TTL, longer than any "
+        "run); *violations* are `stockflow audit --strict` "
         "violations plus problems found by the run's own checks (format: audit + checks). "
         "*Recovery* runs from the SIGKILL (the last one, when a restarting worker was killed "
         "again) to the first record on `reservations` stamped after it (*first decision*) and "
