@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stockflow.audit import audit_records
-from stockflow.chaos.checks import lifecycle_problems
+from stockflow.chaos.checks import Topics, check_run, lifecycle_problems
 from stockflow.chaos.garbage import KINDS
 from stockflow.chaos.proxy import TcpProxy, tcp_connections
 from stockflow.chaos.watch import assigned_partitions
@@ -160,6 +160,30 @@ def test_lifecycle_rules_for_an_order_that_expires() -> None:
     assert problems([placed], [reserved, expired])
     # Paid before it expired: confirmed, as any order.
     assert problems([short, paid], [reserved, confirmed]) == []
+
+
+def test_the_table_check_reads_expiries_decided_after_the_topics_were_read() -> None:
+    placed = {
+        "type": "OrderPlaced",
+        "order_id": "o",
+        "lines": [{"product_id": "p", "quantity": 2}],
+        "reservation_ttl": 1.0,
+    }
+    held = {"type": "ProductReserved", "order_id": "o", "product_id": "p", "quantity": 2}
+    reserved = {"type": "OrderReserved", "order_id": "o", "lines": [placed["lines"][0]]}
+    expired = {**held, "type": "ReservationReleased", "reason": "expired"}
+    first = [_record(n, v, "reservations") for n, v in enumerate((held, reserved))]
+    later = [*first, _record(2, expired, "reservations")]
+    topics = Topics([_record(0, placed)], [], first, [])
+    # The table has expired the order since the topics were read.
+    table = {"p": {"on_hand": 5, "reserved": 0, "pending_sum": 0}}
+    stale = check_run(topics, {"p": 5}, lambda: table, settle=1.0)
+    assert stale.problems == [
+        "table for 'p' is {'on_hand': 5, 'reserved': 0, 'pending_sum': 0}, events say "
+        "{'on_hand': 5, 'reserved': 2, 'pending_sum': 2}"
+    ]
+    fresh = check_run(topics, {"p": 5}, lambda: table, settle=5.0, reservations=lambda: later)
+    assert fresh.problems == []
 
 
 def test_assigned_partitions_reads_the_last_faust_assignment_table() -> None:

@@ -71,9 +71,13 @@ def check_run(
     stock_state: Callable[[], dict[str, dict[str, int]]],
     *,
     settle: float = 20.0,
+    reservations: Callable[[], list[Record]] | None = None,
 ) -> CheckReport:
     """All checks; ``stock_state`` is re-read for up to ``settle`` seconds while the table has
-    not caught up with the events yet (the changelog is written after the decision)."""
+    not caught up with the events yet (the changelog is written after the decision), and with
+    it ``reservations``, the reservations topic read again: reservations still expire after
+    ``topics`` was read (orders with a TTL of seconds), and their events are as late as the
+    tables' changes."""
     report = CheckReport()
     _measure_inputs(topics, report)
     decisions = [(r, v) for r in topics.reservations if isinstance(v := _json(r), dict)]
@@ -112,6 +116,9 @@ def check_run(
         if not mismatches or time.monotonic() > deadline:
             break
         time.sleep(0.5)
+        if reservations is not None:
+            again = [(r, v) for r in reservations() if isinstance(v := _json(r), dict)]
+            pending, confirmed = _holdings(again)
     for mismatch in mismatches:
         report.add(mismatch)
     report.counts["products"] = len(supply)

@@ -117,8 +117,6 @@ class OutRecord:
     value: bytes | None
     kind: str
     copy: bool = False
-    ttl: float | None = None
-    """An ``OrderPlaced``'s own ``reservation_ttl``, if it has one."""
 
 
 def _encode(rng: random.Random, event: dict[str, Any]) -> bytes:
@@ -175,9 +173,6 @@ class LoadProducer:
         self._paused = threading.Event()
         self._thread: threading.Thread | None = None
         self._prefix = f"o{seed % 1000:03d}"
-        self.expiries_by = 0.0
-        """Epoch seconds by which every acknowledged order with a TTL of its own is due to
-        expire (each order's timestamp is at or before its acknowledgement)."""
 
     # --- control ----------------------------------------------------------------------------
 
@@ -258,11 +253,7 @@ class LoadProducer:
         now: list[OutRecord] = []
         if rng.random() < mix.before:
             now.append(command(rng.choice(["OrderPaid", "OrderCancelled"])))
-        now.append(
-            OutRecord(
-                orders, key, _encode(rng, event), "OrderPlaced", ttl=event.get("reservation_ttl")
-            )
-        )
+        now.append(OutRecord(orders, key, _encode(rng, event), "OrderPlaced"))
         after: list[str] = []
         draw = rng.random()
         if draw < mix.pay_after:
@@ -387,8 +378,5 @@ class LoadProducer:
             await asyncio.gather(*futures)
 
         await self._retry(attempt)
-        acknowledged = time.time()
         for record in batch:
             (self.sent.copies if record.copy else self.sent.records)[record.kind] += 1
-            if record.ttl is not None:
-                self.expiries_by = max(self.expiries_by, acknowledged + record.ttl)

@@ -40,10 +40,6 @@ READY_TIMEOUT = 90.0
 RECOVERY_TIMEOUT = 120.0
 DECIDE_TIMEOUT = 60.0
 AUDIT_SETTLE = 30.0
-EXPIRY_SETTLE = 5.0
-"""Seconds past the last short-TTL order's expiry before the topics and tables are read: the
-expiry bucket (0.1 s), a timer tick (0.2 s in tests), the hop to the product writer and its
-event's acknowledgement, with room for a busy machine."""
 _LOG_PROBLEM = re.compile(r"\[(ERROR|CRITICAL)\] (.{0,160})")
 _NUMBERS = re.compile(r"[0-9a-f-]{8,}|\d+")
 
@@ -315,9 +311,6 @@ class ChaosSession:
             self.watcher.wait_decided(self.load.sent.order_ids, timeout=DECIDE_TIMEOUT)
         except StockflowError as exc:
             result.anomalies.append(str(exc))
-        # The checks compare the topics, read once, with the tables: every short-TTL order must
-        # have expired first, or an expiry between the two reads looks like a lost event.
-        time.sleep(max(0.0, self.load.expiries_by + EXPIRY_SETTLE - time.time()))
         self._audit()
         settings = h.settings
         names = (
@@ -328,7 +321,12 @@ class ChaosSession:
         )
         read = h.read(*names)
         topics = Topics(*(read[name] for name in names))
-        report = check_run(topics, self.catalog.stock, h.stock_state)
+        report = check_run(
+            topics,
+            self.catalog.stock,
+            h.stock_state,
+            reservations=lambda: h.read(settings.reservations_topic)[settings.reservations_topic],
+        )
         counts = report.counts
         result.check_problems = report.problems
         result.orders = counts["orders"]
