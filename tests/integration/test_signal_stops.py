@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bench.procs import children
 
 from stockflow.testing.worker import READY_LINE
 
@@ -22,17 +23,11 @@ STOP_BOUND = 60.0  # workers 15 s each + broker 5 s + margins on a shared 2-core
 def _children(pid: int) -> dict[int, str]:
     """The live processes whose parent is ``pid``: their command lines."""
     found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for child in children(pid):
         try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
-            continue
-        # The parent PID is the second field after the command name in parentheses.
-        if int(stat.rpartition(")")[2].split()[1]) == pid:
-            found[int(entry.name)] = cmdline
+            continue  # exited meanwhile
     return found
 
 

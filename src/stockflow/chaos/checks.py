@@ -350,20 +350,20 @@ def _order_problem(
             if cancels:
                 need_ignored.add("already_released")
                 allow_ignored.add("already_released")
-        elif pays and cancels:
-            if confirmed and cancelled:
-                return "both confirmed and released as cancelled"
-            if after[0] == "OrderCancelled" and not cancelled:
-                return "cancelled first, but not released"
-            if confirmed:
-                need_ignored.add("already_confirmed")
-                allow_ignored.add("already_confirmed")
-            elif cancelled:
-                need_failed.add("cancelled")
-                allow_failed.add("cancelled")
-            else:
-                return "paid and cancelled, but neither confirmed nor released"
-        if not expired:
+        else:
+            if pays and cancels:
+                if confirmed and cancelled:
+                    return "both confirmed and released as cancelled"
+                if after[0] == "OrderCancelled" and not cancelled:
+                    return "cancelled first, but not released"
+                if confirmed:
+                    need_ignored.add("already_confirmed")
+                    allow_ignored.add("already_confirmed")
+                elif cancelled:
+                    need_failed.add("cancelled")
+                    allow_failed.add("cancelled")
+                else:
+                    return "paid and cancelled, but neither confirmed nor released"
             expected_confirmed = held if pays and not cancelled else set()
             expected_cancelled = held if cancels and not confirmed else set()
             if confirmed != expected_confirmed:
