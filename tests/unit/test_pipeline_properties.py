@@ -163,21 +163,59 @@ OPS = st.one_of(
     ),
     st.tuples(st.just("again"), st.integers(0, 1_000)),
 )
+TTLS = st.sampled_from([None, None, 0.5, 0.5005, 3.0])
+"""An order's own ``reservation_ttl`` in seconds (``None``: the policy's 10 s). Orders whose
+reservations end within the same 100 ms share one expiry timer."""
+OPS_WITH_TTLS = st.one_of(
+    st.tuples(
+        st.just("place"),
+        ORDER_IDS,
+        st.lists(LINE, min_size=1, max_size=3),
+        st.sampled_from([None, "partial"]),
+        TTLS,
+    ),
+    OPS,
+)
+
+_ID_CHARACTERS = st.characters(blacklist_categories=("Cs",))  # JSON cannot carry a lone surrogate
+TRICKY_IDS = [
+    "p",
+    "p:",
+    ":p",
+    "1:p",
+    "p:1:q",
+    "заказ-✓",
+    "🛒-1",
+    "\x00",
+    " ",
+    "t:00001:",
+    "x" * 256,
+]
+"""Prefixes of one another, the key scheme's own separators and prefixes, characters longer in
+UTF-8 than in code points, NUL, the longest id allowed."""
 
 
-def _record(op: tuple[Any, ...]) -> tuple[str, bytes, bytes] | None:
+def distinct_ids(count: int) -> st.SearchStrategy[list[str]]:
+    one = st.one_of(st.sampled_from(TRICKY_IDS), st.text(_ID_CHARACTERS, min_size=1, max_size=24))
+    return st.lists(one, min_size=count, max_size=count, unique=True)
+
+
+def _record(op: tuple[Any, ...], names: dict[str, str]) -> tuple[str, bytes, bytes] | None:
     kind = op[0]
     if kind == "place":
-        _kind, order_id, lines, fulfilment = op
-        return "orders", order_id.encode(), order_placed(order_id, *lines, fulfilment=fulfilment)
-    if kind == "pay":
-        return "orders", op[1].encode(), order_paid(op[1])
-    if kind == "cancel":
-        return "orders", op[1].encode(), order_cancelled(op[1])
+        order_id = names[op[1]]
+        lines = [(names[pid], quantity) for pid, quantity in op[2]]
+        ttl = op[4] if len(op) > 4 else None
+        value = order_placed(order_id, *lines, fulfilment=op[3], ttl=ttl)
+        return "orders", order_id.encode(), value
+    if kind in ("pay", "cancel"):
+        order_id = names[op[1]]
+        value = order_paid(order_id) if kind == "pay" else order_cancelled(order_id)
+        return "orders", order_id.encode(), value
     if kind == "recount":
-        return "inventory", op[1].encode(), stock_set(op[1], op[2])
+        return "inventory", names[op[1]].encode(), stock_set(names[op[1]], op[2])
     if kind == "adjust":
-        return "inventory", op[1].encode(), stock_adjusted(op[1], op[2], op[3])
+        return "inventory", names[op[1]].encode(), stock_adjusted(names[op[1]], op[2], op[3])
     return None
 
 
@@ -193,15 +231,44 @@ def _record(op: tuple[Any, ...]) -> tuple[str, bytes, bytes] | None:
     duplicates=st.lists(st.booleans(), max_size=16),
 )
 def test_counters_match_the_ledger_after_every_command(initial, ops, duplicates) -> None:
+    run_commands(initial, ops, duplicates, {})
+
+
+@SETTINGS
+@given(
+    initial=st.fixed_dictionaries({pid: st.integers(0, 15) for pid in PRODUCTS}),
+    ops=st.lists(OPS_WITH_TTLS, max_size=40),
+    duplicates=st.lists(st.booleans(), max_size=16),
+    products=distinct_ids(len(PRODUCTS)),
+    orders=distinct_ids(6),
+)
+def test_any_ids_and_ttls_keep_every_invariant(initial, ops, duplicates, products, orders) -> None:
+    # Ids reach keys, partitions, timers and JSON: a non-ASCII order id once made a shared
+    # expiry timer unreadable and crashed the worker on every restart (2c3ce3b).
+    names = dict(zip(PRODUCTS, products, strict=True))
+    names.update(zip([f"o-{n}" for n in range(6)], orders, strict=True))
+    run_commands(initial, ops, duplicates, names)
+
+
+def run_commands(
+    initial: dict[str, int],
+    ops: list[tuple[Any, ...]],
+    duplicates: list[bool],
+    rename: dict[str, str],
+) -> None:
+    """Feeds ``ops`` (ids as in :data:`OPS`, renamed by ``rename``) and checks the counters
+    after every product command and every order's state after every input."""
+    names = {**{pid: pid for pid in PRODUCTS}, **{f"o-{n}": f"o-{n}" for n in range(6)}, **rename}
+    products = [names[pid] for pid in PRODUCTS]
     pipeline = RecordingPipeline(policy=POLICY, partitions=3)
     pipeline.echo = echoes(duplicates)
     writer_handle = pipeline.products.handle
 
     def checked(raw: bytes | None, meta: Any) -> Any:
-        before = {pid: stock_of(pipeline.product_store, pid) for pid in PRODUCTS}
+        before = {pid: stock_of(pipeline.product_store, pid) for pid in products}
         step = writer_handle(raw, meta)
-        check_counters(pipeline, PRODUCTS)
-        for pid in PRODUCTS:
+        check_counters(pipeline, products)
+        for pid in products:
             old, new = before[pid], stock_of(pipeline.product_store, pid)
             if old is not None and new is not None and new.next_seq > old.next_seq:
                 # A new hold is only ever taken when it fits.
@@ -212,7 +279,7 @@ def test_counters_match_the_ledger_after_every_command(initial, ops, duplicates)
 
     now = T0
     for pid, on_hand in initial.items():
-        pipeline.feed("inventory", pid.encode(), stock_set(pid, on_hand), now)
+        pipeline.feed("inventory", names[pid].encode(), stock_set(names[pid], on_hand), now)
     fed: list[tuple[str, bytes, bytes]] = []
     placed: set[str] = set()
     ordered: dict[str, dict[str, int]] = {}
@@ -220,9 +287,12 @@ def test_counters_match_the_ledger_after_every_command(initial, ops, duplicates)
         if op[0] == "advance":
             now += op[1]
             pipeline.advance(now)
-            check_orders(pipeline, placed)
+            check_orders(pipeline, placed, products)
             continue
-        record = _record(op) if op[0] != "again" else (fed[op[1] % len(fed)] if fed else None)
+        if op[0] == "again":
+            record = fed[op[1] % len(fed)] if fed else None
+        else:
+            record = _record(op, names)
         if record is None:
             continue
         fed.append(record)
@@ -238,7 +308,7 @@ def test_counters_match_the_ledger_after_every_command(initial, ops, duplicates)
             assert any(isinstance(e, ReservationConfirmed | ReservationConfirmFailed) for e in mine)
         if b'"OrderCancelled"' in value:
             assert any(isinstance(e, ReservationReleased | OrderCancelIgnored) for e in mine)
-        check_orders(pipeline, placed)
+        check_orders(pipeline, placed, products)
     for order_id, quantities in ordered.items():
         # Lines for one product are reserved as one line of their summed quantity.
         saga = saga_of(pipeline.order_store, order_id, pipeline.product_store)
@@ -248,6 +318,11 @@ def test_counters_match_the_ledger_after_every_command(initial, ops, duplicates)
             for entry in ledger_of(pipeline.product_store, line.product_id):
                 if entry.order_id == order_id:
                     assert entry.quantity == line.quantity
+    # Every reservation ends by its expiry at the latest, whatever its ids and timers.
+    pipeline.advance(now + 60_000)
+    check_orders(pipeline, placed, products)
+    for pid in products:
+        assert all(e.status != "pending" for e in ledger_of(pipeline.product_store, pid)), pid
 
 
 def merged(value: bytes) -> dict[str, int]:
@@ -257,13 +332,13 @@ def merged(value: bytes) -> dict[str, int]:
     return totals
 
 
-def check_orders(pipeline: RecordingPipeline, placed: set[str]) -> None:
+def check_orders(pipeline: RecordingPipeline, placed: set[str], products: list[str]) -> None:
     found = outcomes(pipeline.emitted)
     # Answers come back within the same feed, so every placed order has decided, once.
     assert set(found) == placed
     assert all(len(values) == 1 for values in found.values()), found
     # Units are held only for orders that are held: nothing leaks from any other state.
-    for pid in PRODUCTS:
+    for pid in products:
         for entry in ledger_of(pipeline.product_store, pid):
             saga = saga_of(pipeline.order_store, entry.order_id, pipeline.product_store)
             assert saga is not None
