@@ -2,6 +2,7 @@
 partitions reach the processor, and which are fetched again.
 
 - A fetch that starts at the next offset to deliver is processed, and moves that offset.
+- The fetcher's next request leaves before a batch is applied, not after it.
 - Records delivered already (a seek back) are dropped, the rest of their batch processed.
 - A fetch that starts past the next offset is dropped and fetched again from that offset; the
   same gap found by that fetch is the log's own and is processed (once, not in a loop).
@@ -114,6 +115,46 @@ def test_records_delivered_already_are_dropped_and_the_rest_processed() -> None:
     drain(consumer, 1)
 
     assert consumer.processor.processed == [(COMMANDS, [5, 6])]
+
+
+def test_the_next_fetch_request_leaves_before_the_batch_is_applied() -> None:
+    # aiokafka's fetcher as it reacts to records being taken (Fetcher._fetch_requests_routine):
+    # taking them resolves the future its routine waits on in asyncio.wait; the routine then
+    # starts a task, which writes the next fetch request to the broker.
+    consumer = make_consumer([{COMMANDS: batch(5, 6)}], {COMMANDS: 5})
+    events: list[str] = []
+    taken = consumer._wait_next_records
+
+    async def run() -> None:
+        consumed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        requests: list[asyncio.Future[None]] = []
+
+        async def send_fetch_request() -> None:
+            events.append("fetch request sent")
+
+        async def routine() -> None:
+            await asyncio.wait({consumed}, return_when=asyncio.FIRST_COMPLETED)
+            requests.append(asyncio.ensure_future(send_fetch_request()))
+
+        async def wait_next_records(timeout: float) -> Any:
+            consumed.set_result(None)
+            return await taken(timeout)
+
+        async def process(batches: list[tuple[TP, list[FakeRecord]]]) -> None:
+            events.append("batch applied")
+
+        consumer._wait_next_records = wait_next_records
+        consumer.processor.process = process
+        fetcher = asyncio.ensure_future(routine())
+        await asyncio.sleep(0)  # the routine waits for records to be taken
+        assert [item async for item in consumer.getmany(1.0)] == []
+        await fetcher
+        await asyncio.gather(*requests)
+
+    asyncio.run(run())
+
+    # Before: the batch held the loop while the request waited (a round trip more per hop).
+    assert events == ["fetch request sent", "batch applied"]
 
 
 def test_a_fetch_past_the_next_offset_is_fetched_again_from_it() -> None:
