@@ -144,13 +144,18 @@ def test_exactly_the_orders_that_fit_are_reserved(stock, orders, data) -> None:
 POLICY = Policy(reservation_ttl_ms=10_000, saga_timeout_ms=5_000, retention_ms=24 * 3600 * 1000)
 ORDER_IDS = st.sampled_from([f"o-{n}" for n in range(6)])
 LINE = st.tuples(st.sampled_from(PRODUCTS), st.integers(1, 5))
-OPS = st.one_of(
-    st.tuples(
-        st.just("place"),
-        ORDER_IDS,
-        st.lists(LINE, min_size=1, max_size=3),
-        st.sampled_from([None, "partial"]),
-    ),
+TTLS = st.sampled_from([None, None, 0.5, 0.5005, 3.0])
+"""An order's own ``reservation_ttl`` in seconds (``None``: the policy's 10 s). Orders whose
+reservations end within the same 100 ms share one expiry timer."""
+
+
+def placements(ttls: st.SearchStrategy[float | None]) -> st.SearchStrategy[tuple[Any, ...]]:
+    """``("place", order, lines, fulfilment, ttl)``."""
+    lines = st.lists(LINE, min_size=1, max_size=3)
+    return st.tuples(st.just("place"), ORDER_IDS, lines, st.sampled_from([None, "partial"]), ttls)
+
+
+OTHER_OPS = st.one_of(
     st.tuples(st.just("pay"), ORDER_IDS),
     st.tuples(st.just("cancel"), ORDER_IDS),
     st.tuples(st.just("advance"), st.sampled_from([1, 50, 2_000, 6_000, 12_000])),
@@ -163,19 +168,8 @@ OPS = st.one_of(
     ),
     st.tuples(st.just("again"), st.integers(0, 1_000)),
 )
-TTLS = st.sampled_from([None, None, 0.5, 0.5005, 3.0])
-"""An order's own ``reservation_ttl`` in seconds (``None``: the policy's 10 s). Orders whose
-reservations end within the same 100 ms share one expiry timer."""
-OPS_WITH_TTLS = st.one_of(
-    st.tuples(
-        st.just("place"),
-        ORDER_IDS,
-        st.lists(LINE, min_size=1, max_size=3),
-        st.sampled_from([None, "partial"]),
-        TTLS,
-    ),
-    OPS,
-)
+OPS = st.one_of(placements(st.just(None)), OTHER_OPS)
+OPS_WITH_TTLS = st.one_of(placements(TTLS), OTHER_OPS)
 
 _ID_CHARACTERS = st.characters(blacklist_categories=("Cs",))  # JSON cannot carry a lone surrogate
 TRICKY_IDS = [
@@ -206,8 +200,7 @@ def _record(op: tuple[Any, ...], names: dict[str, str]) -> tuple[str, bytes, byt
     if kind == "place":
         order_id = names[op[1]]
         lines = [(names[pid], quantity) for pid, quantity in op[2]]
-        ttl = op[4] if len(op) > 4 else None
-        value = order_placed(order_id, *lines, fulfilment=op[3], ttl=ttl)
+        value = order_placed(order_id, *lines, fulfilment=op[3], ttl=op[4])
         return "orders", order_id.encode(), value
     if kind in ("pay", "cancel"):
         order_id = names[op[1]]
@@ -223,7 +216,7 @@ def _record(op: tuple[Any, ...], names: dict[str, str]) -> tuple[str, bytes, byt
 @SETTINGS
 @example(  # both lines refused: the second refusal reaches a saga the first one rejected
     initial={"p": 0, "q": 0, "r": 0},
-    ops=[("place", "o-0", [("p", 1), ("q", 1)], None)],
+    ops=[("place", "o-0", [("p", 1), ("q", 1)], None, None)],
     duplicates=[],
 )
 @given(
