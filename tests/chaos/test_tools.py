@@ -156,6 +156,8 @@ def test_lifecycle_rules_for_an_order_that_expires() -> None:
     # A payment after the expiry must be answered; confirming it is a violation.
     assert problems([short, paid], [reserved, expired])
     assert problems([short, paid], [reserved, expired, confirmed, too_late])
+    # So must a cancellation after it.
+    assert problems([short, cancelled], [reserved, expired])
     # An order without a TTL of its own does not expire within a run.
     assert problems([placed], [reserved, expired])
     # Paid before it expired: confirmed, as any order.
