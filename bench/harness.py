@@ -78,6 +78,12 @@ class RunResult:
     p50_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
+    p50_first_ms: float | None = None
+    """p50 of the orders sent in the first fifth of a latency run; with :attr:`p50_last_ms`, how
+    far the latency climbed while the broker's log grew (on tansu every fetch lists each stored
+    record batch of the partitions it reads: docs/benchmarks.md, "The broker's log length")."""
+    p50_last_ms: float | None = None
+    """p50 of the orders sent in the last fifth of a latency run."""
     changelog_per_order: float | None = None
     """Changelog records written per order during the timed run (systems that name their
     changelogs: stockflow)."""
@@ -222,6 +228,15 @@ def median_of(results: list[RunResult]) -> RunResult:
     return chosen
 
 
+def _fifths(timed: list[tuple[float, float]]) -> tuple[float, float]:
+    """The p50 of the first and of the last fifth of ``(sent at, latency)`` pairs, by send time
+    (sorted by it)."""
+    fifth = max(len(timed) // 5, 1)
+    first = statistics.median(ms for _at, ms in timed[:fifth])
+    last = statistics.median(ms for _at, ms in timed[-fifth:])
+    return first, last
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
@@ -277,11 +292,15 @@ def latency_run(
     if len(sent) > 1:
         span = max(sent.values()) - min(sent.values())
         result.sent_rate = (len(sent) - 1) / span if span > 0 else None
-    latencies = [
-        (arrived[key.decode()] - sent[key]) * 1000 for key in sent if key.decode() in arrived
-    ]
+    timed = sorted(
+        (at, (arrived[key.decode()] - at) * 1000)
+        for key, at in sent.items()
+        if key.decode() in arrived
+    )
+    latencies = [ms for _at, ms in timed]
     if latencies:
         result.p50_ms = statistics.median(latencies)
+        result.p50_first_ms, result.p50_last_ms = _fifths(timed)
         result.p99_ms = _percentile(latencies, 0.99)
         result.max_ms = max(latencies)
         result.cdf = [(q, round(ms, 3)) for q, ms in quantiles(latencies)]

@@ -41,6 +41,14 @@ def _num(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _fifths(row: dict[str, Any]) -> str:
+    # .get: reports written before the field existed have neither.
+    first, last = row.get("p50_first_ms"), row.get("p50_last_ms")
+    if first is None or last is None:
+        return "-"
+    return f"{_num(first)} / {_num(last)}"
+
+
 @dataclass
 class Report:
     meta: dict[str, Any] = field(default_factory=dict)
@@ -187,6 +195,7 @@ class Report:
             "max ms",
             "p50 vs pipe",
             "p99 vs pipe",
+            "p50 first/last fifth",
             "cpu cores",
         ):
             table.add_column(col, justify="left" if col in ("system", "settings") else "right")
@@ -203,6 +212,7 @@ class Report:
                 _num(row["max_ms"], 1),
                 _ratio(row["p50_ms"], pipe["p50_ms"] if pipe else None),
                 _ratio(row["p99_ms"], pipe["p99_ms"] if pipe else None),
+                _fifths(row),
                 _num(row["cpu_cores"], 2),
             )
         return table

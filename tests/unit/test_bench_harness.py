@@ -393,3 +393,39 @@ def test_the_recovery_state_holds_one_reservation_per_product() -> None:
         if key.startswith(b"o:")
     ]
     assert len(sagas) == 200 and all(saga.status == "reserving" for saga in sagas)
+
+
+# --- latency over a run ---------------------------------------------------------------------
+
+
+def test_fifths_split_a_latency_run_by_send_time() -> None:
+    from bench.harness import _fifths
+
+    # Latency climbing with the send time, as on a broker whose log grows: the first fifth
+    # (sent at 0..19) answers in 10 ms, the last fifth (80..99) in 50 ms.
+    timed = [(float(at), 10.0 + 10 * (at // 20)) for at in range(100)]
+    assert _fifths(timed) == (10.0, 50.0)
+    assert _fifths([(0.0, 7.0)]) == (7.0, 7.0)
+
+
+def test_latency_table_shows_the_fifths_and_reads_older_reports() -> None:
+    from rich.console import Console
+
+    row = {
+        "system": "stockflow",
+        "note": "fetch wait 50 ms",
+        "offered": 4_500.0,
+        "sent_rate": 4_400.0,
+        "answered": 90_000,
+        "p50_ms": 80.0,
+        "p99_ms": 200.0,
+        "max_ms": 300.0,
+        "cpu_cores": 0.5,
+    }
+    older = {**row, "system": "pipe"}  # written before the fifths existed
+    report = Report(latency=[older, {**row, "p50_first_ms": 51.0, "p50_last_ms": 149.0}])
+    console = Console(width=250, record=True)
+    report.print(console)
+    text = console.export_text()
+    assert "51 / 149" in text
+    assert "first/last" in text
