@@ -41,7 +41,7 @@ def _num(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _fifths(row: dict[str, Any]) -> str:
+def _fifths_cell(row: dict[str, Any]) -> str:
     # .get: reports written before the field existed have neither.
     first, last = row.get("p50_first_ms"), row.get("p50_last_ms")
     if first is None or last is None:
@@ -212,7 +212,7 @@ class Report:
                 _num(row["max_ms"], 1),
                 _ratio(row["p50_ms"], pipe["p50_ms"] if pipe else None),
                 _ratio(row["p99_ms"], pipe["p99_ms"] if pipe else None),
-                _fifths(row),
+                _fifths_cell(row),
                 _num(row["cpu_cores"], 2),
             )
         return table
