@@ -19,9 +19,8 @@ import time
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stockflow.testing.broker import EmbeddedBroker
+from stockflow.testing.broker import EmbeddedBroker, create_topics
 
 __all__ = ["fetch_times", "main"]
 
@@ -34,12 +33,7 @@ async def fetch_times(
     bootstrap: str, sizes: Sequence[int], fetches: int
 ) -> list[tuple[int, float]]:
     """``(records stored, p50 ms of a fetch of the last one)`` at each of ``sizes``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(TOPIC, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, [TOPIC], partitions=1)
     # A batch holds at most 64 bytes: one record each, as a producer without linger writes
     # under light load. tansu answers a fetch with no wait at all with nothing: 100 ms.
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, max_batch_size=64)
