@@ -268,4 +268,38 @@ def test_the_partitions_option_reaches_every_scenario(
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 0, result.output
     assert seen["names"] == ["kill"] and seen["partitions"] == 7
+    assert seen["test_timeouts"] is True
     assert CliRunner().invoke(main, [*argv[:3], "--partitions", "0"]).exit_code == 2
+
+
+def test_the_timeouts_option_runs_workers_at_the_settings_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    import stockflow.chaos
+    from stockflow.cli import main
+    from stockflow.settings import Settings
+    from stockflow.testing.harness import Harness
+
+    seen: dict[str, object] = {}
+
+    def fake_run_chaos(names: list[str], **kwargs: object) -> list[object]:
+        seen.update(kwargs)
+        return []
+
+    monkeypatch.setattr(stockflow.chaos, "run_chaos", fake_run_chaos)
+    argv = ["chaos", "--scenario", "kill", "--timeouts", "defaults", "--workdir", str(tmp_path)]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    assert seen["test_timeouts"] is False
+    assert CliRunner().invoke(main, [*argv[:3], "--timeouts", "fast"]).exit_code == 2
+
+    for name in ("SESSION_TIMEOUT", "HEARTBEAT_INTERVAL", "COMMIT_INTERVAL", "TIMER_INTERVAL"):
+        monkeypatch.delenv(f"STOCKFLOW_{name}", raising=False)
+    defaults = Harness(workdir=tmp_path / "d", test_timeouts=False).settings
+    fast = Harness(workdir=tmp_path / "f").settings
+    assert defaults.session_timeout == Settings.model_fields["session_timeout"].default
+    assert defaults.commit_interval == Settings.model_fields["commit_interval"].default
+    assert fast.session_timeout < defaults.session_timeout
+    assert defaults.web_bind == fast.web_bind == "127.0.0.1"

@@ -51,3 +51,10 @@ def test_report_after_a_json_round_trip_is_the_same() -> None:
     text = to_markdown(again, **facts)
     assert "FAILED" in text and "`stockflow chaos --seed 7`" in text
     assert text == to_markdown(results, **facts)
+
+
+def test_report_says_when_workers_ran_at_the_default_timeouts() -> None:
+    at_defaults = _freeze()
+    at_defaults.details["timeouts"] = "defaults"
+    assert "default timeouts" in to_markdown([at_defaults], started=STARTED, command="c")
+    assert "default timeouts" not in to_markdown([_freeze()], started=STARTED, command="c")

@@ -220,12 +220,20 @@ def _violations(r: ScenarioResult) -> str:
     return f"{r.violations} ({audit} + {len(r.check_problems)})"
 
 
+def _timeouts(r: ScenarioResult) -> str:
+    # Reports written before --timeouts existed ran at the tests' timeouts and say nothing.
+    if r.details.get("timeouts") == "defaults":
+        return "workers at the settings' default timeouts; "
+    return ""
+
+
 def _scenario_section(r: ScenarioResult) -> list[str]:
     lines = [
         f"### `{r.name}`: {r.title}",
         "",
         f"Seed {r.seed}; {r.workers} worker(s); "
         f"{r.details.get('partitions', '?')} partitions per topic; "
+        f"{_timeouts(r)}"
         f"`stockflow audit` exit status {r.audit_exit}; "
         f"{'passed' if r.ok else '**failed**'}.",
         "",

@@ -296,16 +296,25 @@ def run_scenario(
     workdir: Path,
     rate: float | None = None,
     partitions: int | None = None,
+    test_timeouts: bool = True,
 ) -> ScenarioResult:
     """One scenario on a fresh broker; never raises for a failed run (see ``result.ok``).
-    ``partitions``: of every topic (default: the scenario's own, 4, or 6 for takeover)."""
+    ``partitions``: of every topic (default: the scenario's own, 4, or 6 for takeover).
+    ``test_timeouts``: workers with the short group timeouts of the tests; off, with the
+    settings' defaults (a 6 s session timeout: slower takeovers, the same checks)."""
     spec = _BODIES[name]
     mix = spec.mix if rate is None else replace(spec.mix, rate=rate)
     result = ScenarioResult(name=name, title=TITLES[name], seed=seed, workers=0)
     count = spec.partitions if partitions is None else partitions
     result.details["partitions"] = count
+    result.details["timeouts"] = "test" if test_timeouts else "defaults"
     with ChaosSession(
-        result, workdir=workdir / name, mix=mix, proxy=spec.proxy, partitions=count
+        result,
+        workdir=workdir / name,
+        mix=mix,
+        proxy=spec.proxy,
+        partitions=count,
+        test_timeouts=test_timeouts,
     ) as session:
         try:
             spec.body(session, budget)
@@ -342,6 +351,7 @@ def run_chaos(
     workdir: Path,
     rate: float | None = None,
     partitions: int | None = None,
+    test_timeouts: bool = True,
     on_result: Callable[[ScenarioResult], None] | None = None,
 ) -> list[ScenarioResult]:
     """Run scenarios one after the other; each gets its own seed derived from ``seed``."""
@@ -355,6 +365,7 @@ def run_chaos(
             workdir=workdir,
             rate=rate,
             partitions=partitions,
+            test_timeouts=test_timeouts,
         )
         results.append(result)
         if on_result is not None:

@@ -109,8 +109,10 @@ class ChaosSession:
         mix: LoadMix,
         partitions: int = 4,
         proxy: bool = False,
+        test_timeouts: bool = True,
     ) -> None:
         self.result = result
+        self.test_timeouts = test_timeouts
         self.workdir = workdir
         self.mix = mix
         self.partitions = partitions
@@ -143,7 +145,12 @@ class ChaosSession:
                 url: str | None = f"kafka://127.0.0.1:{self.proxy.port}"
             else:
                 url = None
-            self.harness = Harness(partitions=self.partitions, workdir=self.workdir, broker_url=url)
+            self.harness = Harness(
+                partitions=self.partitions,
+                workdir=self.workdir,
+                broker_url=url,
+                test_timeouts=self.test_timeouts,
+            )
             self.harness.start()
             broker = self.broker or self.harness.broker
             if broker.process is not None:

@@ -48,6 +48,14 @@ __all__ = ["chaos"]
     "workers owns some).",
 )
 @click.option(
+    "--timeouts",
+    type=click.Choice(["test", "defaults"]),
+    default="test",
+    show_default=True,
+    help="Workers' group timeouts and intervals: the tests' short ones (a worker ready in "
+    "~3 s), or the settings' defaults, as a production worker runs (STOCKFLOW_* unset).",
+)
+@click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -66,6 +74,7 @@ def chaos(
     seed: int,
     rate: float | None,
     partitions: int | None,
+    timeouts: str,
     workdir: Path | None,
     report: Path | None,
     as_json: bool,
@@ -113,6 +122,7 @@ def chaos(
             workdir=root,
             rate=rate,
             partitions=partitions,
+            test_timeouts=timeouts == "test",
             on_result=progress,
         )
     if report is not None:

@@ -57,11 +57,14 @@ class Harness:
         workdir: Path | None = None,
         broker_url: str | None = None,
         precreate: Literal["all", "inputs", "none"] = "all",
+        test_timeouts: bool = True,
     ) -> None:
         """``broker_url`` (``kafka://host:port``) uses a running broker instead of starting an
         embedded one. ``precreate``: which topics :meth:`start` creates with ``partitions``
         partitions: ``all`` of :func:`stockflow.topics.required_topics`, the ``inputs`` only
-        (the README's set-up), or ``none`` (the worker provisions everything)."""
+        (the README's set-up), or ``none`` (the worker provisions everything).
+        ``test_timeouts``: the short group timeouts and intervals of :func:`fast_test_env`;
+        off, the workers run at the settings' defaults (as a production worker does)."""
         self.precreate = precreate
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="stockflow-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -69,8 +72,9 @@ class Harness:
         self.broker = EmbeddedBroker(log_path=self.workdir / "broker.log")
         self.partitions = partitions
         app_id = f"sf{uuid.uuid4().hex[:8]}"
+        timing = fast_test_env() if test_timeouts else {"STOCKFLOW_WEB_BIND": "127.0.0.1"}
         self.env: dict[str, str] = {
-            **fast_test_env(),
+            **timing,
             "STOCKFLOW_APP_ID": app_id,
             "STOCKFLOW_PARTITIONS": str(partitions),
             **dict(env or {}),
