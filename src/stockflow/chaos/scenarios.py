@@ -3,8 +3,9 @@ and orders flowing the whole time, each judged by ``stockflow audit --strict`` a
 own checks (:mod:`stockflow.chaos.checks`):
 
 ``kill``
-    SIGKILL the worker at random moments, at least ``min_kills`` times, restart it at once;
-    some kills land while the restarted worker is still starting or restoring.
+    SIGKILL the worker at random moments (every fourth stop SIGTERM: a deploy, whose exit
+    must come within the stop timeout with status 0), at least ``min_kills`` times, restart it
+    at once; some stops land while the restarted worker is still starting or restoring.
 ``takeover``
     two workers, then three, in one group: SIGKILL one, the survivors take over its partitions
     (standby replicas, changelog restore), restart it and let the group rebalance back.
@@ -45,6 +46,8 @@ from stockflow.testing.worker import WorkerProcess
 
 __all__ = ["GUARD_LINES", "SCENARIOS", "Budget", "plan", "run_chaos", "run_scenario"]
 
+SIGTERM_EVERY = 4
+"""Every fourth of the ``kill`` scenario's stops (the 2nd, 6th, ...) is graceful (SIGTERM)."""
 BASE_MIX = LoadMix(rate=30.0, duplicate=0.05, garbage=0.02)
 REDELIVERY_MIX = LoadMix(
     rate=25.0,
@@ -95,7 +98,7 @@ _OVERHEAD = {
 }
 
 TITLES = {
-    "kill": "SIGKILL one worker at random moments, restart it",
+    "kill": "SIGKILL (a quarter: SIGTERM) one worker at random moments, restart it",
     "takeover": "2 then 3 workers: kill one, survivors take over, restart, rebalance back",
     "redelivery": "every input twice, shuffled, lifecycle commands before/after/twice",
     "bad-input": "garbage mixed in at random (orders and inventory topics)",
@@ -112,14 +115,24 @@ def _kill(s: ChaosSession, budget: Budget) -> None:
     end = time.monotonic() + budget.seconds
     while result.kills < budget.faults or time.monotonic() < end:
         s.watch(rng.uniform(0.2, 2.0))
-        at = s.kill(worker)
-        if rng.random() < 0.3:  # kill it again while it starts or restores its tables
+        at, how = _stop(s, worker)
+        if rng.random() < 0.3:  # stop it again while it starts or restores its tables
             s.restart(worker, wait=False)
             s.watch(rng.uniform(0.3, 4.0))
-            at = s.kill(worker)
+            at, how = _stop(s, worker)
             result.kills_during_recovery += 1
         s.restart(worker)
-        s.recovered(at, f"SIGKILL #{result.kills}")
+        s.recovered(at, f"{how} #{result.kills}")
+
+
+def _stop(s: ChaosSession, worker: WorkerProcess) -> tuple[float, str]:
+    """SIGKILL (a crash), or every :data:`SIGTERM_EVERY` th stop SIGTERM (a deploy): a graceful
+    stop runs other code (the batch in flight finished, the last commit, the group left), and
+    lands as early in a start or a recovery as a kill. Counted, not drawn: every run, the CI's
+    ten stops too, has some."""
+    if s.result.kills % SIGTERM_EVERY == 1:
+        return s.terminate(worker), "SIGTERM"
+    return s.kill(worker), "SIGKILL"
 
 
 def _owned(s: ChaosSession, index: int) -> set[int]:

@@ -40,6 +40,9 @@ READY_TIMEOUT = 90.0
 RECOVERY_TIMEOUT = 120.0
 DECIDE_TIMEOUT = 60.0
 AUDIT_SETTLE = 30.0
+STOP_GRACE = 10.0
+"""Seconds past a worker's stop timeout before a SIGTERM'd worker is killed (its watchdog
+should have ended it by then)."""
 _LOG_PROBLEM = re.compile(r"\[(ERROR|CRITICAL)\] (.{0,160})")
 _NUMBERS = re.compile(r"[0-9a-f-]{8,}|\d+")
 
@@ -199,6 +202,31 @@ class ChaosSession:
         worker.kill()
         self.result.kills += 1
         self.note(at, f"SIGKILL w{index + 1} (pid {pid})")
+        return at
+
+    def terminate(self, worker: WorkerProcess) -> float:
+        """SIGTERM (a deploy, a scale-in) and wait for the exit; returns the epoch time just
+        before the signal. Counted as a kill. A worker that does not exit within its stop
+        timeout, or exits with a status other than 0, is an anomaly: a stop that hangs or
+        fails is what an orchestrator then kills, mid-batch. Status -15 (the signal's default
+        action) is accepted: it only happens before Faust has installed its handlers."""
+        index = self.workers.index(worker)
+        self._down.add(index)
+        bound = self.h.settings.stop_timeout
+        at = time.time()
+        pid = worker.pid
+        self.note(at, f"SIGTERM w{index + 1} (pid {pid})")
+        code = worker.stop(signal.SIGTERM, timeout=bound + STOP_GRACE)
+        took = time.time() - at
+        self.result.kills += 1
+        self.result.details.setdefault("sigterm_stops", []).append(round(took, 1))
+        self.note(time.time(), f"w{index + 1} exited with status {code} after {took:.1f}s")
+        if code not in (0, -signal.SIGTERM) or took > bound:
+            tail = worker.log_text()[-3000:]
+            self.result.anomalies.append(
+                f"w{index + 1} stopped by SIGTERM exited with status {code} after {took:.1f}s "
+                f"(stop timeout {bound:g}s); log tail:\n{tail}"
+            )
         return at
 
     def freeze(self, worker: WorkerProcess, seconds: float) -> float:
