@@ -8,9 +8,11 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
+from stockflow._faust.rejoin import MEMBER_FILE
 from stockflow.testing.harness import Harness
 
 from expectations import OUTCOMES, assert_one_outcome_each, order_placed, unique_product_events
@@ -79,3 +81,38 @@ def test_restart_mid_stream(stockflow_harness: Harness, sig: int, wipe: bool) ->
         assert state[product]["on_hand"] == units
     # Demand (3,600 units) exceeds stock (600): every product must be (nearly) sold out.
     assert all(units - state[p]["reserved"] <= 1 for p, units in PRODUCTS.items())
+
+
+def test_a_killed_worker_restarted_at_the_default_timeouts_joins_once(tmp_path: Path) -> None:
+    """At the default 6 s session timeout a SIGKILLed worker is still a group member when it
+    is restarted; the restart removes that member first instead of waiting out its session
+    (measured: 5.3 s to ready against 13.3 s, which took two joins)."""
+    with Harness(workdir=tmp_path, test_timeouts=False) as harness:
+        assert harness.settings.session_timeout == 6.0  # the default, not the tests' 3 s
+        worker = harness.start_worker(timeout=90)
+        harness.stock_many({"p0": 3})
+        harness.send([order_placed("o-1", ("p0", 1))])
+        harness.wait_outcomes(["o-1"], timeout=60)
+
+        worker.kill()
+        worker.start()
+        worker.wait_ready(90)
+        log = worker.log_text()
+        assert "removed this worker's previous group member" in log, log[-3000:]
+        assert log.count("Joined group") == 1, log[-3000:]
+
+        # The restarted worker decides, on the state its predecessor left.
+        harness.send([order_placed(f"o-{n}", ("p0", 1)) for n in (2, 3, 4)])
+        decisions = harness.wait_outcomes(["o-1", "o-2", "o-3", "o-4"], timeout=60)
+        assert_one_outcome_each(decisions, ["o-1", "o-2", "o-3", "o-4"])
+        outcomes = {d["order_id"]: d["type"] for d in decisions if d["type"] in OUTCOMES}
+        assert sorted(outcomes.values()) == ["OrderRejected"] + ["OrderReserved"] * 3
+        harness.wait_settled()
+        assert harness.stock_state()["p0"]["reserved"] == 3
+
+        # A graceful stop leaves the group itself: nothing to remove at the next start.
+        assert worker.stop() == 0
+        assert not list(worker.datadir.rglob(MEMBER_FILE))
+        worker.start()
+        worker.wait_ready(90)
+        assert "previous group member" not in worker.log_text()

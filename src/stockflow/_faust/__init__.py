@@ -8,6 +8,8 @@
   changes handed to aiokafka one record batch per topic partition;
 - :mod:`~stockflow._faust.recovery` and :mod:`~stockflow._faust.fast_restore`: changelog
   recovery that heals instead of crashing, and restores in RocksDB write batches;
+- :mod:`~stockflow._faust.rejoin`: a worker restarted after a kill removes the group member
+  its killed run left, instead of waiting out that member's session;
 - :mod:`~stockflow._faust.internals`: every private name used above, checked at startup.
 
 Nothing outside stockflow may import from here (``stockflow.tables`` re-exports what an

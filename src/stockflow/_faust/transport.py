@@ -15,6 +15,9 @@
    skipped (:class:`TunedConsumer`); every offset gap Faust records is logged.
 4. **Flush before commit** waits for every change buffered before it
    (:func:`complete_producer_flush`).
+5. **Restart after a crash.** The worker's previous group member, noted in its directory, is
+   removed before it joins (:mod:`stockflow._faust.rejoin`): 5 s instead of 13 s to a ready
+   worker after a SIGKILL at the default session timeout.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from stockflow._faust.rejoin import PreviousMember, leave_previous_member
 from stockflow.errors import BrokerError
 from stockflow.kafka import groupless_consumer
 
@@ -43,6 +47,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+LEAVE_TIMEOUT = 5.0
+"""At most this many seconds (and at most the session timeout) for the removal of a worker's
+previous group member at start (:mod:`stockflow._faust.rejoin`): past them it joins anyway."""
 
 HIGHWATER_TIMEOUT = 60.0
 """Seconds to wait for Fetch responses that carry the high watermarks. Past them the recovery
@@ -143,15 +151,49 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # setting for it (see module docstring).
         consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
         lease = getattr(self.consumer, "membership", None)
-        if lease is not None:
-            start = consumer.start
+        start = consumer.start
 
-            async def start_and_watch() -> None:
-                await start()
+        async def start_and_watch() -> None:
+            await self._leave_previous_member(transport)  # before this run's first join
+            await start()
+            if lease is not None:
                 lease.watch(consumer._coordinator)  # created by start()
 
-            consumer.start = start_and_watch
+        stop = consumer.stop
+
+        async def stop_and_forget() -> None:
+            await stop()  # sends LeaveGroup itself: nothing to remove at the next start
+            self.previous_member.forget()
+
+        consumer.start = start_and_watch
+        consumer.stop = stop_and_forget
         return consumer
+
+    @property
+    def previous_member(self) -> PreviousMember:
+        member = getattr(self, "_previous_member", None)
+        if member is None:
+            member = self._previous_member = PreviousMember(self.app.conf.appdir)
+        return member
+
+    async def _leave_previous_member(self, transport: Any) -> None:
+        """See :mod:`stockflow._faust.rejoin`."""
+        group_id = str(self.app.conf.id)
+        member_id = self.previous_member.read(group_id)
+        if member_id is None:
+            return
+        servers, auth = client_settings(self.app, transport)
+        timeout = min(float(self.app.conf.broker_session_timeout), LEAVE_TIMEOUT)
+        await leave_previous_member(
+            servers, group_id, member_id, client_kwargs=auth, timeout=timeout
+        )
+
+    async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
+        coordinator = getattr(self._ensure_consumer(), "_coordinator", None)
+        member_id = getattr(coordinator, "member_id", None)
+        if isinstance(member_id, str):
+            self.previous_member.note(str(self.app.conf.id), member_id)
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def fetch_again(self, first_offsets: Mapping[TP, int]) -> dict[TP, int]:
         """Move each partition's fetch position back to the given offset if it lies past it;

@@ -1,0 +1,63 @@
+"""A restarted worker's previous group member: noted per directory, removed before joining."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from stockflow._faust.rejoin import MEMBER_FILE, PreviousMember, leave_previous_member
+from stockflow.testing.broker import free_port
+
+
+def test_a_noted_member_is_read_back_for_its_group_only(tmp_path: Path) -> None:
+    member = PreviousMember(tmp_path / "v1")
+    assert member.read("shop") is None  # nothing noted, no directory yet
+    member.note("shop", "faust-1")
+    assert PreviousMember(tmp_path / "v1").read("shop") == "faust-1"
+    assert PreviousMember(tmp_path / "v1").read("other-shop") is None
+    member.note("shop", "faust-2")  # a join after the coordinator forgot the member
+    assert PreviousMember(tmp_path / "v1").read("shop") == "faust-2"
+    assert [p.name for p in (tmp_path / "v1").iterdir()] == [MEMBER_FILE]  # no temporary left
+
+
+def test_the_same_member_is_written_once(tmp_path: Path) -> None:
+    member = PreviousMember(tmp_path)
+    member.note("shop", "faust-1")
+    member.path.write_text("shop\nedited\n")
+    member.note("shop", "faust-1")  # every rebalance assigns again: no write each time
+    assert member.read("shop") == "edited"
+
+
+def test_a_forgotten_member_is_gone_and_noted_again(tmp_path: Path) -> None:
+    member = PreviousMember(tmp_path)
+    member.forget()  # nothing noted: no error
+    member.note("shop", "faust-1")
+    member.forget()  # a graceful stop left the group
+    assert member.read("shop") is None and not member.path.exists()
+    member.note("shop", "faust-1")  # the same id after a restart of the consumer
+    assert member.read("shop") == "faust-1"
+
+
+def test_an_empty_or_damaged_file_names_no_member(tmp_path: Path) -> None:
+    member = PreviousMember(tmp_path)
+    for content in (b"", b"shop\n", b"shop\n\n", b"\xff\xfe\x00garbage"):
+        member.path.write_bytes(content)
+        assert member.read("shop") is None
+    member.note("shop", "")  # aiokafka's "no member id yet": nothing noted
+    assert member.read("shop") is None
+
+
+def test_a_note_that_cannot_be_written_is_only_logged(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    PreviousMember(blocker / "v1").note("shop", "faust-1")  # its parent is a file
+
+
+def test_an_unreachable_broker_costs_at_most_the_timeout() -> None:
+    started = time.monotonic()
+    code = asyncio.run(
+        leave_previous_member([f"127.0.0.1:{free_port()}"], "shop", "faust-1", timeout=2.0)
+    )
+    assert code is None
+    assert time.monotonic() - started < 4.0
