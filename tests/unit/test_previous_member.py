@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
+
+import pytest
 
 from stockflow._faust.rejoin import MEMBER_FILE, PreviousMember, leave_previous_member
 from stockflow.testing.broker import free_port
@@ -61,3 +64,36 @@ def test_an_unreachable_broker_costs_at_most_the_timeout() -> None:
     )
     assert code is None
     assert time.monotonic() - started < 4.0
+
+
+def _leave_unreachable(caplog: pytest.LogCaptureFixture, **client_kwargs: object) -> str:
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="stockflow._faust.rejoin"):
+        code = asyncio.run(
+            leave_previous_member(
+                [f"127.0.0.1:{free_port()}"],
+                "shop",
+                "faust-1",
+                client_kwargs=client_kwargs,
+                timeout=2.0,
+            )
+        )
+    assert code is None
+    return caplog.text
+
+
+def test_a_failure_to_build_the_client_is_only_logged(caplog: pytest.LogCaptureFixture) -> None:
+    # Whatever the security settings hold, the worker's start goes on.
+    assert "TypeError" in _leave_unreachable(caplog, no_such_setting=True)
+
+
+def test_sasl_settings_reach_the_client(caplog: pytest.LogCaptureFixture) -> None:
+    text = _leave_unreachable(
+        caplog,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_plain_username="u",
+        sasl_plain_password="p",
+    )
+    # Built with them, then refused by the closed port: a connection error, not a TypeError.
+    assert "could not remove" in text and "TypeError" not in text

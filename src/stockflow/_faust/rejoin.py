@@ -96,8 +96,9 @@ async def leave_previous_member(
     """Ask ``group_id``'s coordinator to remove ``member_id``. Returns the response's error code
     (0: removed; 25: not a member any more), ``None`` when there was no answer in ``timeout``
     seconds or the request failed (logged; the caller joins anyway)."""
-    client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, **(client_kwargs or {}))
+    client: AIOKafkaClient | None = None
     try:
+        client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, **(client_kwargs or {}))
         response = await asyncio.wait_for(_leave(client, group_id, member_id), timeout)
     except Exception as exc:  # a start-up optimisation: any failure only costs the wait
         log.warning(
@@ -108,7 +109,8 @@ async def leave_previous_member(
         )
         return None
     finally:
-        await client.close()
+        if client is not None:
+            await client.close()
     code = int(response.error_code)
     if code == 0:
         log.info(
