@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -97,3 +101,33 @@ def test_sasl_settings_reach_the_client(caplog: pytest.LogCaptureFixture) -> Non
     )
     # Built with them, then refused by the closed port: a connection error, not a TypeError.
     assert "could not remove" in text and "TypeError" not in text
+
+
+def _noted_by(member: PreviousMember, host: str, pid: int) -> None:
+    member.path.write_text(f"shop\nfaust-1\n{host} {pid}\n")
+
+
+def test_a_member_noted_by_a_process_still_running_here_is_left_alone(tmp_path: Path) -> None:
+    # A second worker started on a live worker's directory must not take the live one out.
+    member = PreviousMember(tmp_path)
+    _noted_by(member, socket.gethostname(), os.getppid())  # pytest's parent: alive
+    assert member.read("shop") is None
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    _noted_by(member, socket.gethostname(), exited.pid)  # a run that is gone
+    assert member.read("shop") == "faust-1"
+    _noted_by(member, socket.gethostname(), os.getpid())  # a container restarted: same pid
+    assert member.read("shop") == "faust-1"
+    _noted_by(member, "another-host", os.getppid())  # cannot tell: the directory moved
+    assert member.read("shop") == "faust-1"
+
+
+def test_forget_leaves_another_process_s_note(tmp_path: Path) -> None:
+    member = PreviousMember(tmp_path)
+    member.note("shop", "faust-2")
+    _noted_by(member, socket.gethostname(), os.getppid())  # since rewritten by another run
+    member.forget()
+    assert member.path.exists()
+    fresh = PreviousMember(tmp_path)
+    fresh.forget()  # noted nothing: removes nothing
+    assert member.path.exists()

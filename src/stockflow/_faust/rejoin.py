@@ -10,14 +10,15 @@ member had been removed first.
 
 So each worker notes its member id in its application directory whenever it is assigned
 partitions (:class:`PreviousMember`; forgotten when its consumer stops, having left the group
-itself), and a worker starting on that directory asks the group
-coordinator to remove that member (a LeaveGroup request on its behalf, as the member itself
-sends on a graceful stop) before its consumer starts (:func:`leave_previous_member`). The member
-is this directory's earlier run: two live workers never share a directory (their RocksDB stores
-are locked). A member that has left or expired already is unknown to the coordinator, which
-says so; a broker that does not answer in time, or any other failure, is logged and the worker
-joins as it always did. With several workers the removal starts the rebalance that the session
-expiry would have started later.
+itself), and a worker starting on that directory asks the group coordinator to remove that
+member (a LeaveGroup request on its behalf, as the member itself sends on a graceful stop)
+before its consumer starts (:func:`leave_previous_member`). The member is this directory's
+earlier run, unless the process that noted it still runs on this host: a second worker started
+on a live worker's directory (which then fails on the RocksDB locks) leaves the live one in its
+group. A member that has left or expired already is unknown to the coordinator, which says so;
+a broker that does not answer in time, or any other failure, is logged and the worker joins as
+it always did. With several workers the removal starts the rebalance that the session expiry
+would have started later.
 
 Not covered: a run killed while its own join was still pending (the coordinator may count it,
 but the run never learned its member id), which the restart after it waits out as before (one
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +42,23 @@ __all__ = ["MEMBER_FILE", "PreviousMember", "leave_previous_member"]
 log = logging.getLogger(__name__)
 
 MEMBER_FILE = "stockflow-group-member"
-"""The file in the application directory holding ``<group id>\\n<member id>``."""
+"""The file in the application directory holding ``<group id>\n<member id>\n<host> <pid>``."""
 
 _GROUP_COORDINATOR = 0  # FindCoordinator's key type for a consumer group
 _UNKNOWN_MEMBER_ID = 25
+
+
+def _running_here(host: str, pid: int) -> bool:
+    """Whether ``pid`` on ``host`` is another process that is still running on this host."""
+    if host != socket.gethostname() or pid == os.getpid() or pid <= 0:
+        return False  # another host: cannot tell; our own pid: a container restarted
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by another user
+        return True
+    return True
 
 
 class PreviousMember:
@@ -53,23 +69,37 @@ class PreviousMember:
         self._noted: tuple[str, str] | None = None
 
     def read(self, group_id: str) -> str | None:
-        """The member id noted for ``group_id``, or ``None`` (none noted, another group, an
-        unreadable file)."""
+        """The member id noted for ``group_id``, or ``None``: none noted, another group, an
+        unreadable file, or noted by a process that still runs on this host (a second worker
+        started on a live worker's directory must not take the live one out of its group)."""
         try:
-            group, _, member = self.path.read_text(encoding="utf-8").partition("\n")
+            lines = self.path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError):
             return None
-        member = member.strip()
-        return member if group == group_id and member else None
+        if len(lines) < 2 or lines[0] != group_id or not lines[1].strip():
+            return None
+        member = lines[1].strip()
+        host, _, pid = (lines[2] if len(lines) > 2 else "").rpartition(" ")
+        if pid.isdigit() and _running_here(host, int(pid)):
+            log.warning(
+                "group member %s of %s was noted by process %s, which is still running: "
+                "is another worker using this data directory?",
+                member,
+                self.path.parent,
+                pid,
+            )
+            return None
+        return member
 
     def note(self, group_id: str, member_id: str) -> None:
         """Write ``member_id`` unless it is the one noted last (a rebalance keeps it)."""
         if not member_id or self._noted == (group_id, member_id):
             return
+        text = f"{group_id}\n{member_id}\n{socket.gethostname()} {os.getpid()}\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             temporary = self.path.with_suffix(".tmp")
-            temporary.write_text(f"{group_id}\n{member_id}\n", encoding="utf-8")
+            temporary.write_text(text, encoding="utf-8")
             temporary.replace(self.path)  # never a half-written id
         except OSError as exc:
             log.warning("could not note the group member id in %s: %s", self.path, exc)
@@ -77,8 +107,11 @@ class PreviousMember:
         self._noted = (group_id, member_id)
 
     def forget(self) -> None:
-        """After a graceful stop, whose consumer left the group itself."""
-        self._noted = None
+        """After a graceful stop, whose consumer left the group itself: the file goes if it
+        still names the member this process noted (not another process's)."""
+        noted, self._noted = self._noted, None
+        if noted is None or self.read(noted[0]) != noted[1]:
+            return
         try:
             self.path.unlink(missing_ok=True)
         except OSError as exc:
