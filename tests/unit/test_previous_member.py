@@ -36,16 +36,6 @@ def test_the_same_member_is_written_once(tmp_path: Path) -> None:
     assert member.read("shop") == "edited"
 
 
-def test_a_forgotten_member_is_gone_and_noted_again(tmp_path: Path) -> None:
-    member = PreviousMember(tmp_path)
-    member.forget()  # nothing noted: no error
-    member.note("shop", "faust-1")
-    member.forget()  # a graceful stop left the group
-    assert member.read("shop") is None and not member.path.exists()
-    member.note("shop", "faust-1")  # the same id after a restart of the consumer
-    assert member.read("shop") == "faust-1"
-
-
 def test_an_empty_or_damaged_file_names_no_member(tmp_path: Path) -> None:
     member = PreviousMember(tmp_path)
     for content in (b"", b"shop\n", b"shop\n\n", b"\xff\xfe\x00garbage"):
@@ -120,14 +110,3 @@ def test_a_member_noted_by_a_process_still_running_here_is_left_alone(tmp_path: 
     assert member.read("shop") == "faust-1"
     _noted_by(member, "another-host", os.getppid())  # cannot tell: the directory moved
     assert member.read("shop") == "faust-1"
-
-
-def test_forget_leaves_another_process_s_note(tmp_path: Path) -> None:
-    member = PreviousMember(tmp_path)
-    member.note("shop", "faust-2")
-    _noted_by(member, socket.gethostname(), os.getppid())  # since rewritten by another run
-    member.forget()
-    assert member.path.exists()
-    fresh = PreviousMember(tmp_path)
-    fresh.forget()  # noted nothing: removes nothing
-    assert member.path.exists()

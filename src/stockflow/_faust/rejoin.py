@@ -9,10 +9,12 @@ partitions, one worker): 13.3 s from the SIGKILL to a ready worker, against 5.1 
 member had been removed first.
 
 So each worker notes its member id in its application directory whenever it is assigned
-partitions (:class:`PreviousMember`; forgotten when its consumer stops, having left the group
-itself), and a worker starting on that directory asks the group coordinator to remove that
-member (a LeaveGroup request on its behalf, as the member itself sends on a graceful stop)
-before its consumer starts (:func:`leave_previous_member`). The member is this directory's
+partitions (:class:`PreviousMember`), and a worker starting on that directory asks the group
+coordinator to remove that member (a LeaveGroup request on its behalf, as the member itself
+sends on a graceful stop) before its consumer starts (:func:`leave_previous_member`). The note
+stays after a graceful stop too: that stop's own LeaveGroup can fail (seen in a soak: a SIGTERM
+during the join, "GroupCoordinatorNotAvailable", status 0 all the same, and the next start
+waited 13 s), and removing a member that did leave costs one request. The member is this directory's
 earlier run, unless the process that noted it still runs on this host: a second worker started
 on a live worker's directory (which then fails on the RocksDB locks) leaves the live one in its
 group. A member that has left or expired already is unknown to the coordinator, which says so;
@@ -105,17 +107,6 @@ class PreviousMember:
             log.warning("could not note the group member id in %s: %s", self.path, exc)
             return
         self._noted = (group_id, member_id)
-
-    def forget(self) -> None:
-        """After a graceful stop, whose consumer left the group itself: the file goes if it
-        still names the member this process noted (not another process's)."""
-        noted, self._noted = self._noted, None
-        if noted is None or self.read(noted[0]) != noted[1]:
-            return
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("could not remove %s: %s", self.path, exc)
 
 
 async def leave_previous_member(

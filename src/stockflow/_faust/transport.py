@@ -159,14 +159,7 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             if lease is not None:
                 lease.watch(consumer._coordinator)  # created by start()
 
-        stop = consumer.stop
-
-        async def stop_and_forget() -> None:
-            await stop()  # sends LeaveGroup itself: nothing to remove at the next start
-            self.previous_member.forget()
-
         consumer.start = start_and_watch
-        consumer.stop = stop_and_forget
         return consumer
 
     @property
