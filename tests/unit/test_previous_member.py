@@ -13,12 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stockflow._faust.rejoin import (
-    MEMBER_FILE,
-    PreviousMember,
-    leave_previous_member,
-    note_joined_member,
-)
+from stockflow._faust.rejoin import MEMBER_FILE, PreviousMember, leave_previous_member
 from stockflow.testing.broker import free_port
 
 
@@ -115,39 +110,3 @@ def test_a_member_noted_by_a_process_still_running_here_is_left_alone(tmp_path: 
     assert member.read("shop") == "faust-1"
     _noted_by(member, "another-host", os.getppid())  # cannot tell: the directory moved
     assert member.read("shop") == "faust-1"
-
-
-class _Coordinator:
-    """What note_joined_member reads of aiokafka's GroupCoordinator."""
-
-    def __init__(self, member_id: str) -> None:
-        self.member_id = member_id
-        self.sent: list[object] = []
-
-    async def _send_req(self, request: object) -> object:
-        self.sent.append(request)
-        return type("Response", (), {"member_id": self.member_id, "error_code": 0})()
-
-
-def test_every_join_answer_notes_its_member_id(tmp_path: Path) -> None:
-    from aiokafka.protocol.group import HeartbeatRequest, JoinGroupRequest
-
-    member = PreviousMember(tmp_path)
-    coordinator = _Coordinator("faust-pending")
-    note_joined_member(coordinator, member, "shop")
-    join = JoinGroupRequest("shop", 6000, 6000, "", None, "consumer", [])
-    # KIP-394: the first answer (MEMBER_ID_REQUIRED) already names the member.
-    response = asyncio.run(coordinator._send_req(join))
-    assert response.member_id == "faust-pending" and coordinator.sent == [join]
-    assert member.read("shop") == "faust-pending"
-    coordinator.member_id = "faust-other"  # a heartbeat's answer names no member: not noted
-    asyncio.run(coordinator._send_req(HeartbeatRequest("shop", 1, "faust-pending")))
-    assert member.read("shop") == "faust-pending"
-
-
-def test_no_group_no_note(tmp_path: Path) -> None:
-    class NoGroup:  # aiokafka's NoGroupCoordinator: no requests of its own
-        pass
-
-    note_joined_member(NoGroup(), PreviousMember(tmp_path), "shop")
-    assert not (tmp_path / MEMBER_FILE).exists()

@@ -48,7 +48,13 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "faust.transport.drivers.aiokafka",
         "AIOKafkaConsumerThread",
-        ("_create_worker_consumer", "_highwaters", "_ensure_consumer", "call_thread"),
+        (
+            "_create_worker_consumer",
+            "_highwaters",
+            "_ensure_consumer",
+            "call_thread",
+            "on_partitions_assigned",
+        ),
     ),
     ("faust.transport.drivers.aiokafka", "Producer", ("_ensure_producer", "flush")),
     (
@@ -85,7 +91,7 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "aiokafka.consumer.group_coordinator",
         "GroupCoordinator",
-        ("_do_heartbeat", "_on_join_complete", "request_rejoin", "_send_req"),
+        ("_do_heartbeat", "_on_join_complete", "request_rejoin"),
     ),
     ("aiokafka.client", "AIOKafkaClient", ("_wait_on_metadata", "coordinator_lookup")),
     ("aiokafka.producer.message_accumulator", "BatchBuilder", ("append", "close")),

@@ -34,7 +34,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from stockflow._faust.rejoin import PreviousMember, leave_previous_member, note_joined_member
+from stockflow._faust.rejoin import PreviousMember, leave_previous_member
 from stockflow.errors import BrokerError
 from stockflow.kafka import groupless_consumer
 
@@ -156,10 +156,8 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         async def start_and_watch() -> None:
             await self._leave_previous_member(transport)  # before this run's first join
             await start()
-            coordinator = consumer._coordinator  # created by start(), before any join
-            note_joined_member(coordinator, self.previous_member, str(self.app.conf.id))
             if lease is not None:
-                lease.watch(coordinator)
+                lease.watch(consumer._coordinator)  # created by start()
 
         consumer.start = start_and_watch
         return consumer
@@ -182,6 +180,13 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         await leave_previous_member(
             servers, group_id, member_id, client_kwargs=auth, timeout=timeout
         )
+
+    async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
+        coordinator = getattr(self._ensure_consumer(), "_coordinator", None)
+        member_id = getattr(coordinator, "member_id", None)
+        if isinstance(member_id, str):
+            self.previous_member.note(str(self.app.conf.id), member_id)
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def fetch_again(self, first_offsets: Mapping[TP, int]) -> dict[TP, int]:
         """Move each partition's fetch position back to the given offset if it lies past it;
