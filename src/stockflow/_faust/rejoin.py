@@ -14,13 +14,13 @@ coordinator to remove that member (a LeaveGroup request on its behalf, as the me
 sends on a graceful stop) before its consumer starts (:func:`leave_previous_member`). The note
 stays after a graceful stop too: that stop's own LeaveGroup can fail (seen in a soak: a SIGTERM
 during the join, "GroupCoordinatorNotAvailable", status 0 all the same, and the next start
-waited 13 s), and removing a member that did leave costs one request. The member is this directory's
-earlier run, unless the process that noted it still runs on this host: a second worker started
-on a live worker's directory (which then fails on the RocksDB locks) leaves the live one in its
-group. A member that has left or expired already is unknown to the coordinator, which says so;
-a broker that does not answer in time, or any other failure, is logged and the worker joins as
-it always did. With several workers the removal starts the rebalance that the session expiry
-would have started later.
+waited 15.7 s), and removing a member that did leave costs one request. The member is this
+directory's earlier run, unless the process that noted it still runs on this host: a second
+worker started on a live worker's directory (which then fails on the RocksDB locks) leaves the
+live one in its group. A member that has left or expired already is unknown to the coordinator,
+which says so; a broker that does not answer in time, or any other failure, is logged and the
+worker joins as it always did. With several workers the removal starts the rebalance that the
+session expiry would have started later.
 
 Not covered: a run killed while its own join was still pending (the coordinator may count it,
 but the run never learned its member id), which the restart after it waits out as before (one
@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaClient
+from aiokafka.client import CoordinationType
+from aiokafka.errors import UnknownMemberIdError
 from aiokafka.protocol.group import LeaveGroupRequest
 
 __all__ = ["MEMBER_FILE", "PreviousMember", "leave_previous_member"]
@@ -50,9 +52,6 @@ log = logging.getLogger(__name__)
 
 MEMBER_FILE = "stockflow-group-member"
 """The file in the application directory holding ``<group id>\n<member id>\n<host> <pid>``."""
-
-_GROUP_COORDINATOR = 0  # FindCoordinator's key type for a consumer group
-_UNKNOWN_MEMBER_ID = 25
 
 
 def _running_here(host: str, pid: int) -> bool:
@@ -145,7 +144,7 @@ async def leave_previous_member(
         log.info(
             "removed this worker's previous group member %s (a run that did not leave)", member_id
         )
-    elif code == _UNKNOWN_MEMBER_ID:
+    elif code == UnknownMemberIdError.errno:
         log.debug("the previous group member %s had left already", member_id)
     else:
         log.warning("removing the previous group member %s: error code %d", member_id, code)
@@ -154,5 +153,5 @@ async def leave_previous_member(
 
 async def _leave(client: AIOKafkaClient, group_id: str, member_id: str) -> Any:
     await client.bootstrap()
-    node = await client.coordinator_lookup(_GROUP_COORDINATOR, group_id)
+    node = await client.coordinator_lookup(CoordinationType.GROUP, group_id)
     return await client.send(node, LeaveGroupRequest(group_id, member_id))

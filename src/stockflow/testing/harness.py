@@ -20,7 +20,7 @@ from stockflow.models import OrderPlaced, StockSet
 from stockflow.settings import Settings
 from stockflow.testing.broker import EmbeddedBroker, create_topics
 from stockflow.testing.topics import Record, consumed_to_end, produce, read_topics, wait_for
-from stockflow.testing.worker import WorkerProcess, fast_test_env
+from stockflow.testing.worker import LOOPBACK_ENV, WorkerProcess, fast_test_env
 from stockflow.topics import required_topics
 
 __all__ = ["OUTCOME_TYPES", "Harness", "fold_changelog", "outcome_counts"]
@@ -72,7 +72,7 @@ class Harness:
         self.broker = EmbeddedBroker(log_path=self.workdir / "broker.log")
         self.partitions = partitions
         app_id = f"sf{uuid.uuid4().hex[:8]}"
-        timing = fast_test_env() if test_timeouts else {"STOCKFLOW_WEB_BIND": "127.0.0.1"}
+        timing = fast_test_env() if test_timeouts else LOOPBACK_ENV
         self.env: dict[str, str] = {
             **timing,
             "STOCKFLOW_APP_ID": app_id,

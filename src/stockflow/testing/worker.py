@@ -15,7 +15,7 @@ from pathlib import Path
 from stockflow.errors import WorkerError
 from stockflow.testing.broker import free_port
 
-__all__ = ["READY_LINE", "WorkerProcess", "fast_test_env"]
+__all__ = ["LOOPBACK_ENV", "READY_LINE", "WorkerProcess", "fast_test_env"]
 
 READY_LINE = "Worker ready"
 """Logged by Faust's recovery each time the worker's partitions are recovered and it consumes."""
@@ -23,16 +23,20 @@ READY_LINE = "Worker ready"
 STOP_TIMEOUT = 20.0
 
 
+LOOPBACK_ENV = {"STOCKFLOW_WEB_BIND": "127.0.0.1"}
+"""A test worker's web server listens on the loopback interface only, whatever its timeouts."""
+
+
 def fast_test_env() -> dict[str, str]:
     """Settings that make a worker ready in ~3 s on the embedded broker (BROKER.md): short
-    group timeouts, frequent commits, timers checked often."""
+    group timeouts, frequent commits, timers checked often; the web server on loopback."""
     return {
         "STOCKFLOW_SESSION_TIMEOUT": "3.0",
         "STOCKFLOW_HEARTBEAT_INTERVAL": "0.5",
         "STOCKFLOW_REBALANCE_TIMEOUT": "3.0",
         "STOCKFLOW_COMMIT_INTERVAL": "0.2",
         "STOCKFLOW_TIMER_INTERVAL": "0.2",
-        "STOCKFLOW_WEB_BIND": "127.0.0.1",
+        **LOOPBACK_ENV,
     }
 
 
