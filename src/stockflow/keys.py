@@ -28,7 +28,7 @@ This module imports nothing from stockflow, so every layer can use it.
 from __future__ import annotations
 
 from functools import lru_cache
-from struct import unpack_from
+from struct import Struct
 
 __all__ = [
     "ENTRY_KEYS",
@@ -165,6 +165,9 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
+_WORD_READERS = tuple(Struct(f"<{words}I").unpack_from for words in range(65))
+"""Readers of 0-64 little-endian 4-byte words (keys up to 259 bytes): ``struct``'s own cache
+of formats costs a lookup and the format string a formatting, per key."""
 
 
 def murmur2(data: bytes) -> int:
@@ -176,20 +179,18 @@ def murmur2(data: bytes) -> int:
     h = 0x9747B28C ^ length
     words = length >> 2
     if words:
-        for k in unpack_from(f"<{words}I", data):
+        read = _WORD_READERS[words] if words < 65 else Struct(f"<{words}I").unpack_from
+        for k in read(data):
             k = (k * _M) & _MASK
-            k ^= k >> 24
-            k = (k * _M) & _MASK
+            k = ((k ^ (k >> 24)) * _M) & _MASK
             h = ((h * _M) & _MASK) ^ k
     extra = length & 3
-    tail = length & ~3
-    if extra >= 3:
-        h ^= data[tail + 2] << 16
-    if extra >= 2:
-        h ^= data[tail + 1] << 8
-    if extra >= 1:
-        h ^= data[tail]
-        h = (h * _M) & _MASK
-    h ^= h >> 13
-    h = (h * _M) & _MASK
+    if extra:
+        tail = length - extra
+        if extra == 3:
+            h ^= data[tail + 2] << 16
+        if extra >= 2:
+            h ^= data[tail + 1] << 8
+        h = ((h ^ data[tail]) * _M) & _MASK
+    h = ((h ^ (h >> 13)) * _M) & _MASK
     return h ^ (h >> 15)

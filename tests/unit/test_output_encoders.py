@@ -4,6 +4,7 @@ characters, any Unicode), any status and any counts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import given
@@ -25,6 +26,7 @@ from stockflow.processing.codec import (
     encode_end,
     encode_entry_event,
     encode_outcome,
+    encode_reserved,
 )
 
 # Surrogates cannot come in: every id is parsed from JSON, which refuses a lone one.
@@ -103,3 +105,18 @@ def test_outcome_is_the_models_dump(entry: Reservation) -> None:
             expires_at=iso_from_ms(entry.expires_at_ms),
         )
     assert encode_outcome(entry) == encode(model)
+
+
+@given(entries())
+def test_reserved_pair_is_the_event_and_the_outcome(entry: Reservation) -> None:
+    # The product writer encodes a held single-line order's event and outcome together.
+    pending = replace(
+        entry,
+        status="pending",
+        seq=0,
+        release_reason=None,
+        finished_at_ms=None,
+        refusal=None,
+        available=None,
+    )
+    assert encode_reserved(pending) == (encode_entry_event(pending), encode_outcome(pending))

@@ -740,7 +740,7 @@ def test_fired_timers_are_deleted_only_after_their_effects_are_flushed() -> None
     assert desk.handle_reply(encode(FireTimers(partition=0, now_ms=deadline - 1)), meta()) == Step()
     step = desk.handle_reply(tick, meta("order-replies", timestamp_ms=deadline))
 
-    assert step.after_flush == [timer_key(0, deadline, "deadline", "o-1")]
+    assert step.after_flush == (timer_key(0, deadline, "deadline", "o-1"),)
     assert store.get(step.after_flush[0]) is not None  # still there until the flush
     rejected = [decode_event(out.value) for out in step.outputs if out.role == "reservations"]
     assert [type(event) for event in rejected] == [OrderRejected]
@@ -1158,7 +1158,7 @@ def test_a_single_line_reservation_is_stored_as_its_expiry_timer_not_a_second_sa
         encode(FireTimers(partition=0, now_ms=T0 + POLICY.reservation_ttl_ms)),
         meta("order-replies", timestamp_ms=T0 + POLICY.reservation_ttl_ms),
     )
-    assert fired.outputs == [] and fired.after_flush == [expiry]
+    assert fired.outputs == [] and fired.after_flush == (expiry,)
 
 
 def test_a_held_single_line_order_expires_from_its_timer() -> None:

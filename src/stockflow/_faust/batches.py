@@ -135,11 +135,11 @@ class BatchProcessor:
 
     def _apply(
         self, batches: Iterable[tuple[Any, Sequence[RecordLike]]]
-    ) -> tuple[list[Out], list[tuple[PartitionedStore, int, list[str]]]]:
+    ) -> tuple[list[Out], list[tuple[PartitionedStore, int, Sequence[str]]]]:
         # No await in here: a table write is tied to its partition by ``store.partition``,
         # which no other task may see set (reads from the web server run between batches).
         outputs: list[Out] = []
-        fired: list[tuple[PartitionedStore, int, list[str]]] = []
+        fired: list[tuple[PartitionedStore, int, Sequence[str]]] = []
         clock_ms = int(time.time() * 1000)
         routes = self.routes
         for tp, records in batches:

@@ -39,6 +39,7 @@ __all__ = [
     "encode_entry",
     "encode_entry_event",
     "encode_outcome",
+    "encode_reserved",
     "encode_saga",
     "encode_stock",
     "encode_stock_values",
@@ -301,6 +302,21 @@ def encode_outcome(entry: Reservation) -> bytes:
             entry.quantity,
             iso_from_ms(entry.expires_at_ms).encode(),
         )
+    )
+
+
+def encode_reserved(entry: Reservation) -> tuple[bytes, bytes]:
+    """:func:`encode_entry_event` and :func:`encode_outcome` of a pending entry (a single-line
+    order its writer just reserved), its ids and expiry encoded once for both (0.3 us of the
+    order's ~22)."""
+    order_id, product_id = to_json(entry.order_id), to_json(entry.product_id)
+    expires_at = iso_from_ms(entry.expires_at_ms).encode()
+    return (
+        b'{"type":"ProductReserved","order_id":%b,"product_id":%b,"quantity":%d,'
+        b'"expires_at":"%b"}' % (order_id, product_id, entry.quantity, expires_at),
+        b'{"type":"OrderReserved","order_id":%b,"lines":[{"product_id":%b,"quantity":%d}],'
+        b'"expires_at":"%b","partial":false,"refused":[]}'
+        % (order_id, product_id, entry.quantity, expires_at),
     )
 
 

@@ -323,7 +323,8 @@ class OrderDesk:
             self.store.delete(key)
 
     def _fire(self, partition: int, now_ms: int) -> Step:
-        step = Step()
+        outputs: list[Out] = []
+        fired: list[str] = []
         # Forgetting publishes nothing: the sweep need not wait for a flush.
         for timer in due_after_sweeping(
             self.store,
@@ -339,10 +340,10 @@ class OrderDesk:
             for order_id in expiring(self.store.get(timer.key)) if shared else (timer.ref,):
                 saga = self._load(order_id)
                 decision = decide.fire_timer(saga, kind, now_ms=now_ms, policy=self.policy)
-                step.outputs.extend(self._apply(order_id, partition, decision).outputs)
+                outputs.extend(self._apply(order_id, partition, decision).outputs)
             # Deleted only after what it caused is durable (see Step.after_flush).
-            step.after_flush.append(timer.key)
-        return step
+            fired.append(timer.key)
+        return Step(outputs, tuple(fired))
 
 
 def expiring(raw: bytes | None) -> list[str]:

@@ -96,7 +96,7 @@ class LocalPipeline:
         if topic not in INPUT_ROLES:
             raise ValueError(f"not an input topic: {topic!r}")
         start = len(self.emitted)
-        if timestamp_ms > self.clock_ms or not self._quiet(timestamp_ms):
+        if not self._quiet(timestamp_ms):
             self.advance(timestamp_ms)
         partition = partition_for(key, self.partitions) if key is not None else 0
         self._queue.append((topic, partition, key, value, timestamp_ms))
@@ -110,11 +110,21 @@ class LocalPipeline:
     def _quiet(self, now_ms: int) -> bool:
         """Whether :meth:`advance` to ``now_ms`` would neither move the clock nor fire a timer
         (told from the cached earliest timers: the common case, asked on every input). Timers
-        are due by the clock, which an input with an older timestamp does not move back."""
+        are due by the clock, which an input with an older timestamp does not move back.
+        :meth:`_Earliest.any_due` written out: three calls per input were 1% of an order."""
         clock = self.clock_ms
-        return now_ms <= clock and not (
-            self._orders_due.any_due(clock) or self._products_due.any_due(clock)
-        )
+        orders, products = self._orders_due, self._products_due
+        if (
+            now_ms > clock
+            or orders.changes != orders.store.first_changes
+            or products.changes != products.store.first_changes
+        ):
+            return False  # the clock moves, or a first timer changed: advance looks again
+        due = orders.earliest
+        if due is not None and due <= clock:
+            return False
+        due = products.earliest
+        return due is None or due > clock
 
     def advance(self, now_ms: int) -> list[Emitted]:
         """Move the clock forward and fire every timer that became due."""

@@ -31,6 +31,7 @@ from stockflow.processing.codec import (
     encode_entry,
     encode_entry_event,
     encode_outcome,
+    encode_reserved,
     encode_stock,
     encode_stock_values,
 )
@@ -109,15 +110,21 @@ class ProductWriter:
                 expires_at_ms=command["expires_at_ms"],
                 now_ms=now,
             )
-            outputs = self._apply(skey, meta, decision, ekey)
+            outcome: bool = command["outcome"]
+            outputs = self._apply(skey, meta, decision, ekey, emit=not outcome)
             source = decision.source
             if source is not None:
                 order_key = order_id.encode()
-                if command["outcome"]:
+                if outcome:
                     # A single-line order: this answer is its outcome (after ProductReserved,
                     # as the saga would have published it). Re-derived from the ledger entry on
                     # redelivery, so every copy is the same event.
-                    outputs.append(Out("reservations", order_key, encode_outcome(source)))
+                    if decision.emits:  # held (pending): its ProductReserved first
+                        event, answer = encode_reserved(source)
+                        outputs.append(Out("reservations", order_key, event))
+                    else:
+                        answer = encode_outcome(source)
+                    outputs.append(Out("reservations", order_key, answer))
                 if command["decides"] and source.status != "refused":
                     # Held: nothing to answer (this writer decides what comes next). Ended
                     # already (a Reserve sent again): the end, reported again.
@@ -247,9 +254,11 @@ class ProductWriter:
         ekey: str | None,
         *,
         marker: tuple[str, int] | None = None,
+        emit: bool = True,
     ) -> list[Out]:
         """``skey`` is the product's stock key, ``ekey`` the order's ledger entry key (the key
-        of ``decision.entry``, when there is one)."""
+        of ``decision.entry``, when there is one). ``emit=False``: the caller publishes the
+        entry's event itself (a reserve's, with its outcome)."""
         # Write order matters: timers, then counters (with a copy of the second key), then the
         # second key. Any prefix of these writes is repaired or harmless on redelivery.
         partition = meta.partition
@@ -286,7 +295,7 @@ class ProductWriter:
         if second is not None:
             self.store.put(*second)
         outputs: list[Out] = []
-        if decision.emits and decision.source is not None:
+        if emit and decision.emits and decision.source is not None:
             source = decision.source
             outputs.append(
                 Out("reservations", source.order_id.encode(), encode_entry_event(source))

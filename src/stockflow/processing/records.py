@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 __all__ = ["Meta", "Out", "Role", "Step"]
@@ -39,7 +40,7 @@ class Out:
     partition: int | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Step:
     """The result of processing one input record.
 
@@ -48,5 +49,11 @@ class Step:
     it again.
     """
 
-    outputs: list[Out] = field(default_factory=list)
-    after_flush: list[str] = field(default_factory=list)
+    outputs: list[Out]
+    after_flush: Sequence[str]
+
+    # Written out: the dataclass's default factories made an empty list for after_flush on every
+    # step (0.25 us per Step against 0.13; two steps per order), and only a timer tick has any.
+    def __init__(self, outputs: list[Out] | None = None, after_flush: Sequence[str] = ()) -> None:
+        self.outputs = [] if outputs is None else outputs
+        self.after_flush = after_flush
