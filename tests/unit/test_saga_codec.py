@@ -6,8 +6,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stockflow.core.saga import LineState, Saga
-from stockflow.processing.codec import decode_saga, encode_saga
+from stockflow.core.policy import Policy
+from stockflow.core.saga import LineState, Saga, place
+from stockflow.models import Fulfilment
+from stockflow.processing.codec import decode_saga, encode_placed, encode_saga
 
 NAMES = st.text(min_size=1, max_size=12)
 LINES = st.builds(
@@ -53,3 +55,48 @@ def test_a_saga_decodes_to_what_was_encoded(saga: Saga) -> None:
     decoded = decode_saga(encode_saga(saga))
     assert decoded == saga
     assert type(decoded.lines) is tuple and decoded.placed_at == saga.placed_at
+
+
+IDS = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=20) | st.sampled_from(
+    ['"', "\\", "\n", "\x00\x1f\x7f", "é€😀", "\u2028"]
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    order_id=IDS,
+    product_id=IDS,
+    quantity=st.integers(1, 10**9),
+    fulfilment=st.sampled_from(["all_or_nothing", "partial"]),
+    ttl_ms=st.none() | st.integers(1, 10**9),
+    now_ms=MS,
+    started_ms=st.none() | MS,
+    placed_at=st.tuples(st.integers(0, 1000), st.integers(0, 2**40)),
+)
+def test_a_placed_single_line_saga_encodes_as_any_saga(
+    order_id: str,
+    product_id: str,
+    quantity: int,
+    fulfilment: Fulfilment,
+    ttl_ms: int | None,
+    now_ms: int,
+    started_ms: int | None,
+    placed_at: tuple[int, int],
+) -> None:
+    # The order desk encodes the saga place() starts for a forwarded single-line order from a
+    # template (encode_placed): byte for byte what encode_saga writes, for any ids.
+    decision = place(
+        None,
+        order_id=order_id,
+        lines=[LineState(product_id, quantity)],
+        fulfilment=fulfilment,
+        ttl_ms=ttl_ms,
+        now_ms=now_ms,
+        reply_partition=placed_at[0],
+        policy=Policy(),
+        placed_at=placed_at,
+        started_ms=started_ms,
+    )
+    saga = decision.saga
+    assert saga is not None and saga.forwards
+    assert encode_placed(saga) == encode_saga(saga)

@@ -26,6 +26,7 @@ from stockflow.processing.codec import (
     decode_entry,
     decode_saga,
     encode,
+    encode_placed,
     encode_saga,
 )
 from stockflow.processing.internal import Command, parse_replies
@@ -124,6 +125,13 @@ class OrderDesk:
                 placed_at=(meta.partition, meta.offset),
                 started_ms=meta.clock_ms,
             )
+            placed = decision.saga
+            if saga is None and placed is not None and placed.forwards:
+                # The usual order, new, its one line decided by its product writer: _outputs
+                # written out, the saga encoded from a template (encode_placed).
+                self._arm(event.order_id, meta.partition, decision)
+                self.store.put(key, encode_placed(placed))
+                return Step(_outputs(decision))
         elif isinstance(event, OrderPaid):
             decision = decide.pay(
                 saga,
@@ -300,6 +308,12 @@ class OrderDesk:
         last = self._expiry_keys.get(partition)
         if last is not None and last[0] == bucket_due:
             part, key = last[1], last[2]
+            held = self.store.get(key)
+            if held is not None and len(held) < policy.expiry_bucket_bytes:
+                # The usual order: the timer the last one joined has room (nothing to note).
+                named = f"{len(order_id)}:{order_id}".encode()  # characters: see expiring
+                self.store.put_shared(key, held + named)
+                return
         else:
             part = self._expiry_parts.get((partition, bucket_due), 0)
             key = timer_key(partition, bucket_due, EXPIRIES, str(part) if part else "")

@@ -78,8 +78,8 @@ class MemoryStore:
                         self.first_changes += 1
         self._data[key] = value
 
-    def put_shared(self, key: str, value: bytes) -> None:
-        self.put(key, value)
+    put_shared = put
+    """:meth:`put` itself (one call, not two: a batch's orders share their expiry timer)."""
 
     def delete(self, key: str) -> None:
         if self._data.pop(key, None) is not None:
