@@ -187,7 +187,7 @@ class ListedLine(Protocol):
 def merge_lines(lines: Iterable[ListedLine]) -> tuple[LineState, ...]:
     """One line per product, quantities summed, in first-appearance order. Two lines for the
     same product are checked as one (checking them separately oversells: Medusa #16502)."""
-    if isinstance(lines, list | tuple) and len(lines) == 1:
+    if (lines.__class__ is list or lines.__class__ is tuple) and len(lines) == 1:
         only = lines[0]
         return (LineState(only.product_id, only.quantity),)
     totals: dict[str, int] = {}

@@ -100,7 +100,8 @@ class ProductWriter:
         if kind == "Reserve":
             order_id: str = command["order_id"]
             ekey = entry_key(product_id, order_id)
-            entry = self._entry(ekey)
+            raw_entry = self.store.get(ekey)  # _entry, spelled out for the usual new order
+            entry = None if raw_entry is None else decode_entry(raw_entry)
             decision = decide.reserve(
                 stock,
                 entry,
