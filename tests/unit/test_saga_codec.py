@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic_core import to_json
 
 from stockflow.core.policy import Policy
 from stockflow.core.saga import LineState, Saga, place
@@ -84,7 +85,8 @@ def test_a_placed_single_line_saga_encodes_as_any_saga(
     placed_at: tuple[int, int],
 ) -> None:
     # The order desk encodes the saga place() starts for a forwarded single-line order from a
-    # template (encode_placed): byte for byte what encode_saga writes, for any ids.
+    # template (encode_placed), and its Reserve: byte for byte what encode_saga and to_json
+    # write, for any ids.
     decision = place(
         None,
         order_id=order_id,
@@ -99,4 +101,5 @@ def test_a_placed_single_line_saga_encodes_as_any_saga(
     )
     saga = decision.saga
     assert saga is not None and saga.forwards
-    assert encode_placed(saga) == encode_saga(saga)
+    (reserve,) = decision.raw_commands
+    assert encode_placed(saga) == (encode_saga(saga), to_json(reserve))

@@ -220,20 +220,23 @@ def encode_saga(saga: Saga) -> bytes:
     return to_json(values)
 
 
-def encode_placed(saga: Saga) -> bytes:
+def encode_placed(saga: Saga) -> tuple[bytes, bytes]:
     """:func:`encode_saga` of the saga :func:`stockflow.core.saga.place` starts for a new
     single-line order its product writer decides (``forwards``; status ``reserving``, its line
-    pending, nothing requested yet, ``placed_at`` set), from a bytes template: 0.69 us instead
-    of 1.01, on every such order. A property test holds the two equal for any placed order."""
+    pending, nothing requested yet, ``placed_at`` set), and the ``Reserve`` command ``place``
+    sends for it as ``to_json`` writes that command, both from bytes templates sharing the
+    encoded ids: 1.0 us instead of 1.6, on every such order. A property test holds both equal
+    to what ``encode_saga`` and ``to_json`` write, for any placed order."""
     line = saga.lines[0]
     placed_at = saga.placed_at
     assert placed_at is not None
+    order_id, product_id = to_json(saga.order_id), to_json(line.product_id)
     return (
         b'[%b,[[%b,%d,"pending",null,null,"reserve",null]],%b,"reserving",%d,%d,%d,%d,'
         b"null,false,false,null,[%d,%d],null,true,true]"
         % (
-            to_json(saga.order_id),
-            to_json(line.product_id),
+            order_id,
+            product_id,
             line.quantity,
             to_json(saga.fulfilment),
             saga.placed_at_ms,
@@ -242,7 +245,10 @@ def encode_placed(saga: Saga) -> bytes:
             saga.reply_partition,
             placed_at[0],
             placed_at[1],
-        )
+        ),
+        b'{"type":"Reserve","order_id":%b,"product_id":%b,"quantity":%d,"expires_at_ms":%d,'
+        b'"reply_partition":%d,"outcome":true,"decides":true}'
+        % (order_id, product_id, line.quantity, saga.expires_at_ms, saga.reply_partition),
     )
 
 

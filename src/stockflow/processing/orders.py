@@ -128,10 +128,12 @@ class OrderDesk:
             placed = decision.saga
             if saga is None and placed is not None and placed.forwards:
                 # The usual order, new, its one line decided by its product writer: _outputs
-                # written out, the saga encoded from a template (encode_placed).
+                # written out, the saga and its Reserve encoded from templates (encode_placed).
                 self._arm(event.order_id, meta.partition, decision)
-                self.store.put(key, encode_placed(placed))
-                return Step(_outputs(decision))
+                raw_saga, reserve = encode_placed(placed)
+                self.store.put(key, raw_saga)
+                product_key = placed.lines[0].product_id.encode()
+                return Step([Out("product_commands", product_key, reserve)])
         elif isinstance(event, OrderPaid):
             decision = decide.pay(
                 saga,
