@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from stockflow.core import saga as saga_core
@@ -32,6 +33,13 @@ from stockflow.processing.orders import OrderDesk, load_saga
 from stockflow.processing.pipeline import Emitted, LocalPipeline
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import MemoryStore
+
+# Surrogates cannot come in: every id is parsed from JSON, which refuses a lone one.
+JSON_IDS = st.text(
+    st.characters(exclude_categories=["Cs"]), min_size=1, max_size=20
+) | st.sampled_from(['"', "\\", "\n", "\x00\x1f\x7f", "é€😀", "\u2028"])
+"""Any id an order or product may have (quotes, backslashes, control characters, any
+Unicode): what the codec's bytes templates must escape exactly as ``to_json`` does."""
 
 # --- policies -----------------------------------------------------------------------------------
 

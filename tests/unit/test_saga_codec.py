@@ -12,6 +12,8 @@ from stockflow.core.saga import LineState, Saga, place
 from stockflow.models import Fulfilment
 from stockflow.processing.codec import decode_saga, encode_placed, encode_saga
 
+from fixtures import JSON_IDS
+
 NAMES = st.text(min_size=1, max_size=12)
 LINES = st.builds(
     LineState,
@@ -58,15 +60,10 @@ def test_a_saga_decodes_to_what_was_encoded(saga: Saga) -> None:
     assert type(decoded.lines) is tuple and decoded.placed_at == saga.placed_at
 
 
-IDS = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=20) | st.sampled_from(
-    ['"', "\\", "\n", "\x00\x1f\x7f", "é€😀", "\u2028"]
-)
-
-
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(
-    order_id=IDS,
-    product_id=IDS,
+    order_id=JSON_IDS,
+    product_id=JSON_IDS,
     quantity=st.integers(1, 10**9),
     fulfilment=st.sampled_from(["all_or_nothing", "partial"]),
     ttl_ms=st.none() | st.integers(1, 10**9),
