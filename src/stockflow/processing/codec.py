@@ -272,6 +272,15 @@ def decode_saga(raw: bytes) -> Saga:
 # to its model's ``model_dump_json`` for any ids.
 
 _NULL = b"null"
+_PRODUCT_RESERVED = (
+    b'{"type":"ProductReserved","order_id":%b,"product_id":%b,"quantity":%d,"expires_at":"%b"}'
+)
+"""ProductReserved: order id, product id (both JSON strings), quantity, expiry (ISO text)."""
+_ORDER_RESERVED = (
+    b'{"type":"OrderReserved","order_id":%b,"lines":[{"product_id":%b,"quantity":%d}],'
+    b'"expires_at":"%b","partial":false,"refused":[]}'
+)
+"""A single-line order's OrderReserved, filled as :data:`_PRODUCT_RESERVED`."""
 
 
 def encode_entry_event(entry: Reservation) -> bytes:
@@ -294,15 +303,11 @@ def encode_entry_event(entry: Reservation) -> bytes:
                 to_json(entry.release_reason),
             )
         )
-    return (
-        b'{"type":"ProductReserved","order_id":%b,"product_id":%b,"quantity":%d,'
-        b'"expires_at":"%b"}'
-        % (
-            to_json(entry.order_id),
-            to_json(entry.product_id),
-            entry.quantity,
-            iso_from_ms(entry.expires_at_ms).encode(),
-        )
+    return _PRODUCT_RESERVED % (
+        to_json(entry.order_id),
+        to_json(entry.product_id),
+        entry.quantity,
+        iso_from_ms(entry.expires_at_ms).encode(),
     )
 
 
@@ -326,15 +331,11 @@ def encode_outcome(entry: Reservation) -> bytes:
             )
         )
     # pending, or confirmed/released since (a redelivery): it was reserved.
-    return (
-        b'{"type":"OrderReserved","order_id":%b,"lines":[{"product_id":%b,"quantity":%d}],'
-        b'"expires_at":"%b","partial":false,"refused":[]}'
-        % (
-            to_json(entry.order_id),
-            to_json(entry.product_id),
-            entry.quantity,
-            iso_from_ms(entry.expires_at_ms).encode(),
-        )
+    return _ORDER_RESERVED % (
+        to_json(entry.order_id),
+        to_json(entry.product_id),
+        entry.quantity,
+        iso_from_ms(entry.expires_at_ms).encode(),
     )
 
 
@@ -345,11 +346,8 @@ def encode_reserved(entry: Reservation) -> tuple[bytes, bytes]:
     order_id, product_id = to_json(entry.order_id), to_json(entry.product_id)
     expires_at = iso_from_ms(entry.expires_at_ms).encode()
     return (
-        b'{"type":"ProductReserved","order_id":%b,"product_id":%b,"quantity":%d,'
-        b'"expires_at":"%b"}' % (order_id, product_id, entry.quantity, expires_at),
-        b'{"type":"OrderReserved","order_id":%b,"lines":[{"product_id":%b,"quantity":%d}],'
-        b'"expires_at":"%b","partial":false,"refused":[]}'
-        % (order_id, product_id, entry.quantity, expires_at),
+        _PRODUCT_RESERVED % (order_id, product_id, entry.quantity, expires_at),
+        _ORDER_RESERVED % (order_id, product_id, entry.quantity, expires_at),
     )
 
 

@@ -309,19 +309,24 @@ class OrderDesk:
         bucket_due = -(-due // size) * size
         last = self._expiry_keys.get(partition)
         if last is not None and last[0] == bucket_due:
-            part, key = last[1], last[2]
+            key = last[2]
             held = self.store.get(key)
-            if held is not None and len(held) < policy.expiry_bucket_bytes:
-                # The usual order: the timer the last one joined has room (nothing to note).
-                named = f"{len(order_id)}:{order_id}".encode()  # characters: see expiring
-                self.store.put_shared(key, held + named)
-                return
+            if held is not None and len(held) >= policy.expiry_bucket_bytes:
+                key, held = self._open_expiry(partition, bucket_due, last[1])
+            # else the usual order: the timer the last one joined has room (nothing to note).
         else:
             part = self._expiry_parts.get((partition, bucket_due), 0)
-            key = timer_key(partition, bucket_due, EXPIRIES, str(part) if part else "")
+            key, held = self._open_expiry(partition, bucket_due, part)
+        named = f"{len(order_id)}:{order_id}".encode()  # characters, not bytes: see expiring
+        self.store.put_shared(key, named if held is None else held + named)
+
+    def _open_expiry(self, partition: int, bucket_due: int, part: int) -> tuple[str, bytes | None]:
+        """The key and value of the first expiry timer due at ``bucket_due`` from ``part`` on
+        with room left, noted as the one the next orders join."""
+        key = timer_key(partition, bucket_due, EXPIRIES, str(part) if part else "")
         while True:
             held = self.store.get(key)
-            if held is None or len(held) < policy.expiry_bucket_bytes:
+            if held is None or len(held) < self.policy.expiry_bucket_bytes:
                 break
             part += 1
             key = timer_key(partition, bucket_due, EXPIRIES, str(part))
@@ -330,8 +335,7 @@ class OrderDesk:
                 self._expiry_parts.clear()
             self._expiry_parts[(partition, bucket_due)] = part
         self._expiry_keys[partition] = (bucket_due, part, key)
-        named = f"{len(order_id)}:{order_id}".encode()  # characters, not bytes: see expiring
-        self.store.put_shared(key, named if held is None else held + named)
+        return key, held
 
     def _forget(self, key: str, raw: bytes, now_ms: int) -> None:
         decision = decide.fire_timer(decode_saga(raw), "forget", now_ms=now_ms, policy=self.policy)
