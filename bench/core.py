@@ -31,8 +31,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["WRITER_CAP", "CoreResult", "run_core"]
+if TYPE_CHECKING:
+    from stockflow.processing.pipeline import LocalPipeline
+
+__all__ = ["WRITER_CAP", "CoreResult", "run_core", "single_line_orders", "stocked_pipeline"]
 
 WRITER_CAP = 50_000
 """MemoryStore keeps a sorted key list (``bisect.insort``: O(n) per new key); past this many
@@ -134,19 +138,11 @@ def _writer(count: int, products: int) -> CoreResult:
     return _timed("writer", "ProductWriter.handle + MemoryStore (per Reserve)", count, body)
 
 
-def _pipeline(
-    count: int,
-    products: int,
-    key: str = "pipeline",
-    name: str = "LocalPipeline (whole single-line order)",
-) -> CoreResult:
-    from stockflow.processing.pipeline import LocalPipeline
-
-    pipe = LocalPipeline(partitions=4)
-    for i in range(products):
-        value = json.dumps({"type": "StockSet", "product_id": f"p{i}", "on_hand": 10 * count})
-        pipe.feed("inventory", f"p{i}".encode(), value.encode(), 1_000)
-    orders = [
+def single_line_orders(count: int, products: int) -> list[tuple[bytes, bytes]]:
+    """``count`` encoded single-line ``OrderPlaced`` records (key, value), one unit each of
+    products ``p0``..``p{products-1}`` in turn: the ``pipeline`` layer's orders (and
+    ``bench.instructions``')."""
+    return [
         (
             f"o{i}".encode(),
             json.dumps(
@@ -159,6 +155,27 @@ def _pipeline(
         )
         for i in range(count)
     ]
+
+
+def stocked_pipeline(products: int, on_hand: int) -> LocalPipeline:
+    """A 4-partition :class:`LocalPipeline` with ``on_hand`` units of each product set."""
+    from stockflow.processing.pipeline import LocalPipeline
+
+    pipe = LocalPipeline(partitions=4)
+    for i in range(products):
+        value = json.dumps({"type": "StockSet", "product_id": f"p{i}", "on_hand": on_hand})
+        pipe.feed("inventory", f"p{i}".encode(), value.encode(), 1_000)
+    return pipe
+
+
+def _pipeline(
+    count: int,
+    products: int,
+    key: str = "pipeline",
+    name: str = "LocalPipeline (whole single-line order)",
+) -> CoreResult:
+    pipe = stocked_pipeline(products, 10 * count)
+    orders = single_line_orders(count, products)
 
     def body() -> None:
         for key, value in orders:

@@ -32,32 +32,20 @@ from pathlib import Path
 __all__ = ["count_instructions", "main"]
 
 PRODUCTS = 2_000
+ROOT = Path(__file__).resolve().parents[1]
 
 _SCRIPT = """
-import json, sys
-from stockflow.garbage import tune_garbage_collector
-from stockflow.processing.pipeline import LocalPipeline
-from stockflow.settings import Settings
+import sys
+from bench.core import single_line_orders, stocked_pipeline, worker_collector
 
 count, products = int(sys.argv[1]), int(sys.argv[2])
-orders = [
-    (
-        f"o{i}".encode(),
-        json.dumps(
-            {"type": "OrderPlaced", "order_id": f"o{i}",
-             "lines": [{"product_id": f"p{i % products}", "quantity": 1}]}
-        ).encode(),
-    )
-    for i in range(count)
-]
-pipe = LocalPipeline(partitions=4)
-for i in range(products):
-    stock = {"type": "StockSet", "product_id": f"p{i}", "on_hand": 10 * count}
-    pipe.feed("inventory", f"p{i}".encode(), json.dumps(stock).encode(), 1_000)
-tune_garbage_collector(Settings().gc_threshold)
-for key, value in orders:
-    pipe.feed("orders", key, value, 2_000)
+orders = single_line_orders(count, products)
+pipe = stocked_pipeline(products, 10 * count)
+with worker_collector():
+    for key, value in orders:
+        pipe.feed("orders", key, value, 2_000)
 """
+"""The ``pipeline`` layer of ``python -m bench --only core`` (:mod:`bench.core`), untimed."""
 
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -78,6 +66,7 @@ def _collected(orders: int, src: Path | None) -> int:
             str(PRODUCTS),
         ],
         env=env,
+        cwd=ROOT,  # where ``bench`` imports from
         capture_output=True,
         text=True,
         timeout=600,
