@@ -30,7 +30,7 @@ from stockflow.models import (
 )
 from stockflow.processing.codec import decode_entry, decode_stock, encode_outcome
 from stockflow.processing.orders import OrderDesk, load_saga
-from stockflow.processing.pipeline import Emitted, LocalPipeline
+from stockflow.processing.pipeline import Emitted, EmittedLog, LocalPipeline
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import MemoryStore
 
@@ -200,7 +200,7 @@ class Shop:
 
     # reads
     @property
-    def emitted(self) -> list[Emitted]:
+    def emitted(self) -> EmittedLog:
         return self.pipeline.emitted
 
     def events(self) -> list[BaseModel]:

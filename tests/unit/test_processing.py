@@ -5,6 +5,7 @@ the store, and the in-process pipeline end to end."""
 from __future__ import annotations
 
 import base64
+import gc
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -1026,6 +1027,22 @@ def test_a_stale_sweep_timer_is_dropped_and_a_lost_sweep_state_is_rebuilt() -> N
 def test_the_pipeline_accepts_only_input_topics() -> None:
     with pytest.raises(ValueError, match="not an input topic"):
         LocalPipeline().feed("reservations", b"k", b"{}", 0)
+
+
+def test_the_emitted_log_reads_as_records_and_is_not_walked_by_the_collector() -> None:
+    shop = Shop(policy=POLICY)
+    shop.set_stock("p", 5)
+    returned = shop.place("o-1", ("p", 1)) + shop.place("o-2", ("p", 9))
+    log = shop.pipeline.emitted
+
+    assert list(log) == returned == log[: len(log)]
+    assert [record.role for record in log] == ["reservations"] * len(log)
+    assert log[-1] == returned[-1] and log[-1].key == b"o-2"
+    assert isinstance(events_of([log[-1]])[0], OrderRejected)
+    # What a replay keeps is plain data: after a collection the collector no longer tracks it
+    # (an object per record stayed tracked, and each full collection walked it again).
+    gc.collect()
+    assert not any(gc.is_tracked(record) for record in log._records)
 
 
 def test_dead_letters_leave_the_pipeline() -> None:
