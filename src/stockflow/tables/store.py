@@ -28,6 +28,7 @@ from rocksdict import WriteBatch
 from stockflow._faust.changelog import ChangelogWriter
 from stockflow.errors import StockflowError
 from stockflow.keys import TIMER_KEYS
+from stockflow.tables.overlay import ABSENT, newest_held, overlaid
 
 if TYPE_CHECKING:
     from stockflow.tables.protocols import (
@@ -116,7 +117,7 @@ class TableStore:
                 else:
                     put(key, value)
                 # The same object: no later batch changed it, the database will say the same.
-                if held(key, _ABSENT) is value:
+                if held(key, ABSENT) is value:
                     del unacked[key]
         put(data.offset_key, str(offset).encode())
         data._db_for_partition(partition).write(batch)
@@ -262,7 +263,7 @@ class TableStore:
             wanted, low = prefix.encode(), first.encode()
             stored = ((key, value) for key, value in db.items(from_key=low))
             changed = self._changes(partition, wanted, low)
-            for raw_key, value in _overlaid(stored, changed) if changed else stored:
+            for raw_key, value in overlaid(stored, changed) if changed else stored:
                 if not raw_key.startswith(wanted):
                     return
                 yield raw_key.decode(), value
@@ -300,8 +301,8 @@ class TableStore:
             if stored is not None and floor >= stored:
                 return stored.decode()  # every newer timer key is at or above the floor
             if floor.startswith(wanted):
-                value = _newest(layers, floor)
-                if value is not None and value is not _ABSENT:
+                value = newest_held(layers, floor)
+                if value is not None and value is not ABSENT:
                     return floor.decode()  # live, and no newer timer key is below it
             elif floor > wanted:  # past every key of the prefix: none of them is newer
                 return None if stored is None else stored.decode()
@@ -338,7 +339,7 @@ class TableStore:
         for key in data._db_for_partition(partition).keys(from_key=wanted):
             if not key.startswith(wanted):
                 return None
-            if _newest(layers, key) is not None:  # a newer value, or none at all (_ABSENT)
+            if newest_held(layers, key) is not None:  # a newer value, or none at all (ABSENT)
                 return key
         return None
 
@@ -353,44 +354,9 @@ class TableStore:
         return changed
 
 
-_ABSENT = object()
 _TIMERS = TIMER_KEYS.encode()
 _NO_TIMERS = b"t;"
 """A floor above every timer key (``;`` follows ``:``): no timer write is held back."""
-
-
-def _newest(layers: list[dict[bytes, bytes | None]], key: bytes) -> object:
-    """The newest held value of ``key`` (``None``: deleted), or ``_ABSENT``."""
-    for layer in reversed(layers):
-        value = layer.get(key, _ABSENT)
-        if value is not _ABSENT:
-            return value
-    return _ABSENT
-
-
-def _overlaid(
-    stored: Iterator[tuple[bytes, bytes]], changed: dict[bytes, bytes | None]
-) -> Iterator[tuple[bytes, bytes]]:
-    """``stored`` (ascending) with ``changed`` laid over it: a change wins, ``None`` hides."""
-    keys = sorted(changed)
-    index, count = 0, len(keys)
-    for key, value in stored:
-        while index < count and keys[index] < key:
-            new = changed[keys[index]]
-            if new is not None:
-                yield keys[index], new
-            index += 1
-        if index < count and keys[index] == key:
-            new = changed[key]
-            index += 1
-            if new is not None:
-                yield key, new
-            continue
-        yield key, value
-    for key in keys[index:]:
-        new = changed[key]
-        if new is not None:
-            yield key, new
 
 
 def _as_str(key: object) -> str:
