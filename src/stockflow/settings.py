@@ -28,7 +28,6 @@ __all__ = ["Settings"]
 
 _ENV_PREFIX = "STOCKFLOW_"
 
-_MS = 1000
 _MIB = 1024 * 1024
 
 
@@ -369,75 +368,19 @@ class Settings(BaseSettings):
             self.order_replies_topic,
         )
 
+    # --- Faust arguments ----------------------------------------------------------------------
+    # Made by stockflow.faust_arguments, imported on first use: importing the settings loads no
+    # other stockflow module than stockflow.errors.
+
     def table_options(self) -> dict[str, Any]:
         """Faust's per-table store ``options`` (its RocksDB store reads them; the memory
         store ignores them). A new dict per call: Faust's RocksDB store pops keys from it."""
-        return {
-            "write_buffer_size": self.rocksdb_write_buffer_size,
-            "max_write_buffer_number": self.rocksdb_max_write_buffers,
-            "block_cache_size": self.rocksdb_block_cache_size,
-            "bloom_filter_size": self.rocksdb_bloom_bits,
-        }
+        from stockflow.faust_arguments import table_options
+
+        return table_options(self)
 
     def faust_kwargs(self) -> dict[str, Any]:
         """Arguments for :class:`faust.App`, derived from these settings."""
-        kwargs: dict[str, Any] = {
-            "id": self.app_id,
-            "broker": self.broker,
-            "store": self.store,
-            "topic_partitions": self.partitions,
-            "topic_replication_factor": self.replication_factor,
-            "table_standby_replicas": self.standby_replicas,
-            "broker_session_timeout": self.session_timeout,
-            "broker_heartbeat_interval": self.heartbeat_interval,
-            "broker_rebalance_timeout": self.rebalance_timeout,
-            "broker_commit_interval": self.commit_interval,
-            "producer_linger": self.producer_linger_ms / _MS,
-            "producer_max_batch_size": self.producer_batch_bytes,
-            # acks=all: a decision is only committed once every replica has it.
-            "producer_acks": -1,
-            "web_port": self.web_port,
-            "web_bind": self.web_bind,
-            "web_enabled": self.web_enabled,
-            "web_in_thread": False,
-            # Decisions are events on topics; nothing is served from Faust's key/value JSON.
-            "value_serializer": "raw",
-            "key_serializer": "raw",
-        }
-        if self.datadir is not None:
-            kwargs["datadir"] = str(self.datadir)
-        if self.log_json:
-            from stockflow.observability.logs import json_logging_config
+        from stockflow.faust_arguments import faust_kwargs
 
-            kwargs["logging_config"] = json_logging_config()
-        kwargs.update(self._security_kwargs())
-        return kwargs
-
-    def _security_kwargs(self) -> dict[str, Any]:
-        import faust  # the edge: only here do settings become Faust objects
-
-        ssl_context = None
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            ssl_context = create_ssl_context(
-                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
-                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
-                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
-            )
-        if self.security_protocol.startswith("SASL"):
-            from stockflow.observability.logs import redact_sasl_tokens
-
-            redact_sasl_tokens()
-            mechanism = self.sasl_mechanism or "PLAIN"
-            password = self.sasl_password.get_secret_value() if self.sasl_password else ""
-            credentials = faust.SASLCredentials(
-                username=self.sasl_username or "",
-                password=password,
-                mechanism=mechanism,
-                ssl_context=ssl_context,
-            )
-            return {"broker_credentials": credentials}
-        if ssl_context is not None:
-            return {"broker_credentials": faust.SSLCredentials(ssl_context)}
-        return {}
+        return faust_kwargs(self)
