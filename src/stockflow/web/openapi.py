@@ -2,18 +2,16 @@
 
 Event schemas come from the pydantic models of the event contract (:mod:`stockflow.models`), so
 the document cannot drift from what the worker emits; the read model's answers are described
-here by hand, after :mod:`stockflow.web.views`. A test runs schemathesis against a live worker
-with this document (``tests/integration/test_http_schema.py``).
+by hand, after :mod:`stockflow.web.views` (both in :mod:`stockflow.web.openapi_schemas`). A test
+runs schemathesis against a live worker with this document
+(``tests/integration/test_http_schema.py``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
-from stockflow.client.matching import CancelAnswer, Outcome, PayAnswer
-from stockflow.models import OrderLine
+from stockflow.web.openapi_schemas import TEXT, component_schemas, schema_ref
 from stockflow.web.orders_api import DEFAULT_WAIT, MAX_WAIT
 
 if TYPE_CHECKING:
@@ -23,189 +21,13 @@ if TYPE_CHECKING:
 
 __all__ = ["openapi_document", "register_openapi"]
 
-REF = "#/components/schemas/{model}"
-TEXT = "^[^\\ud800-\\udfff]*$"
-"""Ids and reasons are Unicode text without lone surrogates (which JSON can carry and no
-Kafka key or UTF-8 encoder can): the API answers 400 to them."""
-_MODELS: tuple[type[BaseModel], ...] = (
-    OrderLine,
-    *get_args(Outcome),  # the answers of the writes are the client's (orders_api)
-    *get_args(PayAnswer),
-    *get_args(CancelAnswer),
-)
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": REF.format(model=name)}
-
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _error(description: str) -> dict[str, Any]:
-    return _json(_ref("Error"), description)
-
-
-def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    """An object schema; every property is required unless ``required`` says which are."""
-    return {
-        "type": "object",
-        "required": list(properties) if required is None else required,
-        "properties": properties,
-    }
-
-
-def _one_of(union: object) -> dict[str, Any]:
-    """One of the event models of a union of the client's (:mod:`stockflow.client.matching`)."""
-    return {"oneOf": [_ref(model.__name__) for model in get_args(union)]}
-
-
-def _events_answer(union: object) -> dict[str, Any]:
-    """``{order_id, events}``: a payment's or cancellation's answer."""
-    return _object(
-        {"order_id": {"type": "string"}, "events": {"type": "array", "items": _one_of(union)}}
-    )
-
-
-def _schemas() -> dict[str, Any]:
-    schemas: dict[str, Any] = {}
-    for model in _MODELS:
-        schema = model.model_json_schema(ref_template=REF, mode="serialization")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    schemas["OrderLine"]["properties"]["product_id"]["pattern"] = TEXT
-    nullable_int = {"type": ["integer", "null"]}
-    nullable_str = {"type": ["string", "null"]}
-    schemas.update(
-        {
-            "Error": _object({"error": {"type": "string"}}),
-            "FieldErrors": _object(
-                {
-                    "error": {"type": "string"},
-                    "fields": {
-                        "type": "array",
-                        "items": _object(
-                            {"field": {"type": "string"}, "message": {"type": "string"}}
-                        ),
-                    },
-                }
-            ),
-            "OrderRequest": {
-                "type": "object",
-                "description": "The fields of OrderPlaced; other fields are ignored.",
-                "required": ["order_id", "lines"],
-                "properties": {
-                    "type": {"const": "OrderPlaced"},
-                    "order_id": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": 256,
-                        "pattern": TEXT,
-                    },
-                    "lines": {"type": "array", "minItems": 1, "items": _ref("OrderLine")},
-                    "fulfilment": {
-                        "enum": ["all_or_nothing", "partial"],
-                        "default": "all_or_nothing",
-                    },
-                    "reservation_ttl": {
-                        "type": ["number", "null"],
-                        "exclusiveMinimum": 0,
-                        "maximum": 365 * 24 * 3600,
-                    },
-                },
-            },
-            "CancelRequest": {
-                "type": "object",
-                "properties": {
-                    "reason": {"type": ["string", "null"], "maxLength": 1024, "pattern": TEXT}
-                },
-            },
-            "Outcome": _one_of(Outcome),
-            "Pending": _object(
-                {
-                    "order_id": {"type": "string"},
-                    "status": {"const": "pending"},
-                    "location": {"type": "string"},
-                }
-            ),
-            "Conflict": _object(
-                {
-                    "error": {"type": "string"},
-                    "order_id": {"type": "string"},
-                    "differences": {"type": "array", "items": {"type": "string"}},
-                    "outcome": {"oneOf": [_ref("Outcome"), {"type": "null"}]},
-                }
-            ),
-            "PayAnswer": _events_answer(PayAnswer),
-            "CancelAnswer": _events_answer(CancelAnswer),
-            "Stock": _object(
-                required=["product_id", "on_hand", "reserved", "available", "freshness"],
-                properties={
-                    "product_id": {"type": "string"},
-                    "on_hand": {"type": "integer"},
-                    "reserved": {"type": "integer"},
-                    "available": {"type": "integer"},
-                    "freshness": {"type": "object"},
-                    "reservation": {"oneOf": [_ref("Reservation"), {"type": "null"}]},
-                },
-            ),
-            "Reservation": _object(
-                required=["order_id", "quantity", "status", "expires_at"],
-                properties={
-                    "order_id": {"type": "string"},
-                    "quantity": {"type": "integer"},
-                    "status": {"enum": ["pending", "confirmed", "released", "refused"]},
-                    "release_reason": nullable_str,
-                    "refusal": nullable_str,
-                    "available": nullable_int,
-                    "expires_at": {"type": "string"},
-                    "finished_at": nullable_str,
-                },
-            ),
-            "OrderState": _object(
-                required=["order_id", "status", "fulfilment", "lines", "freshness"],
-                properties={
-                    "order_id": {"type": "string"},
-                    "status": {
-                        "enum": [
-                            "reserving",
-                            "reserved",
-                            "rejected",
-                            "confirmed",
-                            "cancelled",
-                            "expired",
-                        ]
-                    },
-                    "fulfilment": {"enum": ["all_or_nothing", "partial"]},
-                    "lines": {
-                        "type": "array",
-                        "items": _object(
-                            required=["product_id", "quantity", "answer", "action"],
-                            properties={
-                                "product_id": {"type": "string"},
-                                "quantity": {"type": "integer"},
-                                "answer": {"enum": ["pending", "reserved", "refused"]},
-                                "reason": nullable_str,
-                                "available": nullable_int,
-                                "action": {"enum": ["reserve", "confirm", "release", "none"]},
-                                "release_reason": nullable_str,
-                            },
-                        ),
-                    },
-                    "placed_at": {"type": "string"},
-                    "deadline": {"type": "string"},
-                    "expires_at": {"type": "string"},
-                    "finished_at": nullable_str,
-                    "rejection": nullable_str,
-                    "pay_requested": {"type": "boolean"},
-                    "cancel_requested": {"type": "boolean"},
-                    "freshness": {"type": "object"},
-                },
-            ),
-        }
-    )
-    return schemas
+    return _json(schema_ref("Error"), description)
 
 
 def _wait() -> dict[str, Any]:
@@ -229,14 +51,14 @@ def _path_id(name: str) -> dict[str, Any]:
 
 
 def _pending() -> dict[str, Any]:
-    response = _json(_ref("Pending"), "Not answered within `wait`; see `Location`.")
+    response = _json(schema_ref("Pending"), "Not answered within `wait`; see `Location`.")
     response["headers"] = {"Location": {"schema": {"type": "string"}}}
     return response
 
 
 def _write_errors() -> dict[str, Any]:
     return {
-        "400": _json(_ref("FieldErrors"), "Invalid request; nothing was sent."),
+        "400": _json(schema_ref("FieldErrors"), "Invalid request; nothing was sent."),
         "401": _error("STOCKFLOW_HTTP_TOKEN is set and the bearer token is missing or wrong."),
         "503": _error("The broker cannot be reached."),
     }
@@ -270,7 +92,7 @@ def _operation(
         schema, required = body
         operation["requestBody"] = {
             "required": required,
-            "content": {"application/json": {"schema": _ref(schema)}},
+            "content": {"application/json": {"schema": schema_ref(schema)}},
         }
     operation["responses"] = responses
     return {method: operation}
@@ -291,8 +113,8 @@ def openapi_document(*, token: bool = False, reads_closed: bool = False) -> dict
             "Place an order and wait for its outcome",
             [_wait()],
             _write_answers(
-                _json(_ref("Outcome"), "The order's outcome."),
-                conflict=_json(_ref("Conflict"), "The order id was placed with other lines."),
+                _json(schema_ref("Outcome"), "The order's outcome."),
+                conflict=_json(schema_ref("Conflict"), "The order id was placed with other lines."),
             ),
             body=("OrderRequest", True),
         ),
@@ -301,14 +123,14 @@ def openapi_document(*, token: bool = False, reads_closed: bool = False) -> dict
             "payOrder",
             "Confirm every reserved line of an order",
             [_path_id("order_id"), _wait()],
-            _write_answers(_json(_ref("PayAnswer"), "The payment's answer.")),
+            _write_answers(_json(schema_ref("PayAnswer"), "The payment's answer.")),
         ),
         "/orders/{order_id}/cancel": _operation(
             "post",
             "cancelOrder",
             "Release every reserved line of an order",
             [_path_id("order_id"), _wait()],
-            _write_answers(_json(_ref("CancelAnswer"), "The cancellation's answer.")),
+            _write_answers(_json(schema_ref("CancelAnswer"), "The cancellation's answer.")),
             body=("CancelRequest", False),
         ),
         "/orders/{order_id}": _operation(
@@ -317,7 +139,7 @@ def openapi_document(*, token: bool = False, reads_closed: bool = False) -> dict
             "An order's reservation state (the saga)",
             [_path_id("order_id")],
             {
-                "200": _json(_ref("OrderState"), "The order's state."),
+                "200": _json(schema_ref("OrderState"), "The order's state."),
                 "404": _error("Never placed, or forgotten after STOCKFLOW_RETENTION."),
                 **read_errors,
             },
@@ -338,7 +160,7 @@ def openapi_document(*, token: bool = False, reads_closed: bool = False) -> dict
                 },
             ],
             {
-                "200": _json(_ref("Stock"), "The product's stock."),
+                "200": _json(schema_ref("Stock"), "The product's stock."),
                 "404": _error("Never stocked."),
                 **read_errors,
             },
@@ -374,7 +196,7 @@ def openapi_document(*, token: bool = False, reads_closed: bool = False) -> dict
             "worker answers any id.",
         },
         "paths": paths,
-        "components": {"schemas": _schemas()},
+        "components": {"schemas": component_schemas()},
     }
     if token:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
