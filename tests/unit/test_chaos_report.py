@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from stockflow.chaos.report import from_json, to_json, to_markdown
-from stockflow.chaos.session import ScenarioResult
+from stockflow.chaos.verdict import ScenarioResult
 
 STARTED = datetime(2026, 12, 4, 11, 0, tzinfo=UTC)
 

@@ -17,7 +17,7 @@ Importing this package starts nothing.
 
 from stockflow.chaos.proxy import TcpProxy, tcp_connections
 from stockflow.chaos.scenarios import SCENARIOS, Budget, plan, run_chaos, run_scenario
-from stockflow.chaos.session import ScenarioResult
+from stockflow.chaos.verdict import ScenarioResult
 from stockflow.chaos.watch import FlowWatcher, Recovery
 
 __all__ = [

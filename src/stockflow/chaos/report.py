@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
-from stockflow.chaos.session import ScenarioResult
+from stockflow.chaos.verdict import ScenarioResult
 
 __all__ = ["from_json", "machine", "recovery_stats", "to_json", "to_markdown"]
 

@@ -39,7 +39,8 @@ from typing import Any
 
 from stockflow.chaos.load import LoadMix
 from stockflow.chaos.proxy import CutMode
-from stockflow.chaos.session import ChaosSession, ScenarioResult
+from stockflow.chaos.session import ChaosSession
+from stockflow.chaos.verdict import ScenarioResult
 from stockflow.chaos.watch import assigned_partitions
 from stockflow.errors import StockflowError
 from stockflow.testing.worker import WorkerProcess

@@ -15,18 +15,15 @@ import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from stockflow.chaos.checks import Topics, check_run
 from stockflow.chaos.divergence import late_emissions, writer_replay
 from stockflow.chaos.evidence import late_records, write_topics
 from stockflow.chaos.load import LoadMix, LoadProducer, make_catalog
 from stockflow.chaos.proxy import TcpProxy, tcp_connections
+from stockflow.chaos.verdict import ScenarioResult, run_audit
 from stockflow.chaos.watch import FlowWatcher, Recovery
 from stockflow.errors import StockflowError
 from stockflow.kafka import Record
@@ -34,71 +31,16 @@ from stockflow.testing.broker import EmbeddedBroker, free_port
 from stockflow.testing.harness import Harness
 from stockflow.testing.worker import WorkerProcess
 
-__all__ = ["ChaosSession", "ScenarioResult"]
+__all__ = ["ChaosSession"]
 
 READY_TIMEOUT = 90.0
 RECOVERY_TIMEOUT = 120.0
 DECIDE_TIMEOUT = 60.0
-AUDIT_SETTLE = 30.0
 STOP_GRACE = 10.0
 """Seconds past a worker's stop timeout before a SIGTERM'd worker is killed (its watchdog
 should have ended it by then)."""
 _LOG_PROBLEM = re.compile(r"\[(ERROR|CRITICAL)\] (.{0,160})")
 _NUMBERS = re.compile(r"[0-9a-f-]{8,}|\d+")
-
-
-@dataclass
-class ScenarioResult:
-    """What one scenario measured; ``ok`` only with zero violations and no anomaly."""
-
-    name: str
-    title: str
-    seed: int
-    workers: int
-    seconds: float = 0.0
-    orders: int = 0
-    orders_decided: int = 0
-    kills: int = 0
-    kills_during_recovery: int = 0
-    outages: int = 0
-    outage_seconds: float = 0.0
-    duplicates: int = 0
-    bad_inputs: int = 0
-    dead_lettered: int = 0
-    lifecycle: dict[str, int] = field(default_factory=dict)
-    audit_exit: int | None = None
-    audit_violations: int | None = None
-    check_problems: list[str] = field(default_factory=list)
-    recoveries: list[Recovery] = field(default_factory=list)
-    anomalies: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-    workdir: str = ""
-
-    @property
-    def violations(self) -> int:
-        return (self.audit_violations or 0) + len(self.check_problems)
-
-    @property
-    def ok(self) -> bool:
-        return self.audit_exit == 0 and not self.check_problems and not self.anomalies
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["recoveries"] = [r.to_dict() for r in self.recoveries]
-        data["ok"] = self.ok
-        data["violations"] = self.violations
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ScenarioResult:
-        """The inverse of :meth:`to_dict` (to render a report again from ``chaos.json``)."""
-        known = {name for name in cls.__dataclass_fields__ if name != "recoveries"}
-        result = cls(**{k: v for k, v in data.items() if k in known})
-        result.recoveries = [
-            Recovery(r["kind"], r["fault"], r["first_decision_s"], r["all_flowing_s"])
-            for r in data.get("recoveries", [])
-        ]
-        return result
 
 
 class ChaosSession:
@@ -346,7 +288,7 @@ class ChaosSession:
             self.watcher.wait_decided(self.load.sent.order_ids, timeout=DECIDE_TIMEOUT)
         except StockflowError as exc:
             result.anomalies.append(str(exc))
-        self._audit()
+        run_audit(result, bootstrap=h.bootstrap, env=h.env, workdir=self.workdir)
         settings = h.settings
         names = (
             settings.orders_topic,
@@ -411,39 +353,6 @@ class ChaosSession:
         records = asyncio.run(read_topics(self.h.bootstrap, names, timeout=120))
         write_topics(records, self.workdir / "topics")
         return records
-
-    def _audit(self) -> None:
-        """``stockflow audit --json --settle S --strict`` as a user runs it."""
-        command = [
-            sys.executable,
-            "-c",
-            "from stockflow.cli import main; main()",
-            "audit",
-            "--broker",
-            self.h.bootstrap,
-            "--json",
-            "--settle",
-            str(AUDIT_SETTLE),
-            "--strict",
-        ]
-        env = {**os.environ, **self.h.env}
-        done = subprocess.run(
-            command, env=env, capture_output=True, timeout=AUDIT_SETTLE + 300, check=False
-        )
-        (self.workdir / "audit.json").write_bytes(done.stdout)
-        (self.workdir / "audit.stderr").write_bytes(done.stderr)
-        self.result.audit_exit = done.returncode
-        try:
-            audit = json.loads(done.stdout)
-        except ValueError:
-            self.result.anomalies.append(
-                f"stockflow audit exited {done.returncode} without JSON: "
-                f"{done.stderr.decode(errors='replace')[-2000:]}"
-            )
-            return
-        self.result.audit_violations = len(audit["violations"])
-        self.result.details["audit_counts"] = audit["counts"]
-        self.result.details["audit_violations"] = audit["violations"][:20]
 
     def _log_problems(self) -> dict[str, dict[str, int]]:
         """ERROR/CRITICAL lines per worker log (whole file), grouped by their first words."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from stockflow.chaos.session import ScenarioResult
+    from stockflow.chaos.verdict import ScenarioResult
 
 __all__ = ["chaos"]
 
