@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from stockflow.core.policy import Policy
 from stockflow.models import Confirm, LineAnswer, Release, Reserve, SetStock
 from stockflow.processing.codec import decode_saga, encode
-from stockflow.processing.orders import OrderDesk, expiring
+from stockflow.processing.expiries import expiring
+from stockflow.processing.orders import OrderDesk
 from stockflow.processing.pipeline import LocalPipeline
 from stockflow.processing.products import ProductWriter
 from stockflow.processing.records import Out
@@ -259,7 +260,7 @@ def test_a_shared_expiry_timer_lists_any_ids_it_was_given(ids: list[str]) -> Non
     store = MemoryStore()
     desk = OrderDesk(store, policy)
     for order_id in ids:
-        desk._share_expiry(order_id, 0, T0 + TTL)
+        desk.expiries.join(order_id, 0, T0 + TTL)
     timers = [key for key in store.items() if ":expiries:" in key]
     assert len(timers) == 1
     assert expiring(store.get(timers[0])) == list(dict.fromkeys(ids))

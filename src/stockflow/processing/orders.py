@@ -29,6 +29,7 @@ from stockflow.processing.codec import (
     encode_placed,
     encode_saga,
 )
+from stockflow.processing.expiries import EXPIRIES, SharedExpiries, expiring
 from stockflow.processing.internal import Command, parse_replies
 from stockflow.processing.order_input import Placed, parse_order
 from stockflow.processing.records import Meta, Out, Step
@@ -36,12 +37,7 @@ from stockflow.processing.store import StateStore
 from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
 from stockflow.processing.written import Written
 
-__all__ = ["EXPIRIES", "HELD", "SAGA_CACHE", "OrderDesk", "expiring", "load_saga"]
-
-EXPIRIES = "expiries"
-"""The kind of a timer shared by the single-line orders that their product writer decides
-(``Saga.forwards``) and that expire within one ``Policy.expiry_bucket_ms``: its value lists
-their ids (each as ``{length}:{id}``); when due, each is forwarded its expiry."""
+__all__ = ["HELD", "SAGA_CACHE", "OrderDesk", "load_saga"]
 
 HELD = b"held"
 """The value of a single-line order's expiry timer once its product writer reserved it (other
@@ -87,12 +83,7 @@ class OrderDesk:
         self.policy = policy
         self.products = products
         """The product writers' store, for the read model only (:meth:`saga`)."""
-        self._expiry_parts: dict[tuple[int, int], int] = {}
-        """Per (partition, due time) of a shared expiry timer that has filled up, the part
-        written last (see :meth:`_share_expiry`); empty after a restart, found again then."""
-        self._expiry_keys: dict[int, tuple[int, int, str]] = {}
-        """Per partition, the due time, part and key of the shared expiry timer written last:
-        the orders of a batch mostly share it, and formatting its key was 0.4 us an order."""
+        self.expiries = SharedExpiries(store, policy)
         self._written: Written[Saga] = Written(SAGA_CACHE)
         """The multi-line sagas this desk last put, decoded (see :class:`Written`)."""
 
@@ -294,48 +285,9 @@ class OrderDesk:
                 finished = due - self.policy.retention_ms
                 ensure_sweep(self.store, partition, finished, self.policy.retention_ms)
             elif kind == "expiry" and decision.saga is not None and decision.saga.forwards:
-                self._share_expiry(order_id, partition, due)
+                self.expiries.join(order_id, partition, due)
             else:
                 self.store.put(timer_key(partition, due, kind, order_id), b"")
-
-    def _share_expiry(self, order_id: str, partition: int, due: int) -> None:
-        """Adds the order to the expiry timer it shares with the orders that expire in the same
-        ``expiry_bucket_ms``: the table keeps one value per key and batch, so a batch of orders
-        costs one write. A timer full (``expiry_bucket_bytes``) is followed by another of the
-        same due time (the key's ref ``""``, then ``"1"``, ``"2"``...); which one an order is
-        in changes nothing but the key."""
-        policy = self.policy
-        size = policy.expiry_bucket_ms
-        bucket_due = -(-due // size) * size
-        last = self._expiry_keys.get(partition)
-        if last is not None and last[0] == bucket_due:
-            key = last[2]
-            held = self.store.get(key)
-            if held is not None and len(held) >= policy.expiry_bucket_bytes:
-                key, held = self._open_expiry(partition, bucket_due, last[1])
-            # else the usual order: the timer the last one joined has room (nothing to note).
-        else:
-            part = self._expiry_parts.get((partition, bucket_due), 0)
-            key, held = self._open_expiry(partition, bucket_due, part)
-        named = f"{len(order_id)}:{order_id}".encode()  # characters, not bytes: see expiring
-        self.store.put_shared(key, named if held is None else held + named)
-
-    def _open_expiry(self, partition: int, bucket_due: int, part: int) -> tuple[str, bytes | None]:
-        """The key and value of the first expiry timer due at ``bucket_due`` from ``part`` on
-        with room left, noted as the one the next orders join."""
-        key = timer_key(partition, bucket_due, EXPIRIES, str(part) if part else "")
-        while True:
-            held = self.store.get(key)
-            if held is None or len(held) < self.policy.expiry_bucket_bytes:
-                break
-            part += 1
-            key = timer_key(partition, bucket_due, EXPIRIES, str(part))
-        if part:
-            if len(self._expiry_parts) >= 1024:  # only a cache: buckets long fired go
-                self._expiry_parts.clear()
-            self._expiry_parts[(partition, bucket_due)] = part
-        self._expiry_keys[partition] = (bucket_due, part, key)
-        return key, held
 
     def _forget(self, key: str, raw: bytes, now_ms: int) -> None:
         decision = decide.fire_timer(decode_saga(raw), "forget", now_ms=now_ms, policy=self.policy)
@@ -364,23 +316,6 @@ class OrderDesk:
             # Deleted only after what it caused is durable (see Step.after_flush).
             fired.append(timer.key)
         return Step(outputs, tuple(fired))
-
-
-def expiring(raw: bytes | None) -> list[str]:
-    """The order ids an :data:`EXPIRIES` timer holds (each once, in the order armed)."""
-    ids: dict[str, None] = {}
-    # Read as text: each length counts the id's characters, as _share_expiry wrote it (and as
-    # every stored timer holds it). Read as bytes, a non-ASCII id's length fell short of its
-    # UTF-8 bytes and the value could not be split: the worker crashed on every restart
-    # when the timer came due (found when the chaos load gave orders TTLs of seconds).
-    text = "" if raw is None else raw.decode()
-    at = 0
-    while at < len(text):
-        colon = text.index(":", at)
-        end = colon + 1 + int(text[at:colon])
-        ids[text[colon + 1 : end]] = None
-        at = end
-    return list(ids)
 
 
 def _outputs(decision: SagaDecision) -> list[Out]:
