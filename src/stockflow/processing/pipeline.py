@@ -132,7 +132,8 @@ class LocalPipeline:
         """One input record (topic ``orders`` or ``inventory``); returns what it caused."""
         if topic not in INPUT_ROLES:
             raise ValueError(f"not an input topic: {topic!r}")
-        start = len(self.emitted)
+        records = self.emitted._records  # the log's own list: two calls fewer per input
+        start = len(records)
         if not self._quiet(timestamp_ms):
             self.advance(timestamp_ms)
         # murmur2 itself, not partition_for's cache: nearly every input's key (an order id) is
@@ -140,7 +141,7 @@ class LocalPipeline:
         partition = (murmur2(key) & 0x7FFFFFFF) % self.partitions if key is not None else 0
         self._queue.append((topic, partition, key, value, timestamp_ms))
         self._drain()
-        return self.emitted[start:]
+        return list(starmap(Emitted, records[start:]))
 
     def feed_all(self, records: Iterable[tuple[str, bytes | None, bytes | None, int]]) -> None:
         for topic, key, value, timestamp in records:
