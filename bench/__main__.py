@@ -55,6 +55,8 @@ SECTIONS = (
     "hops",
 )
 DEFAULT_SECTIONS = ("throughput", "latency", "recovery", "core")
+DEFAULT_WORKLOADS = ("spread", "hot", "multi")
+"""The throughput section's workloads unless ``--workloads`` says otherwise: issue 11's three."""
 SYSTEM_NAMES = ("pipe", "quix", "faust", "faust+6w", "stockflow", "stockflow-stream")
 QUICK_SYSTEMS = ("pipe", "quix", "stockflow")
 LATENCY_VARIANT_SYSTEMS = ("pipe", "stockflow")
@@ -104,6 +106,7 @@ class Plan:
     timeout: float
     knobs: tuple[dict[str, str], ...] = KNOBS
     workload: str = "spread"
+    workloads: tuple[str, ...] = DEFAULT_WORKLOADS
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
@@ -139,7 +142,16 @@ class Plan:
             timeout=args.timeout,
             knobs=({}, *(_knob(text) for text in args.knob)) if args.knob else KNOBS,
             workload=args.workload,
+            workloads=_workloads(args.workloads),
         )
+
+
+def _workloads(text: str) -> tuple[str, ...]:
+    chosen = tuple(text.split(","))
+    unknown = set(chosen) - set(KINDS)
+    if unknown:
+        raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))}")
+    return chosen
 
 
 def _knob(text: str) -> dict[str, str]:
@@ -199,7 +211,7 @@ def _env_for(plan: Plan, system: str) -> dict[str, str]:
 
 
 def _throughput(plan: Plan, report: Report) -> None:
-    for kind in KINDS:
+    for kind in plan.workloads:
         for system in plan.systems:
             load = workload(kind, _orders_for(plan, system), plan.products)
             result = median_run(
@@ -487,8 +499,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workload",
         default="spread",
-        choices=("spread", "hot", "multi"),
+        choices=KINDS,
         help="the workload of the knobs and profile sections (spread)",
+    )
+    parser.add_argument(
+        "--workloads",
+        default=",".join(DEFAULT_WORKLOADS),
+        help=f"the throughput section's workloads, comma-separated, of {', '.join(KINDS)} "
+        f"(default {','.join(DEFAULT_WORKLOADS)}; zipf: skewed demand, popular products sell out)",
     )
     parser.add_argument("--profile", action="store_true", help="add a py-spy profile section")
     parser.add_argument("--timeout", type=float, default=300.0, help="bound of every wait (s)")

@@ -15,6 +15,7 @@ import asyncio
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from stockflow.kafka import groupless_consumer, topic_partitions
 
 __all__ = [
     "WARM_PRODUCT",
+    "ZIPF_SKEW",
     "Matcher",
     "Tally",
     "Workload",
@@ -35,6 +37,10 @@ __all__ = [
 ]
 
 WARM_PRODUCT = "sku-warm"
+
+ZIPF_SKEW = 1.0
+"""The ``zipf`` workload's exponent, the classic law: over 2,000 products the most popular one
+takes about 12% of the orders, the hundredth about 0.12%."""
 """A product with plenty of stock that only warm-up orders use."""
 
 Record = tuple[bytes, bytes]
@@ -46,7 +52,10 @@ Only records whose key starts with the workload's prefix are offered."""
 @dataclass(frozen=True)
 class Workload:
     """``kind``: ``spread`` (single-line orders over ``products`` products), ``hot`` (every order
-    for one product with stock for 10% of them) or ``multi`` (``lines`` distinct products)."""
+    for one product with stock for 10% of them), ``multi`` (``lines`` distinct products) or
+    ``zipf`` (single-line orders whose product follows Zipf's law with exponent ``skew`` over
+    ``products`` products, each stocked for half the average demand: the popular ones sell out,
+    the long tail does not; the shape of an independent run of issue 11)."""
 
     kind: str
     orders: int
@@ -55,6 +64,8 @@ class Workload:
     stock: int
     prefix: str
     seed: int = 6
+    skew: float = 0.0
+    """Zipf's exponent of the product picked by a single-line order; 0: uniform."""
 
     def product_id(self, index: int) -> str:
         return f"sku-{index}"
@@ -69,16 +80,21 @@ class Workload:
         ]
 
     def order_records(self) -> list[Record]:
-        rng = random.Random(self.seed)
         records = []
-        for i in range(self.orders):
-            if self.lines == 1:
-                picks = [rng.randrange(self.products)]
-            else:
-                picks = rng.sample(range(self.products), self.lines)
+        for i, picks in enumerate(self._picks()):
             lines = [{"product_id": self.product_id(p), "quantity": 1} for p in picks]
             records.append(_order(f"{self.prefix}{i}", lines))
         return records
+
+    def _picks(self) -> list[list[int]]:
+        """Each order's product indexes, the same on every call (seeded)."""
+        rng = random.Random(self.seed)
+        if self.skew:
+            weights = [1 / (rank + 1) ** self.skew for rank in range(self.products)]
+            return [[p] for p in rng.choices(range(self.products), weights, k=self.orders)]
+        if self.lines == 1:
+            return [[rng.randrange(self.products)] for _ in range(self.orders)]
+        return [rng.sample(range(self.products), self.lines) for _ in range(self.orders)]
 
     def warm_records(self, count: int) -> list[Record]:
         line = [{"product_id": WARM_PRODUCT, "quantity": 1}]
@@ -87,7 +103,11 @@ class Workload:
     @property
     def expected_reserved(self) -> int:
         """Orders that must be reserved (every system sees the same stock): hot stock is the
-        bound; spread and multi have stock for everyone."""
+        bound; spread and multi have stock for everyone; zipf, each product's stock or its
+        demand, whichever is less (every order has one line of one unit)."""
+        if self.skew:
+            demand = Counter(picks[0] for picks in self._picks())
+            return sum(min(count, self.stock) for count in demand.values())
         return min(self.orders, self.stock) if self.kind == "hot" else self.orders
 
 
@@ -99,6 +119,9 @@ def workload(kind: str, orders: int, products: int, prefix: str | None = None) -
         return Workload(kind, orders, 1, 1, max(orders // 10, 1), prefix)
     if kind == "multi":
         return Workload(kind, orders, products, 3, orders, prefix)
+    if kind == "zipf":
+        stock = max(orders // (2 * products), 1)  # half the average demand
+        return Workload(kind, orders, products, 1, stock, prefix, skew=ZIPF_SKEW)
     raise ValueError(f"unknown workload {kind!r}")
 
 

@@ -16,11 +16,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.goals import ONE_MILLION, pipe_row, restore_seconds, rss_at_million
+from bench.goals import KINDS, ONE_MILLION, pipe_row, restore_seconds, rss_at_million
 
 __all__ = ["KINDS", "Report"]
 
-KINDS = ("spread", "hot", "multi")
 RECOVERY_LABELS = (
     ("cold", "cold start, empty datadir"),
     ("replacement", "SIGKILL -> replacement, new datadir"),

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from bench import preflight
 from bench.charts import write_charts
 from bench.goals import evaluate_goals
 from bench.harness import CDF_POINTS, quantiles
+from bench.load import workload
 from bench.report import Report
 from bench.stockflow_systems import _last_per_partition
 from bench.system import System
@@ -365,6 +368,28 @@ def test_knobs_compare_the_defaults_with_the_given_environments_only() -> None:
     assert plan.knobs == ({}, {"PYTHONPATH": "/tmp/base/src"}, {"A": "1", "B": "x=y"})
     assert plan.workload == "spread"
     assert bench_main.plan_of(["--workload", "multi"]).knobs == bench_main.KNOBS
+
+
+def test_the_throughput_workloads_are_chosen_and_checked() -> None:
+    assert bench_main.plan_of([]).workloads == ("spread", "hot", "multi")
+    assert bench_main.plan_of(["--workloads", "zipf,spread"]).workloads == ("zipf", "spread")
+    with pytest.raises(SystemExit, match="unknown workloads: nope"):
+        bench_main.plan_of(["--workloads", "spread,nope"])
+
+
+def test_the_zipf_workload_sells_out_its_popular_products_only() -> None:
+    load = workload("zipf", 20_000, 500)
+    records = load.order_records()
+    assert records == load.order_records()  # seeded: every system gets the same orders
+    demand = Counter(json.loads(value)["lines"][0]["product_id"] for _key, value in records)
+    ranked = [count for _product, count in demand.most_common()]
+    assert load.stock == 20  # half the average demand of 40
+    assert ranked[0] > 10 * ranked[len(ranked) // 2]  # skewed: the head dwarfs the median
+    sold_out = sum(1 for count in ranked if count > load.stock)
+    assert 0 < sold_out < len(ranked) / 2
+    # One unit per order: each product reserves its demand up to its stock.
+    assert load.expected_reserved == sum(min(count, load.stock) for count in ranked)
+    assert load.expected_reserved < load.orders
 
 
 def test_the_fast_factor_sizes_the_pipe_and_the_peer() -> None:
