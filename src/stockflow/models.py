@@ -24,8 +24,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, TypeAdapter
 
-from stockflow.commands import PRODUCT_COMMAND_ADAPTER as PRODUCT_COMMAND_ADAPTER
-from stockflow.commands import REPLY_COMMAND_ADAPTER as REPLY_COMMAND_ADAPTER
 from stockflow.commands import (
     AdjustStock,
     AnswerStatus,

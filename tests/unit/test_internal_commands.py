@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stockflow.models import (
+from stockflow.commands import (
     PRODUCT_COMMAND_ADAPTER,
     REPLY_COMMAND_ADAPTER,
     AdjustStock,

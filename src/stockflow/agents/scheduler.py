@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from stockflow._faust.app_state import tables_recovered
-from stockflow.models import FireTimers
+from stockflow.commands import FireTimers
 from stockflow.processing.codec import encode
 from stockflow.processing.timers import has_due_timer
 from stockflow.tables.store import TableStore

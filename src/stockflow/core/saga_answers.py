@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from stockflow.commands import AnswerStatus, LineAnswer, Release
 from stockflow.core.policy import Policy
 from stockflow.core.saga_effects import (
     confirm_all,
@@ -25,13 +26,7 @@ from stockflow.core.saga_state import (
     saga_with,
 )
 from stockflow.core.single_line import ended_saga
-from stockflow.models import (
-    AnswerStatus,
-    LineAnswer,
-    RefusalReason,
-    RejectionReason,
-    Release,
-)
+from stockflow.reasons import RefusalReason, RejectionReason
 
 __all__ = [
     "answer",

@@ -24,12 +24,10 @@ from stockflow.models import (
     OrderCancelIgnored,
     OrderRejected,
     OrderReserved,
-    RefusalReason,
-    RejectionReason,
-    ReleaseReason,
     ReservationConfirmFailed,
     iso_from_ms,
 )
+from stockflow.reasons import RefusalReason, RejectionReason, ReleaseReason
 
 __all__ = [
     "confirm_all",

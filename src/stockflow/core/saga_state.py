@@ -10,21 +10,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
+from stockflow.commands import PRODUCT_COMMAND_ADAPTER, Confirm, Release, Reserve
 from stockflow.models import (
     OUTPUT_EVENT_ADAPTER,
-    PRODUCT_COMMAND_ADAPTER,
-    Confirm,
     Fulfilment,
     OrderCancelIgnored,
     OrderRejected,
     OrderReserved,
-    RefusalReason,
-    RejectionReason,
-    Release,
-    ReleaseReason,
     ReservationConfirmFailed,
-    Reserve,
 )
+from stockflow.reasons import RefusalReason, RejectionReason, ReleaseReason
 
 __all__ = [
     "FINISHED",

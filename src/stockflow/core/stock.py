@@ -20,17 +20,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from stockflow.commands import LineAnswer
 from stockflow.errors import InvariantViolation
 from stockflow.models import (
-    LineAnswer,
     ProductReserved,
-    RefusalReason,
-    ReleaseReason,
     ReservationConfirmed,
     ReservationReleased,
     StockShortfall,
     iso_from_ms,
 )
+from stockflow.reasons import RefusalReason, ReleaseReason
 
 __all__ = [
     "Reservation",

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 from typing import get_args
 
-from stockflow.models import (
-    OrderCancelIgnored,
-    RefusalReason,
-    RejectionReason,
-    ReleaseReason,
-    ReservationConfirmFailed,
-)
+from stockflow.models import OrderCancelIgnored, ReservationConfirmFailed
+from stockflow.reasons import RefusalReason, RejectionReason, ReleaseReason
 
 __all__ = [
     "EVENT_TYPES",

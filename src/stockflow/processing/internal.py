@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import from_json
 
-from stockflow.models import (
+from stockflow.commands import (
     PRODUCT_COMMAND_ADAPTER,
     REPLY_COMMAND_ADAPTER,
     ProductBatch,

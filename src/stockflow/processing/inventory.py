@@ -7,7 +7,8 @@ as its reservations, so that one writer sees them all in order.
 
 from __future__ import annotations
 
-from stockflow.models import INVENTORY_EVENT_ADAPTER, AdjustStock, SetStock, StockSet
+from stockflow.commands import AdjustStock, SetStock
+from stockflow.models import INVENTORY_EVENT_ADAPTER, StockSet
 from stockflow.processing.codec import dead_letter, encode, parse
 from stockflow.processing.records import Meta, Out, Step
 

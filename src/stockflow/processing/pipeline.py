@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from itertools import starmap
 from typing import overload
 
+from stockflow.commands import FireTimers
 from stockflow.core.policy import Policy
 from stockflow.keys import murmur2, partition_for, timer_due, timer_prefix
-from stockflow.models import FireTimers
 from stockflow.processing.codec import encode
 from stockflow.processing.inventory import InventoryRouter
 from stockflow.processing.orders import OrderDesk

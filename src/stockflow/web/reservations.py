@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from stockflow.core.stock import Reservation, ReservationStatus
-from stockflow.models import RefusalReason, ReleaseReason, iso_from_ms
+from stockflow.models import iso_from_ms
+from stockflow.reasons import RefusalReason, ReleaseReason
 
 __all__ = ["ReservationState", "reservation_answer", "reservation_of"]
 
