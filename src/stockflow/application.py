@@ -69,7 +69,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
         TableManager=SelfHealingTableManager,
         autodiscover=False,
     )
-    use_tuned_transport(app, settings.fetch_max_wait_ms, inline=not settings.consumer_thread)
+    use_tuned_transport(
+        app,
+        settings.fetch_max_wait_ms,
+        inline=not settings.consumer_thread,
+        fetch_lanes=settings.fetch_lanes,
+    )
     # For code that holds only the app (tests, ``stockflow.app.stockflow``); stockflow itself
     # never reads it back: install() hands each part what it needs.
     app.stockflow = install(app, settings)  # type: ignore[attr-defined]
@@ -134,7 +139,12 @@ def _prepare_transport(app: AppT, settings: Settings) -> None:
     check_internals()  # before anything is patched: a clear error, not a broken rebalance
     transport = getattr(app, "_transport", None)
     if transport is None:
-        use_tuned_transport(app, settings.fetch_max_wait_ms, inline=not settings.consumer_thread)
+        use_tuned_transport(
+            app,
+            settings.fetch_max_wait_ms,
+            inline=not settings.consumer_thread,
+            fetch_lanes=settings.fetch_lanes,
+        )
     elif not isinstance(transport, TunedTransport):
         log.warning("stockflow.install: app transport exists already; fetch-wait fix not applied")
 

@@ -186,6 +186,13 @@ class Settings(BaseSettings):
     every hop on tansu; stockflow's transport applies this instead. Default 50; env
     ``STOCKFLOW_FETCH_MAX_WAIT_MS``."""
 
+    fetch_lanes: bool = True
+    """Fetch each stockflow agent's topics on a connection of its own to the broker, with its
+    own request in flight (``False``: one fetch request for every topic, aiokafka's way). On
+    tansu, which lists a log to answer a fetch, the product commands then no longer wait for
+    the ``orders`` partitions' listing (see :mod:`stockflow._faust.lanes`). Costs one
+    connection per agent and broker. Default true; env ``STOCKFLOW_FETCH_LANES``."""
+
     consumer_thread: bool = False
     """Run aiokafka's consumer in Faust's consumer thread (``True``, Faust's way) or as tasks of
     the main event loop (``False``: no loop crossings, no GIL contention at socket operations;

@@ -100,6 +100,19 @@ def test_fetch_max_wait_ms(monkeypatch: pytest.MonkeyPatch) -> None:
     assert app.transport.Consumer.fetch_max_wait_ms == 321
 
 
+@pytest.mark.parametrize("lanes", [True, False])
+def test_fetch_lanes(monkeypatch: pytest.MonkeyPatch, lanes: bool) -> None:
+    app, _handle = build(monkeypatch, fetch_lanes=lanes)
+    assert app.transport.Consumer.fetch_lanes is lanes
+    consumer: Any = app.transport.Consumer.__new__(app.transport.Consumer)
+    consumer.loop, consumer.beacon = asyncio.new_event_loop(), app.beacon
+    consumer.transport, consumer.app = app.transport, app
+    try:
+        assert consumer._new_consumer_thread().fetch_lanes is lanes  # where the worker reads it
+    finally:
+        consumer.loop.close()
+
+
 def test_rocksdb_caps(monkeypatch: pytest.MonkeyPatch) -> None:
     mib = 1024 * 1024
     _app, handle = build(

@@ -3,8 +3,8 @@ startup.
 
 stockflow works around measured defects and costs inside faust-streaming, mode and aiokafka
 (the modules of :mod:`stockflow._faust`: the transport and consumer, the consumer on the main
-loop, the batch processor and sender, the changelog writer, the recovery and the batch
-restore; and :mod:`stockflow.tables.store`).
+loop, the fetch lanes, the batch processor and sender, the changelog writer, the recovery and
+the batch restore; and :mod:`stockflow.tables.store`).
 Those names are not public API: another release may rename or drop one, and the workaround
 would then fail in the middle of a rebalance or a restore, or silently stop working. So every
 name is listed here and :func:`check_internals` runs before an app is built; a missing one
@@ -93,7 +93,8 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "GroupCoordinator",
         ("_do_heartbeat", "_on_join_complete", "request_rejoin"),
     ),
-    ("aiokafka.client", "AIOKafkaClient", ("_wait_on_metadata", "coordinator_lookup")),
+    ("aiokafka.client", "AIOKafkaClient", ("_wait_on_metadata", "coordinator_lookup", "send")),
+    ("aiokafka.consumer.fetcher", "Fetcher", ("_select_read_replica",)),
     ("aiokafka.producer.message_accumulator", "BatchBuilder", ("append", "close")),
     (
         "aiokafka.record.default_records",

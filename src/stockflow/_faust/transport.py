@@ -18,6 +18,8 @@
 5. **Restart after a crash.** The worker's previous group member, noted in its directory, is
    removed before it joins (:mod:`stockflow._faust.rejoin`): 5 s instead of 13 s to a ready
    worker after a SIGKILL at the default session timeout.
+6. **Fetch lanes.** Each stockflow agent's topics are fetched on a connection of their own
+   (:mod:`stockflow._faust.lanes`, :attr:`Settings.fetch_lanes`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from stockflow._faust.lanes import lanes_of, split_fetches
 from stockflow._faust.rejoin import PreviousMember, leave_previous_member
 from stockflow.errors import BrokerError
 from stockflow.kafka import groupless_consumer
@@ -141,9 +144,13 @@ def client_settings(app: Any, transport: Any) -> tuple[list[str], dict[str, Any]
 
 
 class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread with the fetch wait and the end-offset fix applied."""
+    """Faust's consumer thread with the fetch wait, the fetch lanes and the end-offset fix
+    applied."""
 
     fetch_max_wait_ms: int = 1500
+    fetch_lanes: bool = False
+    """Fetch each stockflow agent's topics on a connection of their own
+    (:mod:`stockflow._faust.lanes`)."""
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
@@ -156,6 +163,9 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         async def start_and_watch() -> None:
             await self._leave_previous_member(transport)  # before this run's first join
             await start()
+            processor = getattr(self.consumer, "processor", None)
+            if self.fetch_lanes and processor is not None:
+                split_fetches(consumer, lanes_of(processor.routes))  # the fetcher is new
             if lease is not None:
                 lease.watch(consumer._coordinator)  # created by start()
 
@@ -220,6 +230,7 @@ class TunedConsumer(faust_aiokafka.Consumer):
     """
 
     fetch_max_wait_ms: int = 1500
+    fetch_lanes: bool = False
 
     async def _wait_next_records(self, timeout: float) -> Any:
         records, active = await super()._wait_next_records(timeout)
@@ -276,6 +287,7 @@ class TunedConsumer(faust_aiokafka.Consumer):
         else:
             thread = TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
         thread.fetch_max_wait_ms = self.fetch_max_wait_ms
+        thread.fetch_lanes = self.fetch_lanes
         return thread
 
 
@@ -342,7 +354,9 @@ def complete_producer_flush(app: Any, before: Callable[[], Awaitable[None]] | No
     buffer.flush = flush
 
 
-def use_tuned_transport(app: Any, fetch_max_wait_ms: int, *, inline: bool = False) -> None:
+def use_tuned_transport(
+    app: Any, fetch_max_wait_ms: int, *, inline: bool = False, fetch_lanes: bool = False
+) -> None:
     """Make ``app`` use :class:`TunedTransport`. Call before the app starts.
 
     Only applied to ``kafka://``/``aiokafka://`` brokers: other drivers are left alone.
@@ -356,7 +370,7 @@ def use_tuned_transport(app: Any, fetch_max_wait_ms: int, *, inline: bool = Fals
     consumer_class = type(
         "StockflowConsumer",
         (BatchConsumer,),
-        {"fetch_max_wait_ms": fetch_max_wait_ms, "inline": inline},
+        {"fetch_max_wait_ms": fetch_max_wait_ms, "inline": inline, "fetch_lanes": fetch_lanes},
     )
     transport_class = type("StockflowTransport", (TunedTransport,), {"Consumer": consumer_class})
     app.transport = transport_class(app.conf.broker_consumer, app)
