@@ -191,7 +191,8 @@ class Settings(BaseSettings):
     own request in flight (``False``: one fetch request for every topic, aiokafka's way). On
     tansu, which lists a log to answer a fetch, the product commands then no longer wait for
     the ``orders`` partitions' listing (see :mod:`stockflow._faust.lanes`). Costs one
-    connection per agent and broker. Default true; env ``STOCKFLOW_FETCH_LANES``."""
+    connection per agent and broker. Applies to the batch consumer (``consumer="batch"``, the
+    default). Default true; env ``STOCKFLOW_FETCH_LANES``."""
 
     consumer_thread: bool = False
     """Run aiokafka's consumer in Faust's consumer thread (``True``, Faust's way) or as tasks of
