@@ -69,14 +69,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         TableManager=SelfHealingTableManager,
         autodiscover=False,
     )
-    use_tuned_transport(
-        app,
-        settings.fetch_max_wait_ms,
-        inline=not settings.consumer_thread,
-        fetch_lanes=settings.fetch_lanes,
-    )
-    # For code that holds only the app (tests, ``stockflow.app.stockflow``); stockflow itself
-    # never reads it back: install() hands each part what it needs.
+    # install() gives the app stockflow's transport, after checking the internals it patches.
+    # app.stockflow is for code that holds only the app (tests, ``stockflow.app.stockflow``);
+    # stockflow itself never reads it back: install() hands each part what it needs.
     app.stockflow = install(app, settings)  # type: ignore[attr-defined]
     return app
 

@@ -80,4 +80,6 @@ def test_embedded_example_decides_on_the_shops_topics(tmp_path: Path) -> None:
 
         log = worker.log_text()
         assert "transport exists already" not in log  # install() applied stockflow's transport
+        # ... its fetch lanes among them; the shop's own topics fetched beside them.
+        assert "fetch lanes (a connection each): shop.inventory, shop.orders, shop.products" in log
         assert log.count("shipment requested for order") == 2

@@ -55,6 +55,7 @@ def split_fetches(consumer: Any, lanes: Mapping[str, str]) -> None:
     client = consumer._client
     if getattr(fetcher, "_stockflow_lanes", None) is not None:
         return
+    lanes = dict(lanes)
     select = fetcher._select_read_replica
     send = client.send
 
@@ -76,5 +77,5 @@ def split_fetches(consumer: Any, lanes: Mapping[str, str]) -> None:
 
     fetcher._select_read_replica = select_lane
     client.send = send_on_lane
-    fetcher._stockflow_lanes = dict(lanes)
-    log.debug("fetch lanes: %s", sorted(set(lanes.values())))
+    fetcher._stockflow_lanes = lanes
+    log.info("fetch lanes (a connection each): %s", ", ".join(sorted(set(lanes.values()))))
