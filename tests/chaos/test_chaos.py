@@ -79,6 +79,7 @@ def test_chaos_scenario(name: str, tmp_path: Path) -> None:
     # lifecycle check (the default TTL outlives any run).
     checks = result.details["checks"]
     assert checks["orders_short_ttl"] > 0 and checks["orders_expired"] > 0, checks
+    assert checks["orders_abandoned"] > 0, checks  # each of them expired (else a problem)
     kills = [r for r in result.recoveries if r.kind == "kill"]
     if name == "kill":
         assert result.kills >= 10

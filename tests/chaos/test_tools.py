@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stockflow.audit import audit_records
-from stockflow.chaos.checks import Topics, check_run, lifecycle_problems
+from stockflow.chaos.checks import Topics, awaiting_expiry, check_run, lifecycle_problems
 from stockflow.chaos.garbage import KINDS
 from stockflow.chaos.proxy import TcpProxy, tcp_connections
 from stockflow.chaos.watch import assigned_partitions
@@ -180,12 +180,48 @@ def test_the_table_check_reads_expiries_decided_after_the_topics_were_read() -> 
     # The table has expired the order since the topics were read.
     table = {"p": {"on_hand": 5, "reserved": 0, "pending_sum": 0}}
     stale = check_run(topics, {"p": 5}, lambda: table, settle=1.0)
-    assert stale.problems == [
+    assert stale.problems[0] == (
         "table for 'p' is {'on_hand': 5, 'reserved': 0, 'pending_sum': 0}, events say "
         "{'on_hand': 5, 'reserved': 2, 'pending_sum': 2}"
-    ]
+    )
+    # Read that way the order, never paid or cancelled, would never have expired either.
+    assert stale.problems[1].startswith("order 'o' was reserved with a TTL of its own")
+    assert len(stale.problems) == 2
     fresh = check_run(topics, {"p": 5}, lambda: table, settle=5.0, reservations=lambda: later)
     assert fresh.problems == []
+    assert fresh.counts["orders_abandoned"] == 1
+
+
+def test_an_abandoned_order_must_expire() -> None:
+    line = {"product_id": "p", "quantity": 1}
+
+    def placed(order: str, ttl: float | None) -> dict[str, object]:
+        event: dict[str, object] = {"type": "OrderPlaced", "order_id": order, "lines": [line]}
+        return event if ttl is None else {**event, "reservation_ttl": ttl}
+
+    orders = [
+        _record(0, placed("abandoned", 2.0)),
+        _record(1, placed("abandoned", 2.0)),  # a redelivered copy: the first one counts
+        _record(2, placed("paid", 2.0)),
+        _record(3, {"type": "OrderPaid", "order_id": "paid"}),
+        _record(4, placed("rejected", 2.0)),
+        _record(5, placed("default-ttl", None)),
+        _record(6, placed("expired", 1.5)),
+    ]
+    answers = [
+        {"type": "OrderReserved", "order_id": o, "lines": [line]}
+        for o in ("abandoned", "paid", "default-ttl", "expired")
+    ]
+    answers.append({"type": "OrderRejected", "order_id": "rejected", "reason": "insufficient"})
+    answers.append(
+        {**line, "type": "ReservationReleased", "order_id": "expired", "reason": "expired"}
+    )
+    reservations = [_record(10 + n, v, "reservations") for n, v in enumerate(answers)]
+
+    # Placed at 1,000 ms (the records' timestamps) with a TTL of 2 s: due at 3,000 ms.
+    assert awaiting_expiry(orders, reservations) == {"abandoned": 3_000}
+    released = _record(20, {**answers[-1], "order_id": "abandoned"}, "reservations")
+    assert awaiting_expiry(orders, [*reservations, released]) == {}
 
 
 def test_assigned_partitions_reads_the_last_faust_assignment_table() -> None:

@@ -9,7 +9,9 @@ table state folded from the changelog, after the run has settled.
 * every lifecycle command got the answer its position in the order's partition implies: a
   payment or cancellation before the order is answered ``unknown_order`` (and only those are),
   and after it, payment confirms and cancellation releases every held line (see
-  :func:`lifecycle_problems`).
+  :func:`lifecycle_problems`);
+* every abandoned order (a TTL of its own, reserved, never paid or cancelled) expired within
+  :data:`EXPIRY_GRACE_MS` of its TTL (:func:`awaiting_expiry`).
 
 It also measures the input mix from the topics themselves (duplicates, bad inputs, lifecycle
 commands before/after/twice): the report states what was on the broker, not what was intended.
@@ -27,7 +29,18 @@ from typing import Any
 from stockflow.chaos.garbage import BAD_KEY_PREFIX
 from stockflow.kafka import Record
 
-__all__ = ["CheckReport", "Topics", "check_run", "lifecycle_problems"]
+__all__ = [
+    "EXPIRY_GRACE_MS",
+    "CheckReport",
+    "Topics",
+    "awaiting_expiry",
+    "check_run",
+    "lifecycle_problems",
+]
+
+EXPIRY_GRACE_MS = 30_000
+"""How long past its TTL an abandoned order may take to expire before the run reports it: a
+worker restarted after a kill takes up to ~15 s to decide again (docs/reliability.md)."""
 
 _OUTCOMES = ("OrderReserved", "OrderRejected")
 _COMMANDS = ("OrderPaid", "OrderCancelled")
@@ -117,10 +130,20 @@ def check_run(
             break
         time.sleep(0.5)
         if reservations is not None:
-            again = [(r, v) for r in reservations() if isinstance(v := _json(r), dict)]
-            pending, confirmed = _holdings(again)
+            decisions = [(r, v) for r in reservations() if isinstance(v := _json(r), dict)]
+            pending, confirmed = _holdings(decisions)
     for mismatch in mismatches:
         report.add(mismatch)
+    # Liveness of expiry, on the reservations as last read: an abandoned order must expire.
+    now_ms = int(time.time() * 1000)
+    due, expired = _abandoned(topics.orders, decisions)
+    report.counts["orders_abandoned"] = len(due)
+    for order, at in sorted(due.items()):
+        if order not in expired and at + EXPIRY_GRACE_MS <= now_ms:
+            report.add(
+                f"order {order!r} was reserved with a TTL of its own, never paid or cancelled, "
+                f"and had not expired {(now_ms - at) / 1000:.1f}s after its TTL"
+            )
     report.counts["products"] = len(supply)
     report.counts["units_stocked"] = sum(supply.values())
     report.counts["units_confirmed"] = sum(confirmed.values())
@@ -245,6 +268,45 @@ def _holdings(
         elif state == "ReservationConfirmed":
             confirmed[product] += quantity
     return pending, confirmed
+
+
+def awaiting_expiry(orders: list[Record], reservations: list[Record]) -> dict[str, int]:
+    """Orders that must expire and have not yet, with the time their TTL ends (ms): placed with
+    a TTL of their own, reserved, and neither paid nor cancelled by any record (an abandoned
+    cart, :attr:`stockflow.chaos.load.LoadMix.abandon`); expired means a
+    ``ReservationReleased`` with reason ``expired``."""
+    decisions = [(r, v) for r in reservations if isinstance(v := _json(r), dict)]
+    due, expired = _abandoned(orders, decisions)
+    return {order: at for order, at in due.items() if order not in expired}
+
+
+def _abandoned(
+    orders: list[Record], decisions: list[tuple[Record, dict[str, Any]]]
+) -> tuple[dict[str, int], set[str]]:
+    placed: dict[str, int] = {}
+    commanded: set[str] = set()
+    for record in orders:
+        value = _json(record)
+        if _is_bad(record) or not isinstance(value, dict):
+            continue
+        kind = value.get("type")
+        if kind in _COMMANDS:
+            commanded.add(str(value.get("order_id")))
+        elif kind == "OrderPlaced" and value.get("reservation_ttl") is not None:
+            order = str(value["order_id"])
+            # The first copy in the partition is the one the worker holds the order from.
+            ends = record.timestamp_ms + int(float(value["reservation_ttl"]) * 1000)
+            placed[order] = min(placed.get(order, ends), ends)
+    reserved: set[str] = set()
+    expired: set[str] = set()
+    for _, value in decisions:
+        kind = value.get("type")
+        if kind == "OrderReserved":
+            reserved.add(str(value.get("order_id")))
+        elif kind == "ReservationReleased" and value.get("reason") == "expired":
+            expired.add(str(value.get("order_id")))
+    abandoned = {o: at for o, at in placed.items() if o in reserved and o not in commanded}
+    return abandoned, expired
 
 
 def lifecycle_problems(

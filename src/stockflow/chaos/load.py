@@ -106,6 +106,10 @@ class LoadMix:
     expires during the run (the default TTL outlives any run), racing its payment, its
     cancellation, the kills and the cuts."""
     ttl_range: tuple[float, float] = (1.0, 6.0)
+    abandon: float = 0.5
+    """Chance that an order with a TTL of its own gets no payment and no cancellation at all
+    (an abandoned cart): reserved, it must expire, which the run checks
+    (:func:`stockflow.chaos.checks.awaiting_expiry`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +239,10 @@ class LoadProducer:
                 event["lines"] = [{"product_id": f"line-{i}", "quantity": 1} for i in range(150)]
         if rng.random() < mix.partial:
             event["fulfilment"] = "partial"
+        abandoned = False
         if rng.random() < mix.short_ttl:
             event["reservation_ttl"] = round(rng.uniform(*mix.ttl_range), 3)
+            abandoned = rng.random() < mix.abandon
         if rng.random() < 0.05:
             event["source"] = {"channel": "app", "note": "producers may add fields"}
         key = order_id.encode()
@@ -251,9 +257,11 @@ class LoadProducer:
             return OutRecord(orders, key, _encode(rng, body), kind)
 
         now: list[OutRecord] = []
-        if rng.random() < mix.before:
+        if rng.random() < mix.before and not abandoned:
             now.append(command(rng.choice(["OrderPaid", "OrderCancelled"])))
         now.append(OutRecord(orders, key, _encode(rng, event), "OrderPlaced"))
+        if abandoned:
+            return now
         after: list[str] = []
         draw = rng.random()
         if draw < mix.pay_after:

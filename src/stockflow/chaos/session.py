@@ -18,7 +18,7 @@ import signal
 import time
 from pathlib import Path
 
-from stockflow.chaos.checks import Topics, check_run
+from stockflow.chaos.checks import EXPIRY_GRACE_MS, Topics, awaiting_expiry, check_run
 from stockflow.chaos.divergence import late_emissions, writer_replay
 from stockflow.chaos.evidence import late_records, write_topics
 from stockflow.chaos.load import LoadMix, LoadProducer, make_catalog
@@ -277,6 +277,19 @@ class ChaosSession:
         ).start()
         self._started = time.monotonic()
 
+    def _wait_expiries(self) -> None:
+        """Until every abandoned order (a TTL of its own, reserved, never paid or cancelled)
+        has expired, or :data:`EXPIRY_GRACE_MS` has passed since the last one's TTL ended:
+        check_run reports the ones still held then."""
+        settings = self.h.settings
+        names = (settings.orders_topic, settings.reservations_topic)
+        while True:
+            read = self.h.read(*names)
+            waiting = awaiting_expiry(read[names[0]], read[names[1]])
+            if not waiting or time.time() * 1000 > max(waiting.values()) + EXPIRY_GRACE_MS:
+                return
+            time.sleep(0.5)
+
     def finish(self) -> ScenarioResult:
         """Stop the load, wait for every outcome, audit, check, and fill in the result."""
         assert self.load is not None and self.watcher is not None
@@ -288,6 +301,7 @@ class ChaosSession:
             self.watcher.wait_decided(self.load.sent.order_ids, timeout=DECIDE_TIMEOUT)
         except StockflowError as exc:
             result.anomalies.append(str(exc))
+        self._wait_expiries()
         run_audit(result, bootstrap=h.bootstrap, env=h.env, workdir=self.workdir)
         settings = h.settings
         names = (
