@@ -213,13 +213,7 @@ def _check_outcomes(
     report.counts["outcome_records"] = sum(1 for _, v in decisions if v.get("type") in _OUTCOMES)
     # How much of the run exercised expiry (lifecycle_problems judges each expired order).
     report.counts["orders_short_ttl"] = len(short_ttl)
-    report.counts["orders_expired"] = len(
-        {
-            v["order_id"]
-            for _, v in decisions
-            if v.get("type") == "ReservationReleased" and v.get("reason") == "expired"
-        }
-    )
+    report.counts["orders_expired"] = len(_expired(decisions))
     return {order: next(iter(seen.values())) for order, seen in distinct.items()}
 
 
@@ -297,16 +291,18 @@ def _abandoned(
             # The first copy in the partition is the one the worker holds the order from.
             ends = record.timestamp_ms + int(float(value["reservation_ttl"]) * 1000)
             placed[order] = min(placed.get(order, ends), ends)
-    reserved: set[str] = set()
-    expired: set[str] = set()
-    for _, value in decisions:
-        kind = value.get("type")
-        if kind == "OrderReserved":
-            reserved.add(str(value.get("order_id")))
-        elif kind == "ReservationReleased" and value.get("reason") == "expired":
-            expired.add(str(value.get("order_id")))
+    reserved = {str(v.get("order_id")) for _, v in decisions if v.get("type") == "OrderReserved"}
     abandoned = {o: at for o, at in placed.items() if o in reserved and o not in commanded}
-    return abandoned, expired
+    return abandoned, _expired(decisions)
+
+
+def _expired(decisions: list[tuple[Record, dict[str, Any]]]) -> set[str]:
+    """The orders released ``expired`` (every held line is, when an order expires)."""
+    return {
+        str(v.get("order_id"))
+        for _, v in decisions
+        if v.get("type") == "ReservationReleased" and v.get("reason") == "expired"
+    }
 
 
 def lifecycle_problems(
