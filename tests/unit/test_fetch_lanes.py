@@ -6,6 +6,7 @@ fetch under, and which connection the client then sends it on.
 - A request for a lane goes to the broker's id on a connection group of its own; every other
   request (the default fetches, the coordinator's) goes exactly as before.
 - The two topics of one agent share a lane (``lanes_of`` reads the routes' agent names).
+- A failed fetch on a lane still drops the follower replicas cached for its broker.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.client import ConnectionGroup
+from aiokafka.consumer.fetcher import Fetcher
 
 from stockflow._faust.lanes import LaneNode, lanes_of, split_fetches
 
@@ -111,3 +113,30 @@ def test_splitting_twice_changes_nothing_more() -> None:
     split_fetches(consumer, {"product-commands": "other"})
 
     assert consumer._fetcher._select_read_replica(COMMANDS) == LaneNode(2, "products")
+
+
+class ReplicaFetcher(FakeFetcher):
+    """A fetcher with aiokafka's own cache of preferred read replicas (KIP-392)."""
+
+    _invalidate_preferred_read_replica_for_node = (
+        Fetcher._invalidate_preferred_read_replica_for_node
+    )
+
+    def __init__(self, leaders: dict[TopicPartition, int | None]) -> None:
+        super().__init__(leaders)
+        self._preferred_read_replica: dict[TopicPartition, tuple[int, float]] = {}
+
+
+def test_a_failed_lane_fetch_drops_the_followers_cached_for_its_broker() -> None:
+    fetcher = ReplicaFetcher({COMMANDS: 1})
+    consumer = SimpleNamespace(_fetcher=fetcher, _client=FakeClient())
+    split_fetches(consumer, {"product-commands": "products"})
+    fetcher._preferred_read_replica[COMMANDS] = (2, 1e12)  # read from follower 2
+    fetcher._preferred_read_replica[ORDERS] = (2, 1e12)  # not in the failed request
+    request = SimpleNamespace(topics=[("product-commands", [(0, 0, 1024)])])
+
+    # The fetcher names the failed request's node as it sent it: the lane's key.
+    fetcher._invalidate_preferred_read_replica_for_node(LaneNode(2, "products"), request)
+
+    assert COMMANDS not in fetcher._preferred_read_replica  # back to the leader
+    assert ORDERS in fetcher._preferred_read_replica
