@@ -63,6 +63,8 @@ class TableStore:
         self._unacked: dict[int, dict[bytes, bytes | None]] = {}
         """Per partition, the writes of earlier batches whose changelog records the broker has
         not acknowledged yet (their last value per key): read before the database."""
+        self._writers: dict[int, dict[bytes, dict[bytes, bytes | None]]] = {}
+        """Per partition, the sealed batch that wrote each key of ``_unacked`` last."""
         self._timer_floor: dict[int, bytes] = {}
         """Per partition, a key no greater than any timer key ``_pending`` and ``_unacked``
         hold a value for (absent: none known yet). Puts lower it, nothing raises it but a walk
@@ -91,10 +93,15 @@ class TableStore:
         partition = self._partition
         assert partition is not None, "writes gathered outside a batch"
         unacked = self._unacked.get(partition)
+        # Each key's last writer is this batch now: its acknowledgement may drop the key from
+        # the unacknowledged writes, an earlier batch's may not (see acknowledged).
+        writers = dict.fromkeys(pending, pending)
         if unacked is None:
             self._unacked[partition] = dict(pending)
+            self._writers[partition] = writers
         else:
             unacked.update(pending)
+            self._writers[partition].update(writers)
         self.changelog.seal(self, partition, pending)
 
     def acknowledged(
@@ -108,7 +115,8 @@ class TableStore:
         batch = WriteBatch(raw_mode=True)
         put, delete = batch.put, batch.delete
         unacked = self._unacked.get(partition) or {}
-        held = unacked.get
+        writers = self._writers.get(partition) or {}
+        writer = writers.get
         # One pass; nothing runs between it and the write below, so no read sees the gap.
         for sealed in writes:
             for key, value in sealed.items():
@@ -116,19 +124,24 @@ class TableStore:
                     delete(key)
                 else:
                     put(key, value)
-                # The same object: no later batch changed it, the database will say the same.
-                if held(key, ABSENT) is value:
+                # No later batch wrote the key: the database will say what it holds. (Asked of
+                # the batch, not the value: a value object can be written again by a later
+                # batch, b"" or a constant, after a delete in between.)
+                if writer(key) is sealed:
                     del unacked[key]
+                    del writers[key]
         put(data.offset_key, str(offset).encode())
         data._db_for_partition(partition).write(batch)
         if not unacked:
             self._unacked.pop(partition, None)
+            self._writers.pop(partition, None)
 
     def unsent(self, partition: int) -> None:
         """The changelog records of ``partition``'s waiting writes will never be on the broker
         (:class:`~stockflow._faust.membership.MembershipLost`): they are dropped, and reads of
         the partition show the database again, as the changelog does."""
         self._unacked.pop(partition, None)
+        self._writers.pop(partition, None)
 
     @property
     def unacknowledged(self) -> int:
