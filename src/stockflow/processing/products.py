@@ -65,9 +65,9 @@ class ProductWriter:
         """Per product, the counters' value this writer last put, the counters it holds and
         its write-ahead key and value. While the store hands back those very objects for both
         keys, nothing wrote either since: the counters need no decode and the second write
-        no check (the memory store, and the table store until the changelog is acknowledged,
-        return the object they were given; anything else, a restored value or a lost second
-        write, takes the full read)."""
+        no check (the memory store, and the table store until the changelog is acknowledged and
+        then while it keeps its recent writes, return the object they were given; anything
+        else, a restored value or a lost second write, takes the full read)."""
 
     def handle(self, raw: bytes | None, meta: Meta) -> Step:
         commands = parse_product_commands(raw)

@@ -4,8 +4,9 @@ broker and crash defects (the last two live with stockflow's other Faust interna
 
 from stockflow._faust.changelog import ChangelogWriter
 from stockflow._faust.recovery import SelfHealingRecovery, SelfHealingTableManager
+from stockflow.tables.factory import create_state_table
 from stockflow.tables.guard import UncleanShutdownGuard
-from stockflow.tables.store import TableStore, create_state_table
+from stockflow.tables.store import TableStore
 
 __all__ = [
     "ChangelogWriter",

@@ -20,7 +20,7 @@ a lost reservation or a re-applied adjustment would oversell.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, TypeGuard, cast
 
 from rocksdict import WriteBatch
@@ -29,6 +29,7 @@ from stockflow._faust.changelog import ChangelogWriter
 from stockflow.errors import StockflowError
 from stockflow.keys import TIMER_KEYS
 from stockflow.tables.overlay import ABSENT, newest_held, overlaid
+from stockflow.tables.recent import RecentWrites
 
 if TYPE_CHECKING:
     from stockflow.tables.protocols import (
@@ -38,10 +39,9 @@ if TYPE_CHECKING:
         RawValue,
         RocksDBTableData,
         TableData,
-        TableFactory,
     )
 
-__all__ = ["TableStore", "create_state_table"]
+__all__ = ["TableStore"]
 
 
 class TableStore:
@@ -65,6 +65,11 @@ class TableStore:
         not acknowledged yet (their last value per key): read before the database."""
         self._writers: dict[int, dict[bytes, dict[bytes, bytes | None]]] = {}
         """Per partition, the sealed batch that wrote each key of ``_unacked`` last."""
+        self._recent = RecentWrites()
+        """Acknowledged writes, read before the database (:mod:`stockflow.tables.recent`)."""
+        self._app = getattr(table, "app", None)
+        """Faust's app: its consumer generation and rebalance count, which the recent writes
+        are checked against (:meth:`_generation`)."""
         self._timer_floor: dict[int, bytes] = {}
         """Per partition, a key no greater than any timer key ``_pending`` and ``_unacked``
         hold a value for (absent: none known yet). Puts lower it, nothing raises it but a walk
@@ -84,7 +89,17 @@ class TableStore:
     def partition(self, partition: int | None) -> None:
         if self._pending:
             self._seal()
+        if partition is not None:
+            self._recent.check(self._generation())
         self._partition = partition
+
+    def _generation(self) -> object:
+        # Both: tansu has been seen answering a rejoin at the same generation, and Faust counts
+        # every rebalance (each revocation) whatever the broker numbers it.
+        app = self._app
+        if app is None:
+            return None
+        return (app.consumer_generation_id, getattr(app, "rebalancing_count", 0))
 
     def _seal(self) -> None:
         """The partition's records are done: its writes wait for their changelog records'
@@ -135,6 +150,10 @@ class TableStore:
         if not unacked:
             self._unacked.pop(partition, None)
             self._writers.pop(partition, None)
+        recent = self._recent
+        recent.check(self._generation())
+        for sealed in writes:
+            recent.add(partition, sealed)
 
     def unsent(self, partition: int) -> None:
         """The changelog records of ``partition``'s waiting writes will never be on the broker
@@ -142,6 +161,7 @@ class TableStore:
         the partition show the database again, as the changelog does."""
         self._unacked.pop(partition, None)
         self._writers.pop(partition, None)
+        self._recent.drop(partition)
 
     @property
     def unacknowledged(self) -> int:
@@ -165,6 +185,10 @@ class TableStore:
             unacked = self._unacked.get(partition)
             if unacked and raw in unacked:
                 return unacked[raw]
+            # Checked against the consumer generation when the partition was set.
+            found = self._recent.find(partition, raw)
+            if found is not ABSENT:
+                return cast("bytes | None", found)
             # The partition's own database, without the second read of Table.get (it asks
             # ``key in table`` first) and without Faust's search of every partition.
             db = dbs.get(partition)
@@ -378,32 +402,3 @@ def _as_str(key: object) -> str:
 
 def _as_bytes(value: RawValue) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
-
-
-def create_state_table(
-    app: TableFactory,
-    name: str,
-    *,
-    partitions: int,
-    help: str,
-    options: Mapping[str, object] | None = None,
-) -> FaustTable:
-    """A changelogged table of raw bytes; stockflow encodes keys and values itself.
-
-    ``options`` go to the table's store (:meth:`stockflow.Settings.table_options`)."""
-    import faust
-
-    schema: faust.Schema[bytes, bytes] = faust.Schema(
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-    return app.Table(
-        name,
-        default=None,
-        partitions=partitions,
-        schema=schema,
-        key_type=bytes,
-        value_type=bytes,
-        help=help,
-        # Copied: Faust's RocksDB store pops keys from the dict it is given.
-        options=dict(options or {}),
-    )
