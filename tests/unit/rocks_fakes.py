@@ -11,7 +11,7 @@ from rocksdict import Options, Rdict
 
 from stockflow.tables.store import TableStore
 
-__all__ = ["Changelog", "RocksStore", "Table"]
+__all__ = ["Changelog", "RocksStore", "Table", "apply_op"]
 
 
 class RocksStore:
@@ -58,3 +58,30 @@ class Changelog:
         for store, partition, writes, offset in self.sealed[:count]:
             store.acknowledged(partition, [writes], offset)
         del self.sealed[:count]
+
+
+def apply_op(
+    store: TableStore,
+    changelog: Changelog,
+    model: dict[int, dict[str, bytes]],
+    op: str,
+    partition: int,
+    key: str,
+    value: bytes,
+) -> None:
+    """One step of a property test: ``put``/``delete`` (in ``partition``, also in ``model``,
+    the values every read must show), ``switch`` (the batch ends) or ``ack`` (the broker
+    acknowledges the oldest sealed batch); any other ``op`` is the test's own."""
+    if op in ("put", "delete"):
+        if store.partition != partition:
+            store.partition = partition
+        if op == "put":
+            store.put(key, value)
+            model[partition][key] = value
+        else:
+            store.delete(key)
+            model[partition].pop(key, None)
+    elif op == "switch":
+        store.partition = None
+    elif op == "ack" and changelog.sealed:
+        changelog.ack()

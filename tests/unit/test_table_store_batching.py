@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rocks_fakes import Changelog, RocksStore, Table
+from rocks_fakes import Changelog, RocksStore, Table, apply_op
 
 from stockflow.errors import StockflowError
 from stockflow.tables.store import TableStore
@@ -234,19 +234,7 @@ def test_a_timer_scan_and_first_key_see_exactly_the_timers_written_whatever_is_a
         model: dict[int, dict[str, bytes]] = {0: {}, 1: {"t:00001:0000000000010:gc:old": b"stored"}}
         try:
             for op, partition, key, value in ops:
-                if op in ("put", "delete"):
-                    if store.partition != partition:
-                        store.partition = partition
-                    if op == "put":
-                        store.put(key, value)
-                        model[partition][key] = value
-                    else:
-                        store.delete(key)
-                        model[partition].pop(key, None)
-                elif op == "switch":
-                    store.partition = None
-                elif op == "ack" and changelog.sealed:
-                    changelog.ack()
+                apply_op(store, changelog, model, op, partition, key, value)
                 for scanned in (0, 1):
                     prefix = f"t:{scanned:05d}:"
                     expected = sorted(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rocks_fakes import Changelog, RocksStore
+from rocks_fakes import Changelog, RocksStore, apply_op
 from rocks_fakes import Table as PlainTable
 
 from stockflow.tables import recent as recent_module
@@ -149,20 +149,8 @@ def test_reads_see_the_last_write_or_the_restored_value_whatever_is_acknowledged
         model: dict[int, dict[str, bytes]] = {0: {}, 1: {}}
         try:
             for op, partition, key, value in ops:
-                if op in ("put", "delete"):
-                    if store.partition != partition:
-                        store.partition = partition
-                    if op == "put":
-                        store.put(key, value)
-                        model[partition][key] = value
-                    else:
-                        store.delete(key)
-                        model[partition].pop(key, None)
-                elif op == "switch":
-                    store.partition = None
-                elif op == "ack" and changelog.sealed:
-                    changelog.ack()
-                elif op == "restore":
+                apply_op(store, changelog, model, op, partition, key, value)
+                if op == "restore":
                     store.partition = None
                     changelog.ack(len(changelog.sealed))
                     table.app.consumer_generation_id += 1
