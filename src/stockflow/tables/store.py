@@ -67,9 +67,7 @@ class TableStore:
         """Per partition, the sealed batch that wrote each key of ``_unacked`` last."""
         self._recent = RecentWrites()
         """Acknowledged writes, read before the database (:mod:`stockflow.tables.recent`)."""
-        self._app = getattr(table, "app", None)
-        """Faust's app: its consumer generation and rebalance count, which the recent writes
-        are checked against (:meth:`_generation`)."""
+        self._app = getattr(table, "app", None)  # its rebalances end what _recent holds
         self._timer_floor: dict[int, bytes] = {}
         """Per partition, a key no greater than any timer key ``_pending`` and ``_unacked``
         hold a value for (absent: none known yet). Puts lower it, nothing raises it but a walk
@@ -94,12 +92,9 @@ class TableStore:
         self._partition = partition
 
     def _generation(self) -> object:
-        # Both: tansu has been seen answering a rejoin at the same generation, and Faust counts
-        # every rebalance (each revocation) whatever the broker numbers it.
+        # Faust's count too: tansu has answered a rejoin at the same generation.
         app = self._app
-        if app is None:
-            return None
-        return (app.consumer_generation_id, getattr(app, "rebalancing_count", 0))
+        return None if app is None else (app.consumer_generation_id, app.rebalancing_count)
 
     def _seal(self) -> None:
         """The partition's records are done: its writes wait for their changelog records'
