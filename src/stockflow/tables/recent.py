@@ -32,7 +32,8 @@ __all__ = ["RECENT_CAP", "RecentWrites"]
 RECENT_CAP = 65_536
 """Values in the newer of the two windows at most (counted as written: a key written again
 counts again); a value is kept for one to two windows, a few seconds of a worker's writes at
-part load, ~20 MiB at most per store."""
+part load. Memory: 13.5 MiB for 65,800 values the size of ledger entries and sagas
+(tracemalloc), so up to ~30 MiB per store with both windows full."""
 
 
 class RecentWrites:
