@@ -263,13 +263,19 @@ def offered_run(
     env: Mapping[str, str] | None = None,
     timeout: float = 300.0,
     read_back: Callable[[EmbeddedBroker], T] | None = None,
+    during: Callable[[System], Any] | None = None,
 ) -> tuple[RunResult, dict[bytes, float], dict[str, float], T | None]:
     """``load`` offered at ``rate`` orders/s to ``name`` on a fresh broker: the result, each
     order's send and arrival time, and what ``read_back(broker)`` returns before the broker
-    stops."""
+    stops. ``during`` as for :func:`throughput_run`."""
     with running(name, partitions, env, timeout) as (broker, system):
         asyncio.run(system.warm(load, timeout))
-        result, sent, arrived = _measure(system, load, timeout + load.orders / rate, rate, 1)
+        probe = during(system) if during is not None else None
+        try:
+            result, sent, arrived = _measure(system, load, timeout + load.orders / rate, rate, 1)
+        finally:
+            if probe is not None:
+                probe.stop()
         extra = read_back(broker) if read_back is not None else None
     return result, sent, arrived, extra
 

@@ -407,7 +407,9 @@ class Report:
         threads = ", ".join(
             f"{name} {v['busy_share']:.0%} busy" for name, v in prof["threads"].items()
         )
-        table = Table(title=f"Worker profile under load (py-spy, share of busy samples; {threads})")
+        offered = prof.get("offered")
+        load = "at its maximum" if not offered else f"at {offered:,.0f} orders/s offered"
+        table = Table(title=f"Worker profile {load} (py-spy, share of busy samples; {threads})")
         table.add_column("layer (leaf frame)")
         table.add_column("share", justify="right")
         table.add_column("function (self)")

@@ -454,3 +454,21 @@ def test_latency_table_shows_the_fifths_and_reads_older_reports() -> None:
     text = console.export_text()
     assert "51 / 149" in text
     assert "first/last" in text
+
+
+def test_the_profile_runs_at_an_offered_load_when_asked_and_says_which() -> None:
+    from rich.console import Console
+
+    assert bench_main.plan_of(["--only", "profile"]).profile_rate is None
+    plan = bench_main.plan_of(["--only", "profile", "--profile-rate", "11500"])
+    assert plan.profile_rate == 11_500.0
+    profile = {
+        "threads": {"MainThread": {"busy_share": 0.5}},
+        "layers_of_busy": [["stockflow.processing", 0.4]],
+        "self_of_busy": [["TableStore.get (tables/store.py)", 0.12]],
+        "key_of_busy": [],
+    }
+    for offered, title in ((11_500.0, "at 11,500 orders/s offered"), (None, "at its maximum")):
+        console = Console(width=250, record=True)
+        Report(profile={**profile, "offered": offered}).print(console)
+        assert f"Worker profile {title}" in console.export_text()
