@@ -404,27 +404,13 @@ def _profile(plan: Plan, report: Report) -> None:
         return holder["profiler"]
 
     load = workload(plan.workload, plan.orders, plan.products, prefix="prof-")
+    run: dict[str, Any] = {"partitions": plan.partitions, "env": plan.env, "timeout": plan.timeout}
     if plan.profile_rate is None:
-        result = throughput_run(
-            "stockflow",
-            load,
-            partitions=plan.partitions,
-            env=plan.env,
-            timeout=plan.timeout,
-            during=attach,
-        )
+        result = throughput_run("stockflow", load, **run, during=attach)
     else:
         # Part load: where the time goes differs from the maximum (smaller batches, keys read
         # back after their writes were acknowledged; docs/benchmarks.md).
-        result, _sent, _arrived, _ = offered_run(
-            "stockflow",
-            load,
-            plan.profile_rate,
-            partitions=plan.partitions,
-            env=plan.env,
-            timeout=plan.timeout,
-            during=attach,
-        )
+        result = offered_run("stockflow", load, plan.profile_rate, **run, during=attach)[0]
     profile = holder["profiler"].profile
     assert profile is not None
     report.profile = {

@@ -29,6 +29,9 @@ class FakeFetcher:
     def _select_read_replica(self, tp: TopicPartition) -> int | None:
         return self.leaders[tp]
 
+    def _invalidate_preferred_read_replica_for_node(self, node_id: int, request: Any) -> None:
+        pass  # no follower is cached here (see ReplicaFetcher)
+
 
 class FakeClient:
     def __init__(self) -> None:

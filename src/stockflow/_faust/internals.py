@@ -94,7 +94,11 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("_do_heartbeat", "_on_join_complete", "request_rejoin"),
     ),
     ("aiokafka.client", "AIOKafkaClient", ("_wait_on_metadata", "coordinator_lookup", "send")),
-    ("aiokafka.consumer.fetcher", "Fetcher", ("_select_read_replica",)),
+    (
+        "aiokafka.consumer.fetcher",
+        "Fetcher",
+        ("_select_read_replica", "_invalidate_preferred_read_replica_for_node"),
+    ),
     ("aiokafka.producer.message_accumulator", "BatchBuilder", ("append", "close")),
     (
         "aiokafka.record.default_records",

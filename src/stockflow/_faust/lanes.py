@@ -75,16 +75,15 @@ def split_fetches(consumer: Any, lanes: Mapping[str, str]) -> None:
             return await send(node_id.node, request, group=(group, node_id.lane))
         return await send(node_id, request, group=group)
 
-    invalidate = getattr(fetcher, "_invalidate_preferred_read_replica_for_node", None)
-    if invalidate is not None:
+    invalidate = fetcher._invalidate_preferred_read_replica_for_node
 
-        def invalidate_on_lane(node_id: Any, request: Any) -> Any:
-            # A failed fetch from a follower (KIP-392, rack-aware reading) drops the cached
-            # replicas that name that broker: the cache holds its plain id, not the lane's key.
-            node = node_id.node if isinstance(node_id, LaneNode) else node_id
-            return invalidate(node, request)
+    def invalidate_on_lane(node_id: Any, request: Any) -> Any:
+        # A failed fetch from a follower (KIP-392, rack-aware reading) drops the cached
+        # replicas that name that broker: the cache holds its plain id, not the lane's key.
+        node = node_id.node if isinstance(node_id, LaneNode) else node_id
+        return invalidate(node, request)
 
-        fetcher._invalidate_preferred_read_replica_for_node = invalidate_on_lane
+    fetcher._invalidate_preferred_read_replica_for_node = invalidate_on_lane
     fetcher._select_read_replica = select_lane
     client.send = send_on_lane
     fetcher._stockflow_lanes = lanes

@@ -93,7 +93,7 @@ def check_run(
     tables' changes."""
     report = CheckReport()
     _measure_inputs(topics, report)
-    decisions = [(r, v) for r in topics.reservations if isinstance(v := _json(r), dict)]
+    decisions = _decisions(topics.reservations)
     outcomes = _check_outcomes(topics, decisions, report)
     _check_dead_letters(topics, report)
     for problem in lifecycle_problems(topics.orders, decisions, outcomes):
@@ -130,7 +130,7 @@ def check_run(
             break
         time.sleep(0.5)
         if reservations is not None:
-            decisions = [(r, v) for r in reservations() if isinstance(v := _json(r), dict)]
+            decisions = _decisions(reservations())
             pending, confirmed = _holdings(decisions)
     for mismatch in mismatches:
         report.add(mismatch)
@@ -269,9 +269,14 @@ def awaiting_expiry(orders: list[Record], reservations: list[Record]) -> dict[st
     a TTL of their own, reserved, and neither paid nor cancelled by any record (an abandoned
     cart, :attr:`stockflow.chaos.load.LoadMix.abandon`); expired means a
     ``ReservationReleased`` with reason ``expired``."""
-    decisions = [(r, v) for r in reservations if isinstance(v := _json(r), dict)]
+    decisions = _decisions(reservations)
     due, expired = _abandoned(orders, decisions)
     return {order: at for order, at in due.items() if order not in expired}
+
+
+def _decisions(reservations: list[Record]) -> list[tuple[Record, dict[str, Any]]]:
+    """Each reservations record that is a JSON object, with its value."""
+    return [(r, v) for r in reservations if isinstance(v := _json(r), dict)]
 
 
 def _abandoned(

@@ -91,6 +91,3 @@ class RecentWrites:
         self._newer.clear()
         self._older.clear()
         self._count = 0
-
-    def __len__(self) -> int:
-        return sum(len(held) for held in (*self._newer.values(), *self._older.values()))
