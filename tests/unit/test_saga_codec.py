@@ -10,7 +10,7 @@ from pydantic_core import to_json
 from stockflow.core.policy import Policy
 from stockflow.core.saga import LineState, Saga, place
 from stockflow.models import Fulfilment
-from stockflow.processing.codec import decode_saga, encode_placed, encode_saga
+from stockflow.processing.codec import decode_saga, encode_new_single, encode_saga
 
 from fixtures import JSON_IDS
 
@@ -82,7 +82,7 @@ def test_a_placed_single_line_saga_encodes_as_any_saga(
     placed_at: tuple[int, int],
 ) -> None:
     # The order desk encodes the saga place() starts for a forwarded single-line order from a
-    # template (encode_placed), and its Reserve: byte for byte what encode_saga and to_json
+    # template (encode_new_single), and its Reserve: byte for byte what encode_saga and to_json
     # write, for any ids.
     decision = place(
         None,
@@ -99,4 +99,16 @@ def test_a_placed_single_line_saga_encodes_as_any_saga(
     saga = decision.saga
     assert saga is not None and saga.forwards
     (reserve,) = decision.raw_commands
-    assert encode_placed(saga) == (encode_saga(saga), to_json(reserve))
+    line = saga.lines[0]
+    encoded = encode_new_single(
+        order_id,
+        line.product_id,
+        line.quantity,
+        fulfilment,
+        saga.placed_at_ms,
+        saga.deadline_ms,
+        saga.expires_at_ms,
+        saga.reply_partition,
+        placed_at,
+    )
+    assert encoded == (encode_saga(saga), to_json(reserve))

@@ -38,8 +38,8 @@ __all__ = [
     "encode_end",
     "encode_entry",
     "encode_entry_event",
+    "encode_new_single",
     "encode_outcome",
-    "encode_placed",
     "encode_reserved",
     "encode_saga",
     "encode_stock",
@@ -220,35 +220,44 @@ def encode_saga(saga: Saga) -> bytes:
     return to_json(values)
 
 
-def encode_placed(saga: Saga) -> tuple[bytes, bytes]:
+def encode_new_single(
+    order_id: str,
+    product_id: str,
+    quantity: int,
+    fulfilment: str,
+    placed_at_ms: int,
+    deadline_ms: int,
+    expires_at_ms: int,
+    reply_partition: int,
+    placed_at: tuple[int, int],
+) -> tuple[bytes, bytes]:
     """:func:`encode_saga` of the saga :func:`stockflow.core.saga.place` starts for a new
     single-line order its product writer decides (``forwards``; status ``reserving``, its line
     pending, nothing requested yet, ``placed_at`` set), and the ``Reserve`` command ``place``
-    sends for it as ``to_json`` writes that command, both from bytes templates sharing the
-    encoded ids: 1.0 us instead of 1.6, on every such order. A property test holds both equal
-    to what ``encode_saga`` and ``to_json`` write, for any placed order."""
-    line = saga.lines[0]
-    placed_at = saga.placed_at
-    assert placed_at is not None
-    order_id, product_id = to_json(saga.order_id), to_json(line.product_id)
+    sends for it as ``to_json`` writes that command, from their values: the order desk's
+    usual new order (``OrderDesk._place_single``) builds neither the saga nor its line. Both
+    come from bytes templates sharing the encoded ids (1.0 us instead of 1.6). Property tests
+    hold them equal to what ``encode_saga`` and ``to_json`` write, for any placed order."""
+    order = to_json(order_id)
+    product = to_json(product_id)
     return (
         b'[%b,[[%b,%d,"pending",null,null,"reserve",null]],%b,"reserving",%d,%d,%d,%d,'
         b"null,false,false,null,[%d,%d],null,true,true]"
         % (
-            order_id,
-            product_id,
-            line.quantity,
-            to_json(saga.fulfilment),
-            saga.placed_at_ms,
-            saga.deadline_ms,
-            saga.expires_at_ms,
-            saga.reply_partition,
+            order,
+            product,
+            quantity,
+            b'"all_or_nothing"' if fulfilment == "all_or_nothing" else to_json(fulfilment),
+            placed_at_ms,
+            deadline_ms,
+            expires_at_ms,
+            reply_partition,
             placed_at[0],
             placed_at[1],
         ),
         b'{"type":"Reserve","order_id":%b,"product_id":%b,"quantity":%d,"expires_at_ms":%d,'
         b'"reply_partition":%d,"outcome":true,"decides":true}'
-        % (order_id, product_id, line.quantity, saga.expires_at_ms, saga.reply_partition),
+        % (order, product, quantity, expires_at_ms, reply_partition),
     )
 
 

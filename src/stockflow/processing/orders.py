@@ -26,7 +26,7 @@ from stockflow.processing.codec import (
     decode_entry,
     decode_saga,
     encode,
-    encode_placed,
+    encode_new_single,
     encode_saga,
 )
 from stockflow.processing.expiries import EXPIRIES, SharedExpiries, expiring
@@ -84,6 +84,8 @@ class OrderDesk:
         self.products = products
         """The product writers' store, for the read model only (:meth:`saga`)."""
         self.expiries = SharedExpiries(store, policy)
+        self._forwards_single = policy.forward_single_line and policy.max_lines >= 1
+        """Whether place() starts a new single-line order as one its writer decides."""
         self._written: Written[Saga] = Written(SAGA_CACHE)
         """The multi-line sagas this desk last put, decoded (see :class:`Written`)."""
 
@@ -100,6 +102,13 @@ class OrderDesk:
             return Step(outputs=[dead_letter(meta, raw, error)])
         key = saga_key(event.order_id)
         raw_saga = self.store.get(key)  # _load, spelled out for the usual new order
+        if (
+            raw_saga is None
+            and isinstance(event, Placed)
+            and len(event.lines) == 1
+            and self._forwards_single
+        ):
+            return self._place_single(event, key, meta)
         saga = None if raw_saga is None else self._loaded(key, raw_saga, event.order_id)
         now = meta.timestamp_ms
         if isinstance(event, (Placed, OrderPlaced)):  # the plain values, or the model
@@ -118,13 +127,23 @@ class OrderDesk:
             )
             placed = decision.saga
             if saga is None and placed is not None and placed.forwards:
-                # The usual order, new, its one line decided by its product writer: _outputs
-                # written out, the saga and its Reserve encoded from templates (encode_placed).
+                # New, its one line decided by its product writer (an order with a TTL of its
+                # own, or lines merged into one): _outputs written out, as _place_single.
                 self._arm(event.order_id, meta.partition, decision)
-                raw_saga, reserve = encode_placed(placed)
+                line = placed.lines[0]
+                raw_saga, reserve = encode_new_single(
+                    placed.order_id,
+                    line.product_id,
+                    line.quantity,
+                    placed.fulfilment,
+                    placed.placed_at_ms,
+                    placed.deadline_ms,
+                    placed.expires_at_ms,
+                    placed.reply_partition,
+                    (meta.partition, meta.offset),
+                )
                 self.store.put(key, raw_saga)
-                product_key = placed.lines[0].product_id.encode()
-                return Step([Out("product_commands", product_key, reserve)])
+                return Step([Out("product_commands", line.product_id.encode(), reserve)])
         elif isinstance(event, OrderPaid):
             decision = decide.pay(
                 saga,
@@ -143,6 +162,35 @@ class OrderDesk:
                 command_at=(meta.partition, meta.offset),
             )
         return Step(outputs=self._outputs(event.order_id, meta.partition, decision, key))
+
+    def _place_single(self, event: Placed, key: str, meta: Meta) -> Step:
+        """A new single-line order (read as plain values: no TTL of its own) that its product
+        writer decides: what :func:`stockflow.core.saga.place` decides for it, written out
+        from its values (the saga ``place`` would start, its expiry timer and its Reserve),
+        with no saga, line or decision built (1.9 us of an order's ~20). A property test
+        holds it to the general path for any order."""
+        order_id = event.order_id
+        line = event.lines[0]
+        policy = self.policy
+        partition = meta.partition
+        placed_at_ms = meta.timestamp_ms
+        clock = meta.clock_ms
+        expires_at_ms = placed_at_ms + policy.reservation_ttl_ms
+        # The expiry timer first, as place()'s decision arms it before its saga is written.
+        self.expiries.join(order_id, partition, expires_at_ms)
+        raw_saga, reserve = encode_new_single(
+            order_id,
+            line.product_id,
+            line.quantity,
+            event.fulfilment,
+            placed_at_ms,
+            (placed_at_ms if clock is None else clock) + policy.saga_timeout_ms,
+            expires_at_ms,
+            partition,
+            (partition, meta.offset),
+        )
+        self.store.put(key, raw_saga)
+        return Step([Out("product_commands", line.product_id.encode(), reserve)])
 
     def handle_reply(self, raw: bytes | None, meta: Meta) -> Step:
         """A record from the internal reply topic: a line answer or a timer tick."""
