@@ -1,6 +1,7 @@
 """The processors' written-out paths for the usual single-line order, held to their general
 paths: the order desk's new order (``OrderDesk._place_single`` against ``place()`` on the
-model)."""
+model) and the product writer's new reservation (against the core's decision, the stock
+record's own encoder and the public models)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stockflow.core.policy import Policy
-from stockflow.models import ORDER_EVENT_ADAPTER
+from stockflow.core.stock import Stock, reserve
+from stockflow.keys import entry_key, stock_key
+from stockflow.models import (
+    ORDER_EVENT_ADAPTER,
+    OrderReserved,
+    ProductReserved,
+    Reserve,
+    ReservedLine,
+    iso_from_ms,
+)
 from stockflow.processing import orders as desk_module
+from stockflow.processing.codec import encode, encode_entry, encode_stock_values
 from stockflow.processing.orders import OrderDesk
+from stockflow.processing.products import ProductWriter
 from stockflow.processing.records import Meta, Out
 from stockflow.processing.store import MemoryStore
 
@@ -81,3 +93,77 @@ def test_a_new_single_line_order_is_placed_as_place_decides(
             general_step = general.handle_order(raw, at())
         assert _outs(fast_step.outputs) == _outs(general_step.outputs)
         assert fast.store.items() == general.store.items()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    order_id=JSON_IDS,
+    product_id=JSON_IDS,
+    quantity=st.integers(1, 1000),
+    spare=st.integers(0, 1000),
+    reserved=st.integers(0, 1000),
+    next_seq=st.integers(0, 10**6),
+    expires_at_ms=MS,
+    ts=MS,
+    offset=MS,
+    partition=st.integers(0, 50),
+)
+def test_a_new_reservation_its_writer_decides_writes_and_publishes_as_decided(
+    order_id: str,
+    product_id: str,
+    quantity: int,
+    spare: int,
+    reserved: int,
+    next_seq: int,
+    expires_at_ms: int,
+    ts: int,
+    offset: int,
+    partition: int,
+) -> None:
+    # The writer's written-out reservation (Reserve.decides, held): the counters with a copy of
+    # the entry, the entry, then ProductReserved and the order's OrderReserved, as the core
+    # decided them and the models dump them. Nothing else written, nothing answered.
+    store = MemoryStore()
+    before = Stock(reserved + quantity + spare, reserved, next_seq)
+    skey, ekey = stock_key(product_id), entry_key(product_id, order_id)
+    store.put(skey, encode_stock_values(before, None, None, 0, 0))
+    command = Reserve(
+        order_id=order_id,
+        product_id=product_id,
+        quantity=quantity,
+        expires_at_ms=expires_at_ms,
+        reply_partition=partition,
+        outcome=True,
+        decides=True,
+    )
+    step = ProductWriter(store, Policy()).handle(
+        encode(command), Meta("product_commands", partition, offset, ts)
+    )
+    decided = reserve(
+        before,
+        None,
+        order_id=order_id,
+        product_id=product_id,
+        quantity=quantity,
+        expires_at_ms=expires_at_ms,
+        now_ms=ts,
+    )
+    assert decided.stock is not None and decided.entry is not None
+    entry = encode_entry(decided.entry)
+    assert store.items() == {
+        skey: encode_stock_values(decided.stock, ekey, entry.decode(), offset, ts),
+        ekey: entry,
+    }
+    expires_at = iso_from_ms(expires_at_ms)
+    events = [
+        ProductReserved(
+            order_id=order_id, product_id=product_id, quantity=quantity, expires_at=expires_at
+        ),
+        OrderReserved(
+            order_id=order_id,
+            lines=[ReservedLine(product_id=product_id, quantity=quantity)],
+            expires_at=expires_at,
+        ),
+    ]
+    key = order_id.encode()
+    assert _outs(step.outputs) == [("reservations", key, encode(e), None) for e in events]

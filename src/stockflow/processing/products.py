@@ -112,6 +112,18 @@ class ProductWriter:
                 now_ms=now,
             )
             outcome: bool = command["outcome"]
+            held = decision.entry
+            if outcome and command["decides"] and held is not None and held.status == "pending":
+                # The usual order: new, held, and decided here from now on. _apply written out
+                # (no timer, nothing extra, its event and outcome encoded together): nothing
+                # to answer, as below.
+                self._write(skey, meta, decision.stock, ekey, encode_entry(held))
+                event, answer = encode_reserved(held)
+                order_key = order_id.encode()
+                return [
+                    Out("reservations", order_key, event),
+                    Out("reservations", order_key, answer),
+                ]
             outputs = self._apply(skey, meta, decision, ekey, emit=not outcome)
             source = decision.source
             if source is not None:
@@ -275,26 +287,10 @@ class ProductWriter:
             second = (marker[0], str(marker[1]).encode())
             due = marker[1] + self.policy.retention_ms
             self.store.put(timer_key(partition, due, "gc", marker[0]), b"")
-        if decision.stock is not None:
-            written: tuple[Stock, str | None, bytes | None]
-            # offset and timestamp: freshness for the read model.
-            if second is None:
-                value = encode_stock_values(
-                    decision.stock, None, None, meta.offset, meta.timestamp_ms
-                )
-                written = (decision.stock, None, None)
-            else:
-                wal_key, wal_bytes = second
-                value = encode_stock_values(
-                    decision.stock, wal_key, wal_bytes.decode(), meta.offset, meta.timestamp_ms
-                )
-                written = (decision.stock, wal_key, wal_bytes)
-            self.store.put(skey, value)
-            self._written.put(skey, value, written)
-            if self._known is not None:
-                self._known[skey] = decision.stock
-        if second is not None:
-            self.store.put(*second)
+        if second is None:
+            self._write(skey, meta, decision.stock, None, None)
+        else:
+            self._write(skey, meta, decision.stock, *second)
         outputs: list[Out] = []
         if emit and decision.emits and decision.source is not None:
             source = decision.source
@@ -307,6 +303,35 @@ class ProductWriter:
                 for event in decision.extra
             )
         return outputs
+
+    def _write(
+        self,
+        skey: str,
+        meta: Meta,
+        stock: Stock | None,
+        second_key: str | None,
+        second: bytes | None,
+    ) -> None:
+        """The counters ``stock`` (if changed), with a copy of the second key's value, then the
+        second key (a ledger entry or a marker), if any: the last of :meth:`_apply`'s writes."""
+        if stock is not None:
+            written: tuple[Stock, str | None, bytes | None]
+            # offset and timestamp: freshness for the read model.
+            if second is None:
+                value = encode_stock_values(stock, None, None, meta.offset, meta.timestamp_ms)
+                written = (stock, None, None)
+            else:
+                value = encode_stock_values(
+                    stock, second_key, second.decode(), meta.offset, meta.timestamp_ms
+                )
+                written = (stock, second_key, second)
+            self.store.put(skey, value)
+            self._written.put(skey, value, written)
+            if self._known is not None:
+                self._known[skey] = stock
+        if second_key is not None:
+            assert second is not None
+            self.store.put(second_key, second)
 
     def _fire(self, partition: int, now_ms: int) -> None:
         """Retention: forget finished reservations and applied markers. Deleting produces no
