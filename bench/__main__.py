@@ -36,12 +36,13 @@ from bench.goals import evaluate_goals
 from bench.harness import (
     RunResult,
     latency_run,
+    median_latency,
     median_of,
     median_run,
     offered_run,
     throughput_run,
 )
-from bench.load import workload
+from bench.load import Workload, workload
 from bench.preflight import require
 from bench.procs import stopping_children
 from bench.report import KINDS, Report
@@ -116,6 +117,9 @@ class Plan:
     workloads: tuple[str, ...] = DEFAULT_WORKLOADS
     profile_rate: float | None = None
     """The profile section's offered orders/s; ``None``: its maximum (a throughput run)."""
+    knob_rate: float | None = None
+    """The knobs section's offered orders/s: each knob's latency at that load, beside the
+    pipe's in the same round; ``None``: each knob's throughput."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
@@ -153,6 +157,7 @@ class Plan:
             workload=args.workload,
             workloads=_workloads(args.workloads),
             profile_rate=args.profile_rate,
+            knob_rate=args.knob_rate,
         )
 
 
@@ -377,21 +382,57 @@ def _knobs(plan: Plan, report: Report) -> None:
     # Interleaved (every knob once, then every knob again): a machine that gets busier or
     # quieter during the section moves every knob's median alike, not the last knob's only.
     runs: list[list[RunResult]] = [[] for _ in plan.knobs]
+    pipes: list[RunResult] = []
+    rate = plan.knob_rate
     for _round in range(max(plan.repeat, 1)):
+        if rate is not None:
+            # The latency goal's reference at the same load, in every round: the hour moves
+            # both alike.
+            load = _knob_load(plan, rate)
+            pipes.append(
+                latency_run(
+                    "pipe",
+                    load,
+                    rate,
+                    partitions=plan.partitions,
+                    env=_env_for(plan, "pipe"),
+                    timeout=plan.timeout,
+                )
+            )
         for index, overrides in enumerate(plan.knobs):
             env = {**plan.env, **overrides}
             partitions = int(env.pop("BENCH_PARTITIONS", plan.partitions))
-            load = workload(plan.workload, plan.orders, plan.products, prefix="knob-")
-            runs[index].append(
-                throughput_run(
+            if rate is None:
+                load = workload(plan.workload, plan.orders, plan.products, prefix="knob-")
+                result = throughput_run(
                     "stockflow", load, partitions=partitions, env=env, timeout=plan.timeout
                 )
-            )
+            else:
+                result = latency_run(
+                    "stockflow",
+                    _knob_load(plan, rate),
+                    rate,
+                    partitions=partitions,
+                    env=env,
+                    timeout=plan.timeout,
+                )
+            runs[index].append(result)
+    pick = median_of if rate is None else median_latency
     for overrides, results in zip(plan.knobs, runs, strict=True):
-        result = median_of(results)
+        result = pick(results)
         result.note = " ".join(f"{k.removeprefix('STOCKFLOW_')}={v}" for k, v in overrides.items())
         result.note = result.note or "defaults"
         report.knobs.append(result.as_dict())
+    if pipes:
+        pipe = median_latency(pipes)
+        pipe.note = "the pipe (reference)"
+        report.knobs.append(pipe.as_dict())
+
+
+def _knob_load(plan: Plan, rate: float) -> Workload:
+    """The knobs' workload for a latency run at ``rate``: as long as the latency section's."""
+    count = max(int(rate * plan.latency_seconds), 50)
+    return workload(plan.workload, count, plan.products, prefix="knob-")
 
 
 def _profile(plan: Plan, report: Report) -> None:
@@ -524,6 +565,13 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         metavar="ORDERS_PER_S",
         help="profile section: offer this load instead of running at the maximum",
+    )
+    parser.add_argument(
+        "--knob-rate",
+        type=float,
+        metavar="ORDERS_PER_S",
+        help="knobs section: each knob's latency at this offered load, the pipe's beside it in "
+        "every round, instead of each knob's throughput",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="bound of every wait (s)")
     parser.add_argument(

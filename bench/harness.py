@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -225,6 +226,15 @@ def median_of(results: list[RunResult]) -> RunResult:
     ordered = sorted(results, key=lambda r: r.rate)
     chosen = ordered[(len(ordered) - 1) // 2]
     chosen.runs = [round(r.rate, 1) for r in results]
+    return chosen
+
+
+def median_latency(results: list[RunResult]) -> RunResult:
+    """The run of ``results`` with the median p50, every run's p50 in its ``runs`` (runs that
+    measured none count as the slowest)."""
+    ordered = sorted(results, key=lambda r: math.inf if r.p50_ms is None else r.p50_ms)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    chosen.runs = [round(r.p50_ms, 1) for r in results if r.p50_ms is not None]
     return chosen
 
 

@@ -372,6 +372,8 @@ class Report:
         if not self.knobs:
             return None
         kind = self.knobs[0].get("workload", "spread")
+        if self.knobs[0].get("offered"):
+            return self._knobs_latency_table(kind)
         table = Table(title=f"Worker knobs (env), {kind} throughput, vs stockflow defaults")
         for col in (
             "settings",
@@ -397,6 +399,38 @@ class Report:
                 _num(row.get("broker_cpu_ms_per_order"), 3),
                 _num(row.get("changelog_per_order"), 2),
                 _runs(row),
+            )
+        return table
+
+    def _knobs_latency_table(self, kind: str) -> Table:
+        """The knobs' latency runs (``--knob-rate``): p50s beside the defaults' and the pipe's
+        at the same offered load, each a median of interleaved rounds."""
+        rows = self.knobs
+        offered = rows[0]["offered"]
+        title = f"Worker knobs (env), {kind} latency at {offered:,.0f} orders/s offered"
+        table = Table(title=f"{title}, vs stockflow defaults and the pipe")
+        for col in (
+            "settings",
+            "p50 ms",
+            "p50 vs defaults",
+            "p50 vs pipe",
+            "p99 ms",
+            "cpu cores",
+            "p50 of each run",
+        ):
+            table.add_column(col, justify="left" if col == "settings" else "right")
+        base = rows[0]["p50_ms"]
+        pipe = next((r["p50_ms"] for r in rows if r.get("system") == "pipe"), None)
+        for row in rows:
+            runs = row.get("runs") or []
+            table.add_row(
+                row["note"],
+                _num(row["p50_ms"], 1),
+                _ratio(row["p50_ms"], base),
+                _ratio(row["p50_ms"], pipe),
+                _num(row["p99_ms"], 1),
+                _num(row["cpu_cores"], 2),
+                " ".join(f"{r:,.1f}" for r in runs),
             )
         return table
 

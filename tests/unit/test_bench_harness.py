@@ -472,3 +472,33 @@ def test_the_profile_runs_at_an_offered_load_when_asked_and_says_which() -> None
         console = Console(width=250, record=True)
         Report(profile={**profile, "offered": offered}).print(console)
         assert f"Worker profile {title}" in console.export_text()
+
+
+def test_knobs_compare_latency_at_an_offered_load_beside_the_pipe() -> None:
+    from bench.harness import RunResult, median_latency
+    from rich.console import Console
+
+    assert bench_main.plan_of(["--only", "knobs"]).knob_rate is None
+    plan = bench_main.plan_of(["--only", "knobs", "--knob-rate", "11000", "--knob", "A=1"])
+    assert plan.knob_rate == 11_000.0
+
+    def run(system: str, p50: float | None) -> RunResult:
+        return RunResult(system, "spread", 100, offered=11_000.0, p50_ms=p50, p99_ms=200.0)
+
+    chosen = median_latency(
+        [run("stockflow", 90.0), run("stockflow", None), run("stockflow", 70.0)]
+    )
+    assert chosen.p50_ms == 90.0  # a run that measured nothing counts as the slowest
+    assert chosen.runs == [90.0, 70.0]
+    rows = [
+        {**run("stockflow", 80.0).as_dict(), "note": "defaults"},
+        {**run("stockflow", 100.0).as_dict(), "note": "A=1"},
+        {**run("pipe", 50.0).as_dict(), "note": "the pipe (reference)"},
+    ]
+    console = Console(width=250, record=True)
+    Report(knobs=rows).print(console)
+    text = console.export_text()
+    assert "spread latency at 11,000 orders/s offered" in text
+    assert "1.250x" in text  # A=1 against the defaults
+    assert "1.600x" in text  # the defaults against the pipe
+    assert "2.000x" in text  # A=1 against the pipe
