@@ -167,8 +167,8 @@ class OrderDesk:
         """A new single-line order (read as plain values: no TTL of its own) that its product
         writer decides: what :func:`stockflow.core.saga.place` decides for it, written out
         from its values (the saga ``place`` would start, its expiry timer and its Reserve),
-        with no saga, line or decision built (1.9 us of an order's ~20). A property test
-        holds it to the general path for any order."""
+        with no saga, line or decision built (8% of an order's CPU instructions in
+        ``LocalPipeline``). A property test holds it to the general path for any order."""
         order_id = event.order_id
         line = event.lines[0]
         policy = self.policy
