@@ -53,10 +53,11 @@ class Changelog:
         # The offset of the batch's last changelog record so far.
         self.sealed.append((store, partition, writes, len(self.records) - 1))
 
-    def ack(self, count: int = 1) -> None:
-        """The broker acknowledges the oldest ``count`` sealed batches."""
+    def ack(self, count: int = 1, *, persist: bool = True) -> None:
+        """The broker acknowledges the oldest ``count`` sealed batches (``persist=False``: as
+        the ChangelogWriter hands them over while the membership is not confirmed)."""
         for store, partition, writes, offset in self.sealed[:count]:
-            store.acknowledged(partition, [writes], offset)
+            store.acknowledged(partition, [writes], offset if persist else None)
         del self.sealed[:count]
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from stockflow._faust.changelog import ChangelogWriter
-from stockflow._faust.membership import MembershipLost
+from stockflow._faust.membership import MembershipLease, MembershipLost
 
 
 @dataclass
@@ -108,6 +110,7 @@ class FakeProducer:
 class FakeApp:
     producer: FakeProducer
     crashed: list[BaseException] = field(default_factory=list)
+    consumer: Any = None
 
     async def crash(self, exc: BaseException) -> None:
         self.crashed.append(exc)
@@ -201,14 +204,16 @@ class SealedFake:
     """A TableStore whose writes wait for their changelog records (``seal``)."""
 
     table: FakeTable
-    applied: list[tuple[int, list[dict[bytes, bytes | None]], int]] = field(default_factory=list)
+    applied: list[tuple[int, list[dict[bytes, bytes | None]], int | None]] = field(
+        default_factory=list
+    )
     unsent_partitions: list[int] = field(default_factory=list)
 
     def unsent(self, partition: int) -> None:
         self.unsent_partitions.append(partition)
 
     def acknowledged(
-        self, partition: int, writes: list[dict[bytes, bytes | None]], offset: int
+        self, partition: int, writes: list[dict[bytes, bytes | None]], offset: int | None
     ) -> None:
         self.applied.append((partition, writes, offset))
 
@@ -380,3 +385,53 @@ async def test_a_queued_batch_whose_task_is_cancelled_takes_no_more_records() ->
     # delivery stops the worker, which commits nothing past it.
     assert sorted(app.producer.in_partition("products-changelog", 0)) == [b"first", b"later"]
     assert len(app.crashed) == 1
+
+
+@dataclass
+class FakeCoordinator:
+    generation: int
+
+
+@dataclass
+class FakeConsumer:
+    membership: MembershipLease
+
+
+@pytest.mark.parametrize(
+    ("confirmed_ago", "generation_then", "persisted"),
+    [
+        (1.0, 1, True),  # confirmed within the window, in the generation that sent them
+        (20.0, 1, False),  # frozen past the window: possibly dropped before the append
+        (1.0, 2, False),  # confirmed, but in a generation after the one that sent them
+    ],
+)
+async def test_the_offset_of_records_acknowledged_after_the_membership_lapsed_is_not_persisted(
+    confirmed_ago: float, generation_then: int, persisted: bool
+) -> None:
+    # A produce request past the membership gate when the worker froze is sent when it wakes,
+    # after its successor's records: its acknowledgement must not move the persisted offset
+    # past records this store never applied (a soak's restore skipped them). The values are
+    # applied either way (the log holds them).
+    lease = MembershipLease(5.0)
+    coordinator = FakeCoordinator(generation=1)
+    lease._coordinator = coordinator
+    lease.confirm(time.monotonic() - 1.0, 1)
+    app = FakeApp(FakeProducer(), consumer=FakeConsumer(lease))
+    writer = ChangelogWriter(app)
+    store = SealedFake(FakeTable("products"))
+    writer.add(store.table, 0, b"k", b"v")
+    writer.add(store.table, 0, b"j", b"w")
+    writer.seal(store, 0, {b"k": b"v", b"j": b"w"})
+    # What happened between the hand-over to the producer and the acknowledgement.
+    original = app.producer.send_batch
+
+    async def send_batch(builder: FakeBuilder, topic: str, *, partition: int) -> Any:
+        coordinator.generation = lease.generation = generation_then
+        lease.confirmed_at = time.monotonic() - confirmed_ago
+        return await original(builder, topic, partition=partition)
+
+    app.producer.send_batch = send_batch  # type: ignore[method-assign]
+    await writer.send()
+    assert await writer.settled(1.0)
+    assert store.applied == [(0, [{b"k": b"v", b"j": b"w"}], 1 if persisted else None)]
+    assert app.crashed == []

@@ -280,3 +280,25 @@ def test_a_value_object_written_again_after_a_delete_stays_visible(world: Any) -
     store.partition = None
     changelog.ack()
     assert data.dbs[0][b"t:00000:x"] == held and store.unacknowledged == 0
+
+
+def test_writes_acknowledged_without_an_offset_leave_the_persisted_offset(world: Any) -> None:
+    # Acknowledged while the membership was not confirmed (ChangelogWriter): the values go to
+    # the database, the persisted offset stays at the last batch acknowledged with one, so a
+    # restore reads the log again from there.
+    store, data, changelog = world
+    store.partition = 0
+    store.put("s:1:p", b"10")
+    store.partition = None
+    changelog.ack()
+    assert persisted(data, 0) == 0
+    store.partition = 0
+    store.put("s:1:p", b"9")
+    store.put("o:x", b"saga")
+    store.partition = None
+    changelog.ack(persist=False)
+    assert data.dbs[0][b"s:1:p"] == b"9" and data.dbs[0][b"o:x"] == b"saga"
+    assert persisted(data, 0) == 0
+    assert store.unacknowledged == 0
+    store.partition = 0
+    assert store.get("s:1:p") == b"9"

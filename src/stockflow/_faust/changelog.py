@@ -11,6 +11,16 @@ changelog partition and batch.
 
 The tables' RocksDB writes wait for the same acknowledgements (:meth:`ChangelogWriter.seal`,
 :class:`stockflow.tables.TableStore`): a local store never holds a write its changelog lacks.
+
+The persisted offset (where a restore of a kept store starts reading) moves to an acknowledged
+record only when the group still counted this worker as the partition's owner when the record
+was appended (:meth:`ChangelogWriter._acknowledged`). A produce request that was past the
+membership gate (:func:`stockflow._faust.membership.gate_sends`) when the worker froze goes out
+when it wakes, after the records its successor wrote meanwhile: seen in a soak, a frozen
+worker's record, stamped before its SIGSTOP, landed 17 s later behind 98 of its successor's.
+Its acknowledgement had moved the persisted offset past them, so when the partition came back
+the restore skipped them, and five payments of orders its successor had placed were answered
+``unknown_order``.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from typing import Any, Protocol
 
 from faust.types import TP
 
-from stockflow._faust.membership import MembershipLost
+from stockflow._faust.membership import MembershipLease, MembershipLost
 from stockflow._faust.producing import BatchSender, Sent
 from stockflow.errors import StockflowError
 
@@ -38,7 +48,7 @@ class SealedStore(Protocol):
 
     table: Any
 
-    def acknowledged(self, partition: int, writes: list[Writes], offset: int) -> None: ...
+    def acknowledged(self, partition: int, writes: list[Writes], offset: int | None) -> None: ...
     def unsent(self, partition: int) -> None: ...
 
 
@@ -123,7 +133,13 @@ class ChangelogWriter:
             self._tables[topic] = table
             return topic
 
+    def _lease(self) -> MembershipLease | None:
+        lease = getattr(getattr(self.app, "consumer", None), "membership", None)
+        return lease if isinstance(lease, MembershipLease) else None
+
     def _persist_offsets(self, sent: Sent, seals: list[tuple[SealedStore, int, Writes]]) -> None:
+        lease = self._lease()
+        generation = None if lease is None else lease.generation
         last: dict[tuple[str, int], tuple[asyncio.Future[Any], int]] = {}
         for topic, partition, future, count in sent:
             last[(topic, partition)] = (future, count)
@@ -141,7 +157,9 @@ class ChangelogWriter:
                 continue
             store, batches = seal
             self._unsettled.add(future)
-            future.add_done_callback(partial(self._acknowledged, store, partition, batches, count))
+            future.add_done_callback(
+                partial(self._acknowledged, store, partition, batches, count, generation)
+            )
 
     def _acknowledged(
         self,
@@ -149,8 +167,10 @@ class ChangelogWriter:
         partition: int,
         writes: list[Writes],
         count: int,
+        generation: int | None,
         future: asyncio.Future[Any],
     ) -> None:
+        """``generation``: the lease's when the records were handed to the producer."""
         self._unsettled.discard(future)
         error = asyncio.CancelledError() if future.cancelled() else future.exception()
         if error is not None:
@@ -158,8 +178,24 @@ class ChangelogWriter:
                 store.unsent(partition)  # never sent: the partition goes to its new owner
             # else check_delivery stops the worker: its restart restores from the changelog
             return
+        offset: int | None = future.result().offset + count - 1
+        lease = self._lease()
+        if lease is not None and not (lease.generation == generation and lease.holds()):
+            # Not known to have been the owner when the records were appended (see the module
+            # docstring): their values go to the store (the log holds them, and a restore from
+            # the offset persisted before replays the log over them in its order), the offset
+            # does not. A confirmed lease at the acknowledgement, in the generation that sent
+            # them, proves the group had not dropped this worker before the append: it drops a
+            # member only a session timeout after its last heartbeat, twice the lease's window.
+            log.warning(
+                "changelog records of partition %d acknowledged at offset %d while the group "
+                "membership was not confirmed: kept without moving the persisted offset",
+                partition,
+                offset,
+            )
+            offset = None
         try:
-            store.acknowledged(partition, writes, future.result().offset + count - 1)
+            store.acknowledged(partition, writes, offset)
         except Exception as exc:
             log.critical("writing acknowledged table changes failed; stopping the worker")
             _crash(self.app, exc)

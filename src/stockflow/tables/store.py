@@ -115,11 +115,11 @@ class TableStore:
         self.changelog.seal(self, partition, pending)
 
     def acknowledged(
-        self, partition: int, writes: list[dict[bytes, bytes | None]], offset: int
+        self, partition: int, writes: list[dict[bytes, bytes | None]], offset: int | None
     ) -> None:
         """The changelog records of ``writes`` (sealed batches of ``partition``, in order) are
-        on the broker, the last of them at ``offset``: write them to the database with the
-        persisted offset in one ``WriteBatch``. Called by the :class:`ChangelogWriter`."""
+        on the broker, the last at ``offset``: write them to the database with the persisted
+        offset (``None``: unchanged) in one ``WriteBatch``. Called by the ChangelogWriter."""
         data = self.table.data
         assert self._rocksdb(data)
         batch = WriteBatch(raw_mode=True)
@@ -140,7 +140,8 @@ class TableStore:
                 if writer(key) is sealed:
                     del unacked[key]
                     del writers[key]
-        put(data.offset_key, str(offset).encode())
+        if offset is not None:
+            put(data.offset_key, str(offset).encode())
         data._db_for_partition(partition).write(batch)
         if not unacked:
             self._unacked.pop(partition, None)
