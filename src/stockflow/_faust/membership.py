@@ -28,6 +28,11 @@ has dropped the worker (its generation reset). A failed batch loses nothing: its
 never reached the local stores (they wait for their acknowledgement), its offsets are never
 committed (a dropped member's commit is refused, and its partitions are revoked before it
 rejoins), and the new owner processes its records again.
+
+A request already past the gate when the worker froze still goes out when it wakes, behind its
+successor's records. Its changelog records then carry values the successor's deterministic
+processing of the same inputs also wrote, and their acknowledgement must not move the local
+store's persisted offset past the successor's records (``stockflow._faust.changelog``).
 """
 
 from __future__ import annotations
