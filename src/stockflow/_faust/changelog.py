@@ -19,8 +19,8 @@ membership gate (:func:`stockflow._faust.membership.gate_sends`) when the worker
 when it wakes, after the records its successor wrote meanwhile: seen in a soak, a frozen
 worker's record, stamped before its SIGSTOP, landed 17 s later behind 98 of its successor's.
 Its acknowledgement had moved the persisted offset past them, so when the partition came back
-the restore skipped them, and five payments of orders its successor had placed were answered
-``unknown_order``.
+the restore skipped them, and four payments and a cancellation of orders its successor had
+placed were answered ``unknown_order``.
 """
 
 from __future__ import annotations
