@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stockflow.commands import FireTimers
 from stockflow.core.policy import Policy
 from stockflow.models import Confirm, LineAnswer, Release, Reserve, SetStock
 from stockflow.processing.codec import decode_saga, encode
@@ -296,3 +297,34 @@ def test_orders_expiring_together_share_one_timer_and_all_expire() -> None:
         assert saga.status == "expired"
     counters = stock_of(pipeline.product_store, "p")
     assert counters is not None and (counters.on_hand, counters.reserved) == (9, 0)
+
+
+def test_an_order_joining_a_fired_expiry_timer_before_its_deletion_still_expires() -> None:
+    # A tick fires a shared expiry timer; its key is deleted only after the flush
+    # (Step.after_flush). An order processed late (placed during a worker's freeze, with a
+    # TTL already over) whose expiry falls in that bucket must not join the key about to go:
+    # found in a soak, such an order was never released.
+    store = MemoryStore()
+    desk = OrderDesk(store, POLICY)
+    desk.handle_order(order_placed("o-a", ("p", 1)), meta(offset=0, timestamp_ms=T0, key=b"o-a"))
+    tick = T0 + TTL + 500
+
+    def fire(now_ms: int) -> tuple[list[str], list[str]]:
+        value = encode(FireTimers(partition=0, now_ms=now_ms))
+        step = desk.handle_reply(value, meta("order_replies", timestamp_ms=now_ms))
+        released = [
+            json.loads(out.value)["order_id"]
+            for out in step.outputs
+            if json.loads(out.value)["type"] == "Release"
+        ]
+        return released, list(step.after_flush)
+
+    released, to_delete = fire(tick)
+    assert released == ["o-a"] and len(to_delete) == 1
+    # In the same bucket as o-a's (T0 + TTL), processed after the tick, before the deletion.
+    late = order_placed("o-b", ("p", 1), ttl=1.0)
+    desk.handle_order(late, meta(offset=1, timestamp_ms=T0 + TTL - 1_000, key=b"o-b"))
+    for key in to_delete:
+        store.delete(key)
+    released, _ = fire(tick + POLICY.expiry_bucket_ms)
+    assert released == ["o-b"]

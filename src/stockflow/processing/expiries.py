@@ -34,6 +34,17 @@ class SharedExpiries:
         self._last: dict[int, tuple[int, int, str]] = {}
         """Per partition, the due time, part and key of the shared expiry timer written last:
         the orders of a batch mostly share it, and formatting its key was 0.4 us an order."""
+        self._fired: dict[int, int] = {}
+        """Per partition, the latest tick at which the desk fired timers (:meth:`fired`)."""
+
+    def fired(self, partition: int, now_ms: int) -> None:
+        """The desk fires ``partition``'s timers due by ``now_ms``. A fired timer's key is
+        deleted only once what it caused is durable (``Step.after_flush``), so an order that
+        joined it in between was deleted with it and never expired (found in a soak: an order
+        with a TTL of 1.6 s, placed during a worker's freeze and processed after its bucket
+        had fired). :meth:`join` now puts such an order in the first bucket after the tick."""
+        if now_ms > self._fired.get(partition, -1):
+            self._fired[partition] = now_ms
 
     def join(self, order_id: str, partition: int, due: int) -> None:
         """Adds the order to the expiry timer it shares with the orders that expire in the same
@@ -44,6 +55,11 @@ class SharedExpiries:
         policy = self.policy
         size = policy.expiry_bucket_ms
         bucket_due = -(-due // size) * size
+        fired = self._fired.get(partition)
+        if fired is not None and bucket_due <= fired:
+            # That bucket's timer has fired, and may be waiting for its deletion (see fired):
+            # the next tick fires the first bucket after it as well.
+            bucket_due = (fired // size + 1) * size
         last = self._last.get(partition)
         if last is not None and last[0] == bucket_due:
             key = last[2]

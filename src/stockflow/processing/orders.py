@@ -343,6 +343,7 @@ class OrderDesk:
             self.store.delete(key)
 
     def _fire(self, partition: int, now_ms: int) -> Step:
+        self.expiries.fired(partition, now_ms)
         outputs: list[Out] = []
         fired: list[str] = []
         # Forgetting publishes nothing: the sweep need not wait for a flush.
