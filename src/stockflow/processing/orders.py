@@ -17,7 +17,7 @@ from pydantic_core import to_json
 
 from stockflow.core import saga as decide
 from stockflow.core.policy import Policy
-from stockflow.core.saga import Plain, Saga, SagaDecision, TimerKind
+from stockflow.core.saga import LineState, Plain, Saga, SagaDecision, TimerKind
 from stockflow.core.single_line import seen_at_writer
 from stockflow.keys import SAGA_KEYS, entry_key, saga_key, timer_key
 from stockflow.models import OrderCancelled, OrderPaid, OrderPlaced
@@ -130,20 +130,15 @@ class OrderDesk:
                 # New, its one line decided by its product writer (an order with a TTL of its
                 # own, or lines merged into one): _outputs written out, as _place_single.
                 self._arm(event.order_id, meta.partition, decision)
-                line = placed.lines[0]
-                raw_saga, reserve = encode_new_single(
+                return self._write_new_single(
+                    key,
+                    meta,
                     placed.order_id,
-                    line.product_id,
-                    line.quantity,
+                    placed.lines[0],
                     placed.fulfilment,
-                    placed.placed_at_ms,
                     placed.deadline_ms,
                     placed.expires_at_ms,
-                    placed.reply_partition,
-                    (meta.partition, meta.offset),
                 )
-                self.store.put(key, raw_saga)
-                return Step([Out("product_commands", line.product_id.encode(), reserve)])
         elif isinstance(event, OrderPaid):
             decision = decide.pay(
                 saga,
@@ -164,28 +159,41 @@ class OrderDesk:
         return Step(outputs=self._outputs(event.order_id, meta.partition, decision, key))
 
     def _place_single(self, event: Placed, key: str, meta: Meta) -> Step:
-        """A new single-line order (read as plain values: no TTL of its own) that its product
-        writer decides: what :func:`stockflow.core.saga.place` decides for it, written out
-        from its values (the saga ``place`` would start, its expiry timer and its Reserve),
-        with no saga, line or decision built (8% of an order's CPU instructions in
-        ``LocalPipeline``). A property test holds it to the general path for any order."""
-        order_id = event.order_id
-        line = event.lines[0]
+        """A new single-line order (plain values: no TTL of its own) its writer decides: what
+        :func:`stockflow.core.saga.place` decides, with no saga, line or decision built (8% of
+        an order's instructions in ``LocalPipeline``). A property test holds the two equal."""
         policy = self.policy
-        partition = meta.partition
-        placed_at_ms = meta.timestamp_ms
-        clock = meta.clock_ms
+        placed_at_ms, clock = meta.timestamp_ms, meta.clock_ms
         expires_at_ms = placed_at_ms + policy.reservation_ttl_ms
+        deadline_ms = (placed_at_ms if clock is None else clock) + policy.saga_timeout_ms
         # The expiry timer first, as place()'s decision arms it before its saga is written.
-        self.expiries.join(order_id, partition, expires_at_ms)
+        self.expiries.join(event.order_id, meta.partition, expires_at_ms)
+        line, fulfilment = event.lines[0], event.fulfilment
+        return self._write_new_single(
+            key, meta, event.order_id, line, fulfilment, deadline_ms, expires_at_ms
+        )
+
+    def _write_new_single(
+        self,
+        key: str,
+        meta: Meta,
+        order_id: str,
+        line: LineState,
+        fulfilment: str,
+        deadline: int,
+        expiry: int,
+    ) -> Step:
+        """The saga ``place`` starts for a new single-line order its writer decides (timers
+        armed already), written under ``key``, and its Reserve (:func:`encode_new_single`)."""
+        partition = meta.partition
         raw_saga, reserve = encode_new_single(
             order_id,
             line.product_id,
             line.quantity,
-            event.fulfilment,
-            placed_at_ms,
-            (placed_at_ms if clock is None else clock) + policy.saga_timeout_ms,
-            expires_at_ms,
+            fulfilment,
+            meta.timestamp_ms,
+            deadline,
+            expiry,
             partition,
             (partition, meta.offset),
         )
@@ -308,9 +316,6 @@ class OrderDesk:
         if not saga.product_decides:
             self._written.put(key, raw, saga)
 
-    def _apply(self, order_id: str, partition: int, decision: SagaDecision) -> Step:
-        return Step(outputs=self._outputs(order_id, partition, decision))
-
     def _outputs(
         self, order_id: str, partition: int, decision: SagaDecision, key: str | None = None
     ) -> list[Out]:
@@ -361,7 +366,7 @@ class OrderDesk:
             for order_id in expiring(self.store.get(timer.key)) if shared else (timer.ref,):
                 saga = self._load(order_id)
                 decision = decide.fire_timer(saga, kind, now_ms=now_ms, policy=self.policy)
-                outputs.extend(self._apply(order_id, partition, decision).outputs)
+                outputs.extend(self._outputs(order_id, partition, decision))
             # Deleted only after what it caused is durable (see Step.after_flush).
             fired.append(timer.key)
         return Step(outputs, tuple(fired))
