@@ -120,9 +120,10 @@ def test_a_new_reservation_its_writer_decides_writes_and_publishes_as_decided(
     offset: int,
     partition: int,
 ) -> None:
-    # The writer's written-out reservation (Reserve.decides, held): the counters with a copy of
-    # the entry, the entry, then ProductReserved and the order's OrderReserved, as the core
-    # decided them and the models dump them. Nothing else written, nothing answered.
+    # The writer's written-out reservation (Reserve.decides, held; no entry or decision built):
+    # the counters with a copy of the entry, the entry, then ProductReserved and the order's
+    # OrderReserved, as the core decided them and the models dump them. Nothing else written,
+    # nothing answered.
     store = MemoryStore()
     before = Stock(reserved + quantity + spare, reserved, next_seq)
     skey, ekey = stock_key(product_id), entry_key(product_id, order_id)

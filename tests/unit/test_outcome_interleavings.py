@@ -30,7 +30,8 @@ from stockflow.core.policy import Policy
 from stockflow.keys import entry_key, partition_for
 from stockflow.models import FireTimers, OrderRejected, OrderReserved, SetStock
 from stockflow.processing import MemoryStore, Meta, OrderDesk, ProductWriter
-from stockflow.processing.codec import decode_entry, encode, encode_outcome
+from stockflow.processing.codec import decode_entry, encode
+from stockflow.processing.entry_events import encode_outcome
 from stockflow.processing.records import Out
 from stockflow.processing.timers import has_due_timer
 

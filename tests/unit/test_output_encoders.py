@@ -20,11 +20,12 @@ from stockflow.models import (
     ReservedLine,
     iso_from_ms,
 )
-from stockflow.processing.codec import (
-    encode,
+from stockflow.processing.codec import encode, encode_entry
+from stockflow.processing.entry_events import (
     encode_answer,
     encode_end,
     encode_entry_event,
+    encode_new_hold,
     encode_outcome,
     encode_reserved,
 )
@@ -118,3 +119,19 @@ def test_reserved_pair_is_the_event_and_the_outcome(entry: Reservation) -> None:
         available=None,
     )
     assert encode_reserved(pending) == (encode_entry_event(pending), encode_outcome(pending))
+
+
+@given(entries())
+def test_a_new_hold_is_its_entry_event_and_outcome(entry: Reservation) -> None:
+    # The product writer's usual Reserve writes these from the entry's values, building none.
+    pending = replace(
+        entry,
+        status="pending",
+        release_reason=None,
+        finished_at_ms=None,
+        refusal=None,
+        available=None,
+    )
+    assert encode_new_hold(
+        pending.order_id, pending.product_id, pending.quantity, pending.seq, pending.expires_at_ms
+    ) == (encode_entry(pending), *encode_reserved(pending))

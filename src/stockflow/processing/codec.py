@@ -19,9 +19,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import from_json, to_json
 
 from stockflow.core.saga_state import LineState, Saga, saga_fields
-from stockflow.core.single_line import line_end
 from stockflow.core.stock import Reservation, Stock
-from stockflow.models import DeadLetter, iso_from_ms
+from stockflow.models import DeadLetter
 from stockflow.processing.records import Meta, Out
 
 __all__ = [
@@ -34,13 +33,8 @@ __all__ = [
     "decode_stock",
     "decode_stock_values",
     "encode",
-    "encode_answer",
-    "encode_end",
     "encode_entry",
-    "encode_entry_event",
     "encode_new_single",
-    "encode_outcome",
-    "encode_reserved",
     "encode_saga",
     "encode_stock",
     "encode_stock_values",
@@ -279,117 +273,3 @@ def decode_saga(raw: bytes) -> Saga:
 # for the nested outcome (0.92 against 0.37 us). Ints are formatted by ``%d``: the fields they
 # fill are StrictInt in every model, never a bool. A property test holds every template equal
 # to its model's ``model_dump_json`` for any ids.
-
-_NULL = b"null"
-_PRODUCT_RESERVED = (
-    b'{"type":"ProductReserved","order_id":%b,"product_id":%b,"quantity":%d,"expires_at":"%b"}'
-)
-"""ProductReserved: order id, product id (both JSON strings), quantity, expiry (ISO text)."""
-_ORDER_RESERVED = (
-    b'{"type":"OrderReserved","order_id":%b,"lines":[{"product_id":%b,"quantity":%d}],'
-    b'"expires_at":"%b","partial":false,"refused":[]}'
-)
-"""A single-line order's OrderReserved, filled as :data:`_PRODUCT_RESERVED`."""
-
-
-def encode_entry_event(entry: Reservation) -> bytes:
-    """The public event a ledger entry stands for (:func:`stockflow.core.stock.entry_event`),
-    byte for byte what the model would dump."""
-    if entry.status == "confirmed":
-        return b'{"type":"ReservationConfirmed","order_id":%b,"product_id":%b,"quantity":%d}' % (
-            to_json(entry.order_id),
-            to_json(entry.product_id),
-            entry.quantity,
-        )
-    if entry.status == "released":
-        return (
-            b'{"type":"ReservationReleased","order_id":%b,"product_id":%b,"quantity":%d,'
-            b'"reason":%b}'
-            % (
-                to_json(entry.order_id),
-                to_json(entry.product_id),
-                entry.quantity,
-                to_json(entry.release_reason),
-            )
-        )
-    return _PRODUCT_RESERVED % (
-        to_json(entry.order_id),
-        to_json(entry.product_id),
-        entry.quantity,
-        iso_from_ms(entry.expires_at_ms).encode(),
-    )
-
-
-def encode_outcome(entry: Reservation) -> bytes:
-    """The order-level outcome of a single-line order, decided by its product writer: exactly
-    the :class:`~stockflow.models.OrderReserved` or :class:`~stockflow.models.OrderRejected` the
-    order's saga would publish for this line's answer (``saga._outcome``). Derived from the
-    ledger entry alone, so a redelivered Reserve re-derives the same outcome."""
-    if entry.status == "refused":
-        reason = b"unknown_product" if entry.refusal == "unknown_product" else b"insufficient_stock"
-        return (
-            b'{"type":"OrderRejected","order_id":%b,"reason":"%b","lines":[{"product_id":%b,'
-            b'"quantity":%d,"reason":%b,"available":%b}]}'
-            % (
-                to_json(entry.order_id),
-                reason,
-                to_json(entry.product_id),
-                entry.quantity,
-                to_json(entry.refusal),
-                to_json(entry.available),
-            )
-        )
-    # pending, or confirmed/released since (a redelivery): it was reserved.
-    return _ORDER_RESERVED % (
-        to_json(entry.order_id),
-        to_json(entry.product_id),
-        entry.quantity,
-        iso_from_ms(entry.expires_at_ms).encode(),
-    )
-
-
-def encode_reserved(entry: Reservation) -> tuple[bytes, bytes]:
-    """:func:`encode_entry_event` and :func:`encode_outcome` of a pending entry (a single-line
-    order its writer just reserved), its ids and expiry encoded once for both (0.3 us of the
-    order's ~22)."""
-    order_id, product_id = to_json(entry.order_id), to_json(entry.product_id)
-    expires_at = iso_from_ms(entry.expires_at_ms).encode()
-    return (
-        _PRODUCT_RESERVED % (order_id, product_id, entry.quantity, expires_at),
-        _ORDER_RESERVED % (order_id, product_id, entry.quantity, expires_at),
-    )
-
-
-def _line_answer(entry: Reservation, status: bytes, reason: bytes, available: bytes) -> bytes:
-    return (
-        b'{"type":"LineAnswer","order_id":%b,"product_id":%b,"status":"%b","quantity":%d,'
-        b'"reason":%b,"available":%b}'
-        % (
-            to_json(entry.order_id),
-            to_json(entry.product_id),
-            status,
-            entry.quantity,
-            reason,
-            available,
-        )
-    )
-
-
-def encode_answer(entry: Reservation) -> bytes:
-    """The :class:`~stockflow.models.LineAnswer` for an entry (what ``StockDecision.answer``
-    holds), encoded without building it."""
-    if entry.status == "refused":
-        return _line_answer(entry, b"refused", to_json(entry.refusal), to_json(entry.available))
-    status = b"reserved" if entry.status == "pending" else entry.status.encode()
-    return _line_answer(entry, status, _NULL, _NULL)
-
-
-def encode_end(entry: Reservation) -> bytes | None:
-    """How a single-line order the product writer decides (``Reserve.decides``) ended, as the
-    :class:`~stockflow.models.LineAnswer` that reports it to its saga (status ``confirmed``,
-    ``cancelled`` or ``expired``); ``None`` while it has not ended, or when it was refused
-    (the refusal itself was the answer)."""
-    end = line_end(entry)
-    if end not in ("confirmed", "cancelled", "expired"):
-        return None
-    return _line_answer(entry, end.encode(), _NULL, _NULL)

@@ -26,14 +26,17 @@ from stockflow.processing.codec import (
     decode_stock,
     decode_stock_values,
     encode,
-    encode_answer,
-    encode_end,
     encode_entry,
-    encode_entry_event,
-    encode_outcome,
-    encode_reserved,
     encode_stock,
     encode_stock_values,
+)
+from stockflow.processing.entry_events import (
+    encode_answer,
+    encode_end,
+    encode_entry_event,
+    encode_new_hold,
+    encode_outcome,
+    encode_reserved,
 )
 from stockflow.processing.internal import Command, parse_product_commands
 from stockflow.processing.records import Meta, Out, Step
@@ -101,29 +104,40 @@ class ProductWriter:
             order_id: str = command["order_id"]
             ekey = entry_key(product_id, order_id)
             raw_entry = self.store.get(ekey)  # _entry, spelled out for the usual new order
+            quantity: int = command["quantity"]
+            outcome: bool = command["outcome"]
+            if (
+                raw_entry is None
+                and outcome
+                and command["decides"]
+                and stock is not None
+                and 0 <= quantity <= stock.on_hand - stock.reserved
+            ):
+                # The usual order: new, held, and decided here from now on. What reserve()
+                # decides and _apply writes, with no entry or decision built (a property test
+                # holds them equal); nothing to answer, its event and outcome go together.
+                seq = stock.next_seq
+                expires_at_ms: int = command["expires_at_ms"]
+                entry_raw, event, answer = encode_new_hold(
+                    order_id, product_id, quantity, seq, expires_at_ms
+                )
+                held = Stock(stock.on_hand, stock.reserved + quantity, seq + 1)
+                self._write(skey, meta, held, ekey, entry_raw)
+                order_key = order_id.encode()
+                return [
+                    Out("reservations", order_key, event),
+                    Out("reservations", order_key, answer),
+                ]
             entry = None if raw_entry is None else decode_entry(raw_entry)
             decision = decide.reserve(
                 stock,
                 entry,
                 order_id=order_id,
                 product_id=product_id,
-                quantity=command["quantity"],
+                quantity=quantity,
                 expires_at_ms=command["expires_at_ms"],
                 now_ms=now,
             )
-            outcome: bool = command["outcome"]
-            held = decision.entry
-            if outcome and command["decides"] and held is not None and held.status == "pending":
-                # The usual order: new, held, and decided here from now on. _apply written out
-                # (no timer, nothing extra, its event and outcome encoded together): nothing
-                # to answer, as below.
-                self._write(skey, meta, decision.stock, ekey, encode_entry(held))
-                event, answer = encode_reserved(held)
-                order_key = order_id.encode()
-                return [
-                    Out("reservations", order_key, event),
-                    Out("reservations", order_key, answer),
-                ]
             outputs = self._apply(skey, meta, decision, ekey, emit=not outcome)
             source = decision.source
             if source is not None:
