@@ -185,7 +185,16 @@ def _variant(**changes: Any) -> bytes:
     ]
     + [_variant(reservation_ttl=ttl) for ttl in [None, 30, 0.5, 0, -1, "5", 10**12]]
     + [_variant(type=kind) for kind in ["OrderPaid", "OrderCancelled", "orderplaced", None]]
-    + [_variant(note=1), _variant(fulfilment="partial", reservation_ttl=None, note=1)],
+    + [_variant(note=1), _variant(fulfilment="partial", reservation_ttl=None, note=1)]
+    # A required field missing (the fast path leaves it to the models):
+    + [
+        b'{"order_id":"o","lines":[{"product_id":"p","quantity":1}]}',
+        b'{"type":"OrderPlaced","lines":[{"product_id":"p","quantity":1}]}',
+        b'{"type":"OrderPlaced","order_id":"o"}',
+        b'{"type":"OrderPlaced","order_id":"o","lines":[{"quantity":1}]}',
+        b'{"type":"OrderPlaced","order_id":"o","lines":[{"product_id":"p"}]}',
+        b'{"type":"OrderPlaced","order_id":"o","fulfilment":"partial","note":1}',
+    ],
 )
 def test_each_constraint_at_its_edge(raw: bytes) -> None:
     _agree(raw)
