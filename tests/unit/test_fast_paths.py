@@ -1,7 +1,7 @@
 """The processors' written-out paths for the usual single-line order, held to their general
 paths: the order desk's new order (``OrderDesk._place_single`` against ``place()`` on the
-model) and the product writer's new reservation (against the core's decision, the stock
-record's own encoder and the public models)."""
+model) and the product writer's new reservation, a single-line order's or a saga's line
+(against the core's decision, the stock record's own encoder and the public models)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from stockflow.core.stock import Stock, reserve
 from stockflow.keys import entry_key, stock_key
 from stockflow.models import (
     ORDER_EVENT_ADAPTER,
+    LineAnswer,
     OrderReserved,
     ProductReserved,
     Reserve,
@@ -107,8 +108,9 @@ def test_a_new_single_line_order_is_placed_as_place_decides(
     ts=MS,
     offset=MS,
     partition=st.integers(0, 50),
+    decides=st.booleans(),
 )
-def test_a_new_reservation_its_writer_decides_writes_and_publishes_as_decided(
+def test_a_new_reservation_writes_and_publishes_as_decided(
     order_id: str,
     product_id: str,
     quantity: int,
@@ -119,11 +121,13 @@ def test_a_new_reservation_its_writer_decides_writes_and_publishes_as_decided(
     ts: int,
     offset: int,
     partition: int,
+    decides: bool,
 ) -> None:
-    # The writer's written-out reservation (Reserve.decides, held; no entry or decision built):
-    # the counters with a copy of the entry, the entry, then ProductReserved and the order's
-    # OrderReserved, as the core decided them and the models dump them. Nothing else written,
-    # nothing answered.
+    # The writer's written-out new hold (no entry or decision built): the counters with a copy
+    # of the entry, the entry, then ProductReserved and either the order's OrderReserved (a
+    # single-line order its writer decides: Reserve.outcome and .decides) or the saga's line
+    # answer (a saga's line: neither), as the core decided them and the models dump them.
+    # Nothing else written.
     store = MemoryStore()
     before = Stock(reserved + quantity + spare, reserved, next_seq)
     skey, ekey = stock_key(product_id), entry_key(product_id, order_id)
@@ -134,8 +138,8 @@ def test_a_new_reservation_its_writer_decides_writes_and_publishes_as_decided(
         quantity=quantity,
         expires_at_ms=expires_at_ms,
         reply_partition=partition,
-        outcome=True,
-        decides=True,
+        outcome=decides,
+        decides=decides,
     )
     step = ProductWriter(store, Policy()).handle(
         encode(command), Meta("product_commands", partition, offset, ts)
@@ -156,15 +160,20 @@ def test_a_new_reservation_its_writer_decides_writes_and_publishes_as_decided(
         ekey: entry,
     }
     expires_at = iso_from_ms(expires_at_ms)
-    events = [
-        ProductReserved(
-            order_id=order_id, product_id=product_id, quantity=quantity, expires_at=expires_at
-        ),
-        OrderReserved(
+    key = order_id.encode()
+    reserved = ProductReserved(
+        order_id=order_id, product_id=product_id, quantity=quantity, expires_at=expires_at
+    )
+    if decides:
+        outcome = OrderReserved(
             order_id=order_id,
             lines=[ReservedLine(product_id=product_id, quantity=quantity)],
             expires_at=expires_at,
-        ),
-    ]
-    key = order_id.encode()
-    assert _outs(step.outputs) == [("reservations", key, encode(e), None) for e in events]
+        )
+        last = ("reservations", key, encode(outcome), None)
+    else:
+        answer = LineAnswer(
+            order_id=order_id, product_id=product_id, status="reserved", quantity=quantity
+        )
+        last = ("order_replies", key, encode(answer), partition)
+    assert _outs(step.outputs) == [("reservations", key, encode(reserved), None), last]

@@ -121,9 +121,12 @@ def test_reserved_pair_is_the_event_and_the_outcome(entry: Reservation) -> None:
     assert encode_reserved(pending) == (encode_entry_event(pending), encode_outcome(pending))
 
 
-@given(entries())
-def test_a_new_hold_is_its_entry_event_and_outcome(entry: Reservation) -> None:
-    # The product writer's usual Reserve writes these from the entry's values, building none.
+@given(entries(), st.booleans())
+def test_a_new_hold_is_its_entry_event_and_outcome_or_answer(
+    entry: Reservation, outcome: bool
+) -> None:
+    # The product writer's usual Reserve writes these from the entry's values, building none:
+    # a single-line order's outcome, or a saga's line answer.
     pending = replace(
         entry,
         status="pending",
@@ -132,6 +135,12 @@ def test_a_new_hold_is_its_entry_event_and_outcome(entry: Reservation) -> None:
         refusal=None,
         available=None,
     )
+    last = encode_outcome(pending) if outcome else encode_answer(pending)
     assert encode_new_hold(
-        pending.order_id, pending.product_id, pending.quantity, pending.seq, pending.expires_at_ms
-    ) == (encode_entry(pending), *encode_reserved(pending))
+        pending.order_id,
+        pending.product_id,
+        pending.quantity,
+        pending.seq,
+        pending.expires_at_ms,
+        outcome=outcome,
+    ) == (encode_entry(pending), encode_entry_event(pending), last)

@@ -32,6 +32,11 @@ _ORDER_RESERVED = (
     b'"expires_at":"%b","partial":false,"refused":[]}'
 )
 """A single-line order's OrderReserved, filled as :data:`_PRODUCT_RESERVED`."""
+_LINE_RESERVED = (
+    b'{"type":"LineAnswer","order_id":%b,"product_id":%b,"status":"reserved","quantity":%d,'
+    b'"reason":null,"available":null}'
+)
+"""A held line's answer to its saga: order id, product id (JSON strings), quantity."""
 
 
 def encode_entry_event(entry: Reservation) -> bytes:
@@ -103,19 +108,22 @@ def encode_reserved(entry: Reservation) -> tuple[bytes, bytes]:
 
 
 def encode_new_hold(
-    order_id: str, product_id: str, quantity: int, seq: int, expires_at_ms: int
+    order_id: str, product_id: str, quantity: int, seq: int, expires_at_ms: int, *, outcome: bool
 ) -> tuple[bytes, bytes, bytes]:
-    """:func:`encode_entry` of the pending :class:`Reservation` these values make, and its
-    :func:`encode_reserved` events, without building it: the product writer's usual Reserve
-    (``ProductWriter._hold_new``), the ids encoded once for all three. Property tests hold
-    them equal to what the entry's own encoders write."""
+    """:func:`encode_entry` of the pending :class:`Reservation` these values make and its
+    ProductReserved, then its order's OrderReserved (``outcome``: a single-line order its
+    writer decides) or else its saga's line answer (:func:`encode_answer`), without building
+    the entry: a new hold, the product writer's usual Reserve, the ids encoded once for all
+    three. Property tests hold them equal to what the entry's own encoders write."""
     order, product = to_json(order_id), to_json(product_id)
     expires_at = iso_from_ms(expires_at_ms).encode()
     return (
         b'[%b,%b,%d,%d,%d,"pending",null,null,null,null]'
         % (order, product, quantity, seq, expires_at_ms),
         _PRODUCT_RESERVED % (order, product, quantity, expires_at),
-        _ORDER_RESERVED % (order, product, quantity, expires_at),
+        _ORDER_RESERVED % (order, product, quantity, expires_at)
+        if outcome
+        else _LINE_RESERVED % (order, product, quantity),
     )
 
 

@@ -108,25 +108,28 @@ class ProductWriter:
             outcome: bool = command["outcome"]
             if (
                 raw_entry is None
-                and outcome
-                and command["decides"]
+                and outcome == command["decides"]
                 and stock is not None
                 and 0 <= quantity <= stock.on_hand - stock.reserved
             ):
-                # The usual order: new, held, and decided here from now on. What reserve()
-                # decides and _apply writes, with no entry or decision built (a property test
-                # holds them equal); nothing to answer, its event and outcome go together.
+                # A new hold, the usual Reserve: a single-line order's its writer decides from
+                # now on (its event and outcome published together, nothing to answer), or a
+                # saga's line (its event and the answer). What reserve() decides and _apply
+                # writes, with no entry or decision built (a property test holds them equal).
                 seq = stock.next_seq
                 expires_at_ms: int = command["expires_at_ms"]
-                entry_raw, event, answer = encode_new_hold(
-                    order_id, product_id, quantity, seq, expires_at_ms
+                entry_raw, event, last = encode_new_hold(
+                    order_id, product_id, quantity, seq, expires_at_ms, outcome=outcome
                 )
                 held = Stock(stock.on_hand, stock.reserved + quantity, seq + 1)
                 self._write(skey, meta, held, ekey, entry_raw)
                 order_key = order_id.encode()
+                event_out = Out("reservations", order_key, event)
+                if outcome:
+                    return [event_out, Out("reservations", order_key, last)]
                 return [
-                    Out("reservations", order_key, event),
-                    Out("reservations", order_key, answer),
+                    event_out,
+                    Out("order_replies", order_key, last, command["reply_partition"]),
                 ]
             entry = None if raw_entry is None else decode_entry(raw_entry)
             decision = decide.reserve(
