@@ -194,18 +194,23 @@ def _machine() -> dict[str, Any]:
 
 def _measured_commit(run: Any) -> str:
     """The stockflow code measured: the work tree's commit (``+dirty src`` if ``src/`` has
-    uncommitted changes), or a snapshot's (``PYTHONPATH=SNAPSHOT/src`` with its commit in
-    ``SNAPSHOT/COMMIT``, e.g. from ``git archive HEAD src``) when stockflow is imported from
-    outside this tree."""
+    uncommitted changes). When stockflow is imported from outside this tree: a snapshot's
+    (``PYTHONPATH=SNAPSHOT/src`` with its commit in ``SNAPSHOT/COMMIT``, e.g. from ``git
+    archive HEAD src``), or else the checkout it is imported from (a bench started in another
+    worktree imports the virtualenv's editable install), by its own git."""
     import stockflow
 
     package = Path(stockflow.__file__).resolve().parent
-    if Path("src").resolve() not in package.parents:
-        marker = package.parent.parent / "COMMIT"
-        commit = marker.read_text().strip() if marker.exists() else "?"
-        return f"{commit} (snapshot {package.parent.parent})"
-    dirty = run("git", "status", "--porcelain", "--", "src")
-    return str(run("git", "rev-parse", "--short", "HEAD")) + ("+dirty src" if dirty else "")
+    if Path("src").resolve() in package.parents:
+        dirty = run("git", "status", "--porcelain", "--", "src")
+        return str(run("git", "rev-parse", "--short", "HEAD")) + ("+dirty src" if dirty else "")
+    root = package.parent.parent
+    marker = root / "COMMIT"
+    if marker.exists():
+        return f"{marker.read_text().strip()} (snapshot {root})"
+    commit = run("git", "-C", str(root), "rev-parse", "--short", "HEAD") or "?"
+    dirty = run("git", "-C", str(root), "status", "--porcelain", "--", "src")
+    return f"{commit}{'+dirty src' if dirty else ''} (imported from {root})"
 
 
 def _orders_for(plan: Plan, system: str) -> int:

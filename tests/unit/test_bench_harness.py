@@ -502,3 +502,24 @@ def test_knobs_compare_latency_at_an_offered_load_beside_the_pipe() -> None:
     assert "1.250x" in text  # A=1 against the defaults
     assert "1.600x" in text  # the defaults against the pipe
     assert "2.000x" in text  # A=1 against the pipe
+
+
+def test_the_measured_commit_names_the_checkout_stockflow_is_imported_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bench started in another worktree imports the virtualenv's editable install: the
+    # label is that checkout's commit, not "?".
+    import stockflow
+
+    root = Path(stockflow.__file__).resolve().parents[2]
+    calls: list[tuple[str, ...]] = []
+
+    def run(*cmd: str) -> str:
+        calls.append(cmd)
+        return "abc1234" if "rev-parse" in cmd else ""
+
+    monkeypatch.chdir(tmp_path)
+    assert bench_main._measured_commit(run) == f"abc1234 (imported from {root})"
+    assert calls[0] == ("git", "-C", str(root), "rev-parse", "--short", "HEAD")
+    monkeypatch.chdir(root)  # the work tree itself: its own commit, as before
+    assert bench_main._measured_commit(run) == "abc1234"
