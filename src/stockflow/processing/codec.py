@@ -5,8 +5,8 @@ State values are compact JSON arrays encoded and decoded with ``pydantic_core``'
 per read (a ``TypeAdapter`` round trip was the largest cost of a step). They are decoded without
 ``from_json``'s string cache (:data:`KEYS_ONLY`): an array has no keys, and its strings (order
 ids, a write-ahead copy) rarely repeat, so caching them only cost time (a counters record in
-0.40 us instead of 0.53). Hot outputs (a ledger entry's event, a line answer) are encoded from
-plain values too; rarer ones from their models.
+0.40 us instead of 0.53). Hot outputs (what a ledger entry publishes) are encoded from plain
+values too, in :mod:`stockflow.processing.entry_events`; rarer ones from their models here.
 """
 
 from __future__ import annotations
