@@ -384,12 +384,13 @@ def _core(plan: Plan, report: Report) -> None:
 
 
 def _knobs(plan: Plan, report: Report) -> None:
-    # Interleaved (every knob once, then every knob again): a machine that gets busier or
-    # quieter during the section moves every knob's median alike, not the last knob's only.
+    # Interleaved (every knob once, then every knob again, the other way round: _knob_order):
+    # a machine that gets busier or quieter during the section moves every knob's median
+    # alike, not the last knob's only.
     runs: list[list[RunResult]] = [[] for _ in plan.knobs]
     pipes: list[RunResult] = []
     rate = plan.knob_rate
-    for _round in range(max(plan.repeat, 1)):
+    for round_index in range(max(plan.repeat, 1)):
         if rate is not None:
             # The latency goal's reference at the same load, in every round: the hour moves
             # both alike.
@@ -404,8 +405,8 @@ def _knobs(plan: Plan, report: Report) -> None:
                     timeout=plan.timeout,
                 )
             )
-        for index, overrides in enumerate(plan.knobs):
-            env = {**plan.env, **overrides}
+        for index in _knob_order(len(plan.knobs), round_index):
+            env = {**plan.env, **plan.knobs[index]}
             partitions = int(env.pop("BENCH_PARTITIONS", plan.partitions))
             if rate is None:
                 load = workload(plan.workload, plan.orders, plan.products, prefix="knob-")
@@ -432,6 +433,15 @@ def _knobs(plan: Plan, report: Report) -> None:
         pipe = median_latency(pipes)
         pipe.note = "the pipe (reference)"
         report.knobs.append(pipe.as_dict())
+
+
+def _knob_order(knobs: int, round_index: int) -> list[int]:
+    """The order of the knobs' runs in round ``round_index``: as listed, then reversed, in
+    turn. In a fixed order the first knob of a round always ran first (after a broker start,
+    or after the pipe's run), and two A/Bs of one change could not tell that from the change:
+    here every knob runs first as often as last."""
+    order = list(range(knobs))
+    return order if round_index % 2 == 0 else order[::-1]
 
 
 def _knob_load(plan: Plan, rate: float) -> Workload:

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from bench import __main__ as bench_main
@@ -523,3 +524,25 @@ def test_the_measured_commit_names_the_checkout_stockflow_is_imported_from(
     assert calls[0] == ("git", "-C", str(root), "rev-parse", "--short", "HEAD")
     monkeypatch.chdir(root)  # the work tree itself: its own commit, as before
     assert bench_main._measured_commit(run) == "abc1234"
+
+
+def test_knob_rounds_alternate_their_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fixed order ran the defaults first in every round; two A/Bs of one change this way
+    # leaned the same way whichever tree was the knob. Every knob now runs first as often as
+    # last.
+    assert bench_main._knob_order(3, 0) == [0, 1, 2]
+    assert bench_main._knob_order(3, 1) == [2, 1, 0]
+    assert bench_main._knob_order(3, 2) == [0, 1, 2]
+    ran: list[str] = []
+
+    def fake_run(system: str, load: Any, **kwargs: Any) -> Any:
+        ran.append(kwargs["env"].get("K", "defaults"))
+        result = mock.Mock(rate=1.0)
+        result.as_dict.return_value = {}
+        return result
+
+    monkeypatch.setattr(bench_main, "throughput_run", fake_run)
+    monkeypatch.setattr(bench_main, "median_of", lambda results: results[0])
+    plan = bench_main.plan_of(["--only", "knobs", "--knob", "K=1", "--repeat", "4"])
+    bench_main._knobs(plan, Report())
+    assert ran == ["defaults", "1", "1", "defaults", "defaults", "1", "1", "defaults"]
