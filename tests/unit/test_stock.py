@@ -517,3 +517,27 @@ def test_counters_always_match_the_ledger(on_hand: int, commands) -> None:
         assert ledger.stock.reserved >= 0
         held = [entry for entry in ledger.entries.values() if entry.status != "refused"]
         assert ledger.stock.next_seq == len(held)
+
+
+@given(
+    on_hand=st.integers(0, 100),
+    reserved=st.integers(0, 100),
+    next_seq=st.integers(0, 1000),
+    quantity=st.integers(0, 120),
+)
+def test_hold_is_reserves_check_and_counters(
+    on_hand: int, reserved: int, next_seq: int, quantity: int
+) -> None:
+    # The product writer's usual Reserve calls hold() alone: it must decide as reserve() does.
+    stock = Stock(on_hand, reserved, next_seq)
+    held = decide.hold(stock, quantity, "o")
+    decision = decide.reserve(
+        stock, None, order_id="o", product_id="p", quantity=quantity, expires_at_ms=9, now_ms=1
+    )
+    assert held == decision.stock
+    assert (held is None) == (decision.source is not None and decision.source.status == "refused")
+
+
+def test_hold_refuses_a_negative_quantity_as_a_bug() -> None:
+    with pytest.raises(InvariantViolation):
+        decide.hold(Stock(5), -1, "o")

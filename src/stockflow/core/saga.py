@@ -77,7 +77,17 @@ __all__ = [
     "merge_lines",
     "pay",
     "place",
+    "placement_times",
 ]
+
+
+def placement_times(
+    policy: Policy, now_ms: int, ttl_ms: int | None, started_ms: int | None
+) -> tuple[int, int]:
+    """The answer deadline and the reservation expiry of an order placed at ``now_ms`` (see
+    :func:`place`): the order desk's usual single-line order takes them alone."""
+    ttl = policy.reservation_ttl_ms if ttl_ms is None else min(ttl_ms, policy.reservation_ttl_ms)
+    return (now_ms if started_ms is None else started_ms) + policy.saga_timeout_ms, now_ms + ttl
 
 
 def place(
@@ -104,15 +114,15 @@ def place(
         return derive_effects(saga)
     merged = merge_lines(lines)
     single = len(merged) == 1 and policy.max_lines >= 1
-    ttl = policy.reservation_ttl_ms if ttl_ms is None else min(ttl_ms, policy.reservation_ttl_ms)
+    deadline_ms, expires_at_ms = placement_times(policy, now_ms, ttl_ms, started_ms)
     new = Saga(
         order_id,
         merged,
         fulfilment,
         "reserving",
         now_ms,
-        (now_ms if started_ms is None else started_ms) + policy.saga_timeout_ms,
-        now_ms + ttl,
+        deadline_ms,
+        expires_at_ms,
         reply_partition,
         None,
         False,

@@ -39,6 +39,7 @@ __all__ = [
     "adjust_stock",
     "confirm",
     "entry_event",
+    "hold",
     "release",
     "reserve",
     "set_stock",
@@ -181,7 +182,8 @@ def reserve(
     ``now_ms`` is the command's own timestamp: a refusal is recorded as finished then."""
     if entry is not None:  # redelivered: answer as the first time, change nothing
         return StockDecision(None, None, entry, entry.status == "pending")
-    if stock is None or stock.on_hand - stock.reserved < quantity:
+    held_stock = None if stock is None else hold(stock, quantity, order_id)
+    if stock is None or held_stock is None:
         refused = Reservation(
             order_id,
             product_id,
@@ -195,11 +197,19 @@ def reserve(
             0 if stock is None else max(stock.on_hand - stock.reserved, 0),
         )
         return StockDecision(None, refused, refused)
+    held = Reservation(order_id, product_id, quantity, stock.next_seq, expires_at_ms)
+    return StockDecision(held_stock, held, held, True)
+
+
+def hold(stock: Stock, quantity: int, order_id: str) -> Stock | None:
+    """The counters once ``quantity`` more units are held (the hold numbered
+    ``stock.next_seq``), or ``None`` when fewer are available: the check and the reservation of
+    :func:`reserve` for a new order, which the product writer's usual Reserve calls alone."""
+    if stock.on_hand - stock.reserved < quantity:
+        return None
     if quantity < 0:  # never from a parsed order (quantities are > 0): a bug upstream
         raise InvariantViolation(f"negative quantity {quantity} for {order_id!r}")
-    held = Reservation(order_id, product_id, quantity, stock.next_seq, expires_at_ms)
-    new_stock = Stock(stock.on_hand, stock.reserved + quantity, stock.next_seq + 1)
-    return StockDecision(new_stock, held, held, True)
+    return Stock(stock.on_hand, stock.reserved + quantity, stock.next_seq + 1)
 
 
 def confirm(

@@ -39,6 +39,13 @@ _LINE_RESERVED = (
 """A held line's answer to its saga: order id, product id (JSON strings), quantity."""
 
 
+def _held(
+    order_id: str, product_id: str, quantity: int, expires_at_ms: int
+) -> tuple[bytes, bytes, int, bytes]:
+    """The fields of :data:`_PRODUCT_RESERVED` and :data:`_ORDER_RESERVED`, encoded once."""
+    return to_json(order_id), to_json(product_id), quantity, iso_from_ms(expires_at_ms).encode()
+
+
 def encode_entry_event(entry: Reservation) -> bytes:
     """The public event a ledger entry stands for (:func:`stockflow.core.stock.entry_event`),
     byte for byte what the model would dump."""
@@ -59,11 +66,8 @@ def encode_entry_event(entry: Reservation) -> bytes:
                 to_json(entry.release_reason),
             )
         )
-    return _PRODUCT_RESERVED % (
-        to_json(entry.order_id),
-        to_json(entry.product_id),
-        entry.quantity,
-        iso_from_ms(entry.expires_at_ms).encode(),
+    return _PRODUCT_RESERVED % _held(
+        entry.order_id, entry.product_id, entry.quantity, entry.expires_at_ms
     )
 
 
@@ -87,11 +91,8 @@ def encode_outcome(entry: Reservation) -> bytes:
             )
         )
     # pending, or confirmed/released since (a redelivery): it was reserved.
-    return _ORDER_RESERVED % (
-        to_json(entry.order_id),
-        to_json(entry.product_id),
-        entry.quantity,
-        iso_from_ms(entry.expires_at_ms).encode(),
+    return _ORDER_RESERVED % _held(
+        entry.order_id, entry.product_id, entry.quantity, entry.expires_at_ms
     )
 
 
@@ -99,12 +100,8 @@ def encode_reserved(entry: Reservation) -> tuple[bytes, bytes]:
     """:func:`encode_entry_event` and :func:`encode_outcome` of a pending entry (a single-line
     order its writer just reserved), its ids and expiry encoded once for both (0.3 us of the
     order's ~22)."""
-    order_id, product_id = to_json(entry.order_id), to_json(entry.product_id)
-    expires_at = iso_from_ms(entry.expires_at_ms).encode()
-    return (
-        _PRODUCT_RESERVED % (order_id, product_id, entry.quantity, expires_at),
-        _ORDER_RESERVED % (order_id, product_id, entry.quantity, expires_at),
-    )
+    fields = _held(entry.order_id, entry.product_id, entry.quantity, entry.expires_at_ms)
+    return _PRODUCT_RESERVED % fields, _ORDER_RESERVED % fields
 
 
 def encode_new_hold(
@@ -115,15 +112,13 @@ def encode_new_hold(
     writer decides) or else its saga's line answer (:func:`encode_answer`), without building
     the entry: a new hold, the product writer's usual Reserve, the ids encoded once for all
     three. Property tests hold them equal to what the entry's own encoders write."""
-    order, product = to_json(order_id), to_json(product_id)
-    expires_at = iso_from_ms(expires_at_ms).encode()
+    fields = _held(order_id, product_id, quantity, expires_at_ms)
+    order, product = fields[0], fields[1]
     return (
         b'[%b,%b,%d,%d,%d,"pending",null,null,null,null]'
         % (order, product, quantity, seq, expires_at_ms),
-        _PRODUCT_RESERVED % (order, product, quantity, expires_at),
-        _ORDER_RESERVED % (order, product, quantity, expires_at)
-        if outcome
-        else _LINE_RESERVED % (order, product, quantity),
+        _PRODUCT_RESERVED % fields,
+        _ORDER_RESERVED % fields if outcome else _LINE_RESERVED % (order, product, quantity),
     )
 
 

@@ -162,10 +162,9 @@ class OrderDesk:
         """A new single-line order (plain values: no TTL of its own) its writer decides: what
         :func:`stockflow.core.saga.place` decides, with no saga, line or decision built (8% of
         an order's instructions in ``LocalPipeline``). A property test holds the two equal."""
-        policy = self.policy
-        placed_at_ms, clock = meta.timestamp_ms, meta.clock_ms
-        expires_at_ms = placed_at_ms + policy.reservation_ttl_ms
-        deadline_ms = (placed_at_ms if clock is None else clock) + policy.saga_timeout_ms
+        deadline_ms, expires_at_ms = decide.placement_times(
+            self.policy, meta.timestamp_ms, None, meta.clock_ms
+        )
         # The expiry timer first, as place()'s decision arms it before its saga is written.
         self.expiries.join(event.order_id, meta.partition, expires_at_ms)
         line, fulfilment = event.lines[0], event.fulfilment

@@ -106,31 +106,28 @@ class ProductWriter:
             raw_entry = self.store.get(ekey)  # _entry, spelled out for the usual new order
             quantity: int = command["quantity"]
             outcome: bool = command["outcome"]
-            if (
-                raw_entry is None
-                and outcome == command["decides"]
-                and stock is not None
-                and 0 <= quantity <= stock.on_hand - stock.reserved
-            ):
+            if raw_entry is None and outcome == command["decides"] and stock is not None:
                 # A new hold, the usual Reserve: a single-line order's its writer decides from
                 # now on (its event and outcome published together, nothing to answer), or a
                 # saga's line (its event and the answer). What reserve() decides and _apply
                 # writes, with no entry or decision built (a property test holds them equal).
-                seq = stock.next_seq
-                expires_at_ms: int = command["expires_at_ms"]
-                entry_raw, event, last = encode_new_hold(
-                    order_id, product_id, quantity, seq, expires_at_ms, outcome=outcome
-                )
-                held = Stock(stock.on_hand, stock.reserved + quantity, seq + 1)
-                self._write(skey, meta, held, ekey, entry_raw)
-                order_key = order_id.encode()
-                event_out = Out("reservations", order_key, event)
-                if outcome:
-                    return [event_out, Out("reservations", order_key, last)]
-                return [
-                    event_out,
-                    Out("order_replies", order_key, last, command["reply_partition"]),
-                ]
+                held = decide.hold(stock, quantity, order_id)
+                if held is not None:
+                    entry_raw, event, last = encode_new_hold(
+                        order_id,
+                        product_id,
+                        quantity,
+                        stock.next_seq,
+                        command["expires_at_ms"],
+                        outcome=outcome,
+                    )
+                    self._write(skey, meta, held, ekey, entry_raw)
+                    order_key = order_id.encode()
+                    event_out = Out("reservations", order_key, event)
+                    if outcome:
+                        return [event_out, Out("reservations", order_key, last)]
+                    reply = Out("order_replies", order_key, last, command["reply_partition"])
+                    return [event_out, reply]
             entry = None if raw_entry is None else decode_entry(raw_entry)
             decision = decide.reserve(
                 stock,
