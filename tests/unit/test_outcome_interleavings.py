@@ -286,6 +286,21 @@ DRAIN_ORDER = ("step", 0)  # the only unread log, whichever it is
     stock={"p": 3, "q": 3},
     actions=[SINGLE, DRAIN_ORDER, DRAIN_ORDER, DRAIN_ORDER, ("rewind", 0, 2), ("again", 0)],
 )
+# A crash kept a single-line order's placement (its saga and shared expiry timer) and lost its
+# Reserve; the timer fired before the redelivered placement sent the Reserve again, so its
+# writer expired nothing, then held the units with no expiry to come.
+@example(
+    stock={"p": 0, "q": 1},
+    actions=[
+        *[("pay", "o-0")] * 4,
+        SINGLE,
+        ("place", "o-1", (("q", 1),), None, None),
+        ("crash", 0, 0, True),  # o-1's placement: its writes kept, its Reserve lost
+        ("advance", 12_000),
+        SINGLE,
+        ("step", 20),  # the tick, before the redelivered placement
+    ],
+)
 # A crash kept the expiry timer that a multi-line order's last answer armed and lost the saga's
 # write after it; redelivered in one batch, the tick before that answer fired the timer for
 # nothing and the answer armed it again. Deleting the fired timer at the batch's end took the

@@ -160,6 +160,34 @@ def test_duplicate_place_after_the_outcome_re_emits_the_same_outcome() -> None:
     assert as_json(again.events) == as_json(saga.events)
 
 
+def test_duplicate_place_of_an_order_its_writer_decides_arms_its_expiry_again() -> None:
+    # After a crash that lost its Reserve, the expiry timer the first placement armed can fire
+    # before the redelivered placement sends the Reserve again: armed again, it fires after.
+    policy = replace(POLICY, forward_single_line=True)
+    place = {
+        "order_id": "o-1",
+        "lines": [OrderLine(product_id="a", quantity=2)],
+        "fulfilment": "all_or_nothing",
+        "ttl_ms": None,
+        "now_ms": T0,
+        "reply_partition": 0,
+        "policy": policy,
+    }
+    first = decide.place(None, **place)
+    assert first.saga is not None and first.saga.forwards
+
+    again = decide.place(first.saga, **place)
+
+    assert again.saga == first.saga  # written again, unchanged
+    assert as_json(again.commands) == as_json(first.commands)
+    assert again.events == ()
+    assert again.timers == first.timers == ((first.saga.expires_at_ms, "expiry"),)
+
+    # Once its writer's answer is known, a duplicate arms nothing.
+    ended = replace(first.saga, status="expired", finished_at_ms=T0 + 1)
+    assert decide.place(ended, **place).timers == ()
+
+
 # --- answers --------------------------------------------------------------------------------
 
 

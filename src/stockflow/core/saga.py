@@ -111,7 +111,15 @@ def place(
     ran are not rejected as ``timeout`` the moment one comes back.
     """
     if saga is not None:
-        return derive_effects(saga)
+        effects = derive_effects(saga)
+        if saga.forwards and saga.status == "reserving":
+            # Its Reserve again, and its expiry timer, as the first placement armed them. After a
+            # crash that lost the Reserve, that timer can fire before the redelivered placement
+            # sends it again: its writer expired nothing, then held the units with no expiry to
+            # come (found by the interleavings property test). Armed again, it fires after.
+            timers: tuple[tuple[int, TimerKind], ...] = ((saga.expires_at_ms, "expiry"),)
+            return SagaDecision(saga, effects.raw_events, effects.raw_commands, timers)
+        return effects
     merged = merge_lines(lines)
     single = len(merged) == 1 and policy.max_lines >= 1
     deadline_ms, expires_at_ms = placement_times(policy, now_ms, ttl_ms, started_ms)
