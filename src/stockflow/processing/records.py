@@ -46,7 +46,8 @@ class Step:
 
     ``after_flush`` lists state keys to delete only once ``outputs`` are durable on the broker:
     a fired timer must survive a crash that lost what it caused, so that the replayed tick fires
-    it again.
+    it again. The worker deletes them at the end of a batch; a timer that caused nothing is
+    deleted in its own step, so that a later record of the batch can arm it again.
     """
 
     outputs: list[Out]
