@@ -99,6 +99,8 @@ class World:
     position: dict[LogId, int] = field(default_factory=dict)
     emitted: list[Out] = field(default_factory=list)
     last: LastStep | None = None
+    produced: list[LogId | None] | None = None
+    """While a batch runs, where each of its outputs went (``None``: ``emitted``)."""
 
     def __post_init__(self) -> None:
         self.restart()
@@ -116,6 +118,12 @@ class World:
     # --- producing ------------------------------------------------------------------------
 
     def produce(self, out: Out) -> LogId | None:
+        log = self._produce(out)
+        if self.produced is not None:
+            self.produced.append(log)
+        return log
+
+    def _produce(self, out: Out) -> LogId | None:
         if out.role in ("reservations", "dead_letters"):
             self.emitted.append(out)
             return None
@@ -154,7 +162,8 @@ class World:
         offset = self.position[log]
         key, value, timestamp = self.logs[log][offset]
         self.position[log] = offset + 1
-        meta = Meta(role, partition, offset, timestamp, key)
+        # The worker's clock as it takes the record: the saga's answer deadline counts from it.
+        meta = Meta(role, partition, offset, timestamp, key, self.now)
         store = self.products if role == "product_commands" else self.orders
         written = len(store.journal)
         if role == "orders":
@@ -174,19 +183,47 @@ class World:
         writes = len(store.journal) - written
         self.last = LastStep(log, store, writes, len(result.after_flush), appended, emitted_before)
 
-    def batch(self, pick: int, count: int) -> None:
+    def batch(self, pick: int, count: int, lost: int | None = None) -> None:
         """Up to ``count`` records in one go, as the worker processes a fetch: the timers they
         fired are deleted only at the end, once everything the batch caused is durable
-        (``BatchProcessor.process``)."""
+        (``BatchProcessor.process``).
+
+        ``lost``: the worker dies before committing the batch, and the last ``lost`` of the
+        records it handed to the producer never reach the broker. It hands them over in this
+        order: the table writes (the changelog), then the outputs, then the fired timers'
+        deletions once the outputs are acknowledged; one broker takes them in that order, so
+        what is lost is a suffix: outputs first, then writes. Every record of the batch is
+        delivered again, and new processors take over."""
         deferred: list[tuple[Journal, str]] = []
-        for number in range(count):
-            unread = self.unread()
-            if not unread:
-                break
-            self.step(unread[(pick + number) % len(unread)], deferred)
-        for store, timer in deferred:
-            store.delete(timer)
+        started = dict(self.position)
+        journals = [(store, len(store.journal)) for store in (self.products, self.orders)]
+        produced: list[LogId | None] = []
+        self.produced = produced
+        try:
+            for number in range(count):
+                unread = self.unread()
+                if not unread:
+                    break
+                self.step(unread[(pick + number) % len(unread)], deferred)
+        finally:
+            self.produced = None
         self.last = None
+        if not lost:
+            for store, timer in deferred:
+                store.delete(timer)
+        if lost is None:
+            return
+        for log in reversed(produced[len(produced) - min(lost, len(produced)) :]):
+            if log is None:
+                self.emitted.pop()
+            else:
+                self.logs[log].pop()
+        writes = lost - len(produced)
+        for store, mark in journals:
+            if writes > 0:
+                store.undo(min(writes, len(store.journal) - mark))
+        self.position.update(started)
+        self.restart()
 
     def rewind(self, log: LogId, count: int) -> None:
         """A crash: records up to ``count`` back are delivered again; their writes stay."""
@@ -251,6 +288,7 @@ ACTIONS = st.one_of(
     st.tuples(st.just("batch"), st.integers(0, 20), st.integers(2, 8)),
     st.tuples(st.just("batch"), st.integers(0, 20), st.integers(2, 8)),
     st.tuples(st.just("restart")),
+    st.tuples(st.just("batch"), st.integers(0, 20), st.integers(1, 8), st.integers(0, 12)),
 )
 
 
@@ -409,7 +447,7 @@ def apply(
     elif kind == "restart":
         world.restart()
     elif kind == "batch":
-        world.batch(action[1], action[2])
+        world.batch(action[1], action[2], action[3] if len(action) > 3 else None)
     elif kind == "tear":
         world.tear(action[1], action[2])
     elif kind == "crash":  # a step torn at once

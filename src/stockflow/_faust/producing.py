@@ -64,12 +64,15 @@ CODECS = {
 class _Queued:
     """A record batch being filled or waiting for its turn; ``count`` records so far."""
 
-    __slots__ = ("builder", "count", "delivery")
+    __slots__ = ("after", "builder", "count", "delivery")
 
     def __init__(self, builder: Any) -> None:
         self.builder = builder
         self.count = 0
         self.delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.after: list[asyncio.Task[None]] = []
+        """Record batches of other partitions that must reach the client first (see
+        :meth:`BatchSender.send`'s ``after_state``); grows while this one is still queued."""
 
 
 class BatchSender:
@@ -98,6 +101,8 @@ class BatchSender:
         between processed batches, so a partition's records of several of them travel in one
         record batch instead of one batch (and one produce request) each."""
         self._outstanding: dict[asyncio.Task[None], None] = {}  # in submission order
+        self._state: dict[asyncio.Task[None], None] = {}
+        """The outstanding record batches of sends without ``after_state`` (the changelogs)."""
         self._gated = False
 
     def _client(self) -> Any:
@@ -119,22 +124,39 @@ class BatchSender:
             count = self._partitions[topic] = len(client.cluster.partitions_for_topic(topic))
         return count
 
-    async def send(self, records: Iterable[tuple[str, int, bytes | None, bytes | None]]) -> Sent:
+    async def send(
+        self,
+        records: Iterable[tuple[str, int, bytes | None, bytes | None]],
+        *,
+        after_state: bool = False,
+    ) -> Sent:
         """Queue ``(topic, partition, key, value)`` records for the producer, in order per
-        topic partition. Returns at once unless :data:`MAX_OUTSTANDING` batches wait."""
+        topic partition. Returns at once unless :data:`MAX_OUTSTANDING` batches wait.
+
+        ``after_state``: these records (a batch's outputs) reach the client only after every
+        record batch queued before by a send without it (the changelog writes that decided
+        them). Otherwise an output partition's batch could leave while a busy changelog
+        partition's waited for its turn, and a worker killed in between left outputs on the
+        broker whose deciding writes were lost: redelivered, the order could be decided again
+        in another order of its answers, and answered twice (found by the interleavings
+        property test)."""
         producer = self._client()
         touched: dict[tuple[str, int], _Queued] = {}
         sent: Sent = []
+        state = list(self._state) if after_state else None
         for topic, partition, key, value in records:
             tp = (topic, partition)
             batch = touched.get(tp)
             if batch is None:
                 # A batch still queued behind the partition's previous one takes these too.
-                batch = touched[tp] = self._queued.get(tp) or self._queue(producer, tp)
+                batch = self._queued.get(tp) or self._queue(producer, tp, state)
+                if state and batch.after is not state:
+                    batch.after.extend(state)
+                touched[tp] = batch
             if batch.builder.append(timestamp=None, key=key, value=value) is None:
                 # Full: it goes first, and the partition's next batch starts with this record.
                 sent.append((topic, partition, batch.delivery, batch.count))
-                batch = touched[tp] = self._queue(producer, tp)
+                batch = touched[tp] = self._queue(producer, tp, state)
                 if batch.builder.append(timestamp=None, key=key, value=value) is None:
                     raise ValueError(f"a record for {topic} does not fit in a producer batch")
             batch.count += 1
@@ -150,14 +172,21 @@ class BatchSender:
         # The producer's own batches share one codec; stockflow's internal records get theirs.
         return mark_gated(BatchBuilder(self.app.conf.producer_max_batch_size, self._codec))
 
-    def _queue(self, producer: Any, tp: tuple[str, int]) -> _Queued:
+    def _queue(
+        self, producer: Any, tp: tuple[str, int], after: list[asyncio.Task[None]] | None
+    ) -> _Queued:
         """A new record batch for ``tp``, handed to the client after the partition's previous
-        one; until then the partition's next records are appended to it."""
+        one (and the batches in ``after``: see :meth:`send`); until then the partition's next
+        records are appended to it."""
         batch = _Queued(self._builder(producer, tp[0]))
+        if after is not None:
+            batch.after = after
         self._queued[tp] = batch
         task = asyncio.ensure_future(self._submit(self._tails.get(tp), producer, tp, batch))
         self._tails[tp] = task
         self._outstanding[task] = None
+        if after is None:
+            self._state[task] = None
         task.add_done_callback(partial(self._done, tp))
         return batch
 
@@ -173,6 +202,9 @@ class BatchSender:
             try:
                 if previous is not None:
                     await asyncio.wait([previous])  # the partition's order; its failure is its own
+                while batch.after:  # appended to while it waits: the later state too
+                    after, batch.after = batch.after, []
+                    await asyncio.wait(after)
             finally:
                 if self._queued.get(tp) is batch:
                     # Complete from here on (or cancelled): later records start another.
@@ -190,6 +222,7 @@ class BatchSender:
 
     def _done(self, tp: tuple[str, int], task: asyncio.Task[None]) -> None:
         self._outstanding.pop(task, None)
+        self._state.pop(task, None)
         if self._tails.get(tp) is task:
             del self._tails[tp]
 

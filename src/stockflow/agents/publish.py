@@ -68,7 +68,8 @@ class Publisher:
                 key, value = None, _BATCH_PREFIX[role] + b",".join(o.value for o in batch) + b"]}"
             records.append((names[role], partition, key, value))
         if records:
-            check_delivery(self.app, await self.sender.send(records), "an output")
+            sent = await self.sender.send(records, after_state=True)
+            check_delivery(self.app, sent, "an output")
 
     async def flush(self) -> None:
         """Wait until everything published so far is acknowledged by the broker."""
