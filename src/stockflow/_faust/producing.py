@@ -101,8 +101,9 @@ class BatchSender:
         between processed batches, so a partition's records of several of them travel in one
         record batch instead of one batch (and one produce request) each."""
         self._outstanding: dict[asyncio.Task[None], None] = {}  # in submission order
-        self._state: dict[asyncio.Task[None], None] = {}
-        """The outstanding record batches of sends without ``after_state`` (the changelogs)."""
+        self._state: dict[tuple[str, int], asyncio.Task[None]] = {}
+        """Per topic partition written by sends without ``after_state`` (the changelogs), its
+        last outstanding record batch: the partition's earlier ones are handed before it."""
         self._gated = False
 
     def _client(self) -> Any:
@@ -143,7 +144,7 @@ class BatchSender:
         producer = self._client()
         touched: dict[tuple[str, int], _Queued] = {}
         sent: Sent = []
-        state = list(self._state) if after_state else None
+        state = list(self._state.values()) if after_state else None
         for topic, partition, key, value in records:
             tp = (topic, partition)
             batch = touched.get(tp)
@@ -186,7 +187,7 @@ class BatchSender:
         self._tails[tp] = task
         self._outstanding[task] = None
         if after is None:
-            self._state[task] = None
+            self._state[tp] = task
         task.add_done_callback(partial(self._done, tp))
         return batch
 
@@ -204,7 +205,9 @@ class BatchSender:
                     await asyncio.wait([previous])  # the partition's order; its failure is its own
                 while batch.after:  # appended to while it waits: the later state too
                     after, batch.after = batch.after, []
-                    await asyncio.wait(after)
+                    for task in after:
+                        if not task.done():
+                            await asyncio.wait([task])
             finally:
                 if self._queued.get(tp) is batch:
                     # Complete from here on (or cancelled): later records start another.
@@ -222,7 +225,8 @@ class BatchSender:
 
     def _done(self, tp: tuple[str, int], task: asyncio.Task[None]) -> None:
         self._outstanding.pop(task, None)
-        self._state.pop(task, None)
+        if self._state.get(tp) is task:
+            del self._state[tp]
         if self._tails.get(tp) is task:
             del self._tails[tp]
 
