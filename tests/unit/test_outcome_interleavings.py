@@ -196,12 +196,14 @@ class World:
         delivered again, and new processors take over."""
         deferred: list[tuple[Journal, str]] = []
         started = dict(self.position)
+        # A fetch holds what was on the broker before it; the batch's outputs are not yet.
+        fetched = {log: len(records) for log, records in self.logs.items()}
         journals = [(store, len(store.journal)) for store in (self.products, self.orders)]
         produced: list[LogId | None] = []
         self.produced = produced
         try:
             for number in range(count):
-                unread = self.unread()
+                unread = [log for log in self.unread() if self.position[log] < fetched[log]]
                 if not unread:
                     break
                 self.step(unread[(pick + number) % len(unread)], deferred)
