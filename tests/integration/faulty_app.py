@@ -92,11 +92,14 @@ elif _fault == "partition":
     _sender: Any = _handle.processor.outputs.sender
     _produce = _sender.send
 
-    async def _faulty_produce(records: Any) -> Any:
+    async def _faulty_produce(records: Any, **options: Any) -> Any:
         wrong = FAULTY_PRODUCT.encode()
         return await _produce(
-            (topic, 99 if wrong in (value or b"") + (key or b"") else partition, key, value)
-            for topic, partition, key, value in records
+            (
+                (topic, 99 if wrong in (value or b"") + (key or b"") else partition, key, value)
+                for topic, partition, key, value in records
+            ),
+            **options,
         )
 
     _sender.send = _faulty_produce
