@@ -11,6 +11,7 @@ order of its answers and answered twice.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -48,55 +49,55 @@ class SlowChangelogProducer:
         return done
 
 
-def _sender(producer: SlowChangelogProducer) -> BatchSender:
-    app = SimpleNamespace(
-        producer=producer, conf=SimpleNamespace(producer_max_batch_size=BATCH_BYTES)
-    )
-    return BatchSender(app)
+Handed = list[tuple[str, list[bytes | None]]]
 
 
-def test_a_batch_s_outputs_wait_for_its_changelog_writes() -> None:
-    async def run() -> list[tuple[str, list[bytes | None]]]:
+def handed(script: Callable[[SlowChangelogProducer, BatchSender], Awaitable[None]]) -> Handed:
+    """What reached the client, in order, once ``script`` has sent its records and every
+    changelog partition had its turn."""
+
+    async def run() -> Handed:
         producer = SlowChangelogProducer()
-        sender = _sender(producer)
-        await sender.send([(CHANGELOG, 2, b"o:o-1", b"rejected")])
-        await sender.send([("reservations", 0, b"o-1", b"OrderRejected")], after_state=True)
-        await asyncio.sleep(0.01)
-        assert producer.handed == []  # the outcome waits while its saga's write waits
+        app = SimpleNamespace(
+            producer=producer, conf=SimpleNamespace(producer_max_batch_size=BATCH_BYTES)
+        )
+        sender = BatchSender(app)
+        await script(producer, sender)
         producer.turn.set()
         await sender.flushed()
         return producer.handed
 
-    assert asyncio.run(run()) == [(CHANGELOG, [b"rejected"]), ("reservations", [b"OrderRejected"])]
+    return asyncio.run(run())
+
+
+def test_a_batch_s_outputs_wait_for_its_changelog_writes() -> None:
+    async def script(producer: SlowChangelogProducer, sender: BatchSender) -> None:
+        await sender.send([(CHANGELOG, 2, b"o:o-1", b"rejected")])
+        await sender.send([("reservations", 0, b"o-1", b"OrderRejected")], after_state=True)
+        await asyncio.sleep(0.01)
+        assert producer.handed == []  # the outcome waits while its saga's write waits
+
+    assert handed(script) == [(CHANGELOG, [b"rejected"]), ("reservations", [b"OrderRejected"])]
 
 
 def test_outputs_queued_behind_their_partition_wait_for_later_changelog_writes_too() -> None:
     # The next batch's outputs join the output batch still queued; that batch then waits for
     # the next batch's changelog writes as well.
-    async def run() -> list[tuple[str, list[bytes | None]]]:
-        producer = SlowChangelogProducer()
-        sender = _sender(producer)
+    async def script(producer: SlowChangelogProducer, sender: BatchSender) -> None:
         await sender.send([(CHANGELOG, 2, b"o:o-1", b"first")])
         await sender.send([("reservations", 0, b"o-1", b"one")], after_state=True)
         await sender.send([(CHANGELOG, 3, b"o:o-2", b"second")])
         await sender.send([("reservations", 0, b"o-2", b"two")], after_state=True)
-        producer.turn.set()
-        await sender.flushed()
-        return producer.handed
 
-    handed = asyncio.run(run())
-    assert [topic for topic, _values in handed] == [CHANGELOG, CHANGELOG, "reservations"]
-    assert handed[-1] == ("reservations", [b"one", b"two"])
+    sent = handed(script)
+    assert [topic for topic, _values in sent] == [CHANGELOG, CHANGELOG, "reservations"]
+    assert sent[-1] == ("reservations", [b"one", b"two"])
 
 
 def test_changelog_writes_never_wait_for_outputs() -> None:
-    async def run() -> list[tuple[str, list[bytes | None]]]:
-        producer = SlowChangelogProducer()
+    async def script(producer: SlowChangelogProducer, sender: BatchSender) -> None:
         producer.turn.set()
-        sender = _sender(producer)
         await sender.send([("reservations", 0, b"o-1", b"one")], after_state=True)
         await sender.send([(CHANGELOG, 2, b"o:o-2", b"next")])
-        await sender.flushed()
-        return producer.handed
 
-    assert sorted(asyncio.run(run())) == [(CHANGELOG, [b"next"]), ("reservations", [b"one"])]
+    assert sorted(handed(script)) == [(CHANGELOG, [b"next"]), ("reservations", [b"one"])]

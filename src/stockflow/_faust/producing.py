@@ -149,9 +149,12 @@ class BatchSender:
             tp = (topic, partition)
             batch = touched.get(tp)
             if batch is None:
-                # A batch still queued behind the partition's previous one takes these too.
-                batch = self._queued.get(tp) or self._queue(producer, tp, state)
-                if state and batch.after is not state:
+                # A batch still queued behind the partition's previous one takes these too,
+                # and from then on waits for what these wait for.
+                batch = self._queued.get(tp)
+                if batch is None:
+                    batch = self._queue(producer, tp, state)
+                elif state:
                     batch.after.extend(state)
                 touched[tp] = batch
             if batch.builder.append(timestamp=None, key=key, value=value) is None:
@@ -181,7 +184,7 @@ class BatchSender:
         records are appended to it."""
         batch = _Queued(self._builder(producer, tp[0]))
         if after is not None:
-            batch.after = after
+            batch.after = list(after)  # its own: a queued batch's list grows (see send)
         self._queued[tp] = batch
         task = asyncio.ensure_future(self._submit(self._tails.get(tp), producer, tp, batch))
         self._tails[tp] = task
