@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -21,21 +20,9 @@ from stockflow import Settings, create_app
 from agent_world import AgentWorld, Sent
 
 
-class CapturingBatch:
-    def __init__(self) -> None:
-        self.records: list[tuple[Any, Any]] = []
-
-    def append(self, *, timestamp: Any, key: Any, value: Any) -> object:
-        self.records.append((key, value))
-        return self
-
-    def close(self) -> None:
-        pass
-
-
 class CapturingClient:
-    """Stands in for aiokafka's producer: ``create_batch``/``send_batch`` and the metadata
-    look-up of a topic's partitions."""
+    """Stands in for aiokafka's producer: ``send_batch`` (the batch built as it is handed
+    over, so later records start another) and the metadata look-up of a topic's partitions."""
 
     def __init__(self, world: AgentWorld, partitions: int) -> None:
         self.offsets: dict[tuple[str, int], int] = {}
@@ -50,17 +37,11 @@ class CapturingClient:
     def partitions_for_topic(self, topic: str) -> set[int]:
         return set(range(self.partitions))
 
-    def create_batch(self) -> CapturingBatch:
-        return CapturingBatch()
-
     async def send_batch(
-        self, batch: CapturingBatch | BatchBuilder, topic: str, *, partition: int
+        self, batch: BatchBuilder, topic: str, *, partition: int
     ) -> asyncio.Future[RecordMetadata]:
-        if isinstance(batch, CapturingBatch):
-            records = batch.records
-        else:  # compressed by stockflow (internal topics): read back as a consumer reads it
-            built = DefaultRecordBatch(bytearray(batch._build()))
-            records = [(record.key, record.value) for record in built]
+        built = DefaultRecordBatch(bytearray(batch._build()))  # read as a consumer reads it
+        records = [(record.key, record.value) for record in built]
         base = self.offsets.get((topic, partition), 0)
         self.offsets[(topic, partition)] = base + len(records)
         for key, value in records:

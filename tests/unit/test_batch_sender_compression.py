@@ -20,16 +20,13 @@ BATCH_BYTES = 256 * 1024
 
 
 class RecordingProducer:
-    """aiokafka's batch API: ``create_batch`` as a producer without compression builds it."""
+    """aiokafka's ``send_batch``: keeps each batch as handed, to be read back built."""
 
     def __init__(self) -> None:
         self.batches: list[tuple[str, int, BatchBuilder]] = []
 
     def _ensure_producer(self) -> RecordingProducer:
         return self
-
-    def create_batch(self) -> BatchBuilder:
-        return BatchBuilder(BATCH_BYTES, DefaultRecordBatch.CODEC_NONE)
 
     async def send_batch(self, builder: BatchBuilder, topic: str, *, partition: int) -> Any:
         self.batches.append((topic, partition, builder))
@@ -38,11 +35,14 @@ class RecordingProducer:
         return done
 
 
-def sent_batches(compression: str) -> dict[str, DefaultRecordBatch]:
+def sent_batches(
+    compression: str, producer_compression: str | None = None
+) -> dict[str, DefaultRecordBatch]:
     producer = RecordingProducer()
-    app = SimpleNamespace(
-        producer=producer, conf=SimpleNamespace(producer_max_batch_size=BATCH_BYTES)
+    conf = SimpleNamespace(
+        producer_max_batch_size=BATCH_BYTES, producer_compression_type=producer_compression
     )
+    app = SimpleNamespace(producer=producer, conf=conf)
     sender = BatchSender(app, compression=compression, public=("reservations", "dead-letters"))
     value = b'{"type":"Reserve","order_id":"o-1","product_id":"p-1","quantity":1}' * 20
     records = [
@@ -88,6 +88,16 @@ def test_every_codec_the_setting_names_is_written_and_read_back(compression: str
 def test_none_leaves_every_batch_as_the_producer_builds_it() -> None:
     batches = sent_batches("none")
     assert {batch.compression_type for batch in batches.values()} == {DefaultRecordBatch.CODEC_NONE}
+
+
+def test_public_outputs_are_compressed_as_the_producer_is_configured() -> None:
+    # Faust's producer_compression_type, as aiokafka's own batches of the producer would be.
+    batches = sent_batches("zstd", producer_compression="gzip")
+    assert batches["reservations"].compression_type == DefaultRecordBatch.CODEC_GZIP
+    assert batches["dead-letters"].compression_type == DefaultRecordBatch.CODEC_GZIP
+    assert batches["stockflow-product-commands"].compression_type == DefaultRecordBatch.CODEC_ZSTD
+    none = sent_batches("none", producer_compression="lz4")
+    assert {batch.compression_type for batch in none.values()} == {DefaultRecordBatch.CODEC_LZ4}
 
 
 def test_the_default_is_zstd_and_a_missing_codec_library_is_named(monkeypatch: Any) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from stockflow._faust.changelog import ChangelogWriter
@@ -40,28 +43,20 @@ class FakeTable:
         return FakeTopic(f"{self.name}-changelog")
 
 
-class FakeBuilder:
-    """aiokafka's ``BatchBuilder``: holds ``capacity`` records at most."""
-
-    def __init__(self, capacity: int) -> None:
-        self.records: list[tuple[bytes, bytes | None]] = []
-        self.capacity = capacity
-
-    def close(self) -> None:
-        pass
-
-    def append(self, *, timestamp: Any, key: bytes, value: bytes | None) -> object | None:
-        if len(self.records) >= self.capacity:
-            return None
-        self.records.append((key, value))
-        return object()
+def batch_bytes(records: int) -> int:
+    """A record batch size that holds ``records`` of this file's records (one-byte keys and
+    values) and not one more."""
+    builder = BatchBuilder(1 << 20, DefaultRecordBatch.CODEC_NONE)
+    for _ in range(records):
+        builder.append(timestamp=None, key=b"k", value=b"v")
+    return builder.size() + 2  # room for a later timestamp's longer varint, not for a record
 
 
 class FakeProducer:
-    """aiokafka's batch API (``create_batch``/``send_batch``), recording every record;
+    """aiokafka's ``send_batch``, recording every record as the client builds the batch;
     ``yield_every`` submissions give the event loop a turn, as waiting for a free slot in the
     real client does; ``fail`` makes the futures of that topic fail; ``capacity`` records fill
-    a batch."""
+    a batch (the app's ``producer_max_batch_size``)."""
 
     def __init__(
         self,
@@ -81,18 +76,16 @@ class FakeProducer:
     def _ensure_producer(self) -> FakeProducer:
         return self
 
-    def create_batch(self) -> FakeBuilder:
-        return FakeBuilder(self.capacity)
-
     async def send_batch(
-        self, builder: FakeBuilder, topic: str, *, partition: int
+        self, builder: BatchBuilder, topic: str, *, partition: int
     ) -> asyncio.Future[Any]:
-        self.batches.append((topic, partition, len(builder.records)))
+        records = [(r.key, r.value) for r in DefaultRecordBatch(bytearray(builder._build()))]
+        self.batches.append((topic, partition, len(records)))
         if self.yield_every and len(self.batches) % self.yield_every == 0:
             await asyncio.sleep(0)
         base = self.offsets.get((topic, partition), 0)
-        self.offsets[(topic, partition)] = base + len(builder.records)
-        for key, value in builder.records:
+        self.offsets[(topic, partition)] = base + len(records)
+        for key, value in records:
             self.sent.append((topic, key, value, partition))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         tp = TopicPartition(topic, partition)
@@ -109,8 +102,16 @@ class FakeProducer:
 @dataclass
 class FakeApp:
     producer: FakeProducer
+    conf: Any = None
     crashed: list[BaseException] = field(default_factory=list)
     consumer: Any = None
+
+    def __post_init__(self) -> None:
+        if self.conf is None:  # Faust's producer settings, as BatchSender reads them
+            self.conf = SimpleNamespace(
+                producer_max_batch_size=batch_bytes(self.producer.capacity),
+                producer_compression_type=None,
+            )
 
     async def crash(self, exc: BaseException) -> None:
         self.crashed.append(exc)
@@ -267,7 +268,7 @@ async def test_settled_waits_for_acknowledgements_with_a_bound() -> None:
     app = FakeApp(FakeProducer())
     pending: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
-    async def never_acked(builder: FakeBuilder, topic: str, *, partition: int) -> Any:
+    async def never_acked(builder: BatchBuilder, topic: str, *, partition: int) -> Any:
         return pending
 
     app.producer.send_batch = never_acked  # type: ignore[method-assign]
@@ -319,9 +320,12 @@ async def test_sends_queued_behind_an_unaccepted_batch_travel_in_one_batch_at_th
     accepted = asyncio.Event()
     plain_send = app.producer.send_batch
 
-    async def slow_client(builder: FakeBuilder, topic: str, *, partition: int) -> Any:
+    async def slow_client(builder: BatchBuilder, topic: str, *, partition: int) -> Any:
         if not app.producer.batches:
-            await accepted.wait()  # the first batch is held until the test lets it go
+            # The first batch is in a produce request (built: it takes no more records), and
+            # the client takes the partition's next only once the test lets it go.
+            builder._build()
+            await accepted.wait()
         return await plain_send(builder, topic, partition=partition)
 
     app.producer.send_batch = slow_client  # type: ignore[method-assign]
@@ -346,7 +350,7 @@ async def test_sends_queued_behind_an_unaccepted_batch_travel_in_one_batch_at_th
         ([{b"k": b"2"}], 5),
         ([{b"k": b"3"}], 9),
     ]
-    # A batch handed to the client takes no more records: the next send starts another.
+    # A batch the client has built takes no more records: the next send starts another.
     writer.add(store.table, 0, b"k", b"4.0")
     writer.seal(store, 0, {b"k": b"4"})
     await writer.send()
@@ -362,8 +366,9 @@ async def test_a_queued_batch_whose_task_is_cancelled_takes_no_more_records() ->
     accepted = asyncio.Event()
     plain_send = app.producer.send_batch
 
-    async def slow_client(builder: FakeBuilder, topic: str, *, partition: int) -> Any:
+    async def slow_client(builder: BatchBuilder, topic: str, *, partition: int) -> Any:
         if not app.producer.batches:
+            builder._build()  # in a produce request: the next records queue behind it
             await accepted.wait()
         return await plain_send(builder, topic, partition=partition)
 
@@ -425,7 +430,7 @@ async def test_the_offset_of_records_acknowledged_after_the_membership_lapsed_is
     # What happened between the hand-over to the producer and the acknowledgement.
     original = app.producer.send_batch
 
-    async def send_batch(builder: FakeBuilder, topic: str, *, partition: int) -> Any:
+    async def send_batch(builder: BatchBuilder, topic: str, *, partition: int) -> Any:
         coordinator.generation = lease.generation = generation_then
         lease.confirmed_at = time.monotonic() - confirmed_ago
         return await original(builder, topic, partition=partition)

@@ -13,7 +13,10 @@ broker, and it keeps one request in flight per broker: submitting inline made th
 wait for a broker round trip per batch (a worker at 40% CPU). So builders are submitted by
 tasks, in order per topic partition, while the processor goes on with the next batch; a
 partition's builder still waiting for its turn takes the partition's next records too, so a
-client that falls behind gets fewer, fuller record batches rather than more of them.
+client that falls behind gets fewer, fuller record batches rather than more of them. Handed
+to the client, it goes on taking them until aiokafka builds it into a produce request
+(:class:`OpenBuilder`): records that would have waited for the batch before them to leave
+travel with it, a round trip earlier.
 :meth:`BatchSender.flushed` waits for every submission made before it; the producer's flush,
 which precedes every offset commit, calls it first (:func:`stockflow._faust.transport.
 complete_producer_flush`), so a commit never covers a record that is not on the broker. Its
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from functools import partial
 from typing import Any
 
@@ -36,7 +39,7 @@ from aiokafka.record.default_records import DefaultRecordBatch
 from stockflow._faust.membership import MembershipLease, gate_sends, mark_gated
 from stockflow.errors import DependencyError
 
-__all__ = ["CODECS", "BatchSender", "Sent"]
+__all__ = ["CODECS", "BatchSender", "OpenBuilder", "Sent", "seal_on_drain"]
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +64,44 @@ CODECS = {
 """Compression name -> (whether its library is installed, the record batch attribute)."""
 
 
+class OpenBuilder(BatchBuilder):  # type: ignore[misc]  # aiokafka is untyped
+    """A record batch that takes :class:`BatchSender`'s records until aiokafka builds it.
+
+    A partition's batch handed to the client waits in aiokafka's accumulator until the
+    produce request before it is answered (one request in flight per broker). Records of the
+    partition's later processed batches join it there (:meth:`add`) instead of waiting in a
+    batch of their own for it to leave, which would take them to the broker one produce round
+    trip later. The moment the client's sender drains it into a request, the batch is sealed
+    (:func:`seal_on_drain`) and :meth:`add` returns ``None`` as for a full batch: a record
+    that joined it after that would travel in a request before changelog records handed to
+    the client ahead of it, which wait for the next drain.
+
+    To aiokafka it is closed from the start: the sender takes it without waiting out the
+    producer's linger, and the producer's own sends (``producer.send``, whose records
+    aiokafka appends to the partition's last batch) never join it, so its records and their
+    offsets are stockflow's alone."""
+
+    def closed(self) -> bool:
+        return True
+
+    def append(self, *, timestamp: Any, key: Any, value: Any, headers: Any = None) -> None:
+        return None  # ``producer.send``'s record goes in a batch of its own
+
+    def add(self, key: bytes | None, value: bytes | None) -> Any:
+        """Append a record; ``None`` if the batch is full or already built."""
+        return BatchBuilder.append(self, timestamp=None, key=key, value=value)
+
+
 class _Queued:
-    """A record batch being filled or waiting for its turn; ``count`` records so far."""
+    """A record batch being filled, waiting for its turn, or ``handed`` to the client and not
+    built yet; ``count`` records so far."""
 
-    __slots__ = ("after", "builder", "count", "delivery")
+    __slots__ = ("after", "builder", "count", "delivery", "handed")
 
-    def __init__(self, builder: Any) -> None:
+    def __init__(self, builder: OpenBuilder) -> None:
         self.builder = builder
         self.count = 0
+        self.handed = False
         self.delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.after: list[asyncio.Task[None]] = []
         """Record batches of other partitions that must reach the client first (see
@@ -96,24 +129,27 @@ class BatchSender:
         self._partitions: dict[str, int] = {}
         self._tails: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._queued: dict[tuple[str, int], _Queued] = {}
-        """Per topic partition, its last record batch while it waits for the previous one to
-        reach the client: at a worker's maximum the client's sender gets the event loop only
-        between processed batches, so a partition's records of several of them travel in one
-        record batch instead of one batch (and one produce request) each."""
+        """Per topic partition, its last record batch, which takes the partition's next
+        records while it waits for the previous one to reach the client and, handed, until
+        the client builds it: at a worker's maximum the client's sender gets the event loop
+        only between processed batches, so a partition's records of several of them travel
+        in one record batch instead of one batch (and one produce request) each."""
         self._outstanding: dict[asyncio.Task[None], None] = {}  # in submission order
         self._state: dict[tuple[str, int], asyncio.Task[None]] = {}
         """Per topic partition written by sends without ``after_state`` (the changelogs), its
         last outstanding record batch: the partition's earlier ones are handed before it."""
-        self._gated = False
+        self._wrapped: Any = None
 
     def _client(self) -> Any:
         producer = self.app.producer._ensure_producer()
-        if not self._gated:
+        if producer is not self._wrapped:  # once per client (Faust may start another)
             lease = getattr(getattr(self.app, "consumer", None), "membership", None)
             sender = getattr(producer, "_sender", None)  # none in a test client
-            if isinstance(lease, MembershipLease) and sender is not None:
-                gate_sends(sender, lease)
-            self._gated = True
+            if sender is not None:
+                if isinstance(lease, MembershipLease):
+                    gate_sends(sender, lease)
+                seal_on_drain(sender)  # after the gate: it must run before the gate's wait
+            self._wrapped = producer
         return producer
 
     async def partitions(self, topic: str) -> int:
@@ -149,20 +185,21 @@ class BatchSender:
             tp = (topic, partition)
             batch = touched.get(tp)
             if batch is None:
-                # A batch still queued behind the partition's previous one takes these too,
-                # and from then on waits for what these wait for.
+                # The partition's last batch takes these too, and from then on waits for what
+                # these wait for; handed to the client, it can no longer wait.
                 batch = self._queued.get(tp)
-                if batch is None:
+                if batch is None or (batch.handed and state):
                     batch = self._queue(producer, tp, state)
                 elif state:
                     batch.after.extend(state)
-                touched[tp] = batch
-            if batch.builder.append(timestamp=None, key=key, value=value) is None:
-                # Full: it goes first, and the partition's next batch starts with this record.
-                sent.append((topic, partition, batch.delivery, batch.count))
-                batch = touched[tp] = self._queue(producer, tp, state)
-                if batch.builder.append(timestamp=None, key=key, value=value) is None:
+            if batch.builder.add(key, value) is None:
+                # Full or built: the partition's next batch starts with this record.
+                if tp in touched:
+                    sent.append((topic, partition, batch.delivery, batch.count))
+                batch = self._queue(producer, tp, state)
+                if batch.builder.add(key, value) is None:
                     raise ValueError(f"a record for {topic} does not fit in a producer batch")
+            touched[tp] = batch
             batch.count += 1
         for (topic, partition), batch in touched.items():
             sent.append((topic, partition, batch.delivery, batch.count))
@@ -170,11 +207,14 @@ class BatchSender:
             await asyncio.wait([next(iter(self._outstanding))])
         return sent
 
-    def _builder(self, producer: Any, topic: str) -> Any:
+    def _builder(self, topic: str) -> OpenBuilder:
+        conf = self.app.conf
         if self._codec is None or topic in self._public:
-            return mark_gated(producer.create_batch())
-        # The producer's own batches share one codec; stockflow's internal records get theirs.
-        return mark_gated(BatchBuilder(self.app.conf.producer_max_batch_size, self._codec))
+            codec = _producer_codec(conf.producer_compression_type)
+        else:
+            # The producer's own batches share one codec; stockflow's internal records get theirs.
+            codec = self._codec
+        return mark_gated(OpenBuilder(conf.producer_max_batch_size, codec))  # type: ignore[no-any-return]
 
     def _queue(
         self, producer: Any, tp: tuple[str, int], after: list[asyncio.Task[None]] | None
@@ -182,7 +222,7 @@ class BatchSender:
         """A new record batch for ``tp``, handed to the client after the partition's previous
         one (and the batches in ``after``: see :meth:`send`); until then the partition's next
         records are appended to it."""
-        batch = _Queued(self._builder(producer, tp[0]))
+        batch = _Queued(self._builder(tp[0]))
         if after is not None:
             batch.after = list(after)  # its own: a queued batch's list grows (see send)
         self._queued[tp] = batch
@@ -203,22 +243,20 @@ class BatchSender:
     ) -> None:
         delivery = batch.delivery
         try:
-            try:
-                if previous is not None:
-                    await asyncio.wait([previous])  # the partition's order; its failure is its own
-                while batch.after:  # appended to while it waits: the later state too
-                    after, batch.after = batch.after, []
-                    for task in after:
-                        if not task.done():
-                            await asyncio.wait([task])
-            finally:
-                if self._queued.get(tp) is batch:
-                    # Complete from here on (or cancelled): later records start another.
-                    del self._queued[tp]
-            # Closed: the client's sender takes it as it is instead of waiting out the linger.
-            batch.builder.close()
+            if previous is not None:
+                await asyncio.wait([previous])  # the partition's order; its failure is its own
+            while batch.after:  # appended to while it waits: the later state too
+                after, batch.after = batch.after, []
+                for task in after:
+                    if not task.done():
+                        await asyncio.wait([task])
+            # Past its waits: from here on a send that must wait starts another batch, and
+            # one that need not joins this one, until the client builds it.
+            batch.handed = True
             future = await producer.send_batch(batch.builder, tp[0], partition=tp[1])
         except BaseException as exc:
+            if self._queued.get(tp) is batch:
+                del self._queued[tp]  # lost (or cancelled): later records start another
             if not delivery.done():
                 delivery.set_exception(exc)
             if not isinstance(exc, Exception):
@@ -238,6 +276,35 @@ class BatchSender:
         waiting = list(self._outstanding)
         if waiting:
             await asyncio.wait(waiting)
+
+
+def seal_on_drain(sender: Any) -> None:
+    """Wrap aiokafka's ``Sender._send_produce_req`` (once, outermost) so that the record
+    batches it is given take no more records: its sender routine calls it right after
+    draining them from the accumulator, before anything else runs, where a coroutine
+    function's body would start only a task switch later (when other tasks' records could
+    still join a request already drained)."""
+    if getattr(sender, _SEALING, False):
+        return
+    send: Callable[[int, dict[Any, Any]], Awaitable[None]] = sender._send_produce_req
+
+    def sealing(node_id: int, batches: dict[Any, Any]) -> Awaitable[None]:
+        for batch in batches.values():
+            batch._builder.close()  # drained: OpenBuilder.add refuses from now on
+        return send(node_id, batches)
+
+    sender._send_produce_req = sealing
+    setattr(sender, _SEALING, True)
+
+
+_SEALING = "_stockflow_sealing"
+
+
+def _producer_codec(name: str | None) -> int:
+    """The record batch attribute of the producer's ``compression_type`` (``None``: none)."""
+    if name is None:
+        return DefaultRecordBatch.CODEC_NONE  # type: ignore[no-any-return]
+    return CODECS[name][1]  # type: ignore[no-any-return]
 
 
 def _settle(done: asyncio.Future[Any], delivery: asyncio.Future[Any]) -> None:
