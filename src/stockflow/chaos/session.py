@@ -302,7 +302,13 @@ class ChaosSession:
         except StockflowError as exc:
             result.anomalies.append(str(exc))
         self._wait_expiries()
-        run_audit(result, bootstrap=h.bootstrap, env=h.env, workdir=self.workdir)
+        run_audit(
+            result,
+            bootstrap=h.bootstrap,
+            env=h.env,
+            workdir=self.workdir,
+            orders=len(self.load.sent.order_ids),
+        )
         settings = h.settings
         names = (
             settings.orders_topic,

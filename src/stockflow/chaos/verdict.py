@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,16 @@ from stockflow.chaos.watch import Recovery
 __all__ = ["ScenarioResult", "run_audit"]
 
 AUDIT_SETTLE = 30.0
+
+AUDIT_TIMEOUT = 300.0
+"""Seconds the audit may take beyond its settle time, plus :data:`AUDIT_ORDERS_PER_S`'s share."""
+
+AUDIT_ORDERS_PER_S = 250.0
+"""The slowest audit speed allowed for: a scenario of ``n`` orders gives the audit ``n / 250`` s
+more. The audit reads every input and output record from the broker again and checks each
+order's whole history; a scenario's size grows with ``--rate`` and ``--duration``, and a soak at
+1,500 orders/s outgrew the fixed 330 s this replaced (``details["audit_seconds"]`` records
+what each audit took)."""
 
 
 @dataclass
@@ -80,9 +91,16 @@ class ScenarioResult:
 
 
 def run_audit(
-    result: ScenarioResult, *, bootstrap: str, env: Mapping[str, str], workdir: Path
+    result: ScenarioResult,
+    *,
+    bootstrap: str,
+    env: Mapping[str, str],
+    workdir: Path,
+    orders: int = 0,
 ) -> None:
-    """``stockflow audit --json --settle S --strict`` as a user runs it."""
+    """``stockflow audit --json --settle S --strict`` as a user runs it, given time for
+    ``orders`` orders; one that does not finish is an anomaly of the scenario (the audit is
+    stopped), not the end of the chaos run."""
     command = [
         sys.executable,
         "-c",
@@ -96,9 +114,20 @@ def run_audit(
         "--strict",
     ]
     environment = {**os.environ, **env}
-    done = subprocess.run(
-        command, env=environment, capture_output=True, timeout=AUDIT_SETTLE + 300, check=False
-    )
+    timeout = AUDIT_SETTLE + AUDIT_TIMEOUT + orders / AUDIT_ORDERS_PER_S
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            command, env=environment, capture_output=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:  # run() has killed it and collected its output
+        (workdir / "audit.stderr").write_bytes(exc.stderr or b"")
+        result.anomalies.append(
+            f"stockflow audit did not finish within {timeout:.0f} s ({orders} orders); "
+            f"stopped. Its last output: {(exc.stderr or b'').decode(errors='replace')[-1000:]}"
+        )
+        return
+    result.details["audit_seconds"] = round(time.monotonic() - started, 1)
     (workdir / "audit.json").write_bytes(done.stdout)
     (workdir / "audit.stderr").write_bytes(done.stderr)
     result.audit_exit = done.returncode
