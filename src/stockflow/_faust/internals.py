@@ -86,7 +86,7 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "Store",
         ("_db_for_partition", "set_persisted_offset", "partition_path", "offset_key"),
     ),
-    ("aiokafka.producer.producer", "AIOKafkaProducer", ("create_batch", "send_batch")),
+    ("aiokafka.producer.producer", "AIOKafkaProducer", ("send_batch",)),
     ("aiokafka.producer.sender", "Sender", ("_send_produce_req",)),
     (
         "aiokafka.consumer.group_coordinator",
@@ -99,11 +99,12 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "Fetcher",
         ("_select_read_replica", "_invalidate_preferred_read_replica_for_node"),
     ),
-    ("aiokafka.producer.message_accumulator", "BatchBuilder", ("append", "close")),
+    ("aiokafka.producer.message_accumulator", "BatchBuilder", ("append", "close", "closed")),
+    ("aiokafka.producer.message_accumulator", "MessageBatch", ("remaining_linger",)),
     (
         "aiokafka.record.default_records",
         "DefaultRecordBatch",
-        ("CODEC_GZIP", "CODEC_SNAPPY", "CODEC_LZ4", "CODEC_ZSTD"),
+        ("CODEC_NONE", "CODEC_GZIP", "CODEC_SNAPPY", "CODEC_LZ4", "CODEC_ZSTD"),
     ),
 )
 """``(module, class, attributes)``: each attribute must exist on the class."""

@@ -278,6 +278,9 @@ class BatchSender:
             await asyncio.wait(waiting)
 
 
+_SEALING = "_stockflow_sealing"
+
+
 def seal_on_drain(sender: Any) -> None:
     """Wrap aiokafka's ``Sender._send_produce_req`` (once, outermost) so that the record
     batches it is given take no more records: its sender routine calls it right after
@@ -295,9 +298,6 @@ def seal_on_drain(sender: Any) -> None:
 
     sender._send_produce_req = sealing
     setattr(sender, _SEALING, True)
-
-
-_SEALING = "_stockflow_sealing"
 
 
 def _producer_codec(name: str | None) -> int:
