@@ -101,6 +101,9 @@ class StockDecision:
     source: Reservation | None = None
     emits: bool = False
     extra: tuple[StockShortfall, ...] = ()
+    repeat: bool = False
+    """A redelivered Reserve of a held entry: the event it emits is the ``ProductReserved`` the
+    first one published, whatever the entry's status is now."""
 
     @property
     def changed(self) -> bool:
@@ -110,7 +113,7 @@ class StockDecision:
     def events(self) -> tuple[PublicEvent, ...]:
         head: tuple[PublicEvent, ...] = ()
         if self.emits and self.source is not None:
-            head = (entry_event(self.source),)
+            head = (_reserved_event(self.source) if self.repeat else entry_event(self.source),)
         return head + self.extra
 
     @property
@@ -180,8 +183,13 @@ def reserve(
     """Check and reserve in one step: held only if ``available >= quantity``.
 
     ``now_ms`` is the command's own timestamp: a refusal is recorded as finished then."""
-    if entry is not None:  # redelivered: answer as the first time, change nothing
-        return StockDecision(None, None, entry, entry.status == "pending")
+    if entry is not None:
+        # Redelivered: answer as the first time and change nothing. A held entry publishes its
+        # ProductReserved again even if it has been confirmed or released since: a crash may
+        # have lost the first one with its batch's outputs while the entry's later changes
+        # were kept, and the topic would then show a closing without its reservation.
+        was_held = entry.status != "refused"
+        return StockDecision(None, None, entry, was_held, repeat=was_held)
     held_stock = None if stock is None else hold(stock, quantity, order_id)
     if stock is None or held_stock is None:
         refused = Reservation(

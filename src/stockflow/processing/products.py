@@ -146,7 +146,7 @@ class ProductWriter:
                     # A single-line order: this answer is its outcome (after ProductReserved,
                     # as the saga would have published it). Re-derived from the ledger entry on
                     # redelivery, so every copy is the same event.
-                    if decision.emits:  # held (pending): its ProductReserved first
+                    if decision.emits:  # held (even if ended since): ProductReserved first
                         event, answer = encode_reserved(source)
                         outputs.append(Out("reservations", order_key, event))
                     else:
@@ -308,9 +308,8 @@ class ProductWriter:
         outputs: list[Out] = []
         if emit and decision.emits and decision.source is not None:
             source = decision.source
-            outputs.append(
-                Out("reservations", source.order_id.encode(), encode_entry_event(source))
-            )
+            event = encode_reserved(source)[0] if decision.repeat else encode_entry_event(source)
+            outputs.append(Out("reservations", source.order_id.encode(), event))
         if decision.extra:  # shortfalls, keyed by product: rare, no generator for the rest
             outputs.extend(
                 Out("reservations", event.product_id.encode(), encode(event))
