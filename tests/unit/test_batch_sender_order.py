@@ -215,12 +215,14 @@ def test_a_batch_drained_into_a_request_is_sealed_before_the_request_runs() -> N
     seal_on_drain(sender)
     seal_on_drain(sender)  # once only
     builder = OpenBuilder(BATCH_BYTES, DefaultRecordBatch.CODEC_NONE)
-    assert builder.add(b"o", b"1") is not None
+    assert builder.add(timestamp=None, key=b"o", value=b"1") is not None
     request = sender._send_produce_req(1, {("reservations", 0): SimpleNamespace(_builder=builder)})
-    assert builder.add(b"o", b"2") is None  # sealed by the call itself, before any task runs
+    assert (
+        builder.add(timestamp=None, key=b"o", value=b"2") is None
+    )  # sealed by the call itself, before any task runs
     assert started == []
     request.close()  # type: ignore[attr-defined]
     # To aiokafka it is closed from the start: no linger, and producer.send never joins it.
     fresh = OpenBuilder(BATCH_BYTES, DefaultRecordBatch.CODEC_NONE)
     assert fresh.closed() and fresh.append(timestamp=None, key=b"k", value=b"v") is None
-    assert fresh.add(b"k", b"v") is not None
+    assert fresh.add(timestamp=None, key=b"k", value=b"v") is not None

