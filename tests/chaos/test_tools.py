@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from stockflow.audit import audit_records
-from stockflow.chaos.checks import Topics, awaiting_expiry, check_run, lifecycle_problems
+from stockflow.chaos.checks import Topics, awaiting_expiry, check_run
 from stockflow.chaos.garbage import KINDS
+from stockflow.chaos.lifecycle import lifecycle_problems
 from stockflow.chaos.proxy import TcpProxy, tcp_connections
 from stockflow.chaos.watch import assigned_partitions
 from stockflow.processing.pipeline import LocalPipeline

@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stockflow.chaos.garbage import BAD_KEY_PREFIX
+from stockflow.chaos.lifecycle import lifecycle_problems
+from stockflow.chaos.records import COMMANDS, OUTCOMES, is_bad, json_value
 from stockflow.kafka import Record
 
 __all__ = [
@@ -35,15 +36,11 @@ __all__ = [
     "Topics",
     "awaiting_expiry",
     "check_run",
-    "lifecycle_problems",
 ]
 
 EXPIRY_GRACE_MS = 30_000
 """How long past its TTL an abandoned order may take to expire before the run reports it: a
 worker restarted after a kill takes up to ~15 s to decide again (docs/reliability.md)."""
-
-_OUTCOMES = ("OrderReserved", "OrderRejected")
-_COMMANDS = ("OrderPaid", "OrderCancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,17 +62,6 @@ class CheckReport:
         if len(self.problems) < 200:
             self.problems.append(problem)
         self.counts["problems"] += 1
-
-
-def _json(record: Record) -> Any:
-    try:
-        return json.loads(record.value) if record.value is not None else None
-    except ValueError:
-        return None
-
-
-def _is_bad(record: Record) -> bool:
-    return record.key is not None and record.key.startswith(BAD_KEY_PREFIX.encode())
 
 
 def check_run(
@@ -101,8 +87,8 @@ def check_run(
     supply = dict(initial)
     seen_adjustments: set[str] = set()
     for record in topics.inventory:
-        value = _json(record)
-        if _is_bad(record) or not isinstance(value, dict) or value.get("type") != "StockAdjusted":
+        value = json_value(record)
+        if is_bad(record) or not isinstance(value, dict) or value.get("type") != "StockAdjusted":
             continue
         if value["adjustment_id"] not in seen_adjustments:
             seen_adjustments.add(value["adjustment_id"])
@@ -158,23 +144,23 @@ def _measure_inputs(topics: Topics, report: CheckReport) -> None:
         if fingerprint in seen:
             report.counts["duplicate_inputs"] += 1
         seen.add(fingerprint)
-        if _is_bad(record):
+        if is_bad(record):
             report.counts["bad_inputs"] += 1
             continue
-        value = _json(record)
+        value = json_value(record)
         kind = value.get("type") if isinstance(value, dict) else "?"
         report.counts[f"input:{kind}"] += 1
     report.counts["input_records"] = len(topics.orders) + len(topics.inventory)
     placed_at: dict[str, int] = {}
     commands: list[tuple[str, int, str]] = []
     for record in topics.orders:
-        value = _json(record)
-        if _is_bad(record) or not isinstance(value, dict):
+        value = json_value(record)
+        if is_bad(record) or not isinstance(value, dict):
             continue
         kind, order = str(value.get("type")), str(value.get("order_id"))
         if kind == "OrderPlaced":
             placed_at[order] = min(placed_at.get(order, record.offset), record.offset)
-        elif kind in _COMMANDS:
+        elif kind in COMMANDS:
             commands.append((order, record.offset, kind))
     per_order: Counter[tuple[str, str]] = Counter()
     for order, offset, kind in commands:
@@ -190,14 +176,14 @@ def _check_outcomes(
     placed: set[str] = set()
     short_ttl: set[str] = set()
     for record in topics.orders:
-        value = _json(record)
-        if not _is_bad(record) and isinstance(value, dict) and value.get("type") == "OrderPlaced":
+        value = json_value(record)
+        if not is_bad(record) and isinstance(value, dict) and value.get("type") == "OrderPlaced":
             placed.add(value["order_id"])
             if value.get("reservation_ttl") is not None:
                 short_ttl.add(value["order_id"])
     distinct: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for _, value in decisions:
-        if value.get("type") in _OUTCOMES:
+        if value.get("type") in OUTCOMES:
             canon = json.dumps(value, sort_keys=True)
             distinct[value["order_id"]].setdefault(canon, value)
     report.counts["orders"] = len(placed)
@@ -210,7 +196,7 @@ def _check_outcomes(
             report.add(f"order {order!r} has {len(seen)} different outcomes: {list(seen)}")
         if order not in placed:
             report.add(f"outcome for {order!r}, which was never placed")
-    report.counts["outcome_records"] = sum(1 for _, v in decisions if v.get("type") in _OUTCOMES)
+    report.counts["outcome_records"] = sum(1 for _, v in decisions if v.get("type") in OUTCOMES)
     # How much of the run exercised expiry (lifecycle_problems judges each expired order).
     report.counts["orders_short_ttl"] = len(short_ttl)
     report.counts["orders_expired"] = len(_expired(decisions))
@@ -219,11 +205,11 @@ def _check_outcomes(
 
 def _check_dead_letters(topics: Topics, report: CheckReport) -> None:
     bad = {
-        (r.topic, r.partition, r.offset) for r in [*topics.orders, *topics.inventory] if _is_bad(r)
+        (r.topic, r.partition, r.offset) for r in [*topics.orders, *topics.inventory] if is_bad(r)
     }
     lettered: set[tuple[str, int, int]] = set()
     for record in topics.dead_letters:
-        value = _json(record)
+        value = json_value(record)
         if not isinstance(value, dict):
             report.add(f"dead letter at offset {record.offset} is not JSON")
             continue
@@ -276,7 +262,7 @@ def awaiting_expiry(orders: list[Record], reservations: list[Record]) -> dict[st
 
 def _decisions(reservations: list[Record]) -> list[tuple[Record, dict[str, Any]]]:
     """Each reservations record that is a JSON object, with its value."""
-    return [(r, v) for r in reservations if isinstance(v := _json(r), dict)]
+    return [(r, v) for r in reservations if isinstance(v := json_value(r), dict)]
 
 
 def _abandoned(
@@ -285,11 +271,11 @@ def _abandoned(
     placed: dict[str, int] = {}
     commanded: set[str] = set()
     for record in orders:
-        value = _json(record)
-        if _is_bad(record) or not isinstance(value, dict):
+        value = json_value(record)
+        if is_bad(record) or not isinstance(value, dict):
             continue
         kind = value.get("type")
-        if kind in _COMMANDS:
+        if kind in COMMANDS:
             commanded.add(str(value.get("order_id")))
         elif kind == "OrderPlaced" and value.get("reservation_ttl") is not None:
             order = str(value["order_id"])
@@ -308,137 +294,3 @@ def _expired(decisions: list[tuple[Record, dict[str, Any]]]) -> set[str]:
         for _, v in decisions
         if v.get("type") == "ReservationReleased" and v.get("reason") == "expired"
     }
-
-
-def lifecycle_problems(
-    orders: list[Record],
-    decisions: list[tuple[Record, dict[str, Any]]],
-    outcomes: Mapping[str, Mapping[str, Any]],
-) -> list[str]:
-    """Each order's answers against its commands' positions in its partition (offset order).
-
-    Before the first ``OrderPlaced``: a payment must be answered ``ReservationConfirmFailed
-    unknown_order`` and a cancellation ``OrderCancelIgnored unknown_order``; no other command
-    may get ``unknown_order``. After it, with an ``OrderReserved`` outcome: payments only ->
-    every held line confirmed; cancellations only -> every held line released ``cancelled``;
-    both -> exactly one of the two (released if the cancellation came first), with the other
-    command answered ``already_confirmed`` / ``cancelled``. An order with a TTL of its own may
-    instead expire, every held line released ``expired`` (and none confirmed or cancelled),
-    each later payment answered ``expired`` and cancellation ``already_released``; no other
-    order expires within a run. With ``OrderRejected``: nothing confirmed or released, a
-    payment answered ``rejected``.
-    """
-    commands: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    short_ttl: set[str] = set()
-    for record in orders:
-        value = _json(record)
-        if _is_bad(record) or not isinstance(value, dict):
-            continue
-        if value.get("type") in (*_COMMANDS, "OrderPlaced"):
-            commands[value["order_id"]].append((record.offset, value["type"]))
-            if value.get("reservation_ttl") is not None:
-                short_ttl.add(value["order_id"])
-    answers: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for _, value in decisions:
-        kind = value.get("type")
-        order = str(value.get("order_id"))
-        if kind in ("ReservationConfirmed", "ReservationReleased"):
-            tag = kind if kind == "ReservationConfirmed" else f"released:{value['reason']}"
-            answers[order][tag].add(value["product_id"])
-        elif kind == "ReservationConfirmFailed":
-            answers[order]["failed"].add(value["reason"])
-        elif kind == "OrderCancelIgnored":
-            answers[order]["ignored"].add(value["reason"])
-    problems = []
-    for order, sequence in commands.items():
-        sequence.sort()
-        kinds = [kind for _, kind in sequence]
-        if "OrderPlaced" not in kinds:
-            continue
-        first = kinds.index("OrderPlaced")
-        before, after = set(kinds[:first]), [k for k in kinds[first:] if k in _COMMANDS]
-        seen = answers.get(order, {})
-        problem = _order_problem(outcomes.get(order), before, after, seen, order in short_ttl)
-        if problem:
-            problems.append(f"lifecycle of {order!r} ({' '.join(kinds)}): {problem}")
-    return problems
-
-
-def _order_problem(
-    outcome: Mapping[str, Any] | None,
-    before: set[str],
-    after: list[str],
-    seen: Mapping[str, set[str]],
-    may_expire: bool = False,
-) -> str | None:
-    """``may_expire``: the order carries a TTL of its own, short enough to end in the run."""
-    if outcome is None:
-        return None  # reported as an order without outcome
-    expired = set(seen.get("released:expired", ()))
-    if expired and not may_expire:
-        return f"released {sorted(expired)} as expired, yet its TTL outlives the run"
-    failed, ignored = set(seen.get("failed", ())), set(seen.get("ignored", ()))
-    need_failed = {"unknown_order"} if "OrderPaid" in before else set()
-    need_ignored = {"unknown_order"} if "OrderCancelled" in before else set()
-    allow_failed, allow_ignored = set(need_failed), set(need_ignored)
-
-    def expect_failed(reason: str) -> None:  # the payment must be, and may be, refused so
-        need_failed.add(reason)
-        allow_failed.add(reason)
-
-    def expect_ignored(reason: str) -> None:  # the cancellation must be, and may be, ignored so
-        need_ignored.add(reason)
-        allow_ignored.add(reason)
-
-    confirmed = set(seen.get("ReservationConfirmed", ()))
-    cancelled = set(seen.get("released:cancelled", ()))
-    pays, cancels = "OrderPaid" in after, "OrderCancelled" in after
-    if outcome["type"] == "OrderRejected":
-        if confirmed or cancelled or expired:
-            return (
-                f"rejected, yet confirmed {sorted(confirmed)} / released {sorted(cancelled)}"
-                f" / expired {sorted(expired)}"
-            )
-        if pays:
-            expect_failed("rejected")
-        if cancels:
-            allow_ignored.add("already_released")
-    else:
-        held = {line["product_id"] for line in outcome["lines"]}
-        compensated = set(seen.get("released:compensation", ())) & held
-        if compensated:
-            return f"held lines {sorted(compensated)} released as compensation"
-        if expired:
-            # The whole order expired before any payment or cancellation reached it (either
-            # would have ended it first): each is answered as coming too late.
-            if expired != held:
-                return f"expired {sorted(expired)}, but held {sorted(held)}"
-            if confirmed or cancelled:
-                return f"expired, yet confirmed {sorted(confirmed)} / released {sorted(cancelled)}"
-            if pays:
-                expect_failed("expired")
-            if cancels:
-                expect_ignored("already_released")
-        else:
-            if pays and cancels:
-                if confirmed and cancelled:
-                    return "both confirmed and released as cancelled"
-                if after[0] == "OrderCancelled" and not cancelled:
-                    return "cancelled first, but not released"
-                if confirmed:
-                    expect_ignored("already_confirmed")
-                elif cancelled:
-                    expect_failed("cancelled")
-                else:
-                    return "paid and cancelled, but neither confirmed nor released"
-            expected_confirmed = held if pays and not cancelled else set()
-            expected_cancelled = held if cancels and not confirmed else set()
-            if confirmed != expected_confirmed:
-                return f"confirmed {sorted(confirmed)}, expected {sorted(expected_confirmed)}"
-            if cancelled != expected_cancelled:
-                return f"released {sorted(cancelled)}, expected {sorted(expected_cancelled)}"
-    if not need_failed <= failed or not failed <= allow_failed:
-        return f"payment answers {sorted(failed)}, expected {sorted(need_failed)}"
-    if not need_ignored <= ignored or not ignored <= allow_ignored:
-        return f"cancellation answers {sorted(ignored)}, expected {sorted(need_ignored)}"
-    return None
