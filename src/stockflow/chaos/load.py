@@ -379,11 +379,20 @@ class LoadProducer:
             return
 
         async def attempt() -> None:
-            futures = [
-                await producer.send(record.topic, key=record.key, value=record.value)
-                for record in batch
-            ]
-            await asyncio.gather(*futures)
+            futures = []
+            try:
+                for record in batch:
+                    futures.append(
+                        await producer.send(record.topic, key=record.key, value=record.value)
+                    )
+            finally:
+                # Every delivery's result is taken, even when a send fails half-way, so that an
+                # outage leaves no "Future exception was never retrieved" for the records after
+                # the first failed one.
+                results = await asyncio.gather(*futures, return_exceptions=True)
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:
+                raise failed
 
         await self._retry(attempt)
         for record in batch:
