@@ -26,7 +26,7 @@ from stockflow.models import (
 from stockflow.processing import orders as desk_module
 from stockflow.processing.codec import encode, encode_entry, encode_stock_values
 from stockflow.processing.orders import OrderDesk
-from stockflow.processing.products import ProductWriter
+from stockflow.processing.products import ProductWriter, log_position
 from stockflow.processing.records import Meta, Out
 from stockflow.processing.store import MemoryStore
 
@@ -152,6 +152,7 @@ def test_a_new_reservation_writes_and_publishes_as_decided(
         quantity=quantity,
         expires_at_ms=expires_at_ms,
         now_ms=ts,
+        held_at=log_position(offset, 0),
     )
     assert decided.stock is not None and decided.entry is not None
     entry = encode_entry(decided.entry)

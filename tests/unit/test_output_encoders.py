@@ -51,6 +51,7 @@ def entries(draw: Any) -> Reservation:
         finished_at_ms=finished,
         refusal=draw(st.sampled_from(REFUSALS)) if status == "refused" else None,
         available=draw(st.integers(0, 10**12)) if status == "refused" else None,
+        held_at=draw(st.integers(0, 2**62)),
     )
 
 
@@ -142,5 +143,6 @@ def test_a_new_hold_is_its_entry_event_and_outcome_or_answer(
         pending.quantity,
         pending.seq,
         pending.expires_at_ms,
+        pending.held_at,
         outcome=outcome,
     ) == (encode_entry(pending), encode_entry_event(pending), last)

@@ -11,8 +11,13 @@ ticks and their redeliveries: the same public events, the same counters, the sam
 Why the entry is enough: it holds the quantity, the expiry, whether the units are held,
 confirmed, released (and why) or were refused, and when it finished. The saga of a single-line
 order holds nothing else that these decisions read. And the writer sees them in its
-partition's log order, in which the order's ``Reserve`` always comes first (the desk produced
-it earlier, to the same partition), so "a payment before the answer" is not a state here.
+partition's log order, in which the order's ``Reserve`` comes first (the desk produced it
+earlier, to the same partition), so "a payment before the answer" is not a state here. One
+exception: after a crash that lost the ``Reserve``, the desk's expiry tick can be forwarded
+before the redelivered placement sends it again. That tick finds no entry and does nothing
+(the placement arms the timer again), and the product writer decides a redelivered command
+against the entry as it stood at the command's place in the log
+(:attr:`~stockflow.core.stock.Reservation.held_at`), so it does nothing again.
 
 ``at_ms`` is the payment's or cancellation's own timestamp (the input record's, as the saga
 uses it), so a redelivery decides the same; ``now_ms`` is the timer tick's.

@@ -84,6 +84,11 @@ class Reservation:
     refusal: RefusalReason | None = None
     """Why a ``refused`` entry's Reserve was refused, and the units ``available`` then."""
     available: int | None = None
+    held_at: int | None = None
+    """Where the Reserve that made the entry stands in its product's command log (the product
+    writer's :func:`~stockflow.processing.products.log_position`; ``None`` for an entry
+    written before it was kept). A command that stands before it was decided when the entry
+    did not exist, and is decided so again when it is redelivered after a crash."""
 
 
 @dataclass(slots=True)
@@ -179,10 +184,12 @@ def reserve(
     quantity: int,
     expires_at_ms: int,
     now_ms: int,
+    held_at: int | None = None,
 ) -> StockDecision:
     """Check and reserve in one step: held only if ``available >= quantity``.
 
-    ``now_ms`` is the command's own timestamp: a refusal is recorded as finished then."""
+    ``now_ms`` is the command's own timestamp: a refusal is recorded as finished then.
+    ``held_at``: the command's position, kept in the new entry (:attr:`Reservation.held_at`)."""
     if entry is not None:
         # Redelivered: answer as the first time and change nothing. A held entry publishes its
         # ProductReserved again even if it has been confirmed or released since: a crash may
@@ -203,9 +210,12 @@ def reserve(
             now_ms,
             "unknown_product" if stock is None else "insufficient_stock",
             0 if stock is None else max(stock.on_hand - stock.reserved, 0),
+            held_at,
         )
         return StockDecision(None, refused, refused)
-    held = Reservation(order_id, product_id, quantity, stock.next_seq, expires_at_ms)
+    held = Reservation(
+        order_id, product_id, quantity, stock.next_seq, expires_at_ms, held_at=held_at
+    )
     return StockDecision(held_stock, held, held, True)
 
 
@@ -273,6 +283,7 @@ def _finished(
         now_ms,
         entry.refusal,
         entry.available,
+        entry.held_at,
     )
 
 

@@ -185,6 +185,7 @@ def encode_entry(entry: Reservation) -> bytes:
             entry.finished_at_ms,
             entry.refusal,
             entry.available,
+            entry.held_at,
         ]
     )
 

@@ -105,7 +105,14 @@ def encode_reserved(entry: Reservation) -> tuple[bytes, bytes]:
 
 
 def encode_new_hold(
-    order_id: str, product_id: str, quantity: int, seq: int, expires_at_ms: int, *, outcome: bool
+    order_id: str,
+    product_id: str,
+    quantity: int,
+    seq: int,
+    expires_at_ms: int,
+    held_at: int,
+    *,
+    outcome: bool,
 ) -> tuple[bytes, bytes, bytes]:
     """:func:`encode_entry` of the pending :class:`Reservation` these values make and its
     ProductReserved, then its order's OrderReserved (``outcome``: a single-line order its
@@ -115,8 +122,8 @@ def encode_new_hold(
     fields = _held(order_id, product_id, quantity, expires_at_ms)
     order, product = fields[0], fields[1]
     return (
-        b'[%b,%b,%d,%d,%d,"pending",null,null,null,null]'
-        % (order, product, quantity, seq, expires_at_ms),
+        b'[%b,%b,%d,%d,%d,"pending",null,null,null,null,%d]'
+        % (order, product, quantity, seq, expires_at_ms, held_at),
         _PRODUCT_RESERVED % fields,
         _ORDER_RESERVED % fields if outcome else _LINE_RESERVED % (order, product, quantity),
     )

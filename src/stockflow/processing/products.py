@@ -44,13 +44,19 @@ from stockflow.processing.store import StateStore
 from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
 from stockflow.processing.written import Written
 
-__all__ = ["WRITTEN_CACHE", "ProductWriter"]
+__all__ = ["WRITTEN_CACHE", "ProductWriter", "log_position"]
 
 WRITTEN_CACHE = 16_384
 """Products whose last written counters :class:`ProductWriter` remembers: at most ~8 MiB
 (about 460 bytes an entry with 20-character ids, measured). In the worker an entry serves only
 while its value waits for the changelog's acknowledgement; the offline replay and the
 benchmark's pipeline keep every product's (10,000 there) until it is full, then start over."""
+
+
+def log_position(offset: int, index: int) -> int:
+    """Where a command stands in its product-commands partition: its record's offset, then its
+    place in that record's batch (a record holds far fewer than 2**20 commands)."""
+    return offset << 20 | index
 
 
 class ProductWriter:
@@ -81,19 +87,20 @@ class ProductWriter:
             if command["type"] == "FireTimers":
                 self._fire(meta.partition, command["now_ms"])
                 return Step()
-            return Step(outputs=self._command(command, meta))
+            return Step(outputs=self._command(command, meta, log_position(meta.offset, 0)))
         # A batch: each command is applied as if it had its own record, in order (their writes
         # are sequential, so a crash still loses only a suffix).
         outputs: list[Out] = []
         self._known = {}
+        first = log_position(meta.offset, 0)
         try:
-            for command in commands:
-                outputs.extend(self._command(command, meta))
+            for index, command in enumerate(commands):
+                outputs.extend(self._command(command, meta, first + index))
         finally:
             self._known = None
         return Step(outputs=outputs)
 
-    def _command(self, command: Command, meta: Meta) -> list[Out]:
+    def _command(self, command: Command, meta: Meta, position: int) -> list[Out]:
         kind = command["type"]
         product_id: str = command["product_id"]
         partition = meta.partition
@@ -119,6 +126,7 @@ class ProductWriter:
                         quantity,
                         stock.next_seq,
                         command["expires_at_ms"],
+                        position,
                         outcome=outcome,
                     )
                     self._write(skey, meta, held, ekey, entry_raw)
@@ -137,6 +145,7 @@ class ProductWriter:
                 quantity=quantity,
                 expires_at_ms=command["expires_at_ms"],
                 now_ms=now,
+                held_at=position,
             )
             outputs = self._apply(skey, meta, decision, ekey, emit=not outcome)
             source = decision.source
@@ -170,10 +179,10 @@ class ProductWriter:
         if kind == "Confirm":
             ekey = entry_key(product_id, command["order_id"])
             if command["at_ms"] is not None:
-                return self._decide_line(command, skey, stock, ekey, meta)
+                return self._decide_line(command, skey, stock, ekey, meta, position)
             decision = decide.confirm(
                 stock,
-                self._entry(ekey),
+                self._entry_at(ekey, position),
                 now_ms=now,
                 pending=lambda: self._ledger(product_id, partition),
             )
@@ -181,9 +190,9 @@ class ProductWriter:
         if kind == "Release":
             ekey = entry_key(product_id, command["order_id"])
             if command["at_ms"] is not None:
-                return self._decide_line(command, skey, stock, ekey, meta)
+                return self._decide_line(command, skey, stock, ekey, meta, position)
             decision = decide.release(
-                stock, self._entry(ekey), reason=command["reason"], now_ms=now
+                stock, self._entry_at(ekey, position), reason=command["reason"], now_ms=now
             )
             return self._apply(skey, meta, decision, ekey)
         source_id: str = command["source"] if kind == "SetStock" else command["adjustment_id"]
@@ -208,7 +217,13 @@ class ProductWriter:
         return self._apply(skey, meta, decision, None, marker=(marker, now))
 
     def _decide_line(
-        self, command: Command, skey: str, stock: Stock | None, ekey: str, meta: Meta
+        self,
+        command: Command,
+        skey: str,
+        stock: Stock | None,
+        ekey: str,
+        meta: Meta,
+        position: int,
     ) -> list[Out]:
         """A single-line order's payment, cancellation or expiry, forwarded by its saga
         (``at_ms`` set): decided on the ledger entry, its answers published before the
@@ -216,7 +231,7 @@ class ProductWriter:
         forwarded input that finds it ended (a lost report is repaired by the next)."""
         order_id: str = command["order_id"]
         at: int = command["at_ms"]
-        entry = self._entry(ekey)
+        entry = self._entry_at(ekey, position)
         line: LineDecision
         if command["type"] == "Confirm":
             product_id: str = command["product_id"]
@@ -268,6 +283,19 @@ class ProductWriter:
     def _entry(self, ekey: str) -> Reservation | None:
         raw = self.store.get(ekey)
         return None if raw is None else decode_entry(raw)
+
+    def _entry_at(self, ekey: str, position: int) -> Reservation | None:
+        """The entry as a payment, cancellation or release at ``position`` first found it:
+        none, if its Reserve stands later in the log. After a crash the table can hold the
+        writes of records that are delivered again, and the expiry tick of an order whose
+        Reserve a crash lost is forwarded before the Reserve is sent again: its first run
+        released nothing, and its redelivery must not release the hold made after it (found
+        by a soak at 2,000 orders/s on 8 partitions: the release published before its
+        ProductReserved)."""
+        entry = self._entry(ekey)
+        if entry is not None and entry.held_at is not None and entry.held_at > position:
+            return None
+        return entry
 
     def _ledger(self, product_id: str, partition: int) -> Iterator[Reservation]:
         for _key, raw in self.store.scan(ledger_prefix(product_id), partition=partition):
