@@ -72,6 +72,28 @@ def _encoded(items: list[object]) -> list[bytes]:
     return out
 
 
+def _first_run(
+    records: list[bytes],
+) -> tuple[list[list[tuple[str, bytes | None, bytes]]], list[dict[str, bytes]], dict[str, bytes]]:
+    """Every record once: each one's outputs, the table after each, the table at the end."""
+    store = MemoryStore()
+    writer = ProductWriter(store, POLICY)
+    first_outputs = []
+    snapshots = []
+    for offset, raw in enumerate(records):
+        first_outputs.append(_replies(writer.handle(raw, _meta(offset)).outputs))
+        snapshots.append(dict(store.items()))
+    return first_outputs, snapshots, dict(store.items())
+
+
+def _restarted(table: dict[str, bytes]) -> tuple[MemoryStore, ProductWriter]:
+    """A new writer over what the changelog kept."""
+    restarted = MemoryStore()
+    for key, value in table.items():
+        restarted.put(key, value)
+    return restarted, ProductWriter(restarted, POLICY)
+
+
 def _replies(step_outputs: list[object]) -> list[tuple[str, bytes | None, bytes]]:
     return [(o.role, o.key, o.value) for o in step_outputs]  # type: ignore[attr-defined]
 
@@ -91,14 +113,7 @@ def test_redelivery_from_any_commit_against_any_later_table_changes_nothing(
     items: list[object], data: st.DataObject | None
 ) -> None:
     records = _encoded(items)
-    store = MemoryStore()
-    writer = ProductWriter(store, POLICY)
-    first_outputs = []
-    snapshots = []
-    for offset, raw in enumerate(records):
-        first_outputs.append(_replies(writer.handle(raw, _meta(offset)).outputs))
-        snapshots.append(dict(store.items()))
-    final = dict(store.items())
+    first_outputs, snapshots, final = _first_run(records)
 
     if data is None:  # the example: committed before the refusal, durable up to the receipt
         committed, durable = len(PRODUCTS), len(PRODUCTS) + 2
@@ -106,10 +121,7 @@ def test_redelivery_from_any_commit_against_any_later_table_changes_nothing(
         committed = data.draw(st.integers(0, len(records)), label="committed")
         durable = data.draw(st.integers(max(committed - 1, 0), len(records) - 1), label="durable")
 
-    restarted = MemoryStore()
-    for key, value in snapshots[durable].items():
-        restarted.put(key, value)
-    writer = ProductWriter(restarted, POLICY)
+    restarted, writer = _restarted(snapshots[durable])
     for offset in range(committed, len(records)):
         replayed = _replies(writer.handle(records[offset], _meta(offset)).outputs)
         if offset > durable:  # not applied before the crash: decided exactly as the first time
@@ -197,24 +209,14 @@ def test_a_command_before_its_reserve_is_decided_the_same_when_redelivered(
     or release before its ProductReserved (a soak at 2,000 orders/s on 8 partitions found
     510 releases published before their reservation)."""
     records = _encoded(items)
-    store = MemoryStore()
-    writer = ProductWriter(store, POLICY)
-    first_outputs = []
-    snapshots = []
-    for offset, raw in enumerate(records):
-        first_outputs.append(_replies(writer.handle(raw, _meta(offset)).outputs))
-        snapshots.append(dict(store.items()))
-    final = dict(store.items())
+    first_outputs, snapshots, final = _first_run(records)
 
     if data is None:  # committed before both, durable through both
         committed, durable = len(PRODUCTS), len(records) - 1
     else:
         committed = data.draw(st.integers(0, len(records)), label="committed")
         durable = data.draw(st.integers(max(committed - 1, 0), len(records) - 1), label="durable")
-    restarted = MemoryStore()
-    for key, value in snapshots[durable].items():
-        restarted.put(key, value)
-    writer = ProductWriter(restarted, POLICY)
+    restarted, writer = _restarted(snapshots[durable])
     replayed = {
         offset: _replies(writer.handle(records[offset], _meta(offset)).outputs)
         for offset in range(committed, len(records))
