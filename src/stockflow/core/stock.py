@@ -213,8 +213,19 @@ def reserve(
             held_at,
         )
         return StockDecision(None, refused, refused)
+    # Every field positional: a keyword argument costs a dataclass __init__ about half again.
     held = Reservation(
-        order_id, product_id, quantity, stock.next_seq, expires_at_ms, held_at=held_at
+        order_id,
+        product_id,
+        quantity,
+        stock.next_seq,
+        expires_at_ms,
+        "pending",
+        None,
+        None,
+        None,
+        None,
+        held_at,
     )
     return StockDecision(held_stock, held, held, True)
 
