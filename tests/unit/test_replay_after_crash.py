@@ -148,6 +148,20 @@ def _meta(offset: int):  # type: ignore[no-untyped-def]
 # --- single-line orders: forwarded payments, cancellations and expiry ticks --------------------
 
 
+def _decided_reserve(order: str, quantity: int) -> Reserve:
+    """A single-line order's Reserve whose writer decides its payment, cancellation and
+    expiry (``Reserve.decides``)."""
+    return Reserve(
+        order_id=order,
+        product_id="p",
+        quantity=quantity,
+        expires_at_ms=T0 + 60_000,
+        reply_partition=1,
+        outcome=True,
+        decides=True,
+    )
+
+
 @st.composite
 def single_line_histories(draw: st.DrawFn) -> list[object]:
     """Single-line orders whose writer decides (``Reserve.decides``), with their forwarded
@@ -160,17 +174,7 @@ def single_line_histories(draw: st.DrawFn) -> list[object]:
         kind = draw(st.sampled_from(["reserve", "reserve", "pay", "cancel", "expire"]))
         at = T0 + draw(st.integers(0, 120_000))
         if kind == "reserve":
-            items.append(
-                Reserve(
-                    order_id=order,
-                    product_id="p",
-                    quantity=1 + ORDERS.index(order) % 3,  # one quantity per order
-                    expires_at_ms=T0 + 60_000,
-                    reply_partition=1,
-                    outcome=True,
-                    decides=True,
-                )
-            )
+            items.append(_decided_reserve(order, 1 + ORDERS.index(order) % 3))  # one per order
         elif kind == "pay":
             items.append(Confirm(order_id=order, product_id="p", at_ms=at, reply_partition=1))
         else:
@@ -188,15 +192,7 @@ def single_line_histories(draw: st.DrawFn) -> list[object]:
         Release(
             order_id="o-1", product_id="p", reason="expired", at_ms=T0 + 61_000, reply_partition=1
         ),
-        Reserve(
-            order_id="o-1",
-            product_id="p",
-            quantity=1,
-            expires_at_ms=T0 + 60_000,
-            reply_partition=1,
-            outcome=True,
-            decides=True,
-        ),
+        _decided_reserve("o-1", 1),
     ],
     data=None,
 )

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stockflow.core import stock as decide
-from stockflow.core.stock import Reservation, Stock, StockDecision
+from stockflow.core.stock import Reservation, Stock, StockDecision, entry_as_of
 from stockflow.errors import InvariantViolation
 from stockflow.models import (
     LineAnswer,
@@ -544,3 +544,14 @@ def test_hold_is_reserves_check_and_counters(
 def test_hold_refuses_a_negative_quantity_as_a_bug() -> None:
     with pytest.raises(InvariantViolation):
         decide.hold(Stock(5), -1, "o")
+
+
+def test_an_entry_is_seen_only_by_commands_after_the_reserve_that_made_it() -> None:
+    entry = Reservation("o-1", "p", 1, 0, EXPIRES, held_at=5 << 20 | 1)
+    assert entry_as_of(entry, 5 << 20) is None  # before it in the same record
+    assert entry_as_of(entry, 4 << 20 | 9) is None  # an earlier record
+    assert entry_as_of(entry, 5 << 20 | 1) is entry  # the Reserve itself, redelivered
+    assert entry_as_of(entry, 6 << 20) is entry
+    unplaced = Reservation("o-1", "p", 1, 0, EXPIRES)  # written before positions were kept
+    assert entry_as_of(unplaced, 0) is unplaced
+    assert entry_as_of(None, 7) is None

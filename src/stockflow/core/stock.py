@@ -38,6 +38,7 @@ __all__ = [
     "StockDecision",
     "adjust_stock",
     "confirm",
+    "entry_as_of",
     "entry_event",
     "hold",
     "release",
@@ -302,6 +303,16 @@ def _confirmed_event(entry: Reservation) -> ReservationConfirmed:
     return ReservationConfirmed(
         order_id=entry.order_id, product_id=entry.product_id, quantity=entry.quantity
     )
+
+
+def entry_as_of(entry: Reservation | None, position: int) -> Reservation | None:
+    """The entry as a command at ``position`` in the product's command log first found it:
+    none, if the Reserve that made it stands later (:attr:`Reservation.held_at`). Deciding by
+    log position, not by what the table holds when the command is redelivered, keeps its answer
+    the same on replay, as the saga's ``placed_at`` does for commands before an order."""
+    if entry is not None and entry.held_at is not None and entry.held_at > position:
+        return None
+    return entry
 
 
 def release(

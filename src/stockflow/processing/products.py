@@ -286,17 +286,14 @@ class ProductWriter:
         return None if raw is None else decode_entry(raw)
 
     def _entry_at(self, ekey: str, position: int) -> Reservation | None:
-        """The entry as a payment, cancellation or release at ``position`` first found it:
-        none, if its Reserve stands later in the log. After a crash the table can hold the
+        """The entry as a payment, cancellation or release at ``position`` first found it
+        (:func:`~stockflow.core.stock.entry_as_of`). After a crash the table can hold the
         writes of records that are delivered again, and the expiry tick of an order whose
         Reserve a crash lost is forwarded before the Reserve is sent again: its first run
         released nothing, and its redelivery must not release the hold made after it (found
         by a soak at 2,000 orders/s on 8 partitions: the release published before its
         ProductReserved)."""
-        entry = self._entry(ekey)
-        if entry is not None and entry.held_at is not None and entry.held_at > position:
-            return None
-        return entry
+        return decide.entry_as_of(self._entry(ekey), position)
 
     def _ledger(self, product_id: str, partition: int) -> Iterator[Reservation]:
         for _key, raw in self.store.scan(ledger_prefix(product_id), partition=partition):
