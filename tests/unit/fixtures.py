@@ -30,7 +30,8 @@ from stockflow.models import (
 )
 from stockflow.processing.codec import decode_entry, decode_stock
 from stockflow.processing.entry_events import encode_outcome
-from stockflow.processing.orders import OrderDesk, load_saga
+from stockflow.processing.held import load_saga
+from stockflow.processing.orders import OrderDesk
 from stockflow.processing.pipeline import Emitted, EmittedLog, LocalPipeline
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import MemoryStore

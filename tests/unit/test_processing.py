@@ -61,7 +61,7 @@ from stockflow.processing.codec import (
     encode_stock,
     encode_stock_values,
 )
-from stockflow.processing.orders import HELD
+from stockflow.processing.held import HELD
 from stockflow.processing.pipeline import LocalPipeline
 from stockflow.processing.records import Step
 from stockflow.processing.sweep import sweep_interval

@@ -967,7 +967,7 @@ WAITING_ON_ITS_PRODUCT = ANSWERED_SAGAS.map(
 @given(saga=WAITING_ON_ITS_PRODUCT | ANSWERED_SAGAS, now=st.integers(T0, EXPIRES + 10))
 def test_a_held_single_line_order_is_exactly_what_its_reserved_answer_decides(saga, now) -> None:
     # The order desk stores this answer as the expiry timer's value instead of the saga
-    # (processing.orders.HELD): reading it back must give what answer_line decided.
+    # (processing.held.HELD): reading it back must give what answer_line decided.
     held = answers.held_by_product(saga)
     if held is None:
         return

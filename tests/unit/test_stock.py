@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stockflow.core import recount
 from stockflow.core import stock as decide
 from stockflow.core.stock import Reservation, Stock, StockDecision, entry_as_of
 from stockflow.errors import InvariantViolation
@@ -75,12 +76,12 @@ class Ledger:
 
     def set_stock(self, on_hand: int) -> StockDecision:
         return self.apply(
-            decide.set_stock(self.stock, product_id="p", on_hand=on_hand, pending=self.pending)
+            recount.set_stock(self.stock, product_id="p", on_hand=on_hand, pending=self.pending)
         )
 
     def adjust(self, delta: int) -> StockDecision:
         return self.apply(
-            decide.adjust_stock(self.stock, product_id="p", delta=delta, pending=self.pending)
+            recount.adjust_stock(self.stock, product_id="p", delta=delta, pending=self.pending)
         )
 
 
@@ -356,7 +357,7 @@ def test_counters_that_would_go_negative_are_an_invariant_violation() -> None:
 
 
 def test_recount_of_a_new_product_creates_it() -> None:
-    decision = decide.set_stock(None, product_id="p", on_hand=7, pending=no_pending)
+    decision = recount.set_stock(None, product_id="p", on_hand=7, pending=no_pending)
 
     assert decision.stock == Stock(on_hand=7)
     assert decision.events == ()
@@ -407,10 +408,10 @@ def test_adjustment_changes_on_hand_and_never_below_zero(delta: int, on_hand: in
 
 
 def test_adjustment_of_a_new_product_starts_from_zero() -> None:
-    assert decide.adjust_stock(None, product_id="p", delta=3, pending=no_pending).stock == Stock(
+    assert recount.adjust_stock(None, product_id="p", delta=3, pending=no_pending).stock == Stock(
         on_hand=3
     )
-    assert decide.adjust_stock(None, product_id="p", delta=-3, pending=no_pending).stock == Stock(
+    assert recount.adjust_stock(None, product_id="p", delta=-3, pending=no_pending).stock == Stock(
         on_hand=0
     )
 

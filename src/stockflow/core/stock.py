@@ -1,4 +1,4 @@
-"""Decisions for one product: check-and-reserve, confirm, release, recount and adjustment.
+"""Decisions for one product's reservations: check-and-reserve, confirm, release.
 
 Every function takes the product's current state and one command and returns a
 :class:`StockDecision`: the new state, the public events and the answer to the order's saga.
@@ -36,14 +36,13 @@ __all__ = [
     "ReservationStatus",
     "Stock",
     "StockDecision",
-    "adjust_stock",
+    "checked",
     "confirm",
     "entry_as_of",
     "entry_event",
     "hold",
     "release",
     "reserve",
-    "set_stock",
     "shortfall",
 ]
 
@@ -169,7 +168,8 @@ def _answer(entry: Reservation) -> LineAnswer:
     )
 
 
-def _check(stock: Stock) -> Stock:
+def checked(stock: Stock) -> Stock:
+    """``stock``, once its counters are known to be valid."""
     # reserved may exceed on_hand after a recount (a reported shortfall), never go negative.
     if stock.on_hand < 0 or stock.reserved < 0:
         raise InvariantViolation(f"negative stock counters: {stock!r}")
@@ -261,7 +261,7 @@ def confirm(
         return StockDecision(None, None, entry, True)
     done = _finished(entry, "confirmed", None, now_ms)
     short = stock.on_hand < entry.quantity
-    new_stock = _check(
+    new_stock = checked(
         Stock(
             max(stock.on_hand - entry.quantity, 0),
             stock.reserved - entry.quantity,
@@ -332,7 +332,7 @@ def release(
     if entry.status == "released":
         return StockDecision(None, None, entry, True)
     done = _finished(entry, "released", reason, now_ms)
-    new_stock = _check(Stock(stock.on_hand, stock.reserved - entry.quantity, stock.next_seq))
+    new_stock = checked(Stock(stock.on_hand, stock.reserved - entry.quantity, stock.next_seq))
     return StockDecision(new_stock, done, done, True)
 
 
@@ -344,40 +344,6 @@ def _released_event(entry: Reservation) -> ReservationReleased:
         quantity=entry.quantity,
         reason=entry.release_reason,
     )
-
-
-def set_stock(
-    stock: Stock | None,
-    *,
-    product_id: str,
-    on_hand: int,
-    pending: Callable[[], Iterable[Reservation]],
-) -> StockDecision:
-    """A recount: ``on_hand`` becomes the counted number; reservations stay as they are."""
-    base = stock if stock is not None else Stock(on_hand=0)
-    return _new_on_hand(base, product_id=product_id, on_hand=on_hand, pending=pending)
-
-
-def adjust_stock(
-    stock: Stock | None,
-    *,
-    product_id: str,
-    delta: int,
-    pending: Callable[[], Iterable[Reservation]],
-) -> StockDecision:
-    """A receipt (positive) or a loss (negative). ``on_hand`` never goes below zero."""
-    base = stock if stock is not None else Stock(on_hand=0)
-    return _new_on_hand(
-        base, product_id=product_id, on_hand=max(base.on_hand + delta, 0), pending=pending
-    )
-
-
-def _new_on_hand(
-    stock: Stock, *, product_id: str, on_hand: int, pending: Callable[[], Iterable[Reservation]]
-) -> StockDecision:
-    new_stock = _check(Stock(on_hand, stock.reserved, stock.next_seq))
-    warning = shortfall(new_stock, product_id=product_id, pending=pending)
-    return StockDecision(new_stock, extra=(warning,) if warning else ())
 
 
 def shortfall(

@@ -1,11 +1,8 @@
 """The order desk: runs each order's saga. Consumes ``orders`` and the reply topic, both
 partitioned the same way, so one stream owns an order's whole life.
 
-A single-line order's saga is written once at placement. Its product writer's usual answer
-(reserved, nothing else waiting) is stored as the value of the order's expiry timer
-(:data:`HELD`) instead of a second copy of the saga: the saga it implies is a function of the
-first (:func:`stockflow.core.saga.held_by_product`), applied whenever the saga is read
-(:func:`load_saga`). Any later change writes the whole saga again, which then supersedes it.
+A single-line order's saga is written once at placement; its writer's usual answer is kept in
+its expiry timer (:mod:`stockflow.processing.held`).
 """
 
 from __future__ import annotations
@@ -31,6 +28,7 @@ from stockflow.processing.codec import (
     encode_saga,
 )
 from stockflow.processing.expiries import EXPIRIES, SharedExpiries, expiring
+from stockflow.processing.held import HELD, expiry_key, with_held
 from stockflow.processing.internal import Command, parse_replies
 from stockflow.processing.order_input import Placed, parse_order
 from stockflow.processing.records import Meta, Out, Step
@@ -38,12 +36,7 @@ from stockflow.processing.store import StateStore
 from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
 from stockflow.processing.written import Written
 
-__all__ = ["HELD", "SAGA_CACHE", "OrderDesk", "load_saga"]
-
-HELD = b"held"
-"""The value of a single-line order's expiry timer once its product writer reserved it (other
-timers hold ``b""``)."""
-
+__all__ = ["SAGA_CACHE", "OrderDesk"]
 
 SAGA_CACHE = 8_192
 """Multi-line sagas whose last written value :class:`OrderDesk` remembers decoded (a few
@@ -51,27 +44,6 @@ MiB at most: ~1 KiB an entry for three lines). Their answers come back within a 
 while the table store still hands back the very value written (until its changelog record is
 acknowledged; always, in the memory store): decoding it again cost 1.9 us of a three-line
 order's reply."""
-
-
-def load_saga(store: StateStore, order_id: str) -> Saga | None:
-    """The order's saga as the order desk decides on it: the stored record, with a product
-    writer's plain reservation applied when its expiry timer holds :data:`HELD`."""
-    raw = store.get(saga_key(order_id))
-    return None if raw is None else _with_held(store, order_id, decode_saga(raw))
-
-
-def _with_held(store: StateStore, order_id: str, saga: Saga) -> Saga:
-    """``saga`` as stored, with a plain reservation held by its expiry timer applied."""
-    if saga.product_decides and saga.status == "reserving":
-        held = decide.held_by_product(saga)
-        if held is not None and store.get(_expiry_key(saga, order_id)) == HELD:
-            return held
-    return saga
-
-
-def _expiry_key(saga: Saga, order_id: str) -> str:
-    # The reply partition is the saga's own partition: its timers live there.
-    return timer_key(saga.reply_partition, saga.expires_at_ms, "expiry", order_id)
 
 
 class OrderDesk:
@@ -249,14 +221,14 @@ class OrderDesk:
                 and decide.may_be_held(saga)
                 and saga.lines[0].product_id == first["product_id"]
             ):
-                # One write instead of the saga's and its timer's (see HELD). Decided on the
+                # One write instead of the saga's and its timer's (see :data:`HELD`). Decided on the
                 # stored saga: if HELD is there already (a redelivery), this writes the same
                 # value again, which is all that answer would decide.
-                self.store.put(_expiry_key(saga, order_id), HELD)
+                self.store.put(expiry_key(saga, order_id), HELD)
                 return
-            saga = _with_held(self.store, order_id, saga)
+            saga = with_held(self.store, order_id, saga)
         else:
-            saga = _with_held(self.store, order_id, saga)
+            saga = with_held(self.store, order_id, saga)
             if all(answer["status"] == "reserved" for answer in answers):
                 together = decide.answer_reserved(saga, [a["product_id"] for a in answers])
                 if together is not None:
@@ -300,7 +272,7 @@ class OrderDesk:
     def _loaded(self, key: str, raw: bytes, order_id: str) -> Saga:
         """:meth:`_load` of the saga stored as ``raw`` under ``key``."""
         saga = self._written.get(key, raw)
-        return _with_held(self.store, order_id, decode_saga(raw) if saga is None else saga)
+        return with_held(self.store, order_id, decode_saga(raw) if saga is None else saga)
 
     def _read(self, key: str) -> Saga | None:
         raw = self.store.get(key)

@@ -4,30 +4,25 @@ reservation ledger, publishes the product-level events, answers the orders' saga
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 
-from stockflow.core import single_line
+from stockflow.core import recount, single_line
 from stockflow.core import stock as decide
 from stockflow.core.policy import Policy
 from stockflow.core.single_line import LineDecision
 from stockflow.core.stock import Reservation, Stock, StockDecision
 from stockflow.keys import (
-    ENTRY_KEYS,
     entry_key,
     ledger_prefix,
     marker_key,
-    product_of,
     stock_key,
     timer_key,
 )
 from stockflow.processing.codec import (
     dead_letter,
     decode_entry,
-    decode_stock,
     decode_stock_values,
     encode,
     encode_entry,
-    encode_stock,
     encode_stock_values,
 )
 from stockflow.processing.entry_events import (
@@ -39,9 +34,10 @@ from stockflow.processing.entry_events import (
     encode_reserved,
 )
 from stockflow.processing.internal import Command, parse_product_commands
+from stockflow.processing.ledger_retention import forget_finished
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
-from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
+from stockflow.processing.sweep import ensure_sweep
 from stockflow.processing.written import Written
 
 __all__ = ["WRITTEN_CACHE", "ProductWriter", "log_position"]
@@ -201,7 +197,7 @@ class ProductWriter:
         if self.store.get(marker) is not None:
             return []  # this recount or adjustment was applied already
         if kind == "SetStock":
-            decision = decide.set_stock(
+            decision = recount.set_stock(
                 stock,
                 product_id=product_id,
                 on_hand=command["on_hand"],
@@ -209,7 +205,7 @@ class ProductWriter:
             )
         else:
             assert kind == "AdjustStock", kind
-            decision = decide.adjust_stock(
+            decision = recount.adjust_stock(
                 stock,
                 product_id=product_id,
                 delta=command["delta"],
@@ -373,45 +369,7 @@ class ProductWriter:
             self.store.put(second_key, second)
 
     def _fire(self, partition: int, now_ms: int) -> None:
-        """Retention: forget finished reservations and applied markers. Deleting produces no
-        output, so timers are removed at once."""
-        for timer in due_after_sweeping(
-            self.store,
-            partition,
-            now_ms,
-            prefix=ENTRY_KEYS,
-            retention_ms=self.policy.retention_ms,
-            forget=lambda key, raw: self._forget_entry(key, raw, now_ms),
-        ):
-            # A gc timer: markers, and ledger entries finished by an older version.
-            target = timer.ref
-            raw = self.store.get(target)
-            if raw is not None and target.startswith(ENTRY_KEYS):
-                entry = decode_entry(raw)
-                finished = entry.finished_at_ms
-                if finished is not None and finished + self.policy.retention_ms <= now_ms:
-                    self._forget(entry.product_id, target)
-            elif raw is not None:
-                self._forget(product_of(target), target)
-            self.store.delete(timer.key)
-
-    def _forget_entry(self, key: str, raw: bytes, now_ms: int) -> None:
-        entry = decode_entry(raw)
-        finished = entry.finished_at_ms
-        if finished is not None and finished + self.policy.retention_ms <= now_ms:
-            self._forget(entry.product_id, key)
-
-    def _forget(self, product_id: str, key: str) -> None:
-        # The product's StockRecord may still carry this key as its write-ahead copy (when it
-        # was the last step that changed the counters); drop the copy first, or the next
-        # _load would "repair" the deleted key back to life, with no timer left to forget it.
-        stock_raw = self.store.get(stock_key(product_id))
-        if stock_raw is not None:
-            record = decode_stock(stock_raw)
-            if record.wal_key == key:
-                unlinked = replace(record, wal_key=None, wal_value=None)  # freshness kept
-                self.store.put(stock_key(product_id), encode_stock(unlinked))
-        self.store.delete(key)
+        forget_finished(self.store, partition, now_ms, self.policy.retention_ms)
 
 
 def _end_report(entry: Reservation, order_key: bytes, reply_partition: int) -> list[Out]:
