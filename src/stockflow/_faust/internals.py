@@ -43,7 +43,7 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "faust.transport.drivers.aiokafka",
         "Consumer",
-        ("_to_message", "_new_consumer_thread", "highwater"),
+        ("_to_message", "_new_consumer_thread", "highwater", "_commit"),
     ),
     (
         "faust.transport.drivers.aiokafka",

@@ -26,8 +26,9 @@ that carries one while the worker's membership is not known to be alive, sends i
 heartbeat is answered, and fails those batches with :class:`MembershipLost` once the coordinator
 has dropped the worker (its generation reset). A failed batch loses nothing: its table writes
 never reached the local stores (they wait for their acknowledgement), its offsets are never
-committed (a dropped member's commit is refused, and its partitions are revoked before it
-rejoins), and the new owner processes its records again.
+committed (a dropped member's commit is refused; its partitions are revoked before it rejoins,
+and the batch consumer records no offset of a batch that ends, nor commits any taken, before a
+revocation: ``stockflow._faust.consumer``), and the new owner processes its records again.
 
 A request already past the gate when the worker froze still goes out when it wakes, behind its
 successor's records. Its changelog records then carry values the successor's deterministic
