@@ -144,7 +144,9 @@ async def read_topics(
     timeout: float = 30.0,
     client_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, list[Record]]:
-    """Every record of each topic, from the beginning to its current end."""
+    """Every record of each topic, from the beginning to its current end. ``timeout``: the
+    seconds a read may go without a record before it fails (a long soak's topics take longer
+    than that to read whole, and a stalled broker must still not hang the reader)."""
     names = list(dict.fromkeys(topics))
     consumer = groupless_consumer(
         bootstrap,
@@ -165,8 +167,10 @@ async def read_topics(
         pending = set(partitions)
         while pending:
             if loop.time() > deadline:
-                raise BrokerError(f"reading {names} did not reach the end in {timeout}s")
+                raise BrokerError(f"reading {names} got no record for {timeout}s before the end")
             batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            if batch:
+                deadline = loop.time() + timeout
             for tp, messages in batch.items():
                 result[tp.topic].extend(
                     Record(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)

@@ -170,7 +170,7 @@ def summary_lines(lines: Iterable[str], *, inputs: int) -> list[str]:
     type=click.FloatRange(min=0, min_open=True),
     default=60.0,
     show_default=True,
-    help="Seconds to reach the end of every partition.",
+    help="Seconds a read may go without a record before it fails.",
 )
 def record(
     ctx: click.Context, broker: str | None, topics: str | None, out: Path | None, timeout: float
