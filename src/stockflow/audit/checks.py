@@ -15,6 +15,9 @@ lifecycle
     is ``double_release``; closing a reservation that the other event already closed is
     ``release_after_confirm`` / ``confirm_after_release``; a different repeat of any other
     product event is ``conflicting_duplicate``. Identical repeats are duplicates, not violations.
+    Per order: a confirmed line and a released one is ``partly_confirmed``; a confirmed line and
+    one still pending is listed as ``awaiting_confirmation``, a violation
+    (``unconfirmed_line``) only when ``strict``.
 stock
     See :mod:`stockflow.audit.stock`.
 dead_letters
@@ -113,6 +116,11 @@ class _Audit:
         self._outcomes(by_order, placed)
         lifecycle = check_lifecycle(outputs)
         self.violations.extend(lifecycle.findings)
+        self.pending.extend(lifecycle.unconfirmed)
+        if self.strict:
+            self.violations.extend(
+                replace(finding, kind="unconfirmed_line") for finding in lifecycle.unconfirmed
+            )
         self.counts["duplicates"].update(lifecycle.duplicates)
         stock = check_stock(
             self._stock_inputs(inventory, lettered),

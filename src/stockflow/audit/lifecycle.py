@@ -5,6 +5,12 @@ these events by order id, so they share a partition): ``ProductReserved`` first,
 of ``ReservationConfirmed`` / ``ReservationReleased``, carrying the reserved quantity. Identical
 repeats of a product event are re-emissions (counted as duplicates); different repeats and
 closings without a pending reservation are violations.
+
+Per order: a payment confirms every line its saga holds, and an expiry, a cancellation or a
+compensation releases every one. An order with a confirmed line and a released one is
+``partly_confirmed``; an order with a confirmed line and one still pending is
+:attr:`LifecycleReport.unconfirmed` (a confirmation on its way, or lost: a violation when the
+audit is strict).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ class LifecycleReport:
     duplicates: Counter[str] = field(default_factory=Counter)
     movements: list[Movement] = field(default_factory=list)
     """The first emissions that changed a reservation's state: the stock check's input."""
+    unconfirmed: list[Finding] = field(default_factory=list)
+    """``awaiting_confirmation``: a line still pending in an order with a confirmed line."""
 
 
 def check_lifecycle(outputs: Sequence[Output]) -> LifecycleReport:
@@ -37,11 +45,47 @@ def check_lifecycle(outputs: Sequence[Output]) -> LifecycleReport:
         if output.kind in PRODUCT_EVENTS:
             lives[(output.value["order_id"], output.value["product_id"])].append(output)
     report = LifecycleReport()
+    orders: dict[str, list[_Life]] = defaultdict(list)
     for (order, product), events in lives.items():
         if len({e.record.partition for e in events}) == 1:
             events = sorted(events, key=lambda e: e.record.offset)
-        _Life(order, product, report).run(events)
+        life = _Life(order, product, report)
+        life.run(events)
+        orders[order].append(life)
+    for order, lines in orders.items():
+        if len(lines) > 1:
+            _check_order(order, lines, report)
     return report
+
+
+def _check_order(order: str, lines: list[_Life], report: LifecycleReport) -> None:
+    """One payment confirms all of an order's lines; no other event closes some of them."""
+    confirmed = next(
+        (line.closing for line in lines if line.state == "confirmed" and line.closing), None
+    )
+    if confirmed is None:
+        return
+    product = confirmed.value["product_id"]
+    for line in lines:
+        if line.state == "released" and line.closing is not None:
+            found, at, target = "released", line.closing, report.findings
+            kind = "partly_confirmed"
+        elif line.state == "pending" and line.reserved is not None:
+            found, at, target = "still pending", line.reserved, report.unconfirmed
+            kind = "awaiting_confirmation"
+        else:
+            continue
+        target.append(
+            Finding(
+                check=_CHECK,
+                kind=kind,
+                message=f"{order}/{line.product}: {found}, while {product} was confirmed",
+                at=at.at,
+                order_id=order,
+                product_id=line.product,
+                related=(confirmed.at,),
+            )
+        )
 
 
 class _Life:
@@ -52,6 +96,8 @@ class _Life:
         self.first: dict[str, Output] = {}
         self.state = "none"
         self.reserved: Output | None = None
+        self.closing: Output | None = None
+        """The event that confirmed or released the pending reservation."""
 
     def flag(self, kind: str, message: str, event: Output, *related: Output) -> None:
         self.report.findings.append(
@@ -106,7 +152,7 @@ class _Life:
             self.flag(
                 "quantity_mismatch", f"{closed} {quantity} of {held} reserved", event, self.reserved
             )
-        self.state = closed
+        self.state, self.closing = closed, event
         self.move(event, verb, self.reserved)
 
     def move(self, event: Output, kind: MoveKind, reserved: Output) -> None:

@@ -8,8 +8,9 @@ import subprocess
 import sys
 
 from stockflow.audit import Position
+from stockflow.testing.topics import Record
 
-from audit_builders import DEAD, INVENTORY, ORDERS, RESERVATIONS, clean_run, only
+from audit_builders import DEAD, INVENTORY, ORDERS, RESERVATIONS, Topics, clean_run, only
 
 
 def test_clean_run_passes_and_counts_duplicates() -> None:
@@ -124,6 +125,44 @@ def test_confirming_after_a_release_and_a_wrong_quantity_are_caught() -> None:
         ("confirm_after_release", late.offset),
         ("quantity_mismatch", short.offset),
     }
+
+
+def two_line_order_paid() -> tuple[Topics, Record]:
+    """A two-line order, reserved and paid; only its first line's confirmation published."""
+    t = Topics()
+    t.stock_set("a", 5, ts=1000)
+    t.stock_set("b", 5, ts=1001)
+    t.place("o-1", ("a", 1), ("b", 2), ts=1100)
+    t.order_event("OrderPaid", "o-1", ts=1200)
+    t.reserved("o-1", "a", 1, ts=1150)
+    pending_b = t.reserved("o-1", "b", 2, ts=1151)
+    t.order_reserved("o-1", ("a", 1), ("b", 2), ts=1152)
+    t.closing("ReservationConfirmed", "o-1", "a", 1, ts=1250)
+    return t, pending_b
+
+
+def test_a_paid_order_with_a_line_left_pending_is_pending_then_a_violation_when_strict() -> None:
+    # A soak lost a multi-line order's second Confirm: one line confirmed, the other pending
+    # for good. Only the chaos run's own lifecycle check saw it; the audit exited 0.
+    t, pending_b = two_line_order_paid()
+    lenient = t.audit()
+    assert lenient.ok
+    assert [(f.kind, f.product_id, f.at) for f in lenient.pending] == [
+        ("awaiting_confirmation", "b", Position(RESERVATIONS, 0, pending_b.offset))
+    ]
+    finding = only(t.audit(strict=True), "unconfirmed_line")
+    assert finding.order_id == "o-1" and finding.product_id == "b"
+
+    t.closing("ReservationConfirmed", "o-1", "b", 2, ts=1251)
+    assert t.audit(strict=True).ok
+
+
+def test_a_paid_order_with_a_line_released_is_partly_confirmed() -> None:
+    t, _ = two_line_order_paid()
+    release = t.closing("ReservationReleased", "o-1", "b", 2, reason="expired", ts=1251)
+    finding = only(t.audit(), "partly_confirmed")
+    assert finding.at == Position(RESERVATIONS, 0, release.offset)
+    assert finding.product_id == "b" and finding.related == (Position(RESERVATIONS, 0, 3),)
 
 
 def test_the_auditor_loads_none_of_the_worker_code() -> None:
