@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from stockflow.core import recount
 from stockflow.core import stock as decide
-from stockflow.core.stock import Reservation, Stock, StockDecision, entry_as_of
+from stockflow.core.stock import Reservation, Stock, StockDecision, entry_as_of, forgettable
 from stockflow.errors import InvariantViolation
 from stockflow.models import (
     LineAnswer,
@@ -556,3 +556,11 @@ def test_an_entry_is_seen_only_by_commands_after_the_reserve_that_made_it() -> N
     unplaced = Reservation("o-1", "p", 1, 0, EXPIRES)  # written before positions were kept
     assert entry_as_of(unplaced, 0) is unplaced
     assert entry_as_of(None, 7) is None
+
+
+def test_an_entry_is_forgettable_once_finished_for_the_retention_period() -> None:
+    entry = Reservation("o", "p", 1, 0, 9_000, "pending")
+    assert not forgettable(entry, 10**12, 1_000)  # never while pending
+    done = Reservation("o", "p", 1, 0, 9_000, "confirmed", None, 5_000)
+    assert not forgettable(done, 5_999, 1_000)
+    assert forgettable(done, 6_000, 1_000)

@@ -40,6 +40,7 @@ __all__ = [
     "confirm",
     "entry_as_of",
     "entry_event",
+    "forgettable",
     "hold",
     "release",
     "reserve",
@@ -313,6 +314,13 @@ def entry_as_of(entry: Reservation | None, position: int) -> Reservation | None:
     if entry is not None and entry.held_at is not None and entry.held_at > position:
         return None
     return entry
+
+
+def forgettable(entry: Reservation, now_ms: int, retention_ms: int) -> bool:
+    """Whether the ledger may forget ``entry``: finished at least ``retention_ms`` ago (a
+    redelivered command for it finds no entry after that, like one for an unknown order)."""
+    finished = entry.finished_at_ms
+    return finished is not None and finished + retention_ms <= now_ms
 
 
 def release(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from stockflow.core.stock import forgettable
 from stockflow.keys import ENTRY_KEYS, product_of, stock_key
 from stockflow.processing.codec import decode_entry, decode_stock, encode_stock
 from stockflow.processing.store import StateStore
@@ -19,8 +20,7 @@ def forget_finished(store: StateStore, partition: int, now_ms: int, retention_ms
 
     def forget_entry(key: str, raw: bytes) -> None:
         entry = decode_entry(raw)
-        finished = entry.finished_at_ms
-        if finished is not None and finished + retention_ms <= now_ms:
+        if forgettable(entry, now_ms, retention_ms):
             _forget(store, entry.product_id, key)
 
     for timer in due_after_sweeping(

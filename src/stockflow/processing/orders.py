@@ -221,7 +221,7 @@ class OrderDesk:
                 and decide.may_be_held(saga)
                 and saga.lines[0].product_id == first["product_id"]
             ):
-                # One write instead of the saga's and its timer's (see :data:`HELD`). Decided on the
+                # One write instead of the saga's and its timer's (see HELD). Decided on the
                 # stored saga: if HELD is there already (a redelivery), this writes the same
                 # value again, which is all that answer would decide.
                 self.store.put(expiry_key(saga, order_id), HELD)
