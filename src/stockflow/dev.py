@@ -27,10 +27,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, TextIO
 
 from stockflow.errors import StockflowError, WorkerError
+from stockflow.stop_signals import SignalStops
 from stockflow.testing.broker import EmbeddedBroker, free_port
 from stockflow.testing.harness import Harness
 from stockflow.testing.worker import WorkerProcess
@@ -255,13 +255,10 @@ def run_dev(
         stock=stock,
     )
 
-    requested: list[int] = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        requested.append(signum)
-        raise _Stop(signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A raise that a finaliser swallowed is delivered again (SignalStops): else the loop
+    # below would never see it.
+    stops = SignalStops((signal.SIGINT, signal.SIGTERM), _Stop).install()
+    requested = stops.received
     status = 0
     try:
         try:
@@ -299,14 +296,12 @@ def run_dev(
         return status
     finally:
         # A second Ctrl-C must not cut the stop short: every wait in it is bounded.
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
+        stops.ignore()
         try:
             stack.stop()
         except WorkerError as exc:  # pragma: no cover - stop() kills what does not stop
             say(f"stockflow dev: {exc}", err)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stops.restore()
         if keep:
             say(f"stockflow dev: stopped; logs kept in {workdir}")
         else:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
-from typing import Any
+
+from stockflow.stop_signals import SignalStops
 
 __all__ = ["STOP_SIGNALS", "stopped_by_signals"]
 
@@ -25,16 +25,13 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 def stopped_by_signals() -> Iterator[None]:
     """Within the block, SIGTERM and SIGHUP raise ``SystemExit(128 + signum)`` in the main
     thread; a second one while the block unwinds is ignored (the stop it would cut short is
-    bounded by its own timeouts). The previous handlers are restored on the way out."""
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        raise SystemExit(128 + signum)
-
-    previous: dict[signal.Signals, Any] = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    bounded by its own timeouts). A raise that a finaliser swallowed is delivered again
+    (:class:`~stockflow.stop_signals.SignalStops`), and a block that ends after a stop signal
+    all the same exits as stopped. The previous handlers are restored on the way out."""
+    stops = SignalStops(STOP_SIGNALS, lambda signum: SystemExit(128 + signum)).install()
     try:
         yield
+        if stops.received:  # swallowed where no hook sees it (an ``except BaseException``)
+            raise SystemExit(128 + stops.received[0])
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stops.restore()
