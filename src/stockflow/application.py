@@ -209,6 +209,7 @@ def _declare_tables(app: AppT, settings: Settings) -> _State:
         app,
         compression=settings.internal_compression,
         public=(settings.reservations_topic, settings.dead_letter_topic),
+        output_order=settings.output_order,
     )
     changelog = ChangelogWriter(app, sender)  # one for both tables: writes keep their order
     return _State(

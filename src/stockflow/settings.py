@@ -222,6 +222,12 @@ class Settings(BaseSettings):
     rolling upgrade from a version without it, ``none`` until every worker runs this one.
     Default ``zstd``; env ``STOCKFLOW_INTERNAL_COMPRESSION``."""
 
+    output_order: Literal["auto", "client", "acks"] = "auto"
+    """When a batch's outputs may go. ``client``: once its changelog writes are in the producer
+    (one broker serves them in order); ``acks``: once those are acknowledged (a round trip per
+    hop; several brokers may fail one request and serve the other); ``auto``: ``acks`` with
+    more than one broker. Default ``auto``; env ``STOCKFLOW_OUTPUT_ORDER``."""
+
     batch_max_records: int = Field(default=1000, ge=1)
     """Records an agent takes in one batch at most (Faust ``take_events``): the outputs of a
     batch go out together, one internal record per destination partition. Default 1000; env

@@ -22,7 +22,8 @@ from agent_world import AgentWorld, Sent
 
 class CapturingClient:
     """Stands in for aiokafka's producer: ``send_batch`` (the batch built as it is handed
-    over, so later records start another) and the metadata look-up of a topic's partitions."""
+    over, so later records start another) and the metadata look-ups of a topic's partitions
+    and of the brokers."""
 
     def __init__(self, world: AgentWorld, partitions: int) -> None:
         self.offsets: dict[tuple[str, int], int] = {}
@@ -36,6 +37,9 @@ class CapturingClient:
 
     def partitions_for_topic(self, topic: str) -> set[int]:
         return set(range(self.partitions))
+
+    def brokers(self) -> set[str]:
+        return {"broker-0"}  # one, as the embedded broker: outputs follow the client's order
 
     async def send_batch(
         self, batch: BatchBuilder, topic: str, *, partition: int

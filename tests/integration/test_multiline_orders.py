@@ -8,6 +8,8 @@ import random
 from collections import defaultdict
 from typing import Any
 
+import pytest
+
 from stockflow.testing.harness import Harness
 
 from expectations import assert_one_outcome_each, order_placed
@@ -23,10 +25,17 @@ def _cart(rng: random.Random, order_id: str) -> tuple[str, str, dict[str, Any]]:
     return order_placed(order_id, *lines, **extra)
 
 
-def test_two_workers_mixed_flash_sale(stockflow_harness: Harness) -> None:
+@pytest.mark.parametrize(
+    "output_order",
+    # auto is client on one broker; acks, as on several brokers: outputs wait for their
+    # changelog writes' acknowledgements.
+    ["auto", "acks"],
+)
+def test_two_workers_mixed_flash_sale(stockflow_harness: Harness, output_order: str) -> None:
     harness = stockflow_harness
-    first = harness.start_worker("w1")
-    second = harness.worker("w2").start()
+    first = harness.worker("w1", STOCKFLOW_OUTPUT_ORDER=output_order).start()
+    first.wait_ready(60)
+    second = harness.worker("w2", STOCKFLOW_OUTPUT_ORDER=output_order).start()
     second.wait_ready(60)
     first.wait_ready(60, count=2)  # the first worker rebalanced to share the partitions
     harness.stock_many(STOCK)

@@ -36,10 +36,10 @@ from aiokafka import codec
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 
-from stockflow._faust.membership import MembershipLease, gate_sends, mark_gated
+from stockflow._faust.membership import MembershipLease, MembershipLost, gate_sends, mark_gated
 from stockflow.errors import DependencyError
 
-__all__ = ["CODECS", "BatchSender", "OpenBuilder", "Sent", "seal_on_drain"]
+__all__ = ["CODECS", "OUTPUT_ORDERS", "BatchSender", "OpenBuilder", "Sent", "seal_on_drain"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ CODECS = {
     "zstd": (codec.has_zstd, DefaultRecordBatch.CODEC_ZSTD),
 }
 """Compression name -> (whether its library is installed, the record batch attribute)."""
+
+OUTPUT_ORDERS = ("auto", "client", "acks")
+"""When a batch's outputs may go (:class:`BatchSender`'s ``output_order``)."""
 
 
 class OpenBuilder(BatchBuilder):  # type: ignore[misc]  # aiokafka is untyped
@@ -97,7 +100,7 @@ class _Queued:
     """A record batch being filled, waiting for its turn, or ``handed`` to the client and not
     built yet; ``count`` records so far."""
 
-    __slots__ = ("after", "builder", "count", "delivery", "handed")
+    __slots__ = ("acks", "after", "builder", "count", "delivery", "fixed", "handed", "output")
 
     def __init__(self, builder: OpenBuilder) -> None:
         self.builder = builder
@@ -107,18 +110,45 @@ class _Queued:
         self.after: list[asyncio.Task[None]] = []
         """Record batches of other partitions that must reach the client first (see
         :meth:`BatchSender.send`'s ``after_state``); grows while this one is still queued."""
+        self.acks: list[asyncio.Future[Any]] = []
+        """With the output order ``acks``: the deliveries of the changelog batches that must be
+        acknowledged before this one goes."""
+        self.fixed = False
+        self.output = False
+        """Sent with ``after_state``: outputs, not changelog writes."""
+        """Waiting for ``acks``: records that must wait start another batch (joining this
+        one, they would add acknowledgements to wait for, and a busy worker's outputs could
+        wait for ever)."""
 
 
 class BatchSender:
     """Submits records through ``app``'s producer (Faust's, aiokafka underneath).
 
     Record batches of every topic but ``public`` ones are compressed with ``compression``
-    (``"none"``: not at all); those of ``public`` topics as the producer is configured."""
+    (``"none"``: not at all); those of ``public`` topics as the producer is configured.
+
+    ``output_order`` says when a batch's outputs (sends with ``after_state``) may go:
+    ``client``, once the changelog writes queued before them are in the client: one broker
+    serves a client's requests in order, so an output on it implies those writes; ``acks``,
+    once those writes are acknowledged: with several brokers a changelog request can fail
+    after its retries while an output request to another broker succeeded, and a worker that
+    then crashed would leave an outcome whose deciding write is lost (a produce round trip
+    more per hop); ``auto``, ``acks`` while the producer's metadata lists more than one broker,
+    else ``client``. In every order, no output goes after a changelog batch has been lost."""
 
     def __init__(
-        self, app: Any, *, compression: str = "none", public: Collection[str] = ()
+        self,
+        app: Any,
+        *,
+        compression: str = "none",
+        public: Collection[str] = (),
+        output_order: str = "auto",
     ) -> None:
+        if output_order not in OUTPUT_ORDERS:
+            raise ValueError(f"output_order must be one of {OUTPUT_ORDERS}, not {output_order!r}")
         self.app = app
+        self.output_order = output_order
+        self._acks_logged = False
         self._codec: int | None = None
         if compression != "none":
             available, self._codec = CODECS[compression]
@@ -139,6 +169,11 @@ class BatchSender:
         self._state: dict[tuple[str, int], asyncio.Task[None]] = {}
         """Per topic partition written by sends without ``after_state`` (the changelogs), its
         last outstanding record batch: the partition's earlier ones are handed before it."""
+        self._unacked: dict[asyncio.Future[Any], None] = {}
+        """The deliveries of every changelog record batch not yet acknowledged, in order."""
+        self._state_lost: BaseException | None = None
+        """Why a changelog record batch was lost (not for :class:`MembershipLost`): the worker
+        is stopping, and no output may go after it."""
         self._wrapped: Any = None
 
     def _client(self) -> Any:
@@ -181,7 +216,12 @@ class BatchSender:
         producer = self._client()
         touched: dict[tuple[str, int], _Queued] = {}
         sent: Sent = []
-        state = list(self._state.values()) if after_state else None
+        state: list[asyncio.Task[None]] | None = None
+        acks: list[asyncio.Future[Any]] = []
+        if after_state:
+            state = list(self._state.values())
+            if self._unacked and self._acks_first(producer):
+                acks = list(self._unacked)
         for topic, partition, key, value in records:
             tp = (topic, partition)
             batch = touched.get(tp)
@@ -189,15 +229,16 @@ class BatchSender:
                 # The partition's last batch takes these too, and from then on waits for what
                 # these wait for; handed to the client, it can no longer wait.
                 batch = self._queued.get(tp)
-                if batch is None or (batch.handed and state):
-                    batch = self._queue(producer, tp, state)
-                elif state:
-                    batch.after.extend(state)
+                if batch is None or ((batch.handed or batch.fixed) and (state or acks)):
+                    batch = self._queue(producer, tp, state, acks)
+                elif state or acks:
+                    batch.after.extend(state or ())
+                    batch.acks.extend(acks)
             if batch.builder.add(timestamp=None, key=key, value=value) is None:
                 # Full or built: the partition's next batch starts with this record.
                 if tp in touched:
                     sent.append((topic, partition, batch.delivery, batch.count))
-                batch = self._queue(producer, tp, state)
+                batch = self._queue(producer, tp, state, acks)
                 if batch.builder.add(timestamp=None, key=key, value=value) is None:
                     raise ValueError(f"a record for {topic} does not fit in a producer batch")
             touched[tp] = batch
@@ -217,23 +258,48 @@ class BatchSender:
             codec = self._codec
         return mark_gated(OpenBuilder(conf.producer_max_batch_size, codec))  # type: ignore[no-any-return]
 
+    def _acks_first(self, producer: Any) -> bool:
+        """Whether outputs wait for the changelog's acknowledgements (see the class)."""
+        if self.output_order != "auto":
+            return self.output_order == "acks"
+        cluster = getattr(getattr(producer, "client", None), "cluster", None)
+        brokers = 0 if cluster is None else len(cluster.brokers())
+        if brokers > 1 and not self._acks_logged:
+            self._acks_logged = True
+            log.info("%d brokers: outputs wait for their changelog writes' acks", brokers)
+        return brokers > 1
+
     def _queue(
-        self, producer: Any, tp: tuple[str, int], after: list[asyncio.Task[None]] | None
+        self,
+        producer: Any,
+        tp: tuple[str, int],
+        after: list[asyncio.Task[None]] | None,
+        acks: list[asyncio.Future[Any]] = (),  # type: ignore[assignment]  # never mutated
     ) -> _Queued:
         """A new record batch for ``tp``, handed to the client after the partition's previous
-        one (and the batches in ``after``: see :meth:`send`); until then the partition's next
-        records are appended to it."""
+        one (and the batches in ``after``, and once ``acks`` are acknowledged: see
+        :meth:`send`); until then the partition's next records are appended to it."""
         batch = _Queued(self._builder(tp[0]))
         if after is not None:
             batch.after = list(after)  # its own: a queued batch's list grows (see send)
+            batch.acks = list(acks)
+            batch.output = True
         self._queued[tp] = batch
         task = asyncio.ensure_future(self._submit(self._tails.get(tp), producer, tp, batch))
         self._tails[tp] = task
         self._outstanding[task] = None
         if after is None:
             self._state[tp] = task
+            self._unacked[batch.delivery] = None
+            batch.delivery.add_done_callback(self._state_settled)
         task.add_done_callback(partial(self._done, tp))
         return batch
+
+    def _state_settled(self, delivery: asyncio.Future[Any]) -> None:
+        del self._unacked[delivery]
+        exc = asyncio.CancelledError() if delivery.cancelled() else delivery.exception()
+        if exc is not None and not isinstance(exc, MembershipLost) and self._state_lost is None:
+            self._state_lost = exc
 
     async def _submit(
         self,
@@ -251,6 +317,17 @@ class BatchSender:
                 for task in after:
                     if not task.done():
                         await asyncio.wait([task])
+            if batch.acks:
+                batch.fixed = True
+                for acked in batch.acks:
+                    if not acked.done():
+                        await asyncio.wait([acked])
+                    if acked.cancelled():
+                        raise asyncio.CancelledError
+                    if (exc := acked.exception()) is not None:
+                        raise exc  # the output of a lost write: never sent
+            if batch.output and self._state_lost is not None:
+                raise self._state_lost
             # Past its waits: from here on a send that must wait starts another batch, and
             # one that need not joins this one, until the client builds it.
             batch.handed = True
