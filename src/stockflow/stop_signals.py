@@ -39,6 +39,8 @@ class SignalStops:
         self.received: list[int] = []
         self._raised: BaseException | None = None
         self._in_hook = False
+        self._resent: int | None = None
+        """The signal sent again after a lost raise: already in ``received``."""
         self._timer: threading.Timer | None = None
         self._previous: dict[signal.Signals, Any] = {}
         self._previous_hook: Callable[[Any], object] = sys.unraisablehook
@@ -67,7 +69,10 @@ class SignalStops:
             self._redeliver(signum)
             return
         self.ignore()
-        self.received.append(signum)
+        if self._resent == signum:
+            self._resent = None
+        else:
+            self.received.append(signum)
         self._raised = self.make(signum)
         raise self._raised
 
@@ -77,10 +82,13 @@ class SignalStops:
             self._previous_hook(unraisable)
             return
         # Lost inside a finaliser: handled again, as if the signal had come once more.
+        # It stays in ``received``: a block that ends before the signal comes again still
+        # knows that it was stopped.
         self._raised = None
         self._in_hook = True
         try:
-            self._redeliver(self.received.pop())
+            self._resent = self.received[-1]
+            self._redeliver(self._resent)
         finally:
             self._in_hook = False
 

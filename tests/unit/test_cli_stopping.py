@@ -71,3 +71,10 @@ def test_a_stop_swallowed_by_the_block_still_ends_it_as_stopped() -> None:
         except BaseException:  # what a careless library might do with it
             pass
     assert stopped.value.code == 128 + signal.SIGTERM
+
+
+def test_a_block_that_ends_before_a_lost_stop_comes_again_still_exits_as_stopped() -> None:
+    with pytest.raises(SystemExit) as stopped, stopped_by_signals():
+        _SignalledWhileFinalised(signal.SIGTERM)  # lost in __del__; sent again in 50 ms
+    assert stopped.value.code == 128 + signal.SIGTERM
+    time.sleep(0.2)  # the second sending was cancelled with the handlers: nothing arrives

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -114,11 +114,11 @@ class _Queued:
         """With the output order ``acks``: the deliveries of the changelog batches that must be
         acknowledged before this one goes."""
         self.fixed = False
-        self.output = False
-        """Sent with ``after_state``: outputs, not changelog writes."""
         """Waiting for ``acks``: records that must wait start another batch (joining this
         one, they would add acknowledgements to wait for, and a busy worker's outputs could
         wait for ever)."""
+        self.output = False
+        """Sent with ``after_state``: outputs, not changelog writes."""
 
 
 class BatchSender:
@@ -274,7 +274,7 @@ class BatchSender:
         producer: Any,
         tp: tuple[str, int],
         after: list[asyncio.Task[None]] | None,
-        acks: list[asyncio.Future[Any]] = (),  # type: ignore[assignment]  # never mutated
+        acks: Sequence[asyncio.Future[Any]] = (),
     ) -> _Queued:
         """A new record batch for ``tp``, handed to the client after the partition's previous
         one (and the batches in ``after``, and once ``acks`` are acknowledged: see
