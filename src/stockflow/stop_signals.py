@@ -65,8 +65,10 @@ class SignalStops:
             sys.unraisablehook = self._previous_hook
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self._in_hook:  # a raise here would be lost again: the hook's own are dropped
-            self._redeliver(signum)
+        if self._in_hook:
+            # Only the lost signal is armed here, and this hook sends it again: a raise now
+            # would be lost too (the hook's own exceptions are dropped), and a second sending
+            # could outlive restore().
             return
         self.ignore()
         if self._resent == signum:
