@@ -349,33 +349,64 @@ class SagaDriver:
 class RecordingPipeline(LocalPipeline):
     """A LocalPipeline that remembers every input record as delivered (with its offset), so a
     test can deliver it again the way Kafka redelivers after a crash: same topic, partition,
-    offset, key, value and timestamp."""
+    offset, key, value and timestamp.
+
+    It watches the processors' methods, which the pipeline looks up per record, and not the
+    pipeline's own routing: that is written into one loop (``_drain``), and hooks on the
+    methods it once called were silently never called (the property tests then redelivered
+    nothing and duplicated nothing). :attr:`echoed` counts what ``echo`` duplicated, so that a
+    test can tell."""
 
     echo: Callable[[Out], bool] | None = None
     """Asked for every internal record (product command, saga reply): ``True`` delivers it a
-    second time, behind whatever is queued by then, as at-least-once delivery may."""
+    second time, right behind the first, as at-least-once delivery may."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.delivered: list[tuple[str, bytes | None, Meta]] = []
+        self.echoed = 0
+        self._redelivering = False
+        orders, products, inventory = self.orders, self.products, self.inventory
+        orders.handle_order = self._watch("orders", orders.handle_order)  # type: ignore[method-assign]
+        orders.handle_reply = self._watch(None, orders.handle_reply)  # type: ignore[method-assign]
+        products.handle = self._watch(None, products.handle)  # type: ignore[method-assign]
+        inventory.handle = self._watch("inventory", inventory.handle)  # type: ignore[method-assign]
 
-    def _route(self, out: Out, ts: int) -> None:
-        super()._route(out, ts)
-        internal = out.role in ("product_commands", "order_replies")
-        if internal and self.echo is not None and self.echo(out):
-            super()._route(out, ts)
+    def _watch(
+        self, topic: str | None, handle: Callable[[bytes | None, Meta], Step]
+    ) -> Callable[[bytes | None, Meta], Step]:
+        """``handle`` that records the input records of ``topic`` and echoes internal outputs."""
 
-    def _dispatch(self, topic: str, value: bytes | None, meta: Meta) -> Step:
-        if topic in ("orders", "inventory"):
-            self.delivered.append((topic, value, meta))
-        return super()._dispatch(topic, value, meta)
+        def watched(raw: bytes | None, meta: Meta) -> Step:
+            if topic is not None and not self._redelivering:
+                self.delivered.append((topic, raw, meta))
+            step = handle(raw, meta)
+            if self.echo is not None:
+                outputs: list[Out] = []
+                for out in step.outputs:
+                    outputs.append(out)
+                    internal = out.role in ("product_commands", "order_replies")
+                    if internal and self.echo(out):
+                        outputs.append(out)
+                        self.echoed += 1
+                step.outputs = outputs
+            return step
+
+        return watched
 
     def redeliver(self, topic: str, value: bytes | None, meta: Meta) -> list[Emitted]:
+        """The input record ``meta`` describes, delivered again at its own offset (the pipeline
+        numbers each input partition's records; only inputs are taken there, so no other
+        record takes an offset of that partition while this one is processed)."""
+        offsets = self._offsets[topic]
+        following = offsets[meta.partition]
+        offsets[meta.partition] = meta.offset
         start = len(self.emitted)
-        step = super()._dispatch(topic, value, meta)
-        for out in step.outputs:
-            self._route(out, meta.timestamp_ms)
-        self._drain()
-        for key in step.after_flush:
-            self.order_store.delete(key)
+        self._redelivering = True
+        try:
+            self._queue.append((topic, meta.partition, meta.key, value, meta.timestamp_ms))
+            self._drain()
+        finally:
+            self._redelivering = False
+            offsets[meta.partition] = following
         return self.emitted[start:]

@@ -87,11 +87,13 @@ def test_exactly_the_orders_that_fit_are_reserved(stock, orders, data) -> None:
         pipeline.feed("inventory", product.encode(), stock_set(product, on_hand), now)
 
     inputs: list[tuple[bytes, bytes]] = []
+    retried = 0
     for number, (product, quantity) in enumerate(orders):
         order_id = f"o-{number}"
         inputs.append((order_id.encode(), order_placed(order_id, (product, quantity))))
         # Any earlier order may be delivered again (a producer retry) at any point.
         retries = data.draw(st.lists(st.sampled_from(inputs), max_size=2))
+        retried += len(retries)
         for key, value in [*retries, inputs[-1]]:
             now += data.draw(st.integers(1, 200))
             pipeline.feed("orders", key, value, now)
@@ -127,6 +129,8 @@ def test_exactly_the_orders_that_fit_are_reserved(stock, orders, data) -> None:
         assert held.on_hand == on_hand
         assert held.reserved == on_hand - remaining[product]
 
+    # Every input was seen (the fixture's hooks once went dead, and this part tested nothing).
+    assert len(pipeline.delivered) == len(stock) + len(inputs) + retried
     # Redelivering any prefix of what was delivered (same offsets) changes nothing.
     products_before = pipeline.product_store.items()
     orders_before = pipeline.order_store.items()
@@ -425,3 +429,24 @@ def test_skipping_advance_when_quiet_changes_nothing(inputs: list[tuple[str, int
         )
 
     assert run(always_advance=False) == run(always_advance=True)
+
+
+def test_the_recording_pipeline_records_echoes_and_redelivers() -> None:
+    # The property tests above rely on these three; none of them may go quiet again.
+    pipeline = RecordingPipeline(partitions=3)
+    pipeline.echo = lambda _out: True
+    pipeline.feed("inventory", b"p", stock_set("p", 5), T0)
+    first = pipeline.feed("orders", b"o-1", order_placed("o-1", ("p", 2)), T0 + 1)
+    assert [topic for topic, _value, _meta in pipeline.delivered] == ["inventory", "orders"]
+    assert pipeline.echoed >= 2  # the stock's command and the order's Reserve, at least
+    reserved = stock_of(pipeline.product_store, "p")
+    assert reserved is not None and reserved.reserved == 2  # its echo held nothing more
+    stores = pipeline.product_store.items(), pipeline.order_store.items()
+    topic, value, meta = pipeline.delivered[1]
+    again = pipeline.redeliver(topic, value, meta)
+    assert [e.value for e in again] == [e.value for e in first]
+    assert (pipeline.product_store.items(), pipeline.order_store.items()) == stores
+    assert len(pipeline.delivered) == 2  # a redelivery is not a new delivery
+    # The next input of that partition takes the offset after the first delivery's.
+    pipeline.feed("orders", b"o-1", order_paid("o-1"), T0 + 2)
+    assert pipeline.delivered[2][2].offset == meta.offset + 1
