@@ -12,7 +12,10 @@ evenly, stock for everyone), next to a hand-written baseline measured in the sam
 ``pipeline``   :class:`stockflow.processing.pipeline.LocalPipeline`: a whole single-line order
                (placed, reserved, its ``OrderReserved`` outcome) through every processor step
                the worker runs for it, without Faust; its rate is orders/s (issue 11's goal:
-               at least 50,000).
+               at least 50,000). Fed as ``stockflow replay`` feeds it
+               (:meth:`~stockflow.processing.pipeline.LocalPipeline.process`: the outputs
+               appended to its log, not also returned per record as ``feed`` does; figures
+               before 2026-12-06's second session went through ``feed``, ~5-7% lower).
 
 Each :class:`CoreResult` carries its layer's ``key`` (the names above), which the goals use.
 
@@ -178,8 +181,9 @@ def _pipeline(
     orders = single_line_orders(count, products)
 
     def body() -> None:
+        process = pipe.process
         for key, value in orders:
-            pipe.feed("orders", key, value, 2_000)
+            process("orders", key, value, 2_000)
 
     result = _timed(key, name, count, body)
     outcomes = sum(1 for e in pipe.emitted if e.value.startswith(b'{"type":"OrderReserved"'))

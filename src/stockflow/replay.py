@@ -280,7 +280,7 @@ def replay(
                 f"line {number}: topic {record.topic!r} is not an input topic "
                 f"(expected {settings.orders_topic!r} or {settings.inventory_topic!r})"
             )
-        pipeline.feed(role, record.key, record.value, record.timestamp_ms)
+        pipeline.process(role, record.key, record.value, record.timestamp_ms)
     if until_ms is not None:
         pipeline.advance(until_ms)
     names = topic_names(settings)

@@ -133,10 +133,19 @@ class LocalPipeline:
         self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int
     ) -> list[Emitted]:
         """One input record (topic ``orders`` or ``inventory``); returns what it caused."""
-        if topic not in INPUT_ROLES:
-            raise ValueError(f"not an input topic: {topic!r}")
         records = self.emitted._records  # the log's own list: two calls fewer per input
         start = len(records)
+        self.process(topic, key, value, timestamp_ms)
+        return list(starmap(Emitted, records[start:]))
+
+    def process(
+        self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int
+    ) -> None:
+        """As :meth:`feed`, but what the record caused is only appended to :attr:`emitted`: for
+        a caller that reads the log at the end (a replay). Building each record's list of
+        :class:`Emitted` was ~5% of a single-line order (two objects and a list)."""
+        if topic not in INPUT_ROLES:
+            raise ValueError(f"not an input topic: {topic!r}")
         if not self._quiet(timestamp_ms):
             self.advance(timestamp_ms)
         # murmur2 itself, not partition_for's cache: nearly every input's key (an order id) is
@@ -144,11 +153,12 @@ class LocalPipeline:
         partition = (murmur2(key) & 0x7FFFFFFF) % self.partitions if key is not None else 0
         self._queue.append((topic, partition, key, value, timestamp_ms))
         self._drain()
-        return list(starmap(Emitted, records[start:]))
 
     def feed_all(self, records: Iterable[tuple[str, bytes | None, bytes | None, int]]) -> None:
+        """:meth:`process` each record in turn."""
+        process = self.process
         for topic, key, value, timestamp in records:
-            self.feed(topic, key, value, timestamp)
+            process(topic, key, value, timestamp)
 
     def _quiet(self, now_ms: int) -> bool:
         """Whether :meth:`advance` to ``now_ms`` would neither move the clock nor fire a timer
