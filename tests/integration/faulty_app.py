@@ -7,7 +7,8 @@
   changelog (a lost state write, which must stop the worker);
 - ``partition``: records about product id ``boom`` are sent to a partition their topic does not
   have, as when an output topic was auto-created with fewer partitions (the issue's crash:
-  ``AssertionError: Unrecognized partition``);
+  ``AssertionError: Unrecognized partition``); its changelog records too, as the outputs and
+  the changelog share one sender;
 - ``stuck``: as ``agent``, and from then on the producer's flush never returns, as when a
   record waits for a partition that never appears (in the issue aiokafka spun on metadata
   requests): Faust's stop then waits forever in "Wait for streams..." (its commit flushes

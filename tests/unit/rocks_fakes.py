@@ -24,7 +24,6 @@ class RocksStore:
             for partition in (0, 1)
         }
         self._dbs = self.dbs  # as Faust's store holds them (TableStore reads it)
-        self.writes = 0
 
     def _db_for_partition(self, partition: int) -> Rdict:
         return self.dbs[partition]

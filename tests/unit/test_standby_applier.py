@@ -108,7 +108,8 @@ def test_records_fetched_before_recovery_completes_are_fetched_again(tmp_path: P
     # Faust's recovery loop would count them as seen and write them only at the next rebalance;
     # this applier then skipped them: a hole under the store's persisted offset.
     app, store = world(tmp_path)
-    for in_recovery, completed in ((True, False), (False, False)):
+    # Each guard alone: recovering (though the last one completed), and not yet completed.
+    for in_recovery, completed in ((True, True), (False, False)):
         app.tables.recovery.in_recovery = in_recovery
         app.tables.recovery.completed.done = completed
         records: dict[TP, Any] = {
