@@ -267,30 +267,6 @@ def test_a_shared_expiry_timer_lists_any_ids_it_was_given(ids: list[str]) -> Non
     assert expiring(store.get(timers[0])) == list(dict.fromkeys(ids))
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, database=None)
-@given(
-    ids=st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=12),
-    again=st.lists(st.text(min_size=1, max_size=8), max_size=6),
-)
-def test_an_order_armed_again_is_listed_once(ids: list[str], again: list[str]) -> None:
-    """A placement delivered again arms its expiry again (``again=True``): an id the timer
-    lists already leaves its value as it was, byte for byte (no second copy to rewrite); one
-    it does not list, say after a crash lost the first write, is added."""
-    policy = replace(POLICY, expiry_bucket_bytes=1 << 20)
-    store = MemoryStore()
-    desk = OrderDesk(store, policy)
-    for order_id in ids:
-        desk.expiries.join(order_id, 0, T0 + TTL)
-    (timer,) = [key for key in store.items() if ":expiries:" in key]
-    for order_id in [*ids, *again]:
-        before = store.get(timer)
-        desk.expiries.join(order_id, 0, T0 + TTL, again=True)
-        if order_id in expiring(before):
-            assert store.get(timer) == before
-        else:
-            assert expiring(store.get(timer)) == [*expiring(before), order_id]
-
-
 def decode(out: Out) -> tuple[str, str | None]:
     value = json.loads(out.value)
     return value["type"], value.get("reason") or value.get("status")

@@ -46,16 +46,12 @@ class SharedExpiries:
         if now_ms > self._fired.get(partition, -1):
             self._fired[partition] = now_ms
 
-    def join(self, order_id: str, partition: int, due: int, *, again: bool = False) -> None:
+    def join(self, order_id: str, partition: int, due: int) -> None:
         """Adds the order to the expiry timer it shares with the orders that expire in the same
         ``expiry_bucket_ms``: the table keeps one value per key and batch, so a batch of orders
         costs one write. A timer full (``expiry_bucket_bytes``) is followed by another of the
         same due time (the key's ref ``""``, then ``"1"``, ``"2"``...); which one an order is
-        in changes nothing but the key.
-
-        ``again``: the order's saga existed before this record (a placement delivered again
-        arms its timer again, in case a crash lost it): an order the timer lists already is not
-        added a second time. Only then is the value read through: a new order's id is new."""
+        in changes nothing but the key."""
         policy = self.policy
         size = policy.expiry_bucket_ms
         bucket_due = -(-due // size) * size
@@ -74,8 +70,6 @@ class SharedExpiries:
         else:
             part = self._parts.get((partition, bucket_due), 0)
             key, held = self._open(partition, bucket_due, part)
-        if again and held is not None and order_id in expiring(held):
-            return  # each copy would rewrite the whole value, and change nothing when it fires
         named = f"{len(order_id)}:{order_id}".encode()  # characters, not bytes: see expiring
         self.store.put_shared(key, named if held is None else held + named)
 

@@ -102,7 +102,7 @@ class OrderDesk:
             if saga is None and placed is not None and placed.forwards:
                 # New, its one line decided by its product writer (an order with a TTL of its
                 # own, or lines merged into one): _outputs written out, as _place_single.
-                self._arm(event.order_id, meta.partition, decision, again=False)
+                self._arm(event.order_id, meta.partition, decision)
                 return self._write_new_single(
                     key,
                     meta,
@@ -303,17 +303,14 @@ class OrderDesk:
             self._write(key, decision.saga)
         return _outputs(decision)
 
-    def _arm(
-        self, order_id: str, partition: int, decision: SagaDecision, *, again: bool = True
-    ) -> None:
-        """``again=False`` only for a saga this record starts (see :meth:`SharedExpiries.join`)."""
+    def _arm(self, order_id: str, partition: int, decision: SagaDecision) -> None:
         for due, kind in decision.timers:
             if kind == "forget":
                 # The finished saga's own finish time is its retention timer (see sweep).
                 finished = due - self.policy.retention_ms
                 ensure_sweep(self.store, partition, finished, self.policy.retention_ms)
             elif kind == "expiry" and decision.saga is not None and decision.saga.forwards:
-                self.expiries.join(order_id, partition, due, again=again)
+                self.expiries.join(order_id, partition, due)
             else:
                 self.store.put(timer_key(partition, due, kind, order_id), b"")
 
