@@ -15,7 +15,7 @@ evenly, stock for everyone), next to a hand-written baseline measured in the sam
                at least 50,000). Fed as ``stockflow replay`` feeds it
                (:meth:`~stockflow.processing.pipeline.LocalPipeline.process`: the outputs
                appended to its log, not also returned per record as ``feed`` does; figures
-               before 2026-12-06's second session went through ``feed``, ~5-7% lower).
+               before 2026-12-06's second session went through ``feed``, ~4-7% lower).
 
 Each :class:`CoreResult` carries its layer's ``key`` (the names above), which the goals use.
 

@@ -68,3 +68,24 @@ def test_a_subclass_that_wraps_put_sees_the_shared_writes_and_keeps_its_get() ->
     assert store.get("t/1") == b"a"
     assert store.gets == ["t/1"]
     assert MemoryStore.put_shared is MemoryStore.put
+
+    class Again(_Wrapping):  # a wrapper of a wrapper
+        def put(self, key: str, value: bytes) -> None:
+            self.puts.append("again")
+            super().put(key, value)
+
+    again = Again()
+    again.put_shared("t/2", b"b")
+    assert again.puts == ["again", "t/2"]
+
+    class Shared(MemoryStore):  # its own put_shared stays
+        def put_shared(self, key: str, value: bytes) -> None:
+            self.put(key, value + b"!")
+
+    class Wrapped(Shared):
+        def put(self, key: str, value: bytes) -> None:
+            super().put(key, value)
+
+    wrapped = Wrapped()
+    wrapped.put_shared("t/3", b"c")
+    assert wrapped.get("t/3") == b"c!"

@@ -84,9 +84,12 @@ class MemoryStore:
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        # put_shared is bound to MemoryStore.put above: a subclass that wraps put (the tests'
-        # journals, which lose a suffix of a step's writes) would miss every shared write.
-        if cls.put_shared is MemoryStore.put:
+        # put_shared is an alias of put, not a call to it: a subclass that wraps put (the tests'
+        # journals, which lose a suffix of a step's writes) would miss every shared write. So
+        # while the parent's put_shared is its put, the subclass's is its own put too.
+        parent = super(cls, cls)
+        own_put = "put" in vars(cls) and "put_shared" not in vars(cls)
+        if own_put and parent.put_shared is parent.put:  # type: ignore[attr-defined]
             cls.put_shared = cls.put
 
     def delete(self, key: str) -> None:
