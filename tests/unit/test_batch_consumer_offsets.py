@@ -43,7 +43,9 @@ class FakeProcessor:
     topics: frozenset[str] = frozenset({COMMANDS.topic})
     processed: list[tuple[TP, list[int]]] = field(default_factory=list)
 
-    async def process(self, batches: list[tuple[TP, list[FakeRecord]]]) -> None:
+    async def process(
+        self, batches: list[tuple[TP, list[FakeRecord]]], *, proceed: Any = None
+    ) -> None:
         self.processed.extend((tp, [r.offset for r in batch]) for tp, batch in batches)
 
 
@@ -145,7 +147,7 @@ def test_the_next_fetch_request_leaves_before_the_batch_is_applied() -> None:
             consumed.set_result(None)
             return await taken(timeout)
 
-        async def process(batches: list[tuple[TP, list[FakeRecord]]]) -> None:
+        async def process(batches: list[tuple[TP, list[FakeRecord]]], **_: Any) -> None:
             events.append("batch applied")
 
         consumer._wait_next_records = wait_next_records
@@ -322,7 +324,7 @@ def test_a_batch_that_ends_during_a_revocation_leaves_no_offset_to_commit(
     release = asyncio.Event()
     processed = consumer.processor.process
 
-    async def slow_process(batches: Any) -> None:
+    async def slow_process(batches: Any, **_: Any) -> None:
         await release.wait()
         await processed(batches)
 
@@ -391,3 +393,83 @@ def test_offsets_taken_before_a_revocation_are_not_committed_after_it(
 
     assert asyncio.run(run()) == [True, True]
     assert sent == [{COMMANDS: 7, OTHER: 3}, {OTHER: 3}]
+
+
+def test_a_revocation_stops_a_fetch_applied_in_slices_and_leaves_no_offset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long fetch is applied in slices (BatchProcessor.process asks ``proceed`` between
+    them): a revocation that begins mid-fetch stops it at the next slice instead of waiting
+    for all of it, and none of its offsets is recorded: its records are fetched again."""
+    consumer = make_consumer([{COMMANDS: batch(5, 6, 7, 8)}], {COMMANDS: 5})
+    consumer._acked = {COMMANDS: []}
+    applied: list[int] = []
+    second_slice = asyncio.Event()
+    revoking = asyncio.Event()
+
+    async def sliced(batches: Any, *, proceed: Any = None) -> None:
+        for _tp, records in batches:
+            for record in records:  # one record per slice
+                applied.append(record.offset)
+                if record.offset == 6:
+                    second_slice.set()
+                    await asyncio.wait_for(revoking.wait(), 1.0)
+                await asyncio.sleep(0)
+                if proceed is not None and not proceed():
+                    return
+
+    consumer.processor.process = sliced
+
+    async def faust_revoked(self: Any, revoked_tps: set[TP]) -> None:
+        for tp in revoked_tps:
+            self._acked.pop(tp, None)
+            self._read_offset.pop(tp, None)
+        revoking.set()
+        await asyncio.wait_for(self._in_flight, 1.0)
+
+    monkeypatch.setattr(FaustConsumer, "on_partitions_revoked", faust_revoked)
+
+    async def run() -> None:
+        fetching = asyncio.ensure_future(drain_once(consumer))
+        await asyncio.wait_for(second_slice.wait(), 1.0)
+        await consumer.on_partitions_revoked({COMMANDS})
+        await fetching
+
+    asyncio.run(run())
+
+    assert applied == [5, 6]
+    assert COMMANDS not in consumer._processed and COMMANDS not in consumer._read_offset
+
+
+def test_a_fetch_waits_for_the_batch_still_in_flight() -> None:
+    """A fetcher cancelled mid-batch leaves its batch running (shielded); the next fetch's
+    batch must not run beside it, or a partition's records could be applied out of order."""
+    consumer = make_consumer([{COMMANDS: batch(5)}, {COMMANDS: batch(6)}], {COMMANDS: 5})
+    events: list[str] = []
+    release = asyncio.Event()
+
+    async def process(batches: Any, **_: Any) -> None:
+        offsets = [record.offset for _tp, records in batches for record in records]
+        events.append(f"begin {offsets}")
+        if offsets == [5]:
+            await release.wait()
+        events.append(f"end {offsets}")
+
+    consumer.processor.process = process
+
+    async def run() -> None:
+        first = asyncio.ensure_future(drain_once(consumer))
+        while consumer._in_flight is None:
+            await asyncio.sleep(0)
+        first.cancel()  # the fetcher stopped mid-batch: the batch goes on
+        await asyncio.gather(first, return_exceptions=True)
+        second = asyncio.ensure_future(drain_once(consumer))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert events == ["begin [5]"]
+        release.set()
+        await asyncio.wait_for(second, 1.0)
+
+    asyncio.run(run())
+
+    assert events == ["begin [5]", "end [5]", "begin [6]", "end [6]"]

@@ -96,6 +96,11 @@ class BatchConsumer(TunedConsumer):
         # The last batch's records, steps and outputs are freed by now: the cheapest moment
         # to look for reference cycles (see stockflow.garbage).
         collect_between_batches()
+        previous = self._in_flight
+        if previous is not None and not previous.done():
+            # A fetcher cancelled mid-batch leaves its batch running (shielded, applied in
+            # slices): two batches at once could apply a partition's records out of order.
+            await asyncio.wait({previous})
         records, active = await self._wait_next_records(timeout)
         if not records or self.should_stop:
             return
@@ -224,8 +229,16 @@ class BatchConsumer(TunedConsumer):
         # asked for only after the batch, a broker round trip added to every hop at part load.
         for _ in range(FETCHER_TURNS):
             await asyncio.sleep(0)
-        await processor.process(batches)
-        if self.app.consumer_generation_id != generation or self._revocations != revocations:
+
+        def unchanged() -> bool:
+            return (
+                self.app.consumer_generation_id == generation and self._revocations == revocations
+            )
+
+        # A long fetch is applied in slices (BatchProcessor.process): one that a rebalance
+        # interrupts stops at the next slice, and a revocation waits for less.
+        await processor.process(batches, proceed=unchanged)
+        if not unchanged():
             # A revocation waits for this batch (wait_empty) after it has forgotten the
             # partitions' offsets: recorded now, they came back for the next commit. A worker
             # dropped from the group (cut off for longer than its session) keeps its generation
