@@ -5,7 +5,9 @@ an ``Event``, a queue item, a task switch, an acknowledgement with its set and l
 and a ``wait_first`` with two futures per record (measured: about half of a worker's busy time,
 more than every decision it makes). :class:`BatchProcessor` takes the records of one fetch as
 aiokafka returned them and runs the processors over them in a plain loop, then hands the
-batch's changelog records and outputs to the producer client in one go.
+batch's changelog records and outputs to the producer client in one go; a fetch that takes
+longer than :data:`SLICE_SECONDS` is applied and handed over in slices, with the event loop
+given back between them.
 
 The same :meth:`BatchProcessor.process` also serves the Faust agents (``STOCKFLOW_CONSUMER=
 stream``, Faust's ``test_context``): the two paths cannot decide differently.
@@ -40,9 +42,10 @@ SLICE_SECONDS = 0.1
 """Seconds of records applied before the loop is given back (:meth:`BatchProcessor.process`).
 A fetch is whatever aiokafka has buffered: after a rebalance or an outage, tens of thousands
 of records. Applied in one go it held the event loop for seconds, and the consumer's
-heartbeats run on that loop: a soak's workers (6 partitions, 2,500 orders/s, broker cuts)
-stalled 5-6 s per fetch, past the 6 s session timeout, and were dropped from the group again
-and again. A slice of 0.1 s costs one send of its records (a fraction of a percent)."""
+heartbeats run on that loop: in an outage soak (6 partitions, 2,500 orders/s, broker cuts) the
+workers stalled up to 13.9 s on the first fetch after each rebalance, past the 6 s session
+timeout, and were dropped from the group again and again (docs/reliability.md). A slice costs
+one more hand-over of its records to the producer; a fetch at part load is one slice."""
 
 YIELD_TURNS = 3
 """Turns of the event loop between two slices: a due heartbeat's request takes one to leave,
