@@ -18,7 +18,13 @@ from stockflow.agents import Batching, Handler, register_agents, register_schedu
 from stockflow.agents.publish import Publisher
 from stockflow.brokerwatch import register_broker_watch
 from stockflow.lifecycle import attach
-from stockflow.observability import DecisionLog, Metrics, StepProbe
+from stockflow.observability import (
+    DecisionLog,
+    LoopWatch,
+    Metrics,
+    StepProbe,
+    register_loop_watch,
+)
 from stockflow.processing import InventoryRouter, OrderDesk, ProductWriter, Role
 from stockflow.replay import policy_from_settings
 from stockflow.settings import Settings
@@ -121,6 +127,14 @@ def install(app: AppT, settings: Settings | None = None) -> Stockflow:
     _register_web(app, handle)
     register_broker_watch(
         app, name=f"{settings.app_id}.broker-watch", allowance=settings.broker_lost_timeout
+    )
+    register_loop_watch(
+        app,
+        LoopWatch(
+            metrics.loop_stalls.observe,
+            warn_after=settings.heartbeat_interval,
+            session_timeout=settings.session_timeout,
+        ),
     )
     attach(app, settings, required_topics(settings, faust_id=app.conf.id))
     return handle

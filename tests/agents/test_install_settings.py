@@ -12,7 +12,9 @@ import faust
 import pytest
 
 import stockflow
+from stockflow import application
 from stockflow.lifecycle import ExitWatchdog
+from stockflow.observability import LoopWatch
 from stockflow.tables import SelfHealingRecovery, SelfHealingTableManager
 from stockflow.topics import required_topics
 
@@ -93,6 +95,26 @@ def test_timer_interval_and_broker_lost_timeout(monkeypatch: pytest.MonkeyPatch)
     _app, handle = build(monkeypatch, timer_interval=1.25, broker_lost_timeout=6)
     prefix = handle.settings.app_id
     assert intervals == {f"{prefix}.timers": 1.25, f"{prefix}.broker-watch": 2.0}
+
+
+def test_heartbeat_interval_and_session_timeout_reach_the_loop_watch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    watches: list[LoopWatch] = []
+    original = application.register_loop_watch
+
+    def register(app: Any, watch: LoopWatch) -> None:
+        watches.append(watch)
+        original(app, watch)
+
+    monkeypatch.setattr(application, "register_loop_watch", register)
+    app, handle = build(monkeypatch, heartbeat_interval=2.0, session_timeout=9.0)
+    (watch,) = watches
+    assert (watch.warn_after, watch.session_timeout) == (2.0, 9.0)
+    watch.woke(0.3)
+    stalls = handle.metrics.loop_stalls  # the worker's /metrics histogram
+    assert (sum(stalls.counts), stalls.total) == (1, 0.3)
+    assert "watch_event_loop" in {task.__name__ for task in app._app_tasks}
 
 
 def test_fetch_max_wait_ms(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -311,6 +311,8 @@ def test_metrics_expose_plausible_counts(shop: Shop) -> None:
     assert not lag_labels[0] & lag_labels[1]  # each partition reported by its owner only
     assert {(orders, str(p)) for p in range(PARTITIONS)} <= lag_labels[0] | lag_labels[1]
     assert total(scrapes, "stockflow_consumer_lag") == 0
+    for scraped in scrapes:  # each worker's loop watch runs (four wake-ups a second)
+        assert total([scraped], "stockflow_event_loop_stall_seconds_count") > 0
 
 
 def test_the_stock_and_order_commands_print_the_same(shop: Shop) -> None:

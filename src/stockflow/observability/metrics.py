@@ -20,6 +20,9 @@ Metrics (label values are bounded, see :mod:`stockflow.observability.labels`)::
     stockflow_reservations_pending              gauge: units held by pending reservations on this
                                                 worker's active partitions (scanned at scrape)
     stockflow_consumer_lag{topic,partition}     gauge: records not yet processed, per partition
+    stockflow_event_loop_stall_seconds          histogram: how late the event loop ran a 0.25 s
+                                                timer (its heartbeats wait as long; see
+                                                :mod:`stockflow.observability.loop_watch`)
 
 Counts are of records emitted: an identical outcome re-emitted for a duplicated input counts
 again, as it does on the topic.
@@ -57,6 +60,7 @@ from stockflow.observability.labels import (
     event_type,
     reason_of,
 )
+from stockflow.observability.loop_watch import STALL_BUCKETS
 
 if TYPE_CHECKING:
     from stockflow.observability.logs import DecisionLog
@@ -112,6 +116,7 @@ class Metrics:
         self.expiries = [0]
         self.latency: dict[str, _Histogram] = {}
         self.buckets = buckets
+        self.loop_stalls = _Histogram(STALL_BUCKETS)
         self.lag_source: LagSource | None = None
         self.pending_source: PendingSource | None = None
         self.registry = CollectorRegistry(auto_describe=False)
@@ -291,6 +296,12 @@ class _Collector:
         for agent, histogram in sorted(m.latency.items()):
             latency.add_metric([agent], histogram.buckets(), sum_value=histogram.total)
         yield latency
+        stalls = HistogramMetricFamily(
+            "stockflow_event_loop_stall_seconds",
+            "How late the worker's event loop ran a 0.25 s timer: its heartbeats waited as long.",
+        )
+        stalls.add_metric([], m.loop_stalls.buckets(), sum_value=m.loop_stalls.total)
+        yield stalls
         yield from self._gauges()
 
     def _gauges(self) -> Iterator[Metric]:
