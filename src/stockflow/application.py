@@ -10,7 +10,7 @@ from typing import cast
 import faust
 from faust.types import AppT, TableT, TopicT
 
-from stockflow._faust.batches import BatchProcessor
+from stockflow._faust.batches import SLICE_SECONDS, BatchProcessor
 from stockflow._faust.internals import check_internals
 from stockflow._faust.producing import BatchSender
 from stockflow._faust.transport import TunedTransport, complete_producer_flush, use_tuned_transport
@@ -278,6 +278,8 @@ def _processor(
         routes(handlers, prefix=settings.app_id, probe=probe),
         changelog=state.changelog,
         outputs=publisher,
+        # A heartbeat is due every heartbeat_interval: a slice must leave room for it.
+        slice_seconds=min(SLICE_SECONDS, settings.heartbeat_interval / 2),
     )
     transport = app.transport
     if isinstance(transport, TunedTransport):

@@ -117,6 +117,14 @@ def test_heartbeat_interval_and_session_timeout_reach_the_loop_watch(
     assert "watch_event_loop" in {task.__name__ for task in app._app_tasks}
 
 
+@pytest.mark.parametrize(("heartbeat", "slice_seconds"), [(1.0, 0.25), (0.3, 0.15)])
+def test_a_fetch_is_applied_in_slices_of_at_most_half_a_heartbeat(
+    monkeypatch: pytest.MonkeyPatch, heartbeat: float, slice_seconds: float
+) -> None:
+    _app, handle = build(monkeypatch, heartbeat_interval=heartbeat, session_timeout=6.0)
+    assert handle.processor.slice_seconds == slice_seconds
+
+
 def test_fetch_max_wait_ms(monkeypatch: pytest.MonkeyPatch) -> None:
     app, _handle = build(monkeypatch, fetch_max_wait_ms=321)
     assert app.transport.Consumer.fetch_max_wait_ms == 321

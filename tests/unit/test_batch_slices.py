@@ -5,8 +5,9 @@ A fetch is whatever aiokafka has buffered: after a rebalance or an outage, tens 
 records. Applied in one go it held the loop, and with it the consumer's heartbeats, for seconds
 (a soak's workers were dropped from the group again and again). So:
 
-- a slice ends once it has run for ``SLICE_SECONDS``; everything it caused (changelog, outputs,
-  the deletion of the timers it fired) is handed over before the loop is given back;
+- a slice ends once it has run for ``slice_seconds`` (default ``SLICE_SECONDS``); everything
+  it caused (changelog, outputs, the deletion of the timers it fired) is handed over before the
+  loop is given back;
 - records are applied in order per partition across slices, each exactly once;
 - other tasks run between slices;
 - ``proceed()`` is asked between slices: a rebalance stops the rest of the fetch;
@@ -65,9 +66,11 @@ class World:
     async def flush(self) -> None:
         self.events.append("flush")
 
-    def processor(self) -> BatchProcessor:
+    def processor(self, slice_seconds: float = batches.SLICE_SECONDS) -> BatchProcessor:
         route = Route("commands", self.handle, self.store)
-        return BatchProcessor(None, {COMMANDS: route}, changelog=self, outputs=self)
+        return BatchProcessor(
+            None, {COMMANDS: route}, changelog=self, outputs=self, slice_seconds=slice_seconds
+        )
 
 
 def fetch(*partitions: Sequence[int], value: bytes = b"x") -> list[tuple[TP, list[Record]]]:
@@ -97,10 +100,7 @@ def test_a_short_fetch_is_one_slice() -> None:
     ]
 
 
-def test_each_slice_is_handed_over_before_the_loop_is_given_back(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(batches, "SLICE_SECONDS", 0.0)  # every record is a slice of its own
+def test_each_slice_is_handed_over_before_the_loop_is_given_back() -> None:
     world = World()
 
     async def run() -> None:
@@ -112,7 +112,7 @@ def test_each_slice_is_handed_over_before_the_loop_is_given_back(
         other = asyncio.ensure_future(other_task())
         await asyncio.sleep(0)
         world.events.clear()
-        await world.processor().process(fetch([0, 1], [7, 8]))
+        await world.processor(0.0).process(fetch([0, 1], [7, 8]))
         other.cancel()
 
     asyncio.run(run())
@@ -129,10 +129,10 @@ def test_a_slice_ends_after_its_time_not_at_a_partition_boundary(
 ) -> None:
     clock = iter(range(1000))
     monkeypatch.setattr(batches, "perf_counter", lambda: float(next(clock)))
-    monkeypatch.setattr(batches, "SLICE_SECONDS", 2.5)  # the deadline: the third clock read
     world = World()
 
-    asyncio.run(world.processor().process(fetch([0, 1, 2, 3], [7, 8, 9])))
+    # The deadline 2.5 s after the slice's first clock read: after its third record.
+    asyncio.run(world.processor(2.5).process(fetch([0, 1, 2, 3], [7, 8, 9])))
 
     cuts = [i for i, event in enumerate(world.events) if event == "changelog"]
     runs = [applied(world.events[start:end]) for start, end in pairwise([0, *cuts])]
@@ -140,13 +140,10 @@ def test_a_slice_ends_after_its_time_not_at_a_partition_boundary(
     assert runs == [["0:0", "0:1", "0:2"], ["0:3", "1:7", "1:8"], ["1:9"]]
 
 
-def test_timers_fired_in_a_slice_are_deleted_after_its_outputs_are_flushed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(batches, "SLICE_SECONDS", 0.0)
+def test_timers_fired_in_a_slice_are_deleted_after_its_outputs_are_flushed() -> None:
     world = World()
 
-    asyncio.run(world.processor().process(fetch([4, 5], value=b"fires")))
+    asyncio.run(world.processor(0.0).process(fetch([4, 5], value=b"fires")))
 
     assert world.events == [
         "apply 0:4",
@@ -163,10 +160,7 @@ def test_timers_fired_in_a_slice_are_deleted_after_its_outputs_are_flushed(
     assert world.store.deleted == [(0, "timer-4"), (0, "timer-5")]
 
 
-def test_a_rebalance_between_slices_stops_the_rest_of_the_fetch(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(batches, "SLICE_SECONDS", 0.0)
+def test_a_rebalance_between_slices_stops_the_rest_of_the_fetch() -> None:
     world = World()
     asked: list[list[str]] = []
 
@@ -174,15 +168,14 @@ def test_a_rebalance_between_slices_stops_the_rest_of_the_fetch(
         asked.append(applied(world.events))
         return len(asked) < 2
 
-    asyncio.run(world.processor().process(fetch([0, 1, 2, 3]), proceed=proceed))
+    asyncio.run(world.processor(0.0).process(fetch([0, 1, 2, 3]), proceed=proceed))
 
     assert asked == [["0:0"], ["0:0", "0:1"]]
     assert applied(world.events) == ["0:0", "0:1"]
     assert world.events[-2:] == ["changelog", "publish 1"]  # what was applied was handed over
 
 
-def test_a_failing_processor_stops_the_worker_mid_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batches, "SLICE_SECONDS", 0.0)
+def test_a_failing_processor_stops_the_worker_mid_fetch() -> None:
     world = World()
     crashed: list[BaseException] = []
 
@@ -196,7 +189,11 @@ def test_a_failing_processor_stops_the_worker_mid_fetch(monkeypatch: pytest.Monk
         return world.handle(raw, meta)
 
     processor = BatchProcessor(
-        App(), {COMMANDS: Route("c", handle, world.store)}, changelog=world, outputs=world
+        App(),
+        {COMMANDS: Route("c", handle, world.store)},
+        changelog=world,
+        outputs=world,
+        slice_seconds=0.0,
     )
     with pytest.raises(ValueError):
         asyncio.run(processor.process(fetch([0, 1, 2, 3])))
