@@ -60,7 +60,7 @@ from stockflow.observability.labels import (
     event_type,
     reason_of,
 )
-from stockflow.observability.loop_watch import STALL_BUCKETS
+from stockflow.observability.loop_watch import INTERVAL, STALL_BUCKETS
 
 if TYPE_CHECKING:
     from stockflow.observability.logs import DecisionLog
@@ -298,7 +298,8 @@ class _Collector:
         yield latency
         stalls = HistogramMetricFamily(
             "stockflow_event_loop_stall_seconds",
-            "How late the worker's event loop ran a 0.25 s timer: its heartbeats waited as long.",
+            f"How late the worker's event loop ran a {INTERVAL:g} s timer (with the consumer on "
+            "that loop, the default, its heartbeats waited as long).",
         )
         stalls.add_metric([], m.loop_stalls.buckets(), sum_value=m.loop_stalls.total)
         yield stalls
