@@ -39,7 +39,11 @@ def _explain(result: ScenarioResult) -> str:
             "writer_replay": result.details.get("writer_replay"),
             "late_emissions": result.details.get("late_emissions"),
             "worker_log_problems": result.details.get("worker_log_problems"),
+            "worker_log_warnings": result.details.get("worker_log_warnings"),
             "freezes": result.details.get("freezes"),
+            # Orders without an outcome in time: every record naming them, stamped, and when
+            # the run's watcher read the outcome (stockflow.chaos.evidence.order_traces).
+            "undecided": result.details.get("undecided"),
         },
         indent=1,
         ensure_ascii=False,

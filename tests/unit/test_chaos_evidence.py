@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stockflow.chaos.evidence import late_records, write_topics
+from stockflow.chaos.evidence import late_records, order_traces, write_topics
 from stockflow.kafka import Record
 
 
@@ -49,3 +49,39 @@ def test_topics_are_written_one_json_line_per_record_bytes_kept(tmp_path: Path) 
     ]
     orders = json.loads((tmp_path / "topics" / "orders.jsonl").read_text())
     assert orders["key"] is None and orders["value"] == "заказ"
+
+
+def test_an_undecided_orders_trace_lists_every_record_naming_it_in_stamp_order() -> None:
+    placed = json.dumps({"type": "OrderPlaced", "order_id": "o1-7"}).encode()
+    reserve = json.dumps({"type": "Reserve", "order_id": "o1-7", "product_id": "p"}).encode()
+    outcome = json.dumps({"type": "OrderReserved", "order_id": "o1-7"}).encode()
+    other = json.dumps({"type": "OrderPlaced", "order_id": "o1-8"}).encode()
+    records = {
+        "orders": [
+            Record("orders", 2, 5, b"o1-7", placed, 10_000),
+            Record("orders", 2, 6, b"o1-8", other, 10_001),
+        ],
+        "product-commands": [Record("product-commands", 0, 9, b"p", reserve, 10_020)],
+        "reservations": [Record("reservations", 2, 3, b"o1-7", outcome, 75_000)],
+        "products-changelog": [Record("products-changelog", 0, 1, b"e:p:o1-7", b"\xff", 74_990)],
+    }
+
+    traces = order_traces(records, ["o1-7", "o1-9"], {"o1-7": 76_000})
+
+    assert traces["o1-7"] == {
+        "first_stamp_ms": 10_000,
+        "watcher_saw_ms": 66_000,
+        "records": [
+            "+0ms orders[2]@5 OrderPlaced",
+            "+20ms product-commands[0]@9 Reserve",
+            "+64990ms products-changelog[0]@1 ?",
+            "+65000ms reservations[2]@3 OrderReserved",
+        ],
+        "more": 0,
+    }
+    assert traces["o1-9"] == {
+        "first_stamp_ms": 0,
+        "watcher_saw_ms": None,
+        "records": [],
+        "more": 0,
+    }

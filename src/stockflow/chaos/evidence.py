@@ -1,6 +1,7 @@
 """Evidence kept from a failed chaos run: every topic's records as JSON lines
 (:func:`write_topics`), and for a reader who has only the assertion message (a CI run's temporary
-directory is gone by the time anyone looks) the records written late.
+directory is gone by the time anyone looks) the records written late (:func:`late_records`) and
+every record naming an order that had no outcome in time (:func:`order_traces`).
 
 :func:`late_records` finds records stamped well before an earlier offset of their own partition:
 written late, as by a producer that sent after a pause. That is the mark a writer leaves when it
@@ -19,7 +20,7 @@ from typing import Any
 
 from stockflow.kafka import Record
 
-__all__ = ["late_records", "write_topics"]
+__all__ = ["late_records", "order_traces", "write_topics"]
 
 SLACK_MS = 500
 """How far behind the newest stamp of its partition a record may be stamped before it counts as
@@ -53,6 +54,55 @@ def late_records(
                     )
             newest[record.partition] = max(top, record.timestamp_ms)
     return {"count": count, "first": found}
+
+
+def order_traces(
+    records: Mapping[str, Iterable[Record]],
+    order_ids: Iterable[str],
+    seen_ms: Mapping[str, int],
+    *,
+    limit: int = 40,
+) -> dict[str, Any]:
+    """Per order: every record that names it (key or value, any topic: the input, the Reserve,
+    the internal answers, the changelogs, the outcome) in stamp order, and when the run's
+    watcher first read its outcome (``watcher_saw_ms``, ``None``: never). Stamps are relative to
+    the order's first record. Tells a late decision (the outcome stamped late) from a late
+    delivery (stamped early, written late) and from an outcome the watcher missed."""
+    wanted = {order: order.encode() for order in order_ids}
+    found: dict[str, list[tuple[int, str, int, int, str]]] = {order: [] for order in wanted}
+    for topic, rows in records.items():
+        for r in rows:
+            key, value = r.key or b"", r.value or b""
+            for order, needle in wanted.items():
+                if needle in key or needle in value:
+                    found[order].append(
+                        (r.timestamp_ms, topic, r.partition, r.offset, _kind(value))
+                    )
+    traces: dict[str, Any] = {}
+    for order, hits in found.items():
+        hits.sort()
+        origin = hits[0][0] if hits else 0
+        seen = seen_ms.get(order)
+        traces[order] = {
+            "first_stamp_ms": origin,
+            "watcher_saw_ms": None if seen is None else seen - origin,
+            "records": [
+                f"+{stamp - origin}ms {topic}[{partition}]@{offset} {kind}"
+                for stamp, topic, partition, offset, kind in hits[:limit]
+            ],
+            "more": max(len(hits) - limit, 0),
+        }
+    return traces
+
+
+def _kind(value: bytes) -> str:
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return "?"
+    if isinstance(parsed, dict):
+        return str(parsed.get("type") or parsed.get("status") or sorted(parsed)[:3])
+    return type(parsed).__name__
 
 
 def write_topics(records: Mapping[str, Iterable[Record]], target: Path) -> None:

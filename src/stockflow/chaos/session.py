@@ -20,11 +20,11 @@ from pathlib import Path
 
 from stockflow.chaos.checks import EXPIRY_GRACE_MS, Topics, awaiting_expiry, check_run
 from stockflow.chaos.divergence import late_emissions, writer_replay
-from stockflow.chaos.evidence import late_records, write_topics
+from stockflow.chaos.evidence import late_records, order_traces, write_topics
 from stockflow.chaos.load import LoadMix, LoadProducer, make_catalog
 from stockflow.chaos.proxy import TcpProxy, tcp_connections
 from stockflow.chaos.verdict import ScenarioResult, run_audit
-from stockflow.chaos.watch import FlowWatcher, Recovery
+from stockflow.chaos.watch import FlowWatcher, Recovery, Undecided
 from stockflow.errors import StockflowError
 from stockflow.kafka import Record
 from stockflow.testing.broker import EmbeddedBroker, free_port
@@ -40,6 +40,7 @@ STOP_GRACE = 10.0
 """Seconds past a worker's stop timeout before a SIGTERM'd worker is killed (its watchdog
 should have ended it by then)."""
 _LOG_PROBLEM = re.compile(r"\[(ERROR|CRITICAL)\] (.{0,160})")
+_LOG_WARNING = re.compile(r"\[(WARNING)\] (.{0,160})")
 _NUMBERS = re.compile(r"[0-9a-f-]{8,}|\d+")
 
 
@@ -297,10 +298,12 @@ class ChaosSession:
         result.seconds = round(time.monotonic() - self._started, 1)
         self.load.stop()
         self.check_health()
+        undecided: list[str] = []
         try:
             self.watcher.wait_decided(self.load.sent.order_ids, timeout=DECIDE_TIMEOUT)
-        except StockflowError as exc:
+        except Undecided as exc:
             result.anomalies.append(str(exc))
+            undecided = exc.missing
         self._wait_expiries()
         run_audit(
             result,
@@ -356,6 +359,11 @@ class ChaosSession:
             result.details["late_emissions"] = late_emissions(
                 changelog, records.get(self.h.settings.reservations_topic, [])
             )
+            result.details["worker_log_warnings"] = self._log_problems(_LOG_WARNING)
+            if undecided:
+                result.details["undecided"] = order_traces(
+                    records, undecided[:3], dict(self.watcher.decided)
+                )
         (self.workdir / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
         return result
 
@@ -374,12 +382,13 @@ class ChaosSession:
         write_topics(records, self.workdir / "topics")
         return records
 
-    def _log_problems(self) -> dict[str, dict[str, int]]:
-        """ERROR/CRITICAL lines per worker log (whole file), grouped by their first words."""
+    def _log_problems(self, pattern: re.Pattern[str] = _LOG_PROBLEM) -> dict[str, dict[str, int]]:
+        """ERROR/CRITICAL lines (or what ``pattern`` matches) per worker log (whole file),
+        grouped by their first words."""
         problems: dict[str, dict[str, int]] = {}
         for index, worker in enumerate(self.workers):
             seen: dict[str, int] = {}
-            for match in _LOG_PROBLEM.finditer(worker.log_text(since_start=False)):
+            for match in pattern.finditer(worker.log_text(since_start=False)):
                 text = _NUMBERS.sub("#", match.group(2))
                 head = f"{match.group(1)} {text}"
                 seen[head[:120]] = seen.get(head[:120], 0) + 1

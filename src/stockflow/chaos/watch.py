@@ -29,7 +29,7 @@ from stockflow.errors import BrokerError
 from stockflow.kafka import groupless_consumer
 from stockflow.keys import partition_for
 
-__all__ = ["FlowWatcher", "Recovery", "assigned_partitions"]
+__all__ = ["FlowWatcher", "Recovery", "Undecided", "assigned_partitions"]
 
 _OUTCOMES = ("OrderReserved", "OrderRejected")
 _HORIZON_MS = 600_000  # how far back a "first after t" query looks
@@ -52,6 +52,14 @@ class Recovery:
             "first_decision_s": round(self.first_decision, 3),
             "all_flowing_s": round(self.all_flowing, 3),
         }
+
+
+class Undecided(BrokerError):
+    """Orders still without an outcome when :meth:`FlowWatcher.wait_decided` gave up."""
+
+    def __init__(self, missing: list[str], timeout: float) -> None:
+        super().__init__(f"{len(missing)} orders undecided after {timeout}s: {missing[:5]}")
+        self.missing = missing
 
 
 class FlowWatcher:
@@ -77,7 +85,8 @@ class FlowWatcher:
         self.reservations = reservations
         self.replies = replies
         self.partitions = partitions
-        self.decided: set[str] = set()
+        self.decided: dict[str, int] = {}
+        """Order id -> the wall-clock ms at which this watcher first read its outcome."""
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._decisions: list[int] = []
@@ -144,6 +153,8 @@ class FlowWatcher:
             time.sleep(0.05)
 
     def wait_decided(self, order_ids: list[str], *, timeout: float) -> None:
+        """Until every order of ``order_ids`` has an outcome; :class:`Undecided` after
+        ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
@@ -151,9 +162,7 @@ class FlowWatcher:
             if not missing:
                 return
             if time.monotonic() > deadline:
-                raise BrokerError(
-                    f"{len(missing)} orders undecided after {timeout}s: {missing[:5]}"
-                )
+                raise Undecided(missing, timeout)
             time.sleep(0.2)
 
     # --- the thread --------------------------------------------------------------------------
@@ -237,7 +246,7 @@ class FlowWatcher:
                 self._decisions.append(stamp)
                 if kind in _OUTCOMES:
                     self._orders[partition].append(stamp)
-                    self.decided.add(str(value.get("order_id")))
+                    self.decided.setdefault(str(value.get("order_id")), int(time.time() * 1000))
             else:
                 # One answer, or several in a ReplyBatch (one record per destination partition).
                 answers = value.get("answers") if kind == "ReplyBatch" else [value]
