@@ -301,9 +301,10 @@ class ChaosSession:
         undecided: list[str] = []
         try:
             self.watcher.wait_decided(self.load.sent.order_ids, timeout=DECIDE_TIMEOUT)
-        except Undecided as exc:
+        except StockflowError as exc:
             result.anomalies.append(str(exc))
-            undecided = exc.missing
+            if isinstance(exc, Undecided):
+                undecided = exc.missing
         self._wait_expiries()
         run_audit(
             result,

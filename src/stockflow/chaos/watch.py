@@ -154,13 +154,16 @@ class FlowWatcher:
 
     def wait_decided(self, order_ids: list[str], *, timeout: float) -> None:
         """Until every order of ``order_ids`` has an outcome; :class:`Undecided` after
-        ``timeout`` seconds."""
+        ``timeout`` seconds, :class:`BrokerError` if this watcher stopped reading (its orders
+        would look undecided)."""
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
                 missing = [order for order in order_ids if order not in self.decided]
             if not missing:
                 return
+            if self.error is not None:
+                raise BrokerError(f"flow watcher failed: {self.error!r}")
             if time.monotonic() > deadline:
                 raise Undecided(missing, timeout)
             time.sleep(0.2)
