@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from stockflow.errors import BrokerError
+from stockflow.holes import HoleGuard
 from stockflow.models import OUTPUT_EVENT_ADAPTER, OrderRejected, OrderReserved
 
 __all__ = ["Reader", "Waiter"]
@@ -59,6 +60,9 @@ class Reader:
         self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self.records_read = 0
+        self._guard = HoleGuard(consumer.seek)
+        """Not past a record a fetch skipped (:mod:`stockflow.holes`): an answer lost so waits
+        out its call's timeout."""
 
     async def start(self, partitions: int) -> None:
         """Assign all ``partitions`` paused, each positioned at its current end."""
@@ -122,6 +126,7 @@ class Reader:
             del self._watched[partition]  # the next call tries again
             raise
         self.consumer.seek(tp, end)
+        self._guard.moved(tp, end)
         self.consumer.resume(tp)
 
     # --- reading ----------------------------------------------------------------------------
@@ -138,8 +143,9 @@ class Reader:
                 self._error = exc
                 self._fail_all(exc)
                 return
-            for records in batches.values():
-                for record in records:
+            take = self._guard.take
+            for tp, records in batches.items():
+                for record in take(tp, records):
                     self.records_read += 1
                     self._dispatch(record)
 
