@@ -194,6 +194,48 @@ def test_a_gap_the_log_really_has_is_accepted_after_one_fetch_again() -> None:
     assert consumer._read_offset[COMMANDS] == 92 and consumer._gap_fetched_from == {}
 
 
+def test_a_hole_inside_a_fetch_is_processed_up_to_and_fetched_again_from() -> None:
+    # tansu returned 86 before 84..85, written by another worker's producer at the same time
+    # (stockflow.holes): the records before the hole are processed, the rest fetched again.
+    consumer = make_consumer(
+        [{COMMANDS: batch(82, 83, 86, 87)}, {COMMANDS: batch(84, 85, 86, 87)}], {COMMANDS: 82}
+    )
+
+    drain(consumer, 1)
+
+    assert consumer.processor.processed == [(COMMANDS, [82, 83])]
+    assert consumer._thread.calls == [{COMMANDS: 84}]
+    assert consumer._read_offset[COMMANDS] == 84
+    assert consumer._processed == {COMMANDS: 84}  # a commit covers no offset past the hole
+
+    drain(consumer, 1)
+
+    assert consumer.processor.processed == [(COMMANDS, [82, 83]), (COMMANDS, [84, 85, 86, 87])]
+    assert consumer._processed == {COMMANDS: 88} and consumer._gap_fetched_from == {}
+
+
+def test_a_hole_inside_the_first_fetch_of_an_assignment_is_fetched_again_too() -> None:
+    consumer = make_consumer([{COMMANDS: batch(5, 7)}, {COMMANDS: batch(6, 7)}], {})
+
+    drain(consumer, 2)
+
+    assert consumer._thread.calls == [{COMMANDS: 6}]
+    assert consumer.processor.processed == [(COMMANDS, [5]), (COMMANDS, [6, 7])]
+
+
+def test_a_hole_the_log_really_has_inside_a_fetch_is_passed_after_one_fetch_again() -> None:
+    # A transaction marker at 12 (Apache Kafka): the fetch from 12 shows the same hole.
+    consumer = make_consumer(
+        [{COMMANDS: batch(10, 11, 13)}, {COMMANDS: batch(13, 14)}], {COMMANDS: 10}
+    )
+
+    drain(consumer, 2)
+
+    assert consumer._thread.calls == [{COMMANDS: 12}]
+    assert consumer.processor.processed == [(COMMANDS, [10, 11]), (COMMANDS, [13, 14])]
+    assert consumer._read_offset[COMMANDS] == 15 and consumer._gap_fetched_from == {}
+
+
 def test_other_apps_records_go_to_faust_unchecked() -> None:
     consumer = make_consumer([{OTHER: batch(40)}], {OTHER: 7})
     consumer._to_message = lambda tp, record: ("message", record.offset)
