@@ -216,9 +216,9 @@ class BatchConsumer(TunedConsumer):
 
         The embedded broker does this (:mod:`stockflow.holes`: with several producers writing a
         partition, a fetch can return a record before an earlier one another producer is still
-        writing; the internal topics are written by every worker). It was seen as a lost order
-        in the chaos suite twice: a product command at offset 83 never processed while 84, of
-        the same producer batch, was. A harmless cause looks the same: Faust's seek to the
+        writing; the internal topics are written by every worker). Before this guard the chaos
+        suite lost an order so once: a product command at offset 83 never processed while 84,
+        of the same producer batch, was. A harmless cause looks the same: Faust's seek to the
         committed offsets at the end of a recovery awaits each partition's committed offset in
         turn and only then sets the next offsets; a batch fetched and processed in between
         leaves its partition's next offset set back. Those records are then processed twice,
