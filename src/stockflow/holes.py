@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 
 REFETCHES = 2
 """How many times :class:`HoleGuard` fetches a hole again before it takes it for the log's own.
-On tansu the one hole of the measurement above was filled on the first refetch. On Apache Kafka
-a hole is a transaction marker or compacted records, and each costs this many extra fetches
-(a wait in time would cost every marker that long)."""
+On tansu every hole the guarded probe met (6 in four runs of 60 s) was filled by the first
+refetch. On Apache Kafka a hole is a transaction marker or compacted records, and each costs
+this many extra fetches (a wait in time would cost every marker that long)."""
 
 
 class HasOffset(Protocol):
@@ -45,8 +45,9 @@ R = TypeVar("R", bound=HasOffset)
 
 
 def first_hole(records: Sequence[HasOffset], expected: int, begin: int = 0) -> int | None:
-    """The index of the first record from ``begin`` on that is not at the offset following the
-    one before it (the record at ``begin`` must be at ``expected``); ``None`` if there is none.
+    """The index of the first record from ``begin`` on that is not where a run of offsets
+    starting at ``expected`` puts it (``begin`` itself if that record is past ``expected``);
+    ``None`` if there is none.
     Offsets within a fetched partition only grow, so a whole fetch without a hole is told by its
     two ends (no loop for the usual fetch)."""
     count = len(records) - begin
