@@ -13,7 +13,8 @@ offset order, and a hole means records that are not there (transaction markers, 
 
 :func:`first_hole` finds where a partition's fetched records stop following each other, and
 :class:`HoleGuard` is the reader's side: it delivers records up to a hole, seeks back to it and
-fetches again; a hole that :data:`REFETCHES` fetches from it still show is the log's own.
+fetches again; a hole that :data:`REFETCHES` fetches from it still show, or whose next record
+is older than :data:`FRESH_SECONDS`, is the log's own.
 The worker's consumer uses :func:`first_hole` with its own offsets (stockflow._faust.consumer).
 
 Importing this module imports neither Faust nor aiokafka.
@@ -22,10 +23,11 @@ Importing this module imports neither Faust nor aiokafka.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["REFETCHES", "HoleGuard", "first_hole"]
+__all__ = ["FRESH_SECONDS", "REFETCHES", "HoleGuard", "first_hole"]
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,24 @@ refetch. On Apache Kafka a hole is a transaction marker or compacted records, an
 this many extra fetches (a wait in time would cost every marker that long)."""
 
 
+FRESH_SECONDS = 10.0
+"""A hole whose next record was stamped longer ago than this is passed at once: a write still
+in flight when that record was read is younger (tansu's race is milliseconds, on one machine).
+A compacted topic read whole on Apache Kafka (``stockflow record --topics``) is mostly such
+holes, and would otherwise cost :data:`REFETCHES` fetches each."""
+
+
 class HasOffset(Protocol):
     @property
     def offset(self) -> int: ...
 
 
-R = TypeVar("R", bound=HasOffset)
+class Stamped(HasOffset, Protocol):
+    @property
+    def timestamp(self) -> int: ...
+
+
+R = TypeVar("R", bound=Stamped)
 
 
 def first_hole(records: Sequence[HasOffset], expected: int, begin: int = 0) -> int | None:
@@ -65,11 +79,21 @@ def first_hole(records: Sequence[HasOffset], expected: int, begin: int = 0) -> i
 class HoleGuard:
     """Per partition, the next offset to deliver; :meth:`take` keeps a reader from moving past
     records a fetch skipped. ``seek(tp, offset)`` is the consumer's (aiokafka
-    ``AIOKafkaConsumer.seek``)."""
+    ``AIOKafkaConsumer.seek``); records carry ``offset`` and ``timestamp`` (ms), as aiokafka's
+    do. ``clock`` (epoch seconds) is for tests."""
 
-    def __init__(self, seek: Callable[[Any, int], None], *, refetches: int = REFETCHES) -> None:
+    def __init__(
+        self,
+        seek: Callable[[Any, int], None],
+        *,
+        refetches: int = REFETCHES,
+        fresh: float = FRESH_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._seek = seek
         self._refetches = refetches
+        self._fresh_ms = fresh * 1000
+        self._clock = clock
         self._next: dict[Hashable, int] = {}
         self._holes: dict[Hashable, tuple[int, int]] = {}
         """Per partition, the hole being fetched again: its offset and how often it was seen."""
@@ -103,7 +127,8 @@ class HoleGuard:
             missing = expected + cut - begin  # the records from begin up to cut follow on
             offset, seen = self._holes.get(tp, (missing, 0))
             seen = seen + 1 if offset == missing else 1
-            if seen <= self._refetches:
+            fresh = records[cut].timestamp > self._clock() * 1000 - self._fresh_ms
+            if fresh and seen <= self._refetches:
                 self._holes[tp] = (missing, seen)
                 self.refetched += 1
                 records = records[:cut]

@@ -4,7 +4,8 @@ skipped (stockflow.holes); it fetches the partition again from the hole."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -21,6 +22,7 @@ class FakeRecord:
     offset: int
     key: bytes
     value: bytes
+    timestamp: int = field(default_factory=lambda: int(time.time() * 1000))
 
 
 def rejected(order_id: str, offset: int) -> FakeRecord:

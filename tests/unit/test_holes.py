@@ -8,12 +8,16 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stockflow.holes import REFETCHES, HoleGuard, first_hole
+from stockflow.holes import FRESH_SECONDS, REFETCHES, HoleGuard, first_hole
+
+NOW = 1_000.0
+"""The guards' clock (epoch seconds); records are stamped at it unless a test says otherwise."""
 
 
 @dataclass(frozen=True)
 class Rec:
     offset: int
+    timestamp: int = int(NOW * 1000)
 
 
 def recs(*offsets: int) -> list[Rec]:
@@ -40,7 +44,9 @@ def test_first_hole_agrees_with_a_plain_walk(steps: list[int], start: int) -> No
 class Reader:
     def __init__(self) -> None:
         self.seeks: list[tuple[str, int]] = []
-        self.guard = HoleGuard(lambda tp, offset: self.seeks.append((tp, offset)))
+        self.guard = HoleGuard(
+            lambda tp, offset: self.seeks.append((tp, offset)), clock=lambda: NOW
+        )
 
 
 def test_records_up_to_a_hole_are_delivered_and_the_partition_fetched_again_from_it() -> None:
@@ -80,6 +86,24 @@ def test_a_hole_that_every_refetch_shows_is_the_logs_own_and_is_passed() -> None
     assert guard.passed == 1
 
 
+def test_a_hole_before_records_older_than_any_write_in_flight_is_passed_at_once() -> None:
+    # A compacted topic read whole: its holes lie between records written long ago.
+    reader = Reader()
+    guard = reader.guard
+    guard.moved("p", 0)
+    old = int((NOW - FRESH_SECONDS - 1) * 1000)
+
+    assert guard.take("p", [Rec(0, old), Rec(5, old), Rec(9, old)]) == [
+        Rec(0, old),
+        Rec(5, old),
+        Rec(9, old),
+    ]
+    assert reader.seeks == [] and guard.passed == 2
+    # a fresh record after a hole is still fetched again
+    assert guard.take("p", [Rec(12)]) == []
+    assert reader.seeks == [("p", 10)]
+
+
 def test_partitions_are_guarded_apart_and_a_seek_resets_the_next_offset() -> None:
     reader = Reader()
     guard = reader.guard
@@ -105,7 +129,7 @@ def test_a_guarded_reader_delivers_every_record_of_the_log_once_and_in_order(
     ``hidden[i]`` (written late by another producer) and returns at most ``limits[i]``."""
     log = [o for o in range(size) if o not in markers]
     position = {"p": 0}
-    guard = HoleGuard(lambda tp, offset: position.__setitem__(tp, offset))
+    guard = HoleGuard(lambda tp, offset: position.__setitem__(tp, offset), clock=lambda: NOW)
     guard.moved("p", 0)  # read from the log's start, as the readers do
     delivered: list[int] = []
     for fetch in range(200):
