@@ -21,7 +21,7 @@ from itertools import pairwise
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stockflow.holes import HoleGuard
+from stockflow.holes import from_beginning
 from stockflow.testing.broker import EmbeddedBroker, create_topics
 
 __all__ = ["HoleCount", "count_holes", "main"]
@@ -74,11 +74,8 @@ async def _follow(bootstrap: str, guarded: bool, stop: asyncio.Event, count: Hol
     await consumer.start()
     tps = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
     consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    guard = HoleGuard(consumer.seek)
+    guard = await from_beginning(consumer, tps)
     following = dict.fromkeys(tps, 0)
-    for tp in tps:
-        guard.moved(tp, 0)
     try:
         while True:
             fetched = await consumer.getmany(timeout_ms=200, max_records=5000)

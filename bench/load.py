@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from stockflow.holes import HoleGuard
+from stockflow.holes import from_beginning
 from stockflow.kafka import groupless_consumer, topic_partitions
 
 __all__ = [
@@ -230,12 +230,9 @@ async def consume_outcomes(
     try:
         partitions = await topic_partitions(consumer, [topic])
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
         # Every system's outputs are read through the same guard: a record a tansu fetch
         # skipped (stockflow.holes) left a tally waiting out its timeout.
-        guard = HoleGuard(consumer.seek)
-        for tp, offset in (await consumer.beginning_offsets(partitions)).items():
-            guard.moved(tp, offset)
+        guard = await from_beginning(consumer, partitions)
         if started is not None:
             started.set()
         deadline = time.monotonic() + timeout

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["FRESH_SECONDS", "REFETCHES", "HoleGuard", "first_hole"]
+__all__ = ["FRESH_SECONDS", "REFETCHES", "HoleGuard", "first_hole", "from_beginning", "up_to_hole"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,38 @@ def first_hole(records: Sequence[HasOffset], expected: int, begin: int = 0) -> i
     return None  # pragma: no cover - the ends above said there is a hole
 
 
+H = TypeVar("H", bound=HasOffset)
+
+
+def up_to_hole(
+    tp: Hashable, records: Sequence[H], expected: int, passed: Callable[[int, H], bool]
+) -> tuple[int, int | None]:
+    """``(count, missing)``: how many of ``records`` (the first at ``expected`` or later) follow
+    on without a hole, and the offset of the first hole ``passed(missing, record after it)`` does
+    not take for the log's own (``None``: there is none, deliver them all). A hole passed is
+    logged. The one walk of both guards: the readers' (:class:`HoleGuard`) and the worker's
+    (``stockflow._faust.consumer``), which differ only in when a hole is the log's own."""
+    begin = 0
+    while (cut := first_hole(records, expected, begin)) is not None:
+        missing = expected + cut - begin  # the records from begin up to cut follow on
+        after = records[cut]
+        if not passed(missing, after):
+            return cut, missing
+        log.info("offsets %d..%d of %s are not in the log", missing, after.offset - 1, tp)
+        begin, expected = cut, after.offset
+    return len(records), None
+
+
+async def from_beginning(consumer: Any, tps: Sequence[Any]) -> HoleGuard:
+    """Seek ``consumer`` (an aiokafka consumer without a group, ``tps`` assigned) to the start
+    of each partition's log, and return the guard for reading on from there."""
+    guard = HoleGuard(consumer.seek)
+    for tp, offset in (await consumer.beginning_offsets(tps)).items():
+        consumer.seek(tp, offset)
+        guard.moved(tp, offset)
+    return guard
+
+
 class HoleGuard:
     """Per partition, the next offset to deliver; :meth:`take` keeps a reader from moving past
     records a fetch skipped. ``seek(tp, offset)`` is the consumer's (aiokafka
@@ -122,28 +154,29 @@ class HoleGuard:
             records = [record for record in records if record.offset >= expected]
             if not records:
                 return records
-        begin = 0
-        while (cut := first_hole(records, expected, begin)) is not None:
-            missing = expected + cut - begin  # the records from begin up to cut follow on
-            offset, seen = self._holes.get(tp, (missing, 0))
-            seen = seen + 1 if offset == missing else 1
-            fresh = records[cut].timestamp > self._clock() * 1000 - self._fresh_ms
-            if fresh and seen <= self._refetches:
-                self._holes[tp] = (missing, seen)
-                self.refetched += 1
-                records = records[:cut]
-                self._seek(tp, missing)
-                break
-            log.info(
-                "offsets %d..%d of %s are not in the log", missing, records[cut].offset - 1, tp
-            )
-            self.passed += 1
-            self._holes.pop(tp, None)
-            expected = records[cut].offset
-            begin = cut
+        count, missing = up_to_hole(
+            tp, records, expected, lambda hole, after: self._passed(tp, hole, after)
+        )
+        if missing is not None:
+            self.refetched += 1
+            records = records[:count]
+            self._seek(tp, missing)
         if records:
             self._next[tp] = records[-1].offset + 1
             hole = self._holes.get(tp)
             if hole is not None and hole[0] < self._next[tp]:
                 del self._holes[tp]  # filled
         return records
+
+    def _passed(self, tp: Hashable, missing: int, after: Stamped) -> bool:
+        """Whether the hole at ``missing`` is the log's own: the record after it is older than
+        any write in flight, or :data:`REFETCHES` fetches from it showed it already."""
+        offset, seen = self._holes.get(tp, (missing, 0))
+        seen = seen + 1 if offset == missing else 1
+        fresh = after.timestamp > self._clock() * 1000 - self._fresh_ms
+        if fresh and seen <= self._refetches:
+            self._holes[tp] = (missing, seen)
+            return False
+        self.passed += 1
+        self._holes.pop(tp, None)
+        return True

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from stockflow.errors import BrokerError
-from stockflow.holes import HoleGuard
+from stockflow.holes import from_beginning
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -163,11 +163,8 @@ async def read_topics(
         if not partitions:
             return result
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
         # Not past a record a fetch skipped while producers still write (stockflow.holes).
-        guard = HoleGuard(consumer.seek)
-        for tp, offset in (await consumer.beginning_offsets(partitions)).items():
-            guard.moved(tp, offset)
+        guard = await from_beginning(consumer, partitions)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         pending = set(partitions)

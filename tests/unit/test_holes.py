@@ -3,12 +3,14 @@ later record of a partition before an earlier one another producer is still writ
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stockflow.holes import FRESH_SECONDS, REFETCHES, HoleGuard, first_hole
+from stockflow.holes import FRESH_SECONDS, REFETCHES, HoleGuard, first_hole, from_beginning
 
 NOW = 1_000.0
 """The guards' clock (epoch seconds); records are stamped at it unless a test says otherwise."""
@@ -142,3 +144,23 @@ def test_a_guarded_reader_delivers_every_record_of_the_log_once_and_in_order(
         if delivered == log:
             break
     assert delivered == log
+
+
+def test_from_beginning_seeks_each_partition_to_its_log_start_and_guards_from_there() -> None:
+    class Consumer:
+        def __init__(self) -> None:
+            self.seeks: list[tuple[str, int]] = []
+
+        def seek(self, tp: str, offset: int) -> None:
+            self.seeks.append((tp, offset))
+
+        async def beginning_offsets(self, tps: list[str]) -> dict[str, int]:
+            return {"a": 0, "b": 40}
+
+    consumer = Consumer()
+    guard = asyncio.run(from_beginning(consumer, ["a", "b"]))
+
+    assert consumer.seeks == [("a", 0), ("b", 40)]
+    now_ms = int(time.time() * 1000)  # the guard's own clock: a record just written
+    assert guard.take("b", [Rec(41, now_ms)]) == []  # 40 not readable yet: fetched again
+    assert consumer.seeks[-1] == ("b", 40)

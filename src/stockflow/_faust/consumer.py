@@ -48,7 +48,7 @@ from stockflow._faust.standby import StandbyApplier
 from stockflow._faust.transport import TunedConsumer
 from stockflow.errors import StockflowError
 from stockflow.garbage import collect_between_batches
-from stockflow.holes import first_hole
+from stockflow.holes import up_to_hole
 
 __all__ = ["BatchConsumer"]
 
@@ -195,17 +195,20 @@ class BatchConsumer(TunedConsumer):
         ``start`` without a hole, and the first hole not fetched again yet: its first offset and
         the offset fetched after it. A hole fetched again once already is the log's own: passed
         (see :meth:`_refetch_gaps`)."""
-        begin, expected = 0, start
-        while (cut := first_hole(batch, expected, begin)) is not None:
-            missing = expected + cut - begin  # the records from begin up to cut follow on
-            if self._gap_fetched_from.get(tp) != missing:
-                return batch[:cut], (missing, batch[cut].offset)
-            log.info("offsets %d..%d of %s are not in the log", missing, batch[cut].offset - 1, tp)
-            del self._gap_fetched_from[tp]
-            begin, expected = cut, batch[cut].offset
-        if self._gap_fetched_from:
-            self._gap_fetched_from.pop(tp, None)  # filled
-        return batch, None
+        gaps = self._gap_fetched_from
+
+        def passed(missing: int, _after: Any) -> bool:
+            if gaps.get(tp) != missing:
+                return False
+            del gaps[tp]
+            return True
+
+        count, missing = up_to_hole(tp, batch, start, passed)
+        if missing is None:
+            if gaps:
+                gaps.pop(tp, None)  # filled
+            return batch, None
+        return batch[:count], (missing, batch[count].offset)
 
     async def _refetch_gaps(self, gaps: dict[TP, tuple[int, int]]) -> None:
         """Partitions whose fetched records skip offsets: at the start of the fetch (past the

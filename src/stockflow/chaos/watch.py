@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stockflow.errors import BrokerError
-from stockflow.holes import HoleGuard
+from stockflow.holes import from_beginning
 from stockflow.kafka import groupless_consumer
 from stockflow.keys import partition_for
 
@@ -192,12 +192,9 @@ class FlowWatcher:
                 for p in range(self.partitions)
             ]
             consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
             # Not past a record a fetch skipped (stockflow.holes): an outcome on the topic
             # all along was once taken for an order undecided for 60 s.
-            guard = HoleGuard(consumer.seek)
-            for tp, offset in (await consumer.beginning_offsets(tps)).items():
-                guard.moved(tp, offset)
+            guard = await from_beginning(consumer, tps)
             poller = asyncio.create_task(self._poll_committed()) if self.group else None
             self._ready.set()
             while not self._stop.is_set():
