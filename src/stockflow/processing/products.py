@@ -372,8 +372,9 @@ class ProductWriter:
         forget_finished(self.store, partition, now_ms, self.policy.retention_ms)
 
 
-def _end_report(entry: Reservation, order_key: bytes, reply_partition: int) -> list[Out]:
+def _end_report(entry: Reservation, order_key: bytes, reply_partition: int | None) -> list[Out]:
     """How the single-line order of ``entry`` ended, for its saga (:func:`encode_end`); none
-    while it has not ended."""
+    while it has not ended. ``reply_partition`` is the command's (``None``: a Confirm or
+    Release that names none, answered on the order id's partition, as the producer keys it)."""
     end = encode_end(entry)
     return [] if end is None else [Out("order_replies", order_key, end, reply_partition)]
