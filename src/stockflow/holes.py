@@ -15,7 +15,8 @@ offset order, and a hole means records that are not there (transaction markers, 
 :class:`HoleGuard` is the reader's side: it delivers records up to a hole, seeks back to it and
 fetches again; a hole that :data:`REFETCHES` fetches from it still show, or whose next record
 is older than :data:`FRESH_SECONDS`, is the log's own.
-The worker's consumer uses :func:`first_hole` with its own offsets (stockflow._faust.consumer).
+Both walk a fetch with :func:`up_to_hole`; the worker's consumer (stockflow._faust.consumer)
+passes its own rule for a hole that is the log's own (one refetch, then passed).
 
 Importing this module imports neither Faust nor aiokafka.
 """
