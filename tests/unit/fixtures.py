@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from stockflow.core import saga as saga_core
 from stockflow.core.policy import Policy
-from stockflow.core.saga import Saga, SagaDecision
+from stockflow.core.saga import LineState, Saga, SagaDecision
 from stockflow.core.stock import Reservation, Stock
 from stockflow.keys import ledger_prefix, stock_key
 from stockflow.models import (
@@ -410,3 +410,43 @@ class RecordingPipeline(LocalPipeline):
             self._redelivering = False
             offsets[meta.partition] = following
         return self.emitted[start:]
+
+
+# Any saga the codec may meet: every field over its whole range (not only what the core
+# decides), so that a field out of place in a record fails.
+SAGA_NAMES = st.text(min_size=1, max_size=12)
+SAGA_LINES = st.builds(
+    LineState,
+    product_id=SAGA_NAMES,
+    quantity=st.integers(1, 10**6),
+    answer=st.sampled_from(["pending", "reserved", "refused"]),
+    reason=st.none()
+    | st.sampled_from(
+        ["insufficient_stock", "unknown_product", "timeout", "compensated", "invalid_order"]
+    ),
+    available=st.none() | st.integers(0, 10**6),
+    action=st.sampled_from(["reserve", "confirm", "release", "none"]),
+    release_reason=st.none() | st.sampled_from(["cancelled", "expired", "compensation"]),
+)
+SAGA_MS = st.integers(0, 2**53)
+SAGAS = st.builds(
+    Saga,
+    order_id=SAGA_NAMES,
+    lines=st.lists(SAGA_LINES, min_size=1, max_size=4).map(tuple),
+    fulfilment=st.sampled_from(["all_or_nothing", "partial"]),
+    status=st.sampled_from(
+        ["reserving", "reserved", "rejected", "confirmed", "cancelled", "expired"]
+    ),
+    placed_at_ms=SAGA_MS,
+    deadline_ms=SAGA_MS,
+    expires_at_ms=SAGA_MS,
+    reply_partition=st.integers(0, 1000),
+    rejection=st.none()
+    | st.sampled_from(["insufficient_stock", "unknown_product", "invalid_order", "timeout"]),
+    pay_requested=st.booleans(),
+    cancel_requested=st.booleans(),
+    finished_at_ms=st.none() | SAGA_MS,
+    placed_at=st.none() | st.tuples(st.integers(0, 1000), st.integers(0, 2**40)),
+    first_request=st.none() | st.sampled_from(["pay", "cancel"]),
+    product_decides=st.booleans(),
+)

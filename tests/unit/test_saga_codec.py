@@ -12,44 +12,7 @@ from stockflow.core.saga import LineState, Saga, place
 from stockflow.models import Fulfilment
 from stockflow.processing.codec import decode_saga, encode_new_single, encode_saga
 
-from fixtures import JSON_IDS
-
-NAMES = st.text(min_size=1, max_size=12)
-LINES = st.builds(
-    LineState,
-    product_id=NAMES,
-    quantity=st.integers(1, 10**6),
-    answer=st.sampled_from(["pending", "reserved", "refused"]),
-    reason=st.none()
-    | st.sampled_from(
-        ["insufficient_stock", "unknown_product", "timeout", "compensated", "invalid_order"]
-    ),
-    available=st.none() | st.integers(0, 10**6),
-    action=st.sampled_from(["reserve", "confirm", "release", "none"]),
-    release_reason=st.none() | st.sampled_from(["cancelled", "expired", "compensation"]),
-)
-MS = st.integers(0, 2**53)
-SAGAS = st.builds(
-    Saga,
-    order_id=NAMES,
-    lines=st.lists(LINES, min_size=1, max_size=4).map(tuple),
-    fulfilment=st.sampled_from(["all_or_nothing", "partial"]),
-    status=st.sampled_from(
-        ["reserving", "reserved", "rejected", "confirmed", "cancelled", "expired"]
-    ),
-    placed_at_ms=MS,
-    deadline_ms=MS,
-    expires_at_ms=MS,
-    reply_partition=st.integers(0, 1000),
-    rejection=st.none()
-    | st.sampled_from(["insufficient_stock", "unknown_product", "invalid_order", "timeout"]),
-    pay_requested=st.booleans(),
-    cancel_requested=st.booleans(),
-    finished_at_ms=st.none() | MS,
-    placed_at=st.none() | st.tuples(st.integers(0, 1000), st.integers(0, 2**40)),
-    first_request=st.none() | st.sampled_from(["pay", "cancel"]),
-    product_decides=st.booleans(),
-)
+from fixtures import JSON_IDS, SAGA_MS, SAGAS
 
 
 @settings(max_examples=500, deadline=None, derandomize=True, database=None)
@@ -67,8 +30,8 @@ def test_a_saga_decodes_to_what_was_encoded(saga: Saga) -> None:
     quantity=st.integers(1, 10**9),
     fulfilment=st.sampled_from(["all_or_nothing", "partial"]),
     ttl_ms=st.none() | st.integers(1, 10**9),
-    now_ms=MS,
-    started_ms=st.none() | MS,
+    now_ms=SAGA_MS,
+    started_ms=st.none() | SAGA_MS,
     placed_at=st.tuples(st.integers(0, 1000), st.integers(0, 2**40)),
 )
 def test_a_placed_single_line_saga_encodes_as_any_saga(

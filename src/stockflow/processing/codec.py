@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import from_json, to_json
@@ -21,6 +21,7 @@ from pydantic_core import from_json, to_json
 from stockflow.core.saga_state import LineState, Saga, saga_fields
 from stockflow.core.stock import Reservation, Stock
 from stockflow.models import DeadLetter
+from stockflow.processing.legacy_state import decode_legacy
 from stockflow.processing.records import Meta, Out
 
 __all__ = [
@@ -70,21 +71,6 @@ class StockRecord:
     wal_value: str | None = None
     offset: int | None = None
     event_ms: int | None = None
-
-
-_LEGACY: dict[str, TypeAdapter[Any]] = {}
-"""TypeAdapters for state written by versions before 0.x as JSON objects (see _legacy)."""
-
-
-def _legacy(kind: type[T], raw: bytes) -> T:
-    # State used to be pydantic-dumped objects ({...}); it is now compact arrays ([...]) that
-    # decode without model validation. Old values are still read (cheaply told apart by their
-    # first byte), so a table written by an older version needs no rebuild.
-    adapter = _LEGACY.get(kind.__name__)
-    if adapter is None:
-        adapter = _LEGACY[kind.__name__] = TypeAdapter(kind)
-    value: T = adapter.validate_json(raw)
-    return value
 
 
 def encode(model: BaseModel) -> bytes:
@@ -152,7 +138,7 @@ def encode_stock_values(
 
 def decode_stock(raw: bytes) -> StockRecord:
     if raw[:1] == b"{":
-        return _legacy(StockRecord, raw)
+        return decode_legacy(StockRecord, raw)
     on_hand, reserved, next_seq, wal_key, wal_value, offset, event_ms = from_json(
         raw, cache_strings=KEYS_ONLY
     )
@@ -192,7 +178,7 @@ def encode_entry(entry: Reservation) -> bytes:
 
 def decode_entry(raw: bytes) -> Reservation:
     if raw[:1] == b"{":
-        return _legacy(Reservation, raw)
+        return decode_legacy(Reservation, raw)
     return Reservation(*from_json(raw, cache_strings=KEYS_ONLY))
 
 
@@ -258,7 +244,7 @@ def encode_new_single(
 
 def decode_saga(raw: bytes) -> Saga:
     if raw[:1] == b"{":
-        return _legacy(Saga, raw)
+        return decode_legacy(Saga, raw)
     values = from_json(raw, cache_strings=KEYS_ONLY)
     values[1] = tuple(LineState(*line) for line in values[1])
     placed_at = values[12]
