@@ -346,31 +346,35 @@ class SagaDriver:
         }
 
 
-class RecordingPipeline(LocalPipeline):
-    """A LocalPipeline that remembers every input record as delivered (with its offset), so a
-    test can deliver it again the way Kafka redelivers after a crash: same topic, partition,
-    offset, key, value and timestamp.
+class RecordingPipeline:
+    """A :class:`LocalPipeline` (every attribute not defined here is the pipeline's) that
+    remembers every input record as delivered (with its offset), so a test can deliver it
+    again the way Kafka redelivers after a crash: same topic, partition, offset, key, value
+    and timestamp.
 
-    It watches the processors' methods, which the pipeline looks up per record, and not the
-    pipeline's own routing: that is written into one loop (``_drain``), and hooks on the
-    methods it once called were silently never called (the property tests then redelivered
-    nothing and duplicated nothing). :attr:`echoed` counts what ``echo`` duplicated, so that a
-    test can tell."""
+    It watches the pipeline's :attr:`~LocalPipeline.handlers`, which the pipeline looks up per
+    record, and not the pipeline's own routing: that is written into one loop (``_drain``),
+    and hooks on the methods it once called were silently never called (the property tests
+    then redelivered nothing and duplicated nothing). :attr:`echoed` counts what ``echo``
+    duplicated, so that a test can tell. It wraps the pipeline rather than subclassing it: a
+    compiled build of stockflow allows no Python subclass of its classes."""
 
     echo: Callable[[Out], bool] | None = None
     """Asked for every internal record (product command, saga reply): ``True`` delivers it a
     second time, right behind the first, as at-least-once delivery may."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __init__(self, **pipeline: Any) -> None:
+        self.pipeline = LocalPipeline(**pipeline)
         self.delivered: list[tuple[str, bytes | None, Meta]] = []
         self.echoed = 0
         self._redelivering = False
-        orders, products, inventory = self.orders, self.products, self.inventory
-        orders.handle_order = self._watch("orders", orders.handle_order)  # type: ignore[method-assign]
-        orders.handle_reply = self._watch(None, orders.handle_reply)  # type: ignore[method-assign]
-        products.handle = self._watch(None, products.handle)  # type: ignore[method-assign]
-        inventory.handle = self._watch("inventory", inventory.handle)  # type: ignore[method-assign]
+        handlers = self.pipeline.handlers
+        for topic, handle in list(handlers.items()):
+            recorded = topic if topic in ("orders", "inventory") else None  # the inputs
+            handlers[topic] = self._watch(recorded, handle)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pipeline, name)
 
     def _watch(
         self, topic: str | None, handle: Callable[[bytes | None, Meta], Step]
@@ -398,18 +402,19 @@ class RecordingPipeline(LocalPipeline):
         """The input record ``meta`` describes, delivered again at its own offset (the pipeline
         numbers each input partition's records; only inputs are taken there, so no other
         record takes an offset of that partition while this one is processed)."""
-        offsets = self._offsets[topic]
+        pipeline = self.pipeline
+        offsets = pipeline._offsets[topic]
         following = offsets[meta.partition]
         offsets[meta.partition] = meta.offset
-        start = len(self.emitted)
+        start = len(pipeline.emitted)
         self._redelivering = True
         try:
-            self._queue.append((topic, meta.partition, meta.key, value, meta.timestamp_ms))
-            self._drain()
+            pipeline._queue.append((topic, meta.partition, meta.key, value, meta.timestamp_ms))
+            pipeline._drain()
         finally:
             self._redelivering = False
             offsets[meta.partition] = following
-        return self.emitted[start:]
+        return pipeline.emitted[start:]
 
 
 # Any saga the codec may meet: every field over its whole range (not only what the core

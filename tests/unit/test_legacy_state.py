@@ -1,11 +1,11 @@
 """State written by older versions (pydantic-dumped JSON objects) reads back as it was written,
-through mirrors of the core's dataclasses: pydantic never builds one of them itself, which a
-compiled build of the core would not allow."""
+through pydantic models of its shapes: pydantic never builds one of the core's dataclasses
+itself, which a compiled build of the core would not allow."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import pytest
 from hypothesis import given, settings
@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from stockflow.core.saga import LineState, Saga
 from stockflow.core.stock import Reservation, Stock
 from stockflow.processing.codec import StockRecord, decode_entry, decode_saga, decode_stock
-from stockflow.processing.legacy_state import decode_legacy
+from stockflow.processing.legacy_state import LEGACY_SHAPES, decode_legacy
 
 from fixtures import SAGA_MS, SAGA_NAMES, SAGAS
 
@@ -97,3 +97,11 @@ def test_fields_an_older_version_did_not_write_take_their_defaults() -> None:
 def test_a_value_that_is_no_legacy_record_raises(raw: bytes) -> None:
     with pytest.raises(ValidationError):
         decode_legacy(StockRecord, raw)
+
+
+@pytest.mark.parametrize("kind", [StockRecord, Stock, Reservation, Saga, LineState])
+def test_each_legacy_shape_has_its_dataclass_fields_in_order(kind: type) -> None:
+    # decode_legacy fills the dataclass positionally from the shape's fields: a field added to
+    # the dataclass must be added to its shape too, at the same place.
+    shape = LEGACY_SHAPES[kind.__name__]
+    assert list(shape.model_fields) == [each.name for each in fields(kind)]

@@ -28,6 +28,7 @@ from stockflow.models import (
     ReservationReleased,
 )
 from stockflow.processing.expiries import EXPIRIES, expiring
+from stockflow.processing.pipeline import LocalPipeline
 from stockflow.processing.store import MemoryStore
 
 from fixtures import (
@@ -281,7 +282,7 @@ def run_commands(
     products = [names[pid] for pid in PRODUCTS]
     pipeline = RecordingPipeline(policy=POLICY, partitions=3)
     pipeline.echo = echoes(duplicates)
-    writer_handle = pipeline.products.handle
+    writer_handle = pipeline.handlers["product_commands"]
 
     def checked(raw: bytes | None, meta: Any) -> Any:
         before = {pid: stock_of(pipeline.product_store, pid) for pid in products}
@@ -294,7 +295,7 @@ def run_commands(
                 assert new.reserved <= new.on_hand
         return step
 
-    pipeline.products.handle = checked  # type: ignore[method-assign]
+    pipeline.handlers["product_commands"] = checked
 
     now = T0
     for pid, on_hand in initial.items():
@@ -418,10 +419,14 @@ def test_skipping_advance_when_quiet_changes_nothing(inputs: list[tuple[str, int
     def run(
         always_advance: bool, returning: bool = True
     ) -> tuple[list[Any], dict[str, bytes], dict[str, bytes]]:
-        pipeline = RecordingPipeline(policy=QUIET_POLICY, partitions=2)
-        if always_advance:
-            pipeline._quiet = lambda _now: False  # type: ignore[method-assign]
-        feed = pipeline.feed if returning else pipeline.process
+        pipeline = LocalPipeline(policy=QUIET_POLICY, partitions=2)
+        take = pipeline.feed if returning else pipeline.process
+
+        def feed(topic: str, key: bytes, value: bytes, at: int) -> None:
+            if always_advance:
+                pipeline.advance(at)  # what the record's own advance would do, never skipped
+            take(topic, key, value, at)
+
         for product in PRODUCTS:
             feed("inventory", product.encode(), stock_set(product, 3), T0)
         for kind, number, offset in inputs:

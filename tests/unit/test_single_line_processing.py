@@ -110,14 +110,14 @@ def test_a_held_single_line_order_sends_no_reply_and_ends_reported() -> None:
     pipeline = LocalPipeline(policy=POLICY, partitions=1)
     pipeline.feed("inventory", b"p", stock_set("p", 3), T0)
     sent: list[Any] = []
-    handle = pipeline.products.handle
+    handle = pipeline.handlers["product_commands"]
 
     def record(raw: bytes | None, meta: Any) -> Any:
         step = handle(raw, meta)
         sent.extend((out.role, out.value) for out in step.outputs)
         return step
 
-    pipeline.products.handle = record  # type: ignore[method-assign]
+    pipeline.handlers["product_commands"] = record
     pipeline.feed("orders", b"o-1", order_placed("o-1", ("p", 1)), T0 + 1)
     assert [role for role, _value in sent] == ["reservations", "reservations"]
     saga = decode_saga(pipeline.order_store.get("o:o-1") or b"")
@@ -143,15 +143,15 @@ def test_the_desk_forwards_payment_cancellation_and_expiry() -> None:
     pipeline = LocalPipeline(policy=POLICY, partitions=1)
     pipeline.feed("inventory", b"p", stock_set("p", 3), T0)
     commands: list[Any] = []
-    handle = pipeline.orders.handle_order
-    fire = pipeline.orders.handle_reply
+    handle = pipeline.handlers["orders"]
+    fire = pipeline.handlers["order_replies"]
 
     def record(step: Any) -> Any:
         commands.extend(o.value for o in step.outputs if o.role == "product_commands")
         return step
 
-    pipeline.orders.handle_order = lambda raw, meta: record(handle(raw, meta))  # type: ignore[method-assign]
-    pipeline.orders.handle_reply = lambda raw, meta: record(fire(raw, meta))  # type: ignore[method-assign]
+    pipeline.handlers["orders"] = lambda raw, meta: record(handle(raw, meta))
+    pipeline.handlers["order_replies"] = lambda raw, meta: record(fire(raw, meta))
     for order_id in ("o-1", "o-2", "o-3"):
         pipeline.feed("orders", order_id.encode(), order_placed(order_id, ("p", 1)), T0 + 1)
     reserves = [Reserve.model_validate_json(raw) for raw in commands]
@@ -235,7 +235,7 @@ def test_a_full_expiry_timer_is_followed_by_another_and_every_order_expires_once
     held = [expiring(pipeline.order_store.get(key)) for key in timers]
     assert held == [["o-1", "o-2"], ["o-3", "o-4"], ["o-5"]]
     # A desk started afresh (a restart: no memory of the parts) finds the one with room.
-    pipeline.orders = OrderDesk(pipeline.order_store, policy, pipeline.product_store)
+    pipeline.restart()
     pipeline.feed("orders", b"o-6", order_placed("o-6", ("p", 1)), T0 + 1)
     assert expiring(pipeline.order_store.get(timers[2])) == ["o-5", "o-6"]
     held_now = stock_of(pipeline.product_store, "p")

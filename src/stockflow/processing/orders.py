@@ -7,6 +7,7 @@ its expiry timer (:mod:`stockflow.processing.held`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 from pydantic import BaseModel
@@ -30,7 +31,7 @@ from stockflow.processing.codec import (
 from stockflow.processing.expiries import EXPIRIES, SharedExpiries, expiring
 from stockflow.processing.held import HELD, expiry_key, with_held
 from stockflow.processing.internal import Command, parse_replies
-from stockflow.processing.order_input import Placed, parse_order
+from stockflow.processing.order_input import OrderInput, Placed, parse_order
 from stockflow.processing.records import Meta, Out, Step
 from stockflow.processing.store import StateStore
 from stockflow.processing.sweep import due_after_sweeping, ensure_sweep
@@ -50,9 +51,16 @@ class OrderDesk:
     """One instance per worker; each call is one step of the stream owning ``meta.partition``."""
 
     def __init__(
-        self, store: StateStore, policy: Policy, products: StateStore | None = None
+        self,
+        store: StateStore,
+        policy: Policy,
+        products: StateStore | None = None,
+        parse: Callable[[bytes | None], OrderInput | str] = parse_order,
     ) -> None:
         self.store = store
+        self.parse = parse
+        """How a record of the ``orders`` topic is read (:func:`parse_order`): a test may
+        have every order read through the models instead, the desk's general path."""
         self.policy = policy
         self.products = products
         """The product writers' store, for the read model only (:meth:`saga`)."""
@@ -64,7 +72,7 @@ class OrderDesk:
 
     def handle_order(self, raw: bytes | None, meta: Meta) -> Step:
         """A record from the public ``orders`` topic."""
-        event = parse_order(raw)
+        event = self.parse(raw)
         if isinstance(event, str):
             return Step(outputs=[dead_letter(meta, raw, event)])
         if meta.key is not None and meta.key != event.order_id.encode():
