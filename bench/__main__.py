@@ -183,13 +183,24 @@ def _machine() -> dict[str, Any]:
 
     free = run("free", "-g").splitlines()
     return {
-        "commit": _measured_commit(run),
+        "commit": _measured_commit(run) + _build_label(),
         "nproc": run("nproc"),
         "memory": " ".join(free[1].split()[:2]) + " GiB" if len(free) > 1 else "?",
         "free_g": free,
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def _build_label() -> str:
+    """`` (compiled)`` when the stockflow measured is the compiled build (setup.py,
+    ``STOCKFLOW_COMPILE=1``), imported ahead of the editable install through PYTHONPATH."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    import stockflow.core.stock
+
+    compiled = str(stockflow.core.stock.__file__).endswith(tuple(EXTENSION_SUFFIXES))
+    return " (compiled)" if compiled else ""
 
 
 def _measured_commit(run: Any) -> str:
