@@ -195,6 +195,7 @@ class SelfHealingTableManager(TableManager):
     fast_restore: bool = True
     """Whether recovery restores active partitions in batches first; :func:`stockflow.install`
     sets it from ``Settings.fast_restore``."""
+    _recovery: Recovery | None  # Faust's; declared for a type check that cannot see Faust
 
     @property
     def recovery(self) -> Recovery:
