@@ -389,6 +389,7 @@ def _core(plan: Plan, report: Report) -> None:
             "decisions": r.decisions,
             "seconds": r.seconds,
             "rate": r.rate,
+            "rates": list(r.rates),
         }
         for r in run_core(plan.core_decisions, plan.products)
     ]

@@ -358,13 +358,20 @@ class Report:
     def _core_table(self) -> Table | None:
         if not self.core:
             return None
-        table = Table(title="Pure decision core (one thread, no Faust, no broker)")
-        for col in ("layer", "decisions", "decisions/s", "vs baseline"):
+        table = Table(
+            title="Pure decision core (one thread, no Faust, no broker; each layer's best round)"
+        )
+        for col in ("layer", "decisions", "decisions/s", "vs baseline", "every round"):
             table.add_column(col, justify="left" if col == "layer" else "right")
         base = self.core[0]["rate"]
         for row in self.core:
             table.add_row(
-                row["name"], _num(row["decisions"]), _num(row["rate"]), _ratio(row["rate"], base)
+                row["name"],
+                _num(row["decisions"]),
+                _num(row["rate"]),
+                _ratio(row["rate"], base),
+                # Reports written before the rounds have none.
+                " / ".join(_num(rate) for rate in row.get("rates", ())),
             )
         return table
 

@@ -199,6 +199,24 @@ def test_the_core_section_gives_the_collector_back_as_it_found_it() -> None:
     assert len(kept) > Settings().gc_threshold
 
 
+def test_each_core_layer_reports_its_best_round_and_keeps_every_round() -> None:
+    from bench.core import run_core
+
+    results = run_core(400, products=20, rounds=3)
+    assert [r.key for r in results] == [
+        "baseline",
+        "reserve",
+        "writer",
+        "pipeline",
+        "pipeline-default-gc",
+    ]
+    for result in results:
+        assert len(result.rates) == 3
+        assert result.rate == pytest.approx(max(result.rates))
+    table = Report(core=[{**vars(r), "rate": r.rate, "rates": list(r.rates)} for r in results])
+    assert table._core_table() is not None
+
+
 def test_a_goal_not_measured_is_left_out() -> None:
     report = Report(throughput=[_run("stockflow", "spread", 1_000.0, 0.5)])
     assert evaluate_goals(report) == []
