@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from struct import Struct
+from typing import Final
 
 __all__ = [
     "ENTRY_KEYS",
@@ -53,15 +54,15 @@ __all__ = [
 ]
 
 # The builders below spell these prefixes out rather than look them up: they run per record.
-STOCK_KEYS = "s:"
+STOCK_KEYS: Final = "s:"
 """What every :func:`stock_key` starts with (a scan over all products' counters)."""
-ENTRY_KEYS = "r:"
+ENTRY_KEYS: Final = "r:"
 """What every :func:`entry_key` starts with (all ledger entries)."""
-MARKER_KEYS = "m:"
+MARKER_KEYS: Final = "m:"
 """What every :func:`marker_key` starts with."""
-SAGA_KEYS = "o:"
+SAGA_KEYS: Final = "o:"
 """What every :func:`saga_key` starts with (all sagas)."""
-TIMER_KEYS = "t:"
+TIMER_KEYS: Final = "t:"
 """What every :func:`timer_key` starts with, whatever its partition."""
 
 
@@ -143,10 +144,10 @@ class TimerKey:
 # --- partitioning -----------------------------------------------------------------------------
 
 
-HASH_CACHE = 65_536
+HASH_CACHE: Final = 65_536
 """Keys whose hash :func:`partition_for` remembers (a few MiB at most)."""
 
-_hashes: dict[bytes, int] = {}
+_hashes: Final[dict[bytes, int]] = {}
 """Product keys repeat on every order; an order's key is hashed about twice (its two events).
 A dict emptied when full, not ``functools.lru_cache``: nearly every order key is new, and
 lru_cache's miss with an eviction (its linked list kept in order) cost 1.1 us more than the
@@ -163,9 +164,11 @@ def partition_for(key: bytes, partitions: int) -> int:
     return hashed % partitions
 
 
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
-_WORD_READERS = tuple(Struct(f"<{words}I").unpack_from for words in range(65))
+# Final, here and for the other constants the hot path reads: the compiled build (setup.py)
+# then holds them as C constants instead of looking each up in the module's dict per use.
+_M: Final = 0x5BD1E995
+_MASK: Final = 0xFFFFFFFF
+_WORD_READERS: Final = tuple(Struct(f"<{words}I").unpack_from for words in range(65))
 """Readers of 0-64 little-endian 4-byte words (keys up to 259 bytes): ``struct``'s own cache
 of formats costs a lookup and the format string a formatting, per key."""
 

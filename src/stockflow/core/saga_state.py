@@ -62,6 +62,25 @@ class LineState:
     action: Action = "reserve"
     release_reason: ReleaseReason | None = None
 
+    # Written out for the compiled build (see processing.records.Meta).
+    def __init__(
+        self,
+        product_id: str,
+        quantity: int,
+        answer: Literal["pending", "reserved", "refused"] = "pending",
+        reason: RefusalReason | None = None,
+        available: int | None = None,
+        action: Action = "reserve",
+        release_reason: ReleaseReason | None = None,
+    ) -> None:
+        self.product_id = product_id
+        self.quantity = quantity
+        self.answer = answer
+        self.reason = reason
+        self.available = available
+        self.action = action
+        self.release_reason = release_reason
+
 
 @dataclass(slots=True)
 class Saga:
@@ -90,6 +109,43 @@ class Saga:
     """A single-line order whose product writer also decides its payment, cancellation and
     expiry (``Reserve.decides``): this saga forwards them and learns how the order ended
     (:mod:`stockflow.core.single_line`). ``False`` for sagas written before it existed."""
+
+    # Written out for the compiled build (see processing.records.Meta).
+    def __init__(
+        self,
+        order_id: str,
+        lines: tuple[LineState, ...],
+        fulfilment: Fulfilment,
+        status: SagaStatus,
+        placed_at_ms: int,
+        deadline_ms: int,
+        expires_at_ms: int,
+        reply_partition: int,
+        rejection: RejectionReason | None = None,
+        pay_requested: bool = False,
+        cancel_requested: bool = False,
+        finished_at_ms: int | None = None,
+        placed_at: tuple[int, int] | None = None,
+        first_request: Literal["pay", "cancel"] | None = None,
+        product_decides: bool = False,
+        forwards: bool = False,
+    ) -> None:
+        self.order_id = order_id
+        self.lines = lines
+        self.fulfilment = fulfilment
+        self.status = status
+        self.placed_at_ms = placed_at_ms
+        self.deadline_ms = deadline_ms
+        self.expires_at_ms = expires_at_ms
+        self.reply_partition = reply_partition
+        self.rejection = rejection
+        self.pay_requested = pay_requested
+        self.cancel_requested = cancel_requested
+        self.finished_at_ms = finished_at_ms
+        self.placed_at = placed_at
+        self.first_request = first_request
+        self.product_decides = product_decides
+        self.forwards = forwards
 
 
 Plain = dict[str, Any]

@@ -65,6 +65,12 @@ class Stock:
     reserved: int = 0
     next_seq: int = 0
 
+    # Written out for the compiled build (see processing.records.Meta).
+    def __init__(self, on_hand: int, reserved: int = 0, next_seq: int = 0) -> None:
+        self.on_hand = on_hand
+        self.reserved = reserved
+        self.next_seq = next_seq
+
     @property
     def available(self) -> int:
         return self.on_hand - self.reserved
@@ -91,6 +97,33 @@ class Reservation:
     written before it was kept). A command that stands before it was decided when the entry
     did not exist, and is decided so again when it is redelivered after a crash."""
 
+    # Written out for the compiled build (see processing.records.Meta).
+    def __init__(
+        self,
+        order_id: str,
+        product_id: str,
+        quantity: int,
+        seq: int,
+        expires_at_ms: int,
+        status: ReservationStatus = "pending",
+        release_reason: ReleaseReason | None = None,
+        finished_at_ms: int | None = None,
+        refusal: RefusalReason | None = None,
+        available: int | None = None,
+        held_at: int | None = None,
+    ) -> None:
+        self.order_id = order_id
+        self.product_id = product_id
+        self.quantity = quantity
+        self.seq = seq
+        self.expires_at_ms = expires_at_ms
+        self.status = status
+        self.release_reason = release_reason
+        self.finished_at_ms = finished_at_ms
+        self.refusal = refusal
+        self.available = available
+        self.held_at = held_at
+
 
 @dataclass(slots=True)
 class StockDecision:
@@ -110,6 +143,23 @@ class StockDecision:
     repeat: bool = False
     """A redelivered Reserve of a held entry: the event it emits is the ``ProductReserved`` the
     first one published, whatever the entry's status is now."""
+
+    # Written out for the compiled build (see processing.records.Meta).
+    def __init__(
+        self,
+        stock: Stock | None = None,
+        entry: Reservation | None = None,
+        source: Reservation | None = None,
+        emits: bool = False,
+        extra: tuple[StockShortfall, ...] = (),
+        repeat: bool = False,
+    ) -> None:
+        self.stock = stock
+        self.entry = entry
+        self.source = source
+        self.emits = emits
+        self.extra = extra
+        self.repeat = repeat
 
     @property
     def changed(self) -> bool:

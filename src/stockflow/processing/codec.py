@@ -42,7 +42,7 @@ __all__ = [
     "parse",
 ]
 
-ERROR_LIMIT = 2000
+ERROR_LIMIT: Final = 2000
 """Longest error text kept in a dead letter (pydantic lists every failing field)."""
 
 T = TypeVar("T")

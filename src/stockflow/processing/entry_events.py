@@ -7,6 +7,8 @@ hold them together), without building a model: these are written for nearly ever
 
 from __future__ import annotations
 
+from typing import Final
+
 from pydantic_core import to_json
 
 from stockflow.core.single_line import line_end
@@ -22,17 +24,17 @@ __all__ = [
     "encode_reserved",
 ]
 
-_NULL = b"null"
-_PRODUCT_RESERVED = (
+_NULL: Final = b"null"
+_PRODUCT_RESERVED: Final = (
     b'{"type":"ProductReserved","order_id":%b,"product_id":%b,"quantity":%d,"expires_at":"%b"}'
 )
 """ProductReserved: order id, product id (both JSON strings), quantity, expiry (ISO text)."""
-_ORDER_RESERVED = (
+_ORDER_RESERVED: Final = (
     b'{"type":"OrderReserved","order_id":%b,"lines":[{"product_id":%b,"quantity":%d}],'
     b'"expires_at":"%b","partial":false,"refused":[]}'
 )
 """A single-line order's OrderReserved, filled as :data:`_PRODUCT_RESERVED`."""
-_LINE_RESERVED = (
+_LINE_RESERVED: Final = (
     b'{"type":"LineAnswer","order_id":%b,"product_id":%b,"status":"reserved","quantity":%d,'
     b'"reason":null,"available":null}'
 )

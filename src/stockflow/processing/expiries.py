@@ -9,13 +9,15 @@ each order it lists its expiry (:meth:`stockflow.processing.orders.OrderDesk._fi
 
 from __future__ import annotations
 
+from typing import Final
+
 from stockflow.core.policy import Policy
 from stockflow.keys import timer_key
 from stockflow.processing.store import StateStore
 
 __all__ = ["EXPIRIES", "SharedExpiries", "expiring"]
 
-EXPIRIES = "expiries"
+EXPIRIES: Final = "expiries"
 """The kind of a timer shared by the single-line orders that their product writer decides
 (``Saga.forwards``) and that expire within one ``Policy.expiry_bucket_ms``: its value lists
 their ids (each as ``{length}:{id}``); when due, each is forwarded its expiry."""

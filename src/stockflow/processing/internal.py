@@ -17,7 +17,7 @@ accept.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel
 from pydantic_core import from_json
@@ -36,11 +36,11 @@ Command = dict[str, Any]
 """One internal command as its JSON object, with every field of its model present (defaults
 filled in) and of the model's type: what :meth:`BaseModel.model_dump` would give."""
 
-_RELEASE_REASONS = frozenset({"cancelled", "expired", "compensation"})
-_ANSWER_STATUSES = frozenset(
+_RELEASE_REASONS: Final = frozenset({"cancelled", "expired", "compensation"})
+_ANSWER_STATUSES: Final = frozenset(
     {"reserved", "refused", "confirmed", "released", "cancelled", "expired"}
 )
-_REFUSAL_REASONS = frozenset(
+_REFUSAL_REASONS: Final = frozenset(
     {"insufficient_stock", "unknown_product", "timeout", "compensated", "invalid_order"}
 )
 

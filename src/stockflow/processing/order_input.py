@@ -17,7 +17,7 @@ holds the two together.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pydantic_core import from_json
 
@@ -34,10 +34,10 @@ from stockflow.processing.codec import KEYS_ONLY, parse
 __all__ = ["OrderInput", "Placed", "parse_order"]
 
 # The models' constraints (stockflow.models: Id, Quantity, OrderPlaced).
-_ID_MAX = 256
-_QUANTITY_MAX = 1_000_000_000
-_FULFILMENTS = frozenset({"all_or_nothing", "partial"})
-_PLAIN_KEYS = frozenset({"type", "order_id", "lines", "fulfilment", "reservation_ttl"})
+_ID_MAX: Final = 256
+_QUANTITY_MAX: Final = 1_000_000_000
+_FULFILMENTS: Final = frozenset({"all_or_nothing", "partial"})
+_PLAIN_KEYS: Final = frozenset({"type", "order_id", "lines", "fulfilment", "reservation_ttl"})
 
 
 @dataclass(slots=True)
@@ -49,6 +49,19 @@ class Placed:
     lines: list[LineState]
     fulfilment: Fulfilment
     reservation_ttl: None = None
+
+    # Written out for the compiled build (see processing.records.Meta).
+    def __init__(
+        self,
+        order_id: str,
+        lines: list[LineState],
+        fulfilment: Fulfilment,
+        reservation_ttl: None = None,
+    ) -> None:
+        self.order_id = order_id
+        self.lines = lines
+        self.fulfilment = fulfilment
+        self.reservation_ttl = reservation_ttl
 
 
 OrderInput = Placed | OrderPlaced | OrderPaid | OrderCancelled

@@ -8,7 +8,7 @@ its expiry timer (:mod:`stockflow.processing.held`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
+from typing import Final, cast
 
 from pydantic import BaseModel
 from pydantic_core import to_json
@@ -39,7 +39,7 @@ from stockflow.processing.written import Written
 
 __all__ = ["SAGA_CACHE", "OrderDesk"]
 
-SAGA_CACHE = 8_192
+SAGA_CACHE: Final = 8_192
 """Multi-line sagas whose last written value :class:`OrderDesk` remembers decoded (a few
 MiB at most: ~1 KiB an entry for three lines). Their answers come back within a batch or two,
 while the table store still hands back the very value written (until its changelog record is

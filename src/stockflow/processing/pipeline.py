@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import starmap
-from typing import overload
+from typing import Final, overload
 
 from stockflow.commands import FireTimers
 from stockflow.core.policy import Policy
@@ -25,7 +25,7 @@ from stockflow.processing.store import MemoryStore
 
 __all__ = ["Emitted", "EmittedLog", "LocalPipeline"]
 
-INPUT_ROLES = ("orders", "inventory")
+INPUT_ROLES: Final = ("orders", "inventory")
 
 
 def _first_due(store: MemoryStore, partition: int) -> int | None:

@@ -4,6 +4,7 @@ reservation ledger, publishes the product-level events, answers the orders' saga
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Final
 
 from stockflow.core import recount, single_line
 from stockflow.core import stock as decide
@@ -42,7 +43,7 @@ from stockflow.processing.written import Written
 
 __all__ = ["WRITTEN_CACHE", "ProductWriter", "log_position"]
 
-WRITTEN_CACHE = 16_384
+WRITTEN_CACHE: Final = 16_384
 """Products whose last written counters :class:`ProductWriter` remembers: at most ~8 MiB
 (about 460 bytes an entry with 20-character ids, measured). In the worker an entry serves only
 while its value waits for the changelog's acknowledgement; the offline replay and the

@@ -15,6 +15,11 @@ Role = Literal["reservations", "product_commands", "order_replies", "dead_letter
 # Meta and Out are built for every record and every output (several per order): not frozen,
 # because a frozen dataclass sets each field through object.__setattr__ (measured 0.76 us
 # against 0.17 us to build one). Nothing changes them after they are built.
+#
+# The dataclasses built for every order write their __init__ out (the dataclass decorator keeps
+# a class's own). Interpreted, it is the one the decorator would generate. In the compiled
+# build (setup.py) the generated one stays interpreted Python, made at import time, while a
+# written one is compiled: building an Out took 0.17 us against 0.09.
 @dataclass(slots=True)
 class Meta:
     """Where an input record came from. ``timestamp_ms`` is the record's own timestamp: the
@@ -29,6 +34,22 @@ class Meta:
     """The worker's clock when it took the record (``None`` offline). Only the saga's answer
     deadline uses it: how long the saga waits is a matter of processing time."""
 
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp_ms: int,
+        key: bytes | None = None,
+        clock_ms: int | None = None,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp_ms = timestamp_ms
+        self.key = key
+        self.clock_ms = clock_ms
+
 
 @dataclass(slots=True)
 class Out:
@@ -38,6 +59,14 @@ class Out:
     key: bytes | None
     value: bytes
     partition: int | None = None
+
+    def __init__(
+        self, role: Role, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
+        self.role = role
+        self.key = key
+        self.value = value
+        self.partition = partition
 
 
 @dataclass(slots=True, init=False)
