@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.core import run_core
+from bench.compiled import run_core_compiled
+from bench.core import ROUNDS, run_core
 from bench.goals import evaluate_goals
 from bench.harness import (
     RunResult,
@@ -107,6 +108,8 @@ class Plan:
     recovery_products: int
     recovery_runs: tuple[str, ...] | None
     core_decisions: int
+    core_compiled: bool
+    """Whether the core section measures the compiled build too (bench.compiled)."""
     partitions: int
     in_flight: int
     repeat: int
@@ -148,6 +151,7 @@ class Plan:
             recovery_products=max(int((2_000 if quick else 1_000_000) * args.scale), 10),
             recovery_runs=tuple(args.recovery_runs.split(",")) if args.recovery_runs else None,
             core_decisions=20_000 if quick else 200_000,
+            core_compiled=not (quick or args.no_compiled),
             partitions=args.partitions,
             in_flight=args.in_flight,
             repeat=args.repeat,
@@ -382,6 +386,13 @@ def _recovery(plan: Plan, report: Report) -> None:
 
 
 def _core(plan: Plan, report: Report) -> None:
+    results = run_core(plan.core_decisions, plan.products)
+    if plan.core_compiled:
+        compiled, why_not = run_core_compiled(plan.core_decisions, plan.products, ROUNDS)
+        results += compiled
+        if why_not:
+            report.meta["core_compiled"] = why_not
+            log.warning("core section: the compiled build was not measured: %s", why_not)
     report.core = [
         {
             "key": r.key,
@@ -391,7 +402,7 @@ def _core(plan: Plan, report: Report) -> None:
             "rate": r.rate,
             "rates": list(r.rates),
         }
-        for r in run_core(plan.core_decisions, plan.products)
+        for r in results
     ]
 
 
@@ -587,6 +598,12 @@ def _parser() -> argparse.ArgumentParser:
         f"(default {','.join(DEFAULT_WORKLOADS)}; zipf: skewed demand, popular products sell out)",
     )
     parser.add_argument("--profile", action="store_true", help="add a py-spy profile section")
+    parser.add_argument(
+        "--no-compiled",
+        action="store_true",
+        help="core section: the pure build only (by default it also builds the compiled one, "
+        "STOCKFLOW_COMPILE=1, ~40 s, and measures it in the same run; not with --quick)",
+    )
     parser.add_argument(
         "--profile-rate",
         type=float,

@@ -10,6 +10,7 @@ load) is shown with ``met`` = ``None``.
 | p50 <= 1.5x and p99 <= 2x the pipe's, at half stockflow's maximum | latency section |
 | bare ``reserve`` >= 300,000 decisions/s | core section |
 | ``LocalPipeline`` single-line orders >= 50,000 orders/s | core section |
+| the same, compiled build (``STOCKFLOW_COMPILE=1``, opt-in) | core section (bench.compiled) |
 | recovery at 1,000,000 products <= 3x the raw changelog read | recovery section |
 | peak RSS <= 500 MiB at 1,000,000 products | memory (recovery) section |
 | 2 workers vs 1 (reported, no threshold) | scaleout section |
@@ -156,6 +157,14 @@ def _core_goals(report: Report, add: Any) -> None:
             f"LocalPipeline single-line orders >= {PIPELINE_GOAL:,}/s",
             f"{pipeline['rate']:,.0f} orders/s",
             pipeline["rate"] >= PIPELINE_GOAL,
+        )
+    compiled = layer("pipeline-compiled")  # bench.compiled: the same layer, STOCKFLOW_COMPILE=1
+    if compiled:
+        versus = f" ({compiled['rate'] / pipeline['rate']:.2f}x the pure build)" if pipeline else ""
+        add(
+            f"LocalPipeline, compiled build, >= {PIPELINE_GOAL:,}/s",
+            f"{compiled['rate']:,.0f} orders/s{versus}",
+            compiled["rate"] >= PIPELINE_GOAL,
         )
 
 

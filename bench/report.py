@@ -358,8 +358,10 @@ class Report:
     def _core_table(self) -> Table | None:
         if not self.core:
             return None
+        why_not = self.meta.get("core_compiled")
         table = Table(
-            title="Pure decision core (one thread, no Faust, no broker; each layer's best round)"
+            title="Pure decision core (one thread, no Faust, no broker; each layer's best round)",
+            caption=f"compiled build not measured: {why_not}" if why_not else None,
         )
         for col in ("layer", "decisions", "decisions/s", "vs baseline", "every round"):
             table.add_column(col, justify="left" if col == "layer" else "right")

@@ -217,6 +217,63 @@ def test_each_core_layer_reports_its_best_round_and_keeps_every_round() -> None:
     assert table._core_table() is not None
 
 
+def test_the_core_section_measures_the_compiled_build_unless_told_not_to() -> None:
+    assert bench_main.plan_of(["--only", "core"]).core_compiled
+    assert not bench_main.plan_of(["--only", "core", "--no-compiled"]).core_compiled
+    assert not bench_main.plan_of(["--quick"]).core_compiled  # a smoke run builds nothing
+
+
+def test_the_compiled_build_comes_from_the_measured_source_tree() -> None:
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    from bench.compiled import compiled_source_tree
+
+    import stockflow.core.stock
+
+    tree, why_not = compiled_source_tree()
+    if str(stockflow.core.stock.__file__).endswith(tuple(EXTENSION_SUFFIXES)):
+        # scripts/test-compiled.sh: this very run is on the compiled build
+        assert tree is None and "compiled build already" in why_not
+    else:
+        assert tree is not None and why_not == ""
+        assert (tree / "setup.py").is_file()
+        assert Path(stockflow.core.stock.__file__).resolve().is_relative_to(tree / "src")
+
+
+def test_a_compiled_build_that_fails_says_why(tmp_path: Path) -> None:
+    from bench.compiled import _build
+
+    tree = tmp_path / "tree"
+    (tree / "src").mkdir(parents=True)
+    (tree / "pyproject.toml").write_text("[project\n")  # not TOML
+    (tree / "setup.py").write_text("")
+    (tree / "README.md").write_text("")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with pytest.raises(RuntimeError, match="the wheel build failed"):
+        _build(tree, scratch)
+
+
+def test_the_compiled_pipeline_is_a_goal_row_of_its_own_beside_the_pure_one() -> None:
+    core = [
+        {"key": "pipeline", "name": "LocalPipeline (whole single-line order)", "rate": 40_000.0},
+        {"key": "pipeline-compiled", "name": "LocalPipeline, compiled build", "rate": 66_000.0},
+    ]
+    goals = {g["goal"]: g for g in evaluate_goals(Report(core=core))}
+    assert goals["LocalPipeline single-line orders >= 50,000/s"]["met"] is False
+    compiled = goals["LocalPipeline, compiled build, >= 50,000/s"]
+    assert compiled["met"] is True
+    assert compiled["measured"] == "66,000 orders/s (1.65x the pure build)"
+
+
+def test_the_core_table_says_why_the_compiled_build_was_not_measured() -> None:
+    core = [{"key": "baseline", "name": "baseline", "decisions": 10, "rate": 1.0, "rates": [1.0]}]
+    table = Report(core=core, meta={"core_compiled": "no C compiler"})._core_table()
+    assert table is not None and table.caption == "compiled build not measured: no C compiler"
+    table = Report(core=core)._core_table()
+    assert table is not None and table.caption is None
+
+
 def test_a_goal_not_measured_is_left_out() -> None:
     report = Report(throughput=[_run("stockflow", "spread", 1_000.0, 0.5)])
     assert evaluate_goals(report) == []

@@ -1,0 +1,135 @@
+"""The core section on the compiled build as well, in the same run as the pure one.
+
+The compiled build (setup.py, ``STOCKFLOW_COMPILE=1``) is opt-in; its figures used to come from
+a separate command (a wheel built by hand, then ``PYTHONPATH=<wheel> python -m bench --only
+core``), at another minute than the pure build's. Here the core section builds it from the
+source tree the measured stockflow is imported from (its ``src/``, ``pyproject.toml``,
+``setup.py`` and ``README.md``, copied into a temporary directory, so the tree gets no
+``build/``), and runs the same layers in a child process with the unpacked wheel first on its
+``PYTHONPATH``. A build that cannot happen (no C compiler, no package index, stockflow
+imported already compiled or not from a source tree) is reported with its reason, and the
+pure rows stand alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from bench.core import CoreResult
+
+__all__ = ["BUILD_TIMEOUT", "COMPILED", "compiled_source_tree", "run_core_compiled"]
+
+BUILD_TIMEOUT = 600.0
+"""Seconds the wheel build may take (~40 s here: mypy type-checks, then gcc compiles)."""
+
+COMPILED = "-compiled"
+"""Appended to each layer's key (and a note to its name) for the compiled build's rows."""
+
+_BENCH_ROOT = Path(__file__).resolve().parent.parent
+"""The directory holding ``bench/``: the child process imports the bench from here."""
+
+_TREE_FILES = ("pyproject.toml", "setup.py", "README.md")
+
+
+def compiled_source_tree() -> tuple[Path | None, str]:
+    """The source tree of the stockflow this process imports, and ``""``; or ``None`` and
+    why the compiled build cannot be made from it."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    import stockflow.core.stock
+
+    if str(stockflow.core.stock.__file__).endswith(tuple(EXTENSION_SUFFIXES)):
+        return None, "the stockflow measured is the compiled build already"
+    root = Path(stockflow.core.stock.__file__).resolve().parents[3]
+    missing = [name for name in _TREE_FILES if not (root / name).is_file()]
+    if missing:
+        return None, f"stockflow is not imported from a source tree ({root} has no {missing[0]})"
+    return root, ""
+
+
+def _build(tree: Path, into: Path) -> Path:
+    """The compiled wheel of ``tree``, unpacked: the directory to put on PYTHONPATH."""
+    copy = into / "tree"
+    copy.mkdir()
+    for name in _TREE_FILES:
+        shutil.copy2(tree / name, copy / name)
+    shutil.copytree(
+        tree / "src",
+        copy / "src",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.so"),
+    )
+    wheel_dir = into / "wheel"
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheel_dir)]
+    command.append(str(copy))  # a path: a bare name would be looked up as a package
+    env = {**os.environ, "STOCKFLOW_COMPILE": "1"}
+    done = subprocess.run(
+        command, cwd=into, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT
+    )
+    wheels = sorted(wheel_dir.glob("stockflow-*.whl"))
+    if done.returncode != 0 or not wheels:
+        raise RuntimeError(f"the wheel build failed (exit {done.returncode}): {_last(done)}")
+    unpacked = into / "src"
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        wheel.extractall(unpacked)
+    return unpacked
+
+
+def _last(done: subprocess.CompletedProcess[str]) -> str:
+    """The process's last line of output that is not a warning (pip warns about every
+    package index location it cannot read, after the error)."""
+    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    said = [line for line in lines if not line.lstrip().startswith("WARNING:")]
+    return (said or lines or ["(no output)"])[-1].strip()
+
+
+_CHILD = """
+import json, sys
+from dataclasses import asdict
+from importlib.machinery import EXTENSION_SUFFIXES
+import stockflow.core.stock
+from bench.core import run_core
+if not stockflow.core.stock.__file__.endswith(tuple(EXTENSION_SUFFIXES)):
+    sys.exit("the child imported " + stockflow.core.stock.__file__ + ", not the compiled build")
+count, products, rounds = (int(arg) for arg in sys.argv[1:4])
+print(json.dumps([asdict(r) for r in run_core(count, products, rounds)]))
+"""
+
+
+def run_core_compiled(count: int, products: int, rounds: int) -> tuple[list[CoreResult], str]:
+    """:func:`bench.core.run_core` on the compiled build of the measured tree, with its layers'
+    keys suffixed :data:`COMPILED`; or no rows and why not. The child's own baseline row and
+    its default-collector row are left out (the pure run has both)."""
+    tree, reason = compiled_source_tree()
+    if tree is None:
+        return [], reason
+    with tempfile.TemporaryDirectory(prefix="stockflow-bench-compiled-") as scratch:
+        try:
+            src = _build(tree, Path(scratch))
+        except (OSError, RuntimeError, subprocess.TimeoutExpired) as error:
+            return [], str(error)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(_BENCH_ROOT)])}
+        command = [sys.executable, "-c", _CHILD, str(count), str(products), str(rounds)]
+        done = subprocess.run(
+            command, cwd=_BENCH_ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+    if done.returncode != 0:
+        return [], f"the compiled run failed (exit {done.returncode}): {_last(done)}"
+    rows = [CoreResult(**{**row, "rates": tuple(row["rates"])}) for row in json.loads(done.stdout)]
+    return [
+        CoreResult(
+            row.key + COMPILED,
+            f"{row.name}, compiled build",
+            row.decisions,
+            row.seconds,
+            row.rates,
+        )
+        for row in rows
+        if row.key not in ("baseline", "pipeline-default-gc")
+    ], ""
