@@ -4,9 +4,9 @@ Everything about the package is in pyproject.toml. This file only adds the optio
 build: ``STOCKFLOW_COMPILE=1 pip install .`` (or ``pip wheel .``) compiles the decision core,
 the processors and the key codec with mypyc into C extensions (a C compiler and the Python
 headers are needed; mypy, pydantic and sortedcontainers are fetched into the build
-environment). Measured on this machine: ``LocalPipeline`` 1.3-1.4x the pure build, a
-worker's CPU per order 0.91-0.98x (docs/benchmarks.md). The sources are the same: the whole
-unit and agent suite runs on both (scripts/test.sh).
+environment). Measured on this machine: ``LocalPipeline`` 1.65x the pure build, a worker's
+CPU per order 0.84x on 3-line orders and 0.88x on single-line ones (docs/benchmarks.md). The
+sources are the same: the whole unit and agent suite runs on both (scripts/test.sh).
 
 An editable install (``pip install -e .``) is never compiled: the extensions would sit next
 to the sources in src/ and be imported instead of them, so an edit would silently not run.
