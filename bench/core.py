@@ -21,8 +21,9 @@ Each :class:`CoreResult` carries its layer's ``key`` (the names above), which th
 Every layer runs :data:`ROUNDS` times, the rounds interleaved (each round runs every layer once,
 from fresh state), and its figure is its best round: as ``timeit`` reports the fastest of its
 repeats, since on a shared machine a slower round measures the other processes, not the code
-(one round, as before 2026-12-06's third session, moved ``pipeline`` by up to 1.2x between two
-runs a minute apart: 46,735 and 56,252 orders/s). Every round's rate is kept (``rates``).
+(one round, as before 2026-12-06's twenty-ninth session, moved ``pipeline`` by up to 1.2x
+between two runs a minute apart: 46,735 and 56,252 orders/s). Every round's rate is kept
+(``rates``).
 
 The layers run with the garbage collector as a started worker runs it
 (:func:`stockflow.garbage.tune_garbage_collector`: the heap so far frozen, the youngest
