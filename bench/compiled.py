@@ -82,11 +82,18 @@ def _build(tree: Path, into: Path) -> Path:
 
 
 def _last(done: subprocess.CompletedProcess[str]) -> str:
-    """The process's last line of output that is not a warning (pip warns about every
-    package index location it cannot read, after the error)."""
-    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-    said = [line for line in lines if not line.lstrip().startswith("WARNING:")]
-    return (said or lines or ["(no output)"])[-1].strip()
+    """What went wrong, in a line: the build's own last ``error:`` (a compiler that failed,
+    say), which pip follows with its generic "Failed to build"; else the last line that is not
+    a warning (pip warns about every package index location it cannot read, after the error).
+    At most :data:`_SAID` characters."""
+    lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    said = errors or [line for line in lines if not line.startswith("WARNING:")]
+    line = (said or lines or ["(no output)"])[-1]
+    return line if len(line) <= _SAID else line[: _SAID - 3] + "..."
+
+
+_SAID = 300
 
 
 _CHILD = """

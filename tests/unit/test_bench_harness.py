@@ -254,6 +254,25 @@ def test_a_compiled_build_that_fails_says_why(tmp_path: Path) -> None:
         _build(tree, scratch)
 
 
+def test_a_failed_build_is_told_by_its_own_error_line_not_pips_summary() -> None:
+    from bench.compiled import _last
+
+    stderr = "\n".join(
+        [
+            "      building 'x__mypyc' extension",
+            "      error: Command '['/bin/false', '-O3']' returned non-zero exit status 1.",
+            "  note: This error originates from a subprocess.",
+            "ERROR: Failed to build one or more wheels",
+            "WARNING: Location 'file:///opt/x/' is ignored: it is neither a file nor a directory.",
+        ]
+    )
+    done = subprocess.CompletedProcess([], 1, stdout="", stderr=stderr)
+    assert _last(done) == "error: Command '['/bin/false', '-O3']' returned non-zero exit status 1."
+    done = subprocess.CompletedProcess([], 1, stdout="", stderr="\n".join(stderr.split("\n")[2:]))
+    assert _last(done) == "ERROR: Failed to build one or more wheels"
+    assert len(_last(subprocess.CompletedProcess([], 1, "", "error: " + "x" * 500))) == 300
+
+
 def test_the_compiled_pipeline_is_a_goal_row_of_its_own_beside_the_pure_one() -> None:
     core = [
         {"key": "pipeline", "name": "LocalPipeline (whole single-line order)", "rate": 40_000.0},
