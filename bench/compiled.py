@@ -65,9 +65,14 @@ def _build(tree: Path, into: Path) -> Path:
         copy / "src",
         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.so"),
     )
+    # Built by a new, empty virtualenv's pip, as a user's `STOCKFLOW_COMPILE=1 pip install .`
+    # builds it (scripts/test-compiled.sh says why: mypyc type-checks against the packages of
+    # the interpreter that builds, and this one has every dependency installed).
+    builder = into / "builder"
+    subprocess.run([sys.executable, "-m", "venv", str(builder)], check=True, timeout=120)
     wheel_dir = into / "wheel"
-    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheel_dir)]
-    command.append(str(copy))  # a path: a bare name would be looked up as a package
+    command = [str(builder / "bin" / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps"]
+    command += ["-w", str(wheel_dir), str(copy)]  # paths: a bare name is looked up as a package
     env = {**os.environ, "STOCKFLOW_COMPILE": "1"}
     done = subprocess.run(
         command, cwd=into, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT
@@ -119,7 +124,7 @@ def run_core_compiled(count: int, products: int, rounds: int) -> tuple[list[Core
     with tempfile.TemporaryDirectory(prefix="stockflow-bench-compiled-") as scratch:
         try:
             src = _build(tree, Path(scratch))
-        except (OSError, RuntimeError, subprocess.TimeoutExpired) as error:
+        except (OSError, RuntimeError, subprocess.SubprocessError) as error:
             return [], str(error)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(_BENCH_ROOT)])}
         command = [sys.executable, "-c", _CHILD, str(count), str(products), str(rounds)]

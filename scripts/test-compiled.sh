@@ -18,7 +18,12 @@ trap 'rm -rf "$dir"' EXIT
 mkdir "$dir/tree"
 tar -cf - --exclude=./.venv --exclude=./.git --exclude=./build --exclude=__pycache__ --exclude=.mypy_cache \
   --exclude=.ruff_cache --exclude=.hypothesis --exclude="*.egg-info" . | tar -xf - -C "$dir/tree"
-STOCKFLOW_COMPILE=1 python -m pip wheel --quiet --no-deps -w "$dir/wheel" "$dir/tree"
+# Built by the pip of a new, empty virtualenv, as `STOCKFLOW_COMPILE=1 pip install .` in a user's
+# new virtualenv builds it. mypy (mypyc) looks for the packages it type-checks against in the
+# site-packages of the interpreter that builds, even from pip's isolated build environment: from
+# this virtualenv it would see Faust and every other dependency, which a user's build does not.
+python -m venv "$dir/builder"
+STOCKFLOW_COMPILE=1 "$dir/builder/bin/python" -m pip wheel --quiet --no-deps -w "$dir/wheel" "$dir/tree"
 python -m zipfile -e "$dir"/wheel/stockflow-*.whl "$dir/src"
 # What the tests will import: the compiled modules, not the editable install's sources.
 PYTHONPATH="$dir/src" python - <<'PY'
