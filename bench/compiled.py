@@ -9,6 +9,9 @@ source tree the measured stockflow is imported from (its ``src/``, ``pyproject.t
 ``PYTHONPATH``. A build that cannot happen (no C compiler, no package index, stockflow
 imported already compiled or not from a source tree) is reported with its reason, and the
 pure rows stand alone.
+
+:func:`build_compiled` is also the build ``scripts/test-compiled.sh`` tests (``python -m
+bench.compiled TREE DEST``): the tests and the bench run one build, made one way.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from pathlib import Path
 
 from bench.core import CoreResult
 
-__all__ = ["BUILD_TIMEOUT", "COMPILED", "compiled_source_tree", "run_core_compiled"]
+__all__ = [
+    "BUILD_TIMEOUT",
+    "COMPILED",
+    "build_compiled",
+    "compiled_source_tree",
+    "main",
+    "run_core_compiled",
+]
 
 BUILD_TIMEOUT = 600.0
 """Seconds the wheel build may take (~40 s here: mypy type-checks, then gcc compiles)."""
@@ -54,8 +64,10 @@ def compiled_source_tree() -> tuple[Path | None, str]:
     return root, ""
 
 
-def _build(tree: Path, into: Path) -> Path:
-    """The compiled wheel of ``tree``, unpacked: the directory to put on PYTHONPATH."""
+def build_compiled(tree: Path, into: Path) -> Path:
+    """The compiled wheel of ``tree``, built in ``into`` (an empty directory) and unpacked
+    there: the directory to put on PYTHONPATH. Raises RuntimeError (or OSError,
+    SubprocessError) saying why it could not be built."""
     copy = into / "tree"
     copy.mkdir()
     for name in _TREE_FILES:
@@ -65,9 +77,11 @@ def _build(tree: Path, into: Path) -> Path:
         copy / "src",
         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.so"),
     )
-    # Built by a new, empty virtualenv's pip, as a user's `STOCKFLOW_COMPILE=1 pip install .`
-    # builds it (scripts/test-compiled.sh says why: mypyc type-checks against the packages of
-    # the interpreter that builds, and this one has every dependency installed).
+    # Built by a new, empty virtualenv's pip, as `STOCKFLOW_COMPILE=1 pip install .` in a user's
+    # new virtualenv builds it. mypy (mypyc) looks for the packages it type-checks against in
+    # the site-packages of the interpreter that builds, even from pip's isolated build
+    # environment: from a dev virtualenv it would see Faust and every other dependency, which a
+    # user's build does not.
     builder = into / "builder"
     subprocess.run([sys.executable, "-m", "venv", str(builder)], check=True, timeout=120)
     wheel_dir = into / "wheel"
@@ -123,7 +137,7 @@ def run_core_compiled(count: int, products: int, rounds: int) -> tuple[list[Core
         return [], reason
     with tempfile.TemporaryDirectory(prefix="stockflow-bench-compiled-") as scratch:
         try:
-            src = _build(tree, Path(scratch))
+            src = build_compiled(tree, Path(scratch))
         except (OSError, RuntimeError, subprocess.SubprocessError) as error:
             return [], str(error)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(_BENCH_ROOT)])}
@@ -145,3 +159,22 @@ def run_core_compiled(count: int, products: int, rounds: int) -> tuple[list[Core
         for row in rows
         if row.key not in ("baseline", "pipeline-default-gc")
     ], ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.compiled TREE DEST``: :func:`build_compiled` of the source tree TREE in
+    the empty directory DEST; prints the directory to put on PYTHONPATH, or why it failed."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m bench.compiled TREE DEST", file=sys.stderr)
+        return 2
+    try:
+        print(build_compiled(Path(args[0]).resolve(), Path(args[1]).resolve()))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        print(f"bench.compiled: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,19 +14,11 @@ if ! command -v "${CC:-gcc}" >/dev/null 2>&1 && ! command -v cc >/dev/null 2>&1;
 fi
 dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
-# A copy: setuptools writes build/ and egg-info next to the sources it builds.
-mkdir "$dir/tree"
-tar -cf - --exclude=./.venv --exclude=./.git --exclude=./build --exclude=__pycache__ --exclude=.mypy_cache \
-  --exclude=.ruff_cache --exclude=.hypothesis --exclude="*.egg-info" . | tar -xf - -C "$dir/tree"
-# Built by the pip of a new, empty virtualenv, as `STOCKFLOW_COMPILE=1 pip install .` in a user's
-# new virtualenv builds it. mypy (mypyc) looks for the packages it type-checks against in the
-# site-packages of the interpreter that builds, even from pip's isolated build environment: from
-# this virtualenv it would see Faust and every other dependency, which a user's build does not.
-python -m venv "$dir/builder"
-STOCKFLOW_COMPILE=1 "$dir/builder/bin/python" -m pip wheel --quiet --no-deps -w "$dir/wheel" "$dir/tree"
-python -m zipfile -e "$dir"/wheel/stockflow-*.whl "$dir/src"
+# The bench's build of this tree (bench/compiled.py: a copy of the tree built by a new, empty
+# virtualenv's pip, as a user's `STOCKFLOW_COMPILE=1 pip install .` builds it), unpacked.
+src="$(python -m bench.compiled . "$dir")"
 # What the tests will import: the compiled modules, not the editable install's sources.
-PYTHONPATH="$dir/src" python - <<'PY'
+PYTHONPATH="$src" python - <<'PY'
 import sys
 from importlib.machinery import EXTENSION_SUFFIXES
 
@@ -41,4 +33,4 @@ PY
 if [ "$#" -eq 0 ]; then
   set -- tests/unit tests/agents
 fi
-PYTHONPATH="$dir/src" python -m pytest -q -n 3 --dist loadfile "$@"
+PYTHONPATH="$src" python -m pytest -q -n 3 --dist loadfile "$@"

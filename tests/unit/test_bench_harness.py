@@ -241,7 +241,7 @@ def test_the_compiled_build_comes_from_the_measured_source_tree() -> None:
 
 
 def test_a_compiled_build_that_fails_says_why(tmp_path: Path) -> None:
-    from bench.compiled import _build
+    from bench.compiled import build_compiled
 
     tree = tmp_path / "tree"
     (tree / "src").mkdir(parents=True)
@@ -251,7 +251,7 @@ def test_a_compiled_build_that_fails_says_why(tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     with pytest.raises(RuntimeError, match="the wheel build failed"):
-        _build(tree, scratch)
+        build_compiled(tree, scratch)
 
 
 def test_a_failed_build_is_told_by_its_own_error_line_not_pips_summary() -> None:
