@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from stockflow.audit.events import PRODUCT_EVENTS, Output
 from stockflow.audit.findings import Finding
-from stockflow.audit.stock import MoveKind, Movement
+from stockflow.audit.movements import MoveKind, Movement
 
 __all__ = ["LifecycleReport", "check_lifecycle"]
 

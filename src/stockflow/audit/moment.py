@@ -31,10 +31,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from stockflow.audit.stock import Movement
+from stockflow.audit.movements import Movement
 
 __all__ = ["merge_moment", "units_needed"]
 

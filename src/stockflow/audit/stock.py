@@ -54,12 +54,11 @@ from typing import Literal
 
 from stockflow.audit.findings import Finding, Position
 from stockflow.audit.moment import merge_moment
+from stockflow.audit.movements import Movement
 
-__all__ = ["MoveKind", "Movement", "ShortfallMark", "StockInput", "StockReport", "check_stock"]
+__all__ = ["ShortfallMark", "StockInput", "StockReport", "check_stock"]
 
 _CHECK = "stock"
-
-MoveKind = Literal["reserve", "confirm", "release"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,22 +72,6 @@ class StockInput:
     kind: Literal["set", "adjust"]
     amount: int
     adjustment_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Movement:
-    """The first emission of a product event that changed a reservation's state.
-
-    ``quantity`` is the reserved quantity; ``reserved_ts`` the timestamp of the reservation (for
-    a ``reserve``, its own)."""
-
-    at: Position
-    ts: int
-    product_id: str
-    order_id: str
-    kind: MoveKind
-    quantity: int
-    reserved_ts: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from stockflow.audit.findings import Position
 from stockflow.audit.moment import merge_moment, units_needed
-from stockflow.audit.stock import MoveKind, Movement
+from stockflow.audit.movements import MoveKind, Movement
 
 _KINDS: tuple[MoveKind, ...] = ("reserve", "release", "confirm")
 

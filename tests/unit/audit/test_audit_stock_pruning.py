@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from stockflow.audit import stock
 from stockflow.audit.findings import Finding, Position
-from stockflow.audit.stock import Movement, ShortfallMark, StockInput, check_stock
+from stockflow.audit.movements import Movement
+from stockflow.audit.stock import ShortfallMark, StockInput, check_stock
 
 
 class _WholeProgramme(stock._ProductAudit):
