@@ -7,6 +7,7 @@ Settings: ``STOCKFLOW_WEB_PORT`` (6066), ``STOCKFLOW_WEB_BIND``, ``STOCKFLOW_WEB
 """
 
 from stockflow.web.freshness import Progress
-from stockflow.web.views import ReadModel, register_views
+from stockflow.web.read_model import ReadModel
+from stockflow.web.views import register_views
 
 __all__ = ["Progress", "ReadModel", "register_views"]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from stockflow.core.saga import Saga
     from stockflow.observability.metrics import Metrics
-    from stockflow.web.views import ReadModel
+    from stockflow.web.read_model import ReadModel
 
 __all__ = ["METRICS_CONTENT_TYPE", "MetricsView", "OrderView", "StockView", "bound"]
 
