@@ -46,7 +46,8 @@ from bench.harness import (
 from bench.load import Workload, workload
 from bench.preflight import require
 from bench.procs import stopping_children
-from bench.report import KINDS, Report
+from bench.report import Report
+from bench.rows import KINDS
 from bench.systems import SYSTEMS
 
 __all__ = ["Plan", "main", "run"]

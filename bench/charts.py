@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import KINDS, Report
+from bench.report import Report
+from bench.rows import KINDS
 
 __all__ = ["chart_paths", "main", "write_charts"]
 

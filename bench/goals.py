@@ -18,29 +18,23 @@ load) is shown with ``met`` = ``None``.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
+
+from bench.rows import KINDS, ONE_MILLION, pipe_row, restore_seconds, rss_at_million
 
 if TYPE_CHECKING:
     from bench.report import Report
 
 __all__ = [
     "CPU_GOAL",
-    "ONE_MILLION",
     "PIPELINE_GOAL",
     "RESERVE_GOAL",
     "RSS_GOAL_MIB",
     "THROUGHPUT_AIM",
     "THROUGHPUT_GOAL",
     "evaluate_goals",
-    "pipe_row",
-    "restore_seconds",
-    "rss_at_million",
 ]
 
-KINDS = ("spread", "hot", "multi", "zipf")
-"""The workloads, in the order of the tables; the throughput goals apply to each one a run
-measured (the default run measures the first three, ``--workloads`` chooses)."""
 THROUGHPUT_GOAL = 0.6
 THROUGHPUT_AIM = 1.0
 CPU_GOAL = 2.0
@@ -50,39 +44,6 @@ RESERVE_GOAL = 300_000
 PIPELINE_GOAL = 50_000
 RECOVERY_GOAL = 3.0
 RSS_GOAL_MIB = 500
-ONE_MILLION = 1_000_000
-EXTRAPOLATE_FROM = 100_000
-"""Fewer products than this: RocksDB's fixed costs dominate the RSS; no extrapolation."""
-
-
-def rss_at_million(rec: dict[str, Any]) -> float | None:
-    empty, used, n = rec["rss_empty_mb"], rec["rss_rocksdb_mb"], rec["products"]
-    if n >= ONE_MILLION:
-        return float(used)
-    if n < EXTRAPOLATE_FROM or not used:
-        return None
-    return float(empty + (used - empty) * ONE_MILLION / n)
-
-
-def pipe_row(rows: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any] | None:
-    """The pipe's latency run at ``row``'s offered load and settings (``None`` if there is no
-    such run: a ratio to a pipe at another load would mean nothing)."""
-    for other in rows:
-        if (
-            other["system"] == "pipe"
-            and other["note"] == row["note"]
-            and other["offered"] is not None
-            and row["offered"] is not None
-            and math.isclose(other["offered"], row["offered"], rel_tol=1e-6)
-        ):
-            return other
-    return None
-
-
-def restore_seconds(phases: dict[str, float]) -> float | None:
-    if "ready" in phases and "assigned" in phases:
-        return phases["ready"] - phases["assigned"]
-    return None
 
 
 def evaluate_goals(report: Report) -> list[dict[str, Any]]:

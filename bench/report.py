@@ -1,5 +1,6 @@
 """The results of one ``python -m bench`` run: rich tables and JSON (the goals are evaluated in
-:mod:`bench.goals`, the charts drawn by :mod:`bench.charts`).
+:mod:`bench.goals`, the charts drawn by :mod:`bench.charts`; what both read off a row is in
+:mod:`bench.rows`).
 
 Every figure is shown next to the baseline measured in the same run (the machine is shared and
 noisy: only ratios carry over between runs).
@@ -16,9 +17,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.goals import KINDS, ONE_MILLION, pipe_row, restore_seconds, rss_at_million
+from bench.rows import ONE_MILLION, pipe_row, restore_seconds, rss_at_million
 
-__all__ = ["KINDS", "Report"]
+__all__ = ["Report"]
 
 RECOVERY_LABELS = (
     ("cold", "cold start, empty datadir"),
