@@ -19,7 +19,7 @@ from typing import Any
 
 import faust
 
-from stockflow._faust.transport import use_tuned_transport
+from stockflow._faust.wiring import use_tuned_transport
 from stockflow.settings import Settings
 
 __all__ = ["BY_PRODUCT", "TABLE", "WRITES", "app"]

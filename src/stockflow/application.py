@@ -13,7 +13,8 @@ from faust.types import AppT, TableT, TopicT
 from stockflow._faust.batches import SLICE_SECONDS, BatchProcessor
 from stockflow._faust.internals import check_internals
 from stockflow._faust.producing import BatchSender
-from stockflow._faust.transport import TunedTransport, complete_producer_flush, use_tuned_transport
+from stockflow._faust.transport import TunedTransport, complete_producer_flush
+from stockflow._faust.wiring import use_tuned_transport
 from stockflow.agents import Batching, Handler, register_agents, register_scheduler, routes
 from stockflow.agents.publish import Publisher
 from stockflow.brokerwatch import register_broker_watch

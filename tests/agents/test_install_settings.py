@@ -13,6 +13,8 @@ import pytest
 
 import stockflow
 from stockflow import application
+from stockflow._faust.inline import InlineConsumerThread
+from stockflow._faust.transport import TunedConsumerThread
 from stockflow.lifecycle import ExitWatchdog
 from stockflow.observability import LoopWatch
 from stockflow.tables import SelfHealingRecovery, SelfHealingTableManager
@@ -139,6 +141,22 @@ def test_fetch_lanes(monkeypatch: pytest.MonkeyPatch, lanes: bool) -> None:
     consumer.transport, consumer.app = app.transport, app
     try:
         assert consumer._new_consumer_thread().fetch_lanes is lanes  # where the worker reads it
+    finally:
+        consumer.loop.close()
+
+
+@pytest.mark.parametrize("own_thread", [True, False])
+def test_consumer_thread(monkeypatch: pytest.MonkeyPatch, own_thread: bool) -> None:
+    """STOCKFLOW_CONSUMER_THREAD picks what runs aiokafka's consumer: Faust's thread, or the
+    main loop (the default)."""
+    app, _handle = build(monkeypatch, consumer_thread=own_thread)
+    consumer: Any = app.transport.Consumer.__new__(app.transport.Consumer)
+    consumer.loop, consumer.beacon = asyncio.new_event_loop(), app.beacon
+    consumer.transport, consumer.app = app.transport, app
+    try:
+        thread = consumer._new_consumer_thread()
+        assert isinstance(thread, TunedConsumerThread)
+        assert isinstance(thread, InlineConsumerThread) is not own_thread
     finally:
         consumer.loop.close()
 

@@ -2,6 +2,7 @@
 
 - :mod:`~stockflow._faust.transport`: Faust's aiokafka transport with the fetch wait, the
   end-offset fix, the refetch of paused partitions and a complete producer flush;
+  :mod:`~stockflow._faust.wiring` puts it, with stockflow's consumer, on an app;
 - :mod:`~stockflow._faust.consumer` and :mod:`~stockflow._faust.batches`: stockflow's topics
   consumed a whole fetch at a time, outside Faust's per-record path;
 - :mod:`~stockflow._faust.producing` and :mod:`~stockflow._faust.changelog`: outputs and table

@@ -46,7 +46,6 @@ __all__ = [
     "client_settings",
     "complete_producer_flush",
     "fetched_highwaters",
-    "use_tuned_transport",
 ]
 
 log = logging.getLogger(__name__)
@@ -275,17 +274,13 @@ class TunedConsumer(faust_aiokafka.Consumer):
         )
         await super()._add_gap(tp, offset_from, offset_to)
 
-    inline: bool = False
-    """Run the consumer on the main loop (:mod:`stockflow._faust.inline`)."""
+    thread_class: type[TunedConsumerThread] = TunedConsumerThread
+    """What runs the aiokafka consumer: a thread of its own, or the main loop
+    (:class:`~stockflow._faust.inline.InlineConsumerThread`, chosen by
+    :func:`~stockflow._faust.wiring.use_tuned_transport`, which builds on this module)."""
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        thread: TunedConsumerThread
-        if self.inline:
-            from stockflow._faust.inline import InlineConsumerThread  # it builds on this module
-
-            thread = InlineConsumerThread(self, loop=self.loop, beacon=self.beacon)
-        else:
-            thread = TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        thread = self.thread_class(self, loop=self.loop, beacon=self.beacon)
         thread.fetch_max_wait_ms = self.fetch_max_wait_ms
         thread.fetch_lanes = self.fetch_lanes
         return thread
@@ -352,25 +347,3 @@ def complete_producer_flush(app: Any, before: Callable[[], Awaitable[None]] | No
     buffer.put = counted_put
     buffer._send_pending = counted_send_pending
     buffer.flush = flush
-
-
-def use_tuned_transport(
-    app: Any, fetch_max_wait_ms: int, *, inline: bool = False, fetch_lanes: bool = False
-) -> None:
-    """Make ``app`` use :class:`TunedTransport`. Call before the app starts.
-
-    Only applied to ``kafka://``/``aiokafka://`` brokers: other drivers are left alone.
-    """
-    scheme = str(app.conf.broker_consumer[0].scheme)
-    if scheme not in ("kafka", "aiokafka"):
-        log.warning("broker scheme %r: stockflow's transport fixes are not applied", scheme)
-        return
-    from stockflow._faust.consumer import BatchConsumer  # it builds on TunedConsumer
-
-    consumer_class = type(
-        "StockflowConsumer",
-        (BatchConsumer,),
-        {"fetch_max_wait_ms": fetch_max_wait_ms, "inline": inline, "fetch_lanes": fetch_lanes},
-    )
-    transport_class = type("StockflowTransport", (TunedTransport,), {"Consumer": consumer_class})
-    app.transport = transport_class(app.conf.broker_consumer, app)
