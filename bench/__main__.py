@@ -19,15 +19,11 @@ process it starts is stopped on every exit path, Ctrl-C and SIGTERM included
 from __future__ import annotations
 
 import argparse
-import datetime
 import logging
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,189 +40,19 @@ from bench.harness import (
     throughput_run,
 )
 from bench.load import Workload, workload
+from bench.machine import machine
+from bench.plan import Plan, build_parser
 from bench.preflight import require
 from bench.procs import stopping_children
 from bench.report import Report
-from bench.rows import KINDS
-from bench.systems import SYSTEMS
 
-__all__ = ["Plan", "main", "run"]
+__all__ = ["main", "run"]
 
-SECTIONS = (
-    "throughput",
-    "latency",
-    "scaleout",
-    "recovery",
-    "memory",
-    "core",
-    "knobs",
-    "profile",
-    "checkout",
-    "hops",
-)
-DEFAULT_SECTIONS = ("throughput", "latency", "recovery", "core")
-DEFAULT_WORKLOADS = ("spread", "hot", "multi")
-"""The throughput section's workloads unless ``--workloads`` says otherwise: issue 11's three."""
-SYSTEM_NAMES = ("pipe", "quix", "faust", "faust+6w", "stockflow", "stockflow-stream")
-QUICK_SYSTEMS = ("pipe", "quix", "stockflow")
 LATENCY_VARIANT_SYSTEMS = ("pipe", "stockflow")
 """Only these are also timed at the second fetch wait."""
 SCALEOUT_SYSTEMS = (("stockflow", "1 worker"), ("stockflow-2w", "2 workers"))
-KNOBS: tuple[dict[str, str], ...] = (
-    {},
-    {"STOCKFLOW_PRODUCER_LINGER_MS": "20"},
-    {"STOCKFLOW_PRODUCER_LINGER_MS": "0"},
-    {"STOCKFLOW_COMMIT_INTERVAL": "2.0"},
-    {"STOCKFLOW_FETCH_MAX_WAIT_MS": "10"},
-    {"STOCKFLOW_FETCH_MAX_WAIT_MS": "200"},
-    {"STOCKFLOW_GC_THRESHOLD": "0"},  # Python's own collector: the A/B of stockflow.garbage
-    {"STOCKFLOW_GC_THRESHOLD": "200000"},
-    {"BENCH_PARTITIONS": "1"},
-    {"BENCH_PARTITIONS": "8"},
-    # Experiments through bench.variants: the same worker with one change.
-    {"BENCH_FAUST_KWARGS": '{"producer_threaded": true}'},
-    {"BENCH_SEND_SOON": "1"},
-)
-"""Worker settings tried one at a time on the spread workload (``BENCH_PARTITIONS``: the
-partition count of every topic; other ``BENCH_*``: see :mod:`bench.variants`)."""
 
 log = logging.getLogger("bench")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What to run, and how big. ``fast_factor``: the pipe and the peer get this many times
-    more orders, so that their runs last long enough to time."""
-
-    sections: tuple[str, ...]
-    systems: tuple[str, ...]
-    orders: int
-    products: int
-    fast_factor: int
-    latency_seconds: float
-    latency_fetch_waits: tuple[int | None, ...]
-    latency_fractions: tuple[float, ...]
-    recovery_products: int
-    recovery_runs: tuple[str, ...] | None
-    core_decisions: int
-    core_compiled: bool
-    """Whether the core section measures the compiled build too (bench.compiled)."""
-    partitions: int
-    in_flight: int
-    repeat: int
-    env: dict[str, str]
-    timeout: float
-    knobs: tuple[dict[str, str], ...] = KNOBS
-    workload: str = "spread"
-    workloads: tuple[str, ...] = DEFAULT_WORKLOADS
-    profile_rate: float | None = None
-    """The profile section's offered orders/s; ``None``: its maximum (a throughput run)."""
-    knob_rate: float | None = None
-    """The knobs section's offered orders/s: each knob's latency at that load, beside the
-    pipe's in the same round; ``None``: each knob's throughput."""
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Plan:
-        sections = tuple(args.only.split(",")) if args.only else DEFAULT_SECTIONS
-        if args.profile and "profile" not in sections:
-            sections = (*sections, "profile")
-        unknown = set(sections) - set(SECTIONS)
-        if unknown:
-            raise SystemExit(f"unknown sections: {', '.join(sorted(unknown))}")
-        quick = args.quick
-        unknown_systems = set(args.systems.split(",")) - set(SYSTEMS) if args.systems else set()
-        if unknown_systems:
-            raise SystemExit(f"unknown systems: {', '.join(sorted(unknown_systems))}")
-        env = dict(item.split("=", 1) for item in args.env)
-        return cls(
-            sections=sections,
-            systems=tuple(args.systems.split(","))
-            if args.systems
-            else (QUICK_SYSTEMS if quick else SYSTEM_NAMES),
-            orders=args.orders or (1_000 if quick else 10_000),
-            products=args.products or (1_000 if quick else 10_000),
-            fast_factor=args.fast_factor or (5 if quick else 10),
-            latency_seconds=3.0 if quick else 20.0,
-            latency_fetch_waits=(None,) if quick else (None, 10),
-            latency_fractions=() if quick else (0.125, 0.25),
-            recovery_products=max(int((2_000 if quick else 1_000_000) * args.scale), 10),
-            recovery_runs=tuple(args.recovery_runs.split(",")) if args.recovery_runs else None,
-            core_decisions=20_000 if quick else 200_000,
-            core_compiled=not (quick or args.no_compiled),
-            partitions=args.partitions,
-            in_flight=args.in_flight,
-            repeat=args.repeat,
-            env=env,
-            timeout=args.timeout,
-            knobs=({}, *(_knob(text) for text in args.knob)) if args.knob else KNOBS,
-            workload=args.workload,
-            workloads=_workloads(args.workloads),
-            profile_rate=args.profile_rate,
-            knob_rate=args.knob_rate,
-        )
-
-
-def _workloads(text: str) -> tuple[str, ...]:
-    chosen = tuple(text.split(","))
-    unknown = set(chosen) - set(KINDS)
-    if unknown:
-        raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))}")
-    return chosen
-
-
-def _knob(text: str) -> dict[str, str]:
-    """``K=V;K2=V2`` as the environment of one knob run."""
-    return dict(item.split("=", 1) for item in text.split(";") if item)
-
-
-def _machine() -> dict[str, Any]:
-    def run(*cmd: str) -> str:
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return "?"
-
-    free = run("free", "-g").splitlines()
-    return {
-        "commit": _measured_commit(run) + _build_label(),
-        "nproc": run("nproc"),
-        "memory": " ".join(free[1].split()[:2]) + " GiB" if len(free) > 1 else "?",
-        "free_g": free,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-
-
-def _build_label() -> str:
-    """`` (compiled)`` when the stockflow measured is the compiled build (setup.py,
-    ``STOCKFLOW_COMPILE=1``), imported ahead of the editable install through PYTHONPATH."""
-    from importlib.machinery import EXTENSION_SUFFIXES
-
-    import stockflow.core.stock
-
-    compiled = str(stockflow.core.stock.__file__).endswith(tuple(EXTENSION_SUFFIXES))
-    return " (compiled)" if compiled else ""
-
-
-def _measured_commit(run: Any) -> str:
-    """The stockflow code measured: the work tree's commit (``+dirty src`` if ``src/`` has
-    uncommitted changes). When stockflow is imported from outside this tree: a snapshot's
-    (``PYTHONPATH=SNAPSHOT/src`` with its commit in ``SNAPSHOT/COMMIT``, e.g. from ``git
-    archive HEAD src``), or else the checkout it is imported from (a bench started in another
-    worktree imports the virtualenv's editable install), by its own git."""
-    import stockflow
-
-    package = Path(stockflow.__file__).resolve().parent
-    if Path("src").resolve() in package.parents:
-        dirty = run("git", "status", "--porcelain", "--", "src")
-        return str(run("git", "rev-parse", "--short", "HEAD")) + ("+dirty src" if dirty else "")
-    root = package.parent.parent
-    marker = root / "COMMIT"
-    if marker.exists():
-        return f"{marker.read_text().strip()} (snapshot {root})"
-    commit = run("git", "-C", str(root), "rev-parse", "--short", "HEAD") or "?"
-    dirty = run("git", "-C", str(root), "status", "--porcelain", "--", "src")
-    return f"{commit}{'+dirty src' if dirty else ''} (imported from {root})"
 
 
 def _orders_for(plan: Plan, system: str) -> int:
@@ -516,7 +342,7 @@ RUNNERS = {
 
 
 def run(plan: Plan, command: str) -> Report:
-    report = Report(meta={"command": command, **_machine(), "plan": plan.__dict__})
+    report = Report(meta={"command": command, **machine(), "plan": plan.__dict__})
     started = time.monotonic()
     sections = ["recovery" if s == "memory" else s for s in plan.sections]
     for section in dict.fromkeys(sections):
@@ -527,109 +353,8 @@ def run(plan: Plan, command: str) -> Report:
     return report
 
 
-def plan_of(argv: list[str]) -> Plan:
-    """The plan ``argv`` asks for (what :func:`main` runs)."""
-    return Plan.from_args(_parser().parse_args(argv))
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="small counts, < 2 minutes")
-    parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
-    parser.add_argument(
-        "--systems",
-        help=f"comma-separated: {', '.join(SYSTEM_NAMES)} (default; quick: fewer), "
-        "stockflow-2w (two workers)",
-    )
-    parser.add_argument("--orders", type=int, help="stockflow orders per throughput run")
-    parser.add_argument("--products", type=int, help="products of the spread workload")
-    parser.add_argument(
-        "--fast-factor",
-        type=int,
-        help="the pipe and the peer get this many times stockflow's orders (10; 5 with --quick): "
-        "runs of similar length, so that start-up and the last outcome's wait weigh alike",
-    )
-    parser.add_argument(
-        "--scale",
-        type=float,
-        default=1.0,
-        help="recovery/memory products = 1,000,000 x scale (quick: 2,000 x)",
-    )
-    parser.add_argument(
-        "--recovery-runs",
-        metavar="TAGS",
-        help="subset of cold,replacement,restart,memory (default: all)",
-    )
-    parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument(
-        "--in-flight", type=int, default=1000, help="checkout: calls started at once (1,000)"
-    )
-    parser.add_argument(
-        "--repeat", type=int, default=1, help="throughput and knob runs: the median of this many"
-    )
-    parser.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="STOCKFLOW_X=V",
-        help="worker setting for every stockflow run (repeatable)",
-    )
-    parser.add_argument(
-        "--knob",
-        action="append",
-        default=[],
-        metavar="K=V[;K=V]",
-        help="knobs section: compare the defaults with these environments only (repeatable); "
-        "PYTHONPATH=<tree>/src runs another checkout's stockflow: a same-run A/B of a change",
-    )
-    parser.add_argument(
-        "--workload",
-        default="spread",
-        choices=KINDS,
-        help="the workload of the knobs and profile sections (spread)",
-    )
-    parser.add_argument(
-        "--workloads",
-        default=",".join(DEFAULT_WORKLOADS),
-        help=f"the throughput section's workloads, comma-separated, of {', '.join(KINDS)} "
-        f"(default {','.join(DEFAULT_WORKLOADS)}; zipf: skewed demand, popular products sell out)",
-    )
-    parser.add_argument("--profile", action="store_true", help="add a py-spy profile section")
-    parser.add_argument(
-        "--no-compiled",
-        action="store_true",
-        help="core section: the pure build only (by default it also builds the compiled one, "
-        "STOCKFLOW_COMPILE=1, ~40 s, and measures it in the same run; not with --quick)",
-    )
-    parser.add_argument(
-        "--profile-rate",
-        type=float,
-        metavar="ORDERS_PER_S",
-        help="profile section: offer this load instead of running at the maximum",
-    )
-    parser.add_argument(
-        "--knob-rate",
-        type=float,
-        metavar="ORDERS_PER_S",
-        help="knobs section: each knob's latency at this offered load, the pipe's beside it in "
-        "every round, instead of each knob's throughput",
-    )
-    parser.add_argument("--timeout", type=float, default=300.0, help="bound of every wait (s)")
-    parser.add_argument(
-        "--json", type=Path, help="also write the results here, and the charts beside them"
-    )
-    parser.add_argument("--charts", type=Path, metavar="DIR", help="write the PNG charts here")
-    parser.add_argument("--no-charts", action="store_true", help="no charts, even with --json")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser(__doc__).parse_args(argv)
     plan = Plan.from_args(args)
     charts = _charts_target(args)
     require(plan.sections, plan.systems, charts=charts is not None)  # before anything starts

@@ -19,11 +19,13 @@ from unittest import mock
 
 import pytest
 from bench import __main__ as bench_main
+from bench import plan as bench_plan
 from bench import preflight
 from bench.charts import write_charts
 from bench.goals import evaluate_goals
 from bench.harness import CDF_POINTS, quantiles
 from bench.load import workload
+from bench.machine import measured_commit
 from bench.report import Report
 from bench.stockflow_systems import _last_per_partition
 from bench.system import System
@@ -218,9 +220,9 @@ def test_each_core_layer_reports_its_best_round_and_keeps_every_round() -> None:
 
 
 def test_the_core_section_measures_the_compiled_build_unless_told_not_to() -> None:
-    assert bench_main.plan_of(["--only", "core"]).core_compiled
-    assert not bench_main.plan_of(["--only", "core", "--no-compiled"]).core_compiled
-    assert not bench_main.plan_of(["--quick"]).core_compiled  # a smoke run builds nothing
+    assert bench_plan.plan_of(["--only", "core"]).core_compiled
+    assert not bench_plan.plan_of(["--only", "core", "--no-compiled"]).core_compiled
+    assert not bench_plan.plan_of(["--quick"]).core_compiled  # a smoke run builds nothing
 
 
 def test_the_compiled_build_comes_from_the_measured_source_tree() -> None:
@@ -457,19 +459,19 @@ def test_a_thread_blocked_on_a_condition_counts_as_idle() -> None:
 
 
 def test_knobs_compare_the_defaults_with_the_given_environments_only() -> None:
-    plan = bench_main.plan_of(
+    plan = bench_plan.plan_of(
         ["--only", "knobs", "--knob", "PYTHONPATH=/tmp/base/src", "--knob", "A=1;B=x=y"]
     )
     assert plan.knobs == ({}, {"PYTHONPATH": "/tmp/base/src"}, {"A": "1", "B": "x=y"})
     assert plan.workload == "spread"
-    assert bench_main.plan_of(["--workload", "multi"]).knobs == bench_main.KNOBS
+    assert bench_plan.plan_of(["--workload", "multi"]).knobs == bench_plan.KNOBS
 
 
 def test_the_throughput_workloads_are_chosen_and_checked() -> None:
-    assert bench_main.plan_of([]).workloads == ("spread", "hot", "multi")
-    assert bench_main.plan_of(["--workloads", "zipf,spread"]).workloads == ("zipf", "spread")
+    assert bench_plan.plan_of([]).workloads == ("spread", "hot", "multi")
+    assert bench_plan.plan_of(["--workloads", "zipf,spread"]).workloads == ("zipf", "spread")
     with pytest.raises(SystemExit, match="unknown workloads: nope"):
-        bench_main.plan_of(["--workloads", "spread,nope"])
+        bench_plan.plan_of(["--workloads", "spread,nope"])
 
 
 def test_the_zipf_workload_sells_out_its_popular_products_only() -> None:
@@ -488,10 +490,10 @@ def test_the_zipf_workload_sells_out_its_popular_products_only() -> None:
 
 
 def test_the_fast_factor_sizes_the_pipe_and_the_peer() -> None:
-    plan = bench_main.plan_of(["--orders", "100000", "--fast-factor", "3"])
+    plan = bench_plan.plan_of(["--orders", "100000", "--fast-factor", "3"])
     assert bench_main._orders_for(plan, "quix") == 300_000
     assert bench_main._orders_for(plan, "stockflow") == 100_000
-    assert bench_main.plan_of([]).fast_factor == 10
+    assert bench_plan.plan_of([]).fast_factor == 10
 
 
 def test_the_recovery_state_holds_one_reservation_per_product() -> None:
@@ -554,8 +556,8 @@ def test_latency_table_shows_the_fifths_and_reads_older_reports() -> None:
 def test_the_profile_runs_at_an_offered_load_when_asked_and_says_which() -> None:
     from rich.console import Console
 
-    assert bench_main.plan_of(["--only", "profile"]).profile_rate is None
-    plan = bench_main.plan_of(["--only", "profile", "--profile-rate", "11500"])
+    assert bench_plan.plan_of(["--only", "profile"]).profile_rate is None
+    plan = bench_plan.plan_of(["--only", "profile", "--profile-rate", "11500"])
     assert plan.profile_rate == 11_500.0
     profile = {
         "threads": {"MainThread": {"busy_share": 0.5}},
@@ -573,8 +575,8 @@ def test_knobs_compare_latency_at_an_offered_load_beside_the_pipe() -> None:
     from bench.harness import RunResult, median_latency
     from rich.console import Console
 
-    assert bench_main.plan_of(["--only", "knobs"]).knob_rate is None
-    plan = bench_main.plan_of(["--only", "knobs", "--knob-rate", "11000", "--knob", "A=1"])
+    assert bench_plan.plan_of(["--only", "knobs"]).knob_rate is None
+    plan = bench_plan.plan_of(["--only", "knobs", "--knob-rate", "11000", "--knob", "A=1"])
     assert plan.knob_rate == 11_000.0
 
     def run(system: str, p50: float | None) -> RunResult:
@@ -614,10 +616,10 @@ def test_the_measured_commit_names_the_checkout_stockflow_is_imported_from(
         return "abc1234" if "rev-parse" in cmd else ""
 
     monkeypatch.chdir(tmp_path)
-    assert bench_main._measured_commit(run) == f"abc1234 (imported from {root})"
+    assert measured_commit(run) == f"abc1234 (imported from {root})"
     assert calls[0] == ("git", "-C", str(root), "rev-parse", "--short", "HEAD")
     monkeypatch.chdir(root)  # the work tree itself: its own commit, as before
-    assert bench_main._measured_commit(run) == "abc1234"
+    assert measured_commit(run) == "abc1234"
 
 
 def test_knob_rounds_alternate_their_order(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -637,6 +639,6 @@ def test_knob_rounds_alternate_their_order(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(bench_main, "throughput_run", fake_run)
     monkeypatch.setattr(bench_main, "median_of", lambda results: results[0])
-    plan = bench_main.plan_of(["--only", "knobs", "--knob", "K=1", "--repeat", "4"])
+    plan = bench_plan.plan_of(["--only", "knobs", "--knob", "K=1", "--repeat", "4"])
     bench_main._knobs(plan, Report())
     assert ran == ["defaults", "1", "1", "defaults", "defaults", "1", "1", "defaults"]
