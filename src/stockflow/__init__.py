@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from stockflow._version import __version__
 from stockflow.errors import (
     BrokerError,
     ConfigurationError,
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from stockflow.application import Stockflow, create_app, install
     from stockflow.client import BlockingClient, Client
 
-__version__ = "0.1.0"
 
 __all__ = [
     "BlockingClient",

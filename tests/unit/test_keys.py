@@ -104,7 +104,12 @@ def test_keys_sits_below_every_layer() -> None:
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    assert eval(loaded) == ["stockflow.errors", "stockflow.keys", "stockflow.settings"]
+    assert eval(loaded) == [
+        "stockflow._version",
+        "stockflow.errors",
+        "stockflow.keys",
+        "stockflow.settings",
+    ]
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)

@@ -80,3 +80,11 @@ def test_the_standalone_app_is_built_on_first_access_only() -> None:
         assert isinstance(app.stockflow, stockflow.Stockflow)
         """
     )
+
+
+def test_the_version_is_pyprojects() -> None:
+    import tomllib
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    assert stockflow.__version__ == tomllib.loads(pyproject.read_text())["project"]["version"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from stockflow._version import __version__
 from stockflow.web.openapi_schemas import TEXT, component_schemas, schema_ref
 from stockflow.web.orders_api import DEFAULT_WAIT, MAX_WAIT
 
@@ -191,7 +192,7 @@ def openapi_document(*, token: bool = False, reads_closed: bool = False) -> dict
         "openapi": "3.1.0",
         "info": {
             "title": "stockflow worker",
-            "version": _version(),
+            "version": __version__,
             "description": "Place, pay and cancel orders; read stock and order state. Any "
             "worker answers any id.",
         },
@@ -205,12 +206,6 @@ def openapi_document(*, token: bool = False, reads_closed: bool = False) -> dict
                 if method != "get" or reads_closed:
                     operation["security"] = [{"bearer": []}]
     return document
-
-
-def _version() -> str:
-    from stockflow import __version__
-
-    return __version__
 
 
 def register_openapi(app: AppT, *, token: bool, reads_closed: bool, name: str) -> None:
