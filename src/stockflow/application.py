@@ -11,6 +11,7 @@ import faust
 from faust.types import AppT, TableT, TopicT
 
 from stockflow._faust.batches import SLICE_SECONDS, BatchProcessor
+from stockflow._faust.epochs import fence_faust_restore
 from stockflow._faust.internals import check_internals
 from stockflow._faust.producing import BatchSender
 from stockflow._faust.transport import TunedTransport, complete_producer_flush
@@ -205,6 +206,8 @@ def _declare_tables(app: AppT, settings: Settings) -> _State:
         )
         for name, help in _TABLES
     )
+    for table in (product_table, order_table):
+        fence_faust_restore(table)  # the batched restore and the standbys fence on their own
     tables = app.tables
     if isinstance(tables, SelfHealingTableManager):
         tables.fast_restore = settings.fast_restore

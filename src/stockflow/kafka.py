@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from stockflow.errors import BrokerError
+from stockflow.fencing import record_epoch
 from stockflow.holes import from_beginning
 
 if TYPE_CHECKING:
@@ -132,6 +133,8 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+    epoch: int | None = None
+    """The writer's epoch of a changelog record (:mod:`stockflow.fencing`), if it has one."""
 
     def json(self) -> Any:
         """The value parsed as JSON (raises for values that are not JSON)."""
@@ -176,7 +179,15 @@ async def read_topics(
                 deadline = loop.time() + timeout
             for tp, messages in batch.items():
                 result[tp.topic].extend(
-                    Record(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
+                    Record(
+                        tp.topic,
+                        tp.partition,
+                        m.offset,
+                        m.key,
+                        m.value,
+                        m.timestamp,
+                        record_epoch(m.headers),
+                    )
                     for m in guard.take(tp, messages)
                 )
             for tp in list(pending):

@@ -7,6 +7,8 @@
    Faust's ConsistencyError (stockflow._faust.recovery).
 3. A replacement restores its tables in batches straight into RocksDB
    (stockflow._faust.fast_restore), to exactly what the changelogs hold.
+4. A changelog record that a worker wrote after it had lost the partition, landed behind its
+   successor's, is skipped by the restore (stockflow.fencing).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stockflow._faust.transport import fetched_highwaters
+from stockflow.fencing import epoch_header
+from stockflow.keys import stock_key
 from stockflow.testing import EmbeddedBroker
 from stockflow.testing.harness import Harness
 
@@ -114,7 +119,7 @@ def _local_state(datadir: Path, table: str) -> dict[str, bytes]:
         db = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
         try:
             for key, value in db.items():
-                if key != b"__faust\0offset__":  # Faust's persisted changelog offset
+                if not key.startswith(b"__"):  # Faust's offset, stockflow's epoch
                     state[key.decode()] = value
         finally:
             db.close()
@@ -163,3 +168,58 @@ def test_a_replacement_restores_to_exactly_the_changelog(tmp_path, fast_restore:
         assert state["p2"] == {"on_hand": 2, "reserved": 2, "pending_sum": 2}
         assert state["p30"] == {"on_hand": 2, "reserved": 2, "pending_sum": 2}
         assert state["p31"] == {"on_hand": 2, "reserved": 1, "pending_sum": 1}
+
+
+async def _produce_late(bootstrap: str, topic: str, record: Any, epoch: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic,
+            record.value,
+            key=record.key,
+            partition=record.partition,
+            headers=epoch_header(epoch),
+        )
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.parametrize("fast_restore", [True, False], ids=["batches", "faust-only"])
+def test_a_late_record_of_a_lost_partition_is_not_restored(tmp_path, fast_restore: bool) -> None:  # type: ignore[no-untyped-def]
+    # What a worker frozen past its session timeout does when it wakes: its produce request,
+    # made before the freeze, lands behind its successor's records (a soak, 2026-12-06).
+    with Harness(workdir=tmp_path) as harness:
+        first = harness.start_worker("first")
+        harness.stock("sku", 5)
+        harness.send([order_placed("a", ("sku", 1))])
+        harness.wait_outcomes(["a"])
+        harness.wait_settled()
+        first.kill()
+        second = harness.start_worker("second")  # restores, then writes in a higher epoch
+        harness.send([order_placed("b", ("sku", 2))])
+        harness.wait_outcomes(["b"])
+        harness.wait_settled()
+        second.kill()
+        topic = harness.changelog_topic("products")
+        writes = [r for r in harness.read(topic)[topic] if r.key == stock_key("sku").encode()]
+        stale, last = writes[-2], writes[-1]
+        assert stale.epoch is not None and last.epoch is not None and stale.epoch < last.epoch
+        # The first worker's write, landing late: "a" reserved, "b" not.
+        asyncio.run(_produce_late(harness.bootstrap, topic, stale, stale.epoch))
+        assert harness.stock_state()["sku"] == {"on_hand": 5, "reserved": 3, "pending_sum": 3}
+
+        replacement = harness.worker("replacement", STOCKFLOW_FAST_RESTORE=str(fast_restore))
+        replacement.start().wait_ready(60)
+        assert "skipped 1 changelog record(s) written in an epoch below" in replacement.log_text()
+        harness.send([order_placed("more", ("sku", 3))])
+        decisions = harness.wait_outcomes(["more"])
+        outcome = next(d for d in decisions if d["type"] in OUTCOMES and d["order_id"] == "more")
+        assert outcome["type"] == "OrderRejected", outcome  # 2 left, not 4
+        assert outcome["lines"][0]["available"] == 2
+        harness.wait_settled()
+        replacement.stop()
+        app_id = harness.settings.app_id
+        local = _local_state(replacement.datadir, f"{app_id}-products")
+        assert local == harness.changelog("products")
+        assert harness.stock_state()["sku"] == {"on_hand": 5, "reserved": 3, "pending_sum": 3}

@@ -67,6 +67,7 @@ class FakeProducer:
     ) -> None:
         self.error = error or RuntimeError("broker said no")
         self.sent: list[tuple[str, bytes, bytes | None, int]] = []
+        self.headers: list[tuple[str, int, tuple[tuple[str, bytes], ...]]] = []
         self.batches: list[tuple[str, int, int]] = []
         self.offsets: dict[tuple[str, int], int] = {}
         self.yield_every = yield_every
@@ -79,7 +80,9 @@ class FakeProducer:
     async def send_batch(
         self, builder: BatchBuilder, topic: str, *, partition: int
     ) -> asyncio.Future[Any]:
-        records = [(r.key, r.value) for r in DefaultRecordBatch(bytearray(builder._build()))]
+        built = list(DefaultRecordBatch(bytearray(builder._build())))
+        records = [(r.key, r.value) for r in built]
+        self.headers.extend((topic, partition, tuple(r.headers)) for r in built)
         self.batches.append((topic, partition, len(records)))
         if self.yield_every and len(self.batches) % self.yield_every == 0:
             await asyncio.sleep(0)
@@ -209,14 +212,20 @@ class SealedFake:
         default_factory=list
     )
     unsent_partitions: list[int] = field(default_factory=list)
+    epochs: list[int | None] = field(default_factory=list)
 
     def unsent(self, partition: int) -> None:
         self.unsent_partitions.append(partition)
 
     def acknowledged(
-        self, partition: int, writes: list[dict[bytes, bytes | None]], offset: int | None
+        self,
+        partition: int,
+        writes: list[dict[bytes, bytes | None]],
+        offset: int | None,
+        epoch: int | None,
     ) -> None:
         self.applied.append((partition, writes, offset))
+        self.epochs.append(epoch)
 
 
 async def test_sealed_writes_reach_their_store_at_the_acknowledgement_of_their_records() -> None:
@@ -440,3 +449,41 @@ async def test_the_offset_of_records_acknowledged_after_the_membership_lapsed_is
     assert await writer.settled(1.0)
     assert store.applied == [(0, [{b"k": b"v", b"j": b"w"}], 1 if persisted else None)]
     assert app.crashed == []
+
+
+async def test_records_carry_the_epoch_their_partition_is_written_in() -> None:
+    # stockflow.fencing: above the group's generation and above what the partition's restore
+    # read, so that a frozen predecessor's late records are skipped by every later reader.
+    lease = MembershipLease(5.0)
+    coordinator = FakeCoordinator(generation=3)
+    lease._coordinator = coordinator
+    lease.confirm(time.monotonic(), 3)
+    app = FakeApp(FakeProducer(), consumer=FakeConsumer(lease))
+    writer = ChangelogWriter(app)
+    store = SealedFake(FakeTable("products"))
+    store.table.data._stockflow_epochs = {0: 5}  # type: ignore[attr-defined]  # restored
+    for partition in (0, 1):
+        writer.add(store.table, partition, b"k", b"v")
+        writer.seal(store, partition, {b"k": b"v"})
+    await writer.send()
+    assert await writer.settled(1.0)
+    stamped = {(p, h) for _t, p, h in app.producer.headers}
+    assert stamped == {(0, (("stockflow-epoch", b"6"),)), (1, (("stockflow-epoch", b"3"),))}
+    assert sorted(zip([a[0] for a in store.applied], store.epochs, strict=True)) == [(0, 6), (1, 3)]
+
+    # The next rebalance: a new epoch, never below the one written before.
+    app.consumer_generation_id = 4  # type: ignore[attr-defined]
+    lease.confirm(time.monotonic(), 4)
+    writer.add(store.table, 0, b"k", b"w")
+    await writer.send()
+    await writer.sender.flushed()
+    assert app.producer.headers[-1] == ("products-changelog", 0, (("stockflow-epoch", b"6"),))
+
+
+async def test_an_app_without_a_consumer_group_writes_no_epoch() -> None:
+    app = FakeApp(FakeProducer())
+    writer = ChangelogWriter(app)
+    writer.add(FakeTable("products"), 0, b"k", b"v")
+    await writer.send()
+    await writer.sender.flushed()
+    assert app.producer.headers == [("products-changelog", 0, ())]

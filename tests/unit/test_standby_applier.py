@@ -23,6 +23,7 @@ class Record:
     offset: int
     key: bytes
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class RocksStore:

@@ -21,6 +21,10 @@ worker's record, stamped before its SIGSTOP, landed 17 s later behind 98 of its 
 Its acknowledgement had moved the persisted offset past them, so when the partition came back
 the restore skipped them, and four payments and a cancellation of orders its successor had
 placed were answered ``unknown_order``.
+
+Each record carries its writer's epoch for the partition (:mod:`stockflow.fencing`), so that
+such a late record, landed behind its successor's, is skipped by every later reader instead of
+rolling its keys back.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from typing import Any, Protocol
 
 from faust.types import TP
 
+from stockflow._faust.epochs import stored_epoch
 from stockflow._faust.membership import MembershipLease, MembershipLost
 from stockflow._faust.producing import BatchSender, Sent
 from stockflow.errors import StockflowError
+from stockflow.fencing import epoch_header, next_epoch
 
 __all__ = ["ChangelogWriter", "SealedStore", "check_delivery"]
 
@@ -48,7 +54,9 @@ class SealedStore(Protocol):
 
     table: Any
 
-    def acknowledged(self, partition: int, writes: list[Writes], offset: int | None) -> None: ...
+    def acknowledged(
+        self, partition: int, writes: list[Writes], offset: int | None, epoch: int | None
+    ) -> None: ...
     def unsent(self, partition: int) -> None: ...
 
 
@@ -70,6 +78,10 @@ class ChangelogWriter:
         self._lock = asyncio.Lock()
         self._tables: dict[str, Any] = {}  # changelog topic -> table
         self._topics: dict[str, str] = {}  # table name -> changelog topic
+        self._round: object = None  # the rebalance the epochs below were taken in
+        self._epochs: dict[tuple[str, int], int] = {}  # changelog partition -> its epoch now
+        self._headers: dict[tuple[str, int], list[tuple[str, bytes]] | None] = {}
+        self._previous: dict[tuple[str, int], int] = {}  # the last epoch written, any round
 
     @property
     def pending(self) -> int:
@@ -109,12 +121,50 @@ class ChangelogWriter:
                 self._shared = {}
                 seals, self._seals = self._seals, []
                 topic = self._topic
+                self._check_round()
                 sent = await self.sender.send(
-                    (topic(table), partition, key, value)
-                    for table, partition, key, value in records
+                    (
+                        (topic(table), partition, key, value)
+                        for table, partition, key, value in records
+                    ),
+                    headers=self._stamp,
                 )
                 check_delivery(self.app, sent, "a changelog write")
                 self._persist_offsets(sent, seals)
+
+    def _check_round(self) -> None:
+        """Epochs are taken anew after each rebalance: records are never pending across one
+        (the batch consumer sends them before it lets a rebalance go on)."""
+        app = self.app
+        current = (
+            getattr(app, "consumer_generation_id", None),
+            getattr(app, "rebalancing_count", None),
+        )
+        if current != self._round:
+            self._round = current
+            self._epochs.clear()
+            self._headers.clear()
+
+    def _stamp(self, topic: str, partition: int) -> list[tuple[str, bytes]] | None:
+        """The headers of this round's records of a changelog partition: its epoch
+        (:mod:`stockflow.fencing`); none for an app without a consumer group (nothing can
+        write after losing a partition it never held by a group's say)."""
+        tp = (topic, partition)
+        try:
+            return self._headers[tp]
+        except KeyError:
+            pass
+        lease = self._lease()
+        headers = None
+        if lease is not None:
+            table = self._tables[topic]
+            epoch = next_epoch(
+                lease.generation, stored_epoch(table.data, partition), self._previous.get(tp)
+            )
+            self._epochs[tp] = self._previous[tp] = epoch
+            headers = epoch_header(epoch)
+        self._headers[tp] = headers
+        return headers
 
     async def settled(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until every sealed write handed to the producer is
@@ -157,8 +207,9 @@ class ChangelogWriter:
                 continue
             store, batches = seal
             self._unsettled.add(future)
+            epoch = self._epochs.get((topic, partition))
             future.add_done_callback(
-                partial(self._acknowledged, store, partition, batches, count, generation)
+                partial(self._acknowledged, store, partition, batches, count, generation, epoch)
             )
 
     def _acknowledged(
@@ -168,9 +219,11 @@ class ChangelogWriter:
         writes: list[Writes],
         count: int,
         generation: int | None,
+        epoch: int | None,
         future: asyncio.Future[Any],
     ) -> None:
-        """``generation``: the lease's when the records were handed to the producer."""
+        """``generation``: the lease's when the records were handed to the producer;
+        ``epoch``: the one they were written in."""
         self._unsettled.discard(future)
         error = asyncio.CancelledError() if future.cancelled() else future.exception()
         if error is not None:
@@ -187,6 +240,8 @@ class ChangelogWriter:
             # does not. A confirmed lease at the acknowledgement, in the generation that sent
             # them, proves the group had not dropped this worker before the append: it drops a
             # member only a session timeout after its last heartbeat, twice the lease's window.
+            # If the worker had lost the partition, its successor's higher epoch fences these
+            # records out of the log; the store marks itself to be restored whole next time.
             log.warning(
                 "changelog records of partition %d acknowledged at offset %d while the group "
                 "membership was not confirmed: kept without moving the persisted offset",
@@ -195,7 +250,7 @@ class ChangelogWriter:
             )
             offset = None
         try:
-            store.acknowledged(partition, writes, offset)
+            store.acknowledged(partition, writes, offset, epoch)
         except Exception as exc:
             log.critical("writing acknowledged table changes failed; stopping the worker")
             _crash(self.app, exc)

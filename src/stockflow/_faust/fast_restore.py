@@ -10,7 +10,8 @@ carries the partition's persisted offset: a crash mid-restore leaves a store tha
 up to that offset. Faust then finds nothing (or only what arrived meanwhile) left to read.
 
 The same records are applied the same way as Faust's ``Store.apply_changelog_batch`` (a record
-with a value is a put, without one a delete, in offset order).
+with a value is a put, without one a delete, in offset order), but for a record a worker wrote
+after it had lost the partition, which is skipped (:mod:`stockflow.fencing`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from aiokafka import TopicPartition
 from faust.types import TP
 from rocksdict import WriteBatch
 
+from stockflow._faust.epochs import load_fence, log_skipped, mark_position
+from stockflow.fencing import record_epoch
 from stockflow.kafka import groupless_consumer
 
 __all__ = ["RestoreTarget", "restore_partitions", "write_records"]
@@ -103,20 +106,30 @@ async def restore_partitions(
 
 def write_records(target: RestoreTarget, tp: TP, batch: Sequence[Any]) -> int | None:
     """One ``WriteBatch`` for the records of ``batch`` below ``target.end``, with the
-    persisted offset. Returns the last offset written."""
+    persisted offset and the partition's highest epoch; a record written in a lower epoch than
+    one before it is skipped (:mod:`stockflow.fencing`). Returns the last offset read."""
     write = WriteBatch(raw_mode=True)
     last: int | None = None
+    store = target.store
+    partition = tp.partition
+    fence = load_fence(store, (partition,))
+    admit = fence.admit
+    skipped = 0
     for record in batch:
         if record.offset >= target.end:
             break
-        if record.value is None:
+        last = record.offset
+        if not admit(partition, record_epoch(record.headers)):
+            skipped += 1
+        elif record.value is None:
             write.delete(record.key)
         else:
             write.put(record.key, record.value)
-        last = record.offset
     if last is None:
         return None
-    store = target.store
-    write.put(store.offset_key, str(last).encode())
-    store._db_for_partition(tp.partition).write(write)
+    highest = fence.highest.get(partition)
+    mark_position(write.put, store.offset_key, last, highest)
+    store._db_for_partition(partition).write(write)
+    if skipped:
+        log_skipped(tp.topic, partition, skipped, highest or 0)
     return last

@@ -31,13 +31,13 @@ and the batch consumer records no offset of a batch that ends, nor commits any t
 revocation: ``stockflow._faust.consumer``), and the new owner processes its records again.
 
 A request already past the gate when the worker froze still goes out when it wakes, behind its
-successor's records. Its changelog records carry values the successor's processing of the same
-inputs also wrote, and their acknowledgement must not move the local store's persisted offset
-past the successor's records (``stockflow._faust.changelog``). That is not enough when the
-successor has already written *later* values of the same keys: the late record is then the
-key's last word for the next restore, and rolls it back. Seen with the compiled build at 16
-partitions (docs/reliability.md, 2026-12-06): orders answered twice, stock a few units off.
-The fix described there (a per-key version the restore keeps the highest of) is not made yet.
+successor's records. Their acknowledgement must not move the local store's persisted offset
+past the successor's records (``stockflow._faust.changelog``), and the records must not become
+their keys' last word: the successor may have written later values of the same keys, and the
+late record rolled them back at the next restore (seen with the compiled build at 16
+partitions, docs/reliability.md: orders answered twice, stock a few units off). Each record
+carries its writer's epoch, higher for a successor, and every reader skips a record whose
+epoch is below one read before it (:mod:`stockflow.fencing`).
 """
 
 from __future__ import annotations

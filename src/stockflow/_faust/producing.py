@@ -202,6 +202,7 @@ class BatchSender:
         records: Iterable[tuple[str, int, bytes | None, bytes | None]],
         *,
         after_state: bool = False,
+        headers: Callable[[str, int], Sequence[tuple[str, bytes]] | None] | None = None,
     ) -> Sent:
         """Queue ``(topic, partition, key, value)`` records for the producer, in order per
         topic partition. Returns at once unless :data:`MAX_OUTSTANDING` batches wait.
@@ -212,7 +213,9 @@ class BatchSender:
         partition's waited for its turn, and a worker killed in between left outputs on the
         broker whose deciding writes were lost: redelivered, the order could be decided again
         in another order of its answers, and answered twice (found by the interleavings
-        property test)."""
+        property test).
+
+        ``headers``: asked once per topic partition of the call for its records' headers."""
         producer = self._client()
         touched: dict[tuple[str, int], _Queued] = {}
         sent: Sent = []
@@ -222,9 +225,13 @@ class BatchSender:
             state = list(self._state.values())
             if self._unacked and self._acks_first(producer):
                 acks = list(self._unacked)
+        stamps: dict[tuple[str, int], Sequence[tuple[str, bytes]] | None] = {}
+        stamp = None
         for topic, partition, key, value in records:
             tp = (topic, partition)
             batch = touched.get(tp)
+            if headers is not None:
+                stamp = stamps[tp] if tp in stamps else stamps.setdefault(tp, headers(*tp))
             if batch is None:
                 # The partition's last batch takes these too, and from then on waits for what
                 # these wait for; handed to the client, it can no longer wait.
@@ -234,12 +241,12 @@ class BatchSender:
                 elif state or acks:
                     batch.after.extend(state or ())
                     batch.acks.extend(acks)
-            if batch.builder.add(timestamp=None, key=key, value=value) is None:
+            if batch.builder.add(timestamp=None, key=key, value=value, headers=stamp) is None:
                 # Full or built: the partition's next batch starts with this record.
                 if tp in touched:
                     sent.append((topic, partition, batch.delivery, batch.count))
                 batch = self._queue(producer, tp, state, acks)
-                if batch.builder.add(timestamp=None, key=key, value=value) is None:
+                if batch.builder.add(timestamp=None, key=key, value=value, headers=stamp) is None:
                     raise ValueError(f"a record for {topic} does not fit in a producer batch")
             touched[tp] = batch
             batch.count += 1

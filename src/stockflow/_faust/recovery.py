@@ -29,6 +29,7 @@ from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
+from stockflow._faust.epochs import is_unconfirmed
 from stockflow._faust.fast_restore import RestoreTarget, restore_partitions
 from stockflow._faust.transport import client_settings
 
@@ -104,16 +105,24 @@ class SelfHealingRecovery(Recovery):
                 continue
             last = end - 1  # Faust keeps "last applied offset"; the end is one past the last
             applied = destination.get(tp)
-            if applied is None or applied <= last:
+            table: Any = self.tp_to_table.get(tp)
+            if table is not None and is_unconfirmed(table.data, tp.partition):
+                log.warning(
+                    "%s: the local partition took changelog records while this worker's group "
+                    "membership was not confirmed; discarding it and restoring it from the "
+                    "changelog",
+                    tp,
+                )
+            elif applied is None or applied <= last:
                 continue
-            table = self.tp_to_table.get(tp)
-            log.warning(
-                "%s: local state says offset %d was applied but the changelog ends at %d; "
-                "discarding the local partition and restoring it from the changelog",
-                tp,
-                applied,
-                last,
-            )
+            else:
+                log.warning(
+                    "%s: local state says offset %d was applied but the changelog ends at %d; "
+                    "discarding the local partition and restoring it from the changelog",
+                    tp,
+                    applied,
+                    last,
+                )
             if table is not None:
                 discard_partition(table, tp.partition)
             earliest = (await consumer.earliest_offsets(tp)).get(tp)

@@ -23,6 +23,7 @@ from typing import Any
 from stockflow.audit.events import load
 from stockflow.core.policy import Policy
 from stockflow.core.stock import Stock
+from stockflow.fencing import Fence
 from stockflow.kafka import Record
 from stockflow.keys import ENTRY_KEYS, STOCK_KEYS
 from stockflow.processing.codec import decode_entry, decode_stock
@@ -151,8 +152,11 @@ def _counter_writes(
     """Per (partition, counters key), in changelog order: (the command offset the write
     records, [on_hand, reserved], stamp)."""
     writes: dict[tuple[int, str], list[tuple[int | None, list[int], int]]] = defaultdict(list)
+    fence = Fence()  # late records of a worker that had lost the partition: never restored
     for record in sorted(changelog, key=lambda r: (r.partition, r.offset)):
         key = (record.key or b"").decode(errors="replace")
+        if not fence.admit(record.partition, record.epoch):
+            continue
         if record.value is None or not key.startswith(STOCK_KEYS):
             continue
         counters = decode_stock(record.value)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, TypeGuard, cast
 from rocksdict import WriteBatch
 
 from stockflow._faust.changelog import ChangelogWriter
+from stockflow._faust.epochs import mark_position
 from stockflow.errors import StockflowError
 from stockflow.keys import TIMER_KEYS
 from stockflow.tables.overlay import ABSENT, newest_held, overlaid
@@ -115,11 +116,16 @@ class TableStore:
         self.changelog.seal(self, partition, pending)
 
     def acknowledged(
-        self, partition: int, writes: list[dict[bytes, bytes | None]], offset: int | None
+        self,
+        partition: int,
+        writes: list[dict[bytes, bytes | None]],
+        offset: int | None,
+        epoch: int | None = None,
     ) -> None:
         """The changelog records of ``writes`` (sealed batches of ``partition``, in order) are
-        on the broker, the last at ``offset``: write them to the database with the persisted
-        offset (``None``: unchanged) in one ``WriteBatch``. Called by the ChangelogWriter."""
+        on the broker, the last at ``offset``, written in ``epoch``: write them to the database
+        in one ``WriteBatch`` with :func:`~stockflow._faust.epochs.mark_position`. Called by
+        the ChangelogWriter."""
         data = self.table.data
         assert self._rocksdb(data)
         batch = WriteBatch(raw_mode=True)
@@ -140,8 +146,7 @@ class TableStore:
                 if writer(key) is sealed:
                     del unacked[key]
                     del writers[key]
-        if offset is not None:
-            put(data.offset_key, str(offset).encode())
+        mark_position(put, data.offset_key, offset, epoch)
         data._db_for_partition(partition).write(batch)
         if not unacked:
             self._unacked.pop(partition, None)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stockflow.errors import BrokerError
+from stockflow.fencing import Fence
 from stockflow.kafka import bootstrap_servers
 from stockflow.keys import ENTRY_KEYS, STOCK_KEYS, product_of
 from stockflow.models import OrderPlaced, StockSet
@@ -29,10 +30,13 @@ OUTCOME_TYPES = frozenset({"OrderReserved", "OrderRejected"})
 
 
 def fold_changelog(records: Iterable[Record]) -> dict[str, bytes]:
-    """A table's current contents from its changelog: the last value per key, deletes applied."""
+    """A table's current contents from its changelog: the last value per key, deletes applied,
+    records written by a worker that had lost their partition skipped (:mod:`stockflow.fencing`),
+    as a restore does."""
     state: dict[str, bytes] = {}
+    fence = Fence()
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
-        if record.key is None:
+        if record.key is None or not fence.admit(record.partition, record.epoch):
             continue
         key = record.key.decode()
         if record.value is None:

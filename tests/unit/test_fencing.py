@@ -1,0 +1,88 @@
+"""Epochs: a changelog record written by a worker that had lost its partition, landed behind
+its successor's records, is skipped by every reader; a successor always writes a higher epoch."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stockflow.fencing import EPOCH_HEADER, Fence, epoch_header, next_epoch, record_epoch
+from stockflow.kafka import Record
+from stockflow.testing.harness import fold_changelog
+
+
+def test_headers_carry_the_epoch_both_ways() -> None:
+    assert epoch_header(7) == [(EPOCH_HEADER, b"7")]
+    assert record_epoch(epoch_header(7)) == 7
+    assert record_epoch({EPOCH_HEADER: b"12"}) == 12
+    assert record_epoch([("other", b"1"), (EPOCH_HEADER, b"3")]) == 3
+
+
+def test_a_record_without_a_readable_epoch_is_unfenced() -> None:
+    for headers in (None, [], [("other", b"1")], [(EPOCH_HEADER, b"-1")], [(EPOCH_HEADER, b"x")]):
+        assert record_epoch(headers) is None
+    fence = Fence({0: 9})
+    assert fence.admit(0, None)
+    assert fence.highest == {0: 9}
+
+
+def test_a_lower_epoch_after_a_higher_one_is_skipped_per_partition() -> None:
+    fence = Fence()
+    assert fence.admit(0, 3) and fence.admit(0, 3) and fence.admit(0, 5)
+    assert not fence.admit(0, 3)
+    assert fence.admit(1, 3)  # another partition: its own history
+    assert fence.highest == {0: 5, 1: 3}
+
+
+def test_next_epoch_is_above_what_was_read_and_never_goes_back() -> None:
+    assert next_epoch(4, None) == 4
+    assert next_epoch(4, 2) == 4
+    assert next_epoch(4, 4) == 5  # the coordinator did not count the rebalance
+    assert next_epoch(1, 40) == 41  # the coordinator lost the group and counts from 1
+    assert next_epoch(None, None) == 0
+    assert next_epoch(-1, None, previous=6) == 6
+
+
+def _records(partition: int, writes: list[tuple[str, int, int]], start: int) -> list[Record]:
+    return [
+        Record("changelog", partition, start + i, key.encode(), str(value).encode(), 0, epoch)
+        for i, (key, value, epoch) in enumerate(writes)
+    ]
+
+
+@given(
+    before=st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 9)), max_size=6),
+    held=st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 9)), min_size=1, max_size=4),
+    successor=st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 9)), max_size=6),
+    landed=st.integers(0, 6),
+    generations=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+)
+def test_late_records_never_change_what_the_successor_restores(
+    before: list[tuple[str, int]],
+    held: list[tuple[str, int]],
+    successor: list[tuple[str, int]],
+    landed: int,
+    generations: tuple[int, int],
+) -> None:
+    """A worker writes ``before`` (acknowledged) and ``held`` (in flight when it froze). Its
+    successor restores what is on the broker, takes its epoch, writes ``successor``; the held
+    records land after ``landed`` of them. Every later reader sees what the successor saw and
+    wrote, or, if the late records landed before any of the successor's, the same log as if
+    they had landed before its restore, which it then processes again (idempotent)."""
+    first = next_epoch(generations[0], None)
+    log_before = [(k, v, first) for k, v in before]
+    restored = {k: v for k, v, _ in log_before}
+    second = next_epoch(generations[1], first if log_before else None)
+    if not log_before and second <= first:
+        second = first + 1  # a coordinator that counts rebalances: the successor's is higher
+    landed = min(landed, len(successor))
+    late = [(k, v, first) for k, v in held]
+    mine = [(k, v, second) for k, v in successor]
+    log = log_before + mine[:landed] + late + mine[landed:]
+    folded = fold_changelog(_records(0, log, 0))
+    if landed:
+        expected = dict(restored)
+        expected.update({k: v for k, v, _ in mine})
+    else:  # landed before any of the successor's: read as if there before its restore
+        expected = {k: v for k, v, _ in log_before + late + mine}
+    assert folded == {k: str(v).encode() for k, v in expected.items()}
