@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-__all__ = ["EPOCH_HEADER", "Fence", "epoch_header", "next_epoch", "record_epoch"]
+__all__ = ["EPOCH_HEADER", "Fence", "OwnOffsets", "epoch_header", "next_epoch", "record_epoch"]
 
 EPOCH_HEADER: Final = "stockflow-epoch"
 """The record header that carries a changelog record's epoch (ASCII digits)."""
@@ -80,3 +80,36 @@ class Fence:
             return False
         self.highest[partition] = epoch
         return True
+
+
+class OwnOffsets:
+    """Where one writer's acknowledged record batches lie in each changelog partition it
+    writes, to notice records another writer put between two of them (a worker that had lost
+    the partition). Readers skip those; on a compacted changelog they can still outlive the
+    owner's record of the same key, which only the owner writing the key again would mend."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, int], tuple[int, int]] = {}  # tp -> (base, end) of a batch
+
+    def acknowledged(self, tp: tuple[str, int], base: int, count: int) -> tuple[int, int] | None:
+        """A batch of ``count`` of this writer's records acknowledged at ``base`` (batches of a
+        partition are acknowledged in order; a batch may be reported more than once, with the
+        records it held each time). Returns the first and last offset of foreign records
+        between it and the partition's batch before, if there are any."""
+        end = base + count
+        last = self._last.get(tp)
+        self._last[tp] = (base, end)
+        if last is None:
+            return None
+        last_base, last_end = last
+        if base == last_base:
+            self._last[tp] = (base, max(end, last_end))
+            return None
+        return (last_end, base - 1) if base > last_end else None
+
+    def forget(self) -> None:
+        """A rebalance: what other writers did before this worker's next batch is the
+        restore's to read, not a sign of a late record."""
+        self._last.clear()

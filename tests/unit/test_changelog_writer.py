@@ -487,3 +487,21 @@ async def test_an_app_without_a_consumer_group_writes_no_epoch() -> None:
     await writer.send()
     await writer.sender.flushed()
     assert app.producer.headers == [("products-changelog", 0, ())]
+
+
+async def test_records_another_writer_put_between_this_writer_s_are_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = FakeApp(FakeProducer())
+    writer = ChangelogWriter(app)
+    table = FakeTable("products")
+    writer.add(table, 0, b"k", b"1")
+    await writer.send()
+    await writer.sender.flushed()
+    app.producer.offsets[("products-changelog", 0)] += 3  # a frozen worker's request landed
+    writer.add(table, 0, b"k", b"2")
+    await writer.send()
+    await writer.sender.flushed()
+    await settle()
+    assert writer.foreign_records == 3
+    assert "offsets 1..3 were written by another worker" in caplog.text

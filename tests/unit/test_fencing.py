@@ -6,7 +6,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stockflow.fencing import EPOCH_HEADER, Fence, epoch_header, next_epoch, record_epoch
+from stockflow.fencing import (
+    EPOCH_HEADER,
+    Fence,
+    OwnOffsets,
+    epoch_header,
+    next_epoch,
+    record_epoch,
+)
 from stockflow.kafka import Record
 from stockflow.testing.harness import fold_changelog
 
@@ -86,3 +93,15 @@ def test_late_records_never_change_what_the_successor_restores(
     else:  # landed before any of the successor's: read as if there before its restore
         expected = {k: v for k, v, _ in log_before + late + mine}
     assert folded == {k: str(v).encode() for k, v in expected.items()}
+
+
+def test_own_offsets_find_records_another_writer_put_between_this_writer_s() -> None:
+    own = OwnOffsets()
+    tp = ("products-changelog", 0)
+    assert own.acknowledged(tp, 10, 2) is None  # the first batch after a rebalance
+    assert own.acknowledged(tp, 10, 5) is None  # the same batch, with more records
+    assert own.acknowledged(tp, 15, 1) is None  # contiguous
+    assert own.acknowledged(tp, 19, 2) == (16, 18)  # three foreign records
+    assert own.acknowledged(("orders-changelog", 0), 0, 1) is None
+    own.forget()
+    assert own.acknowledged(tp, 40, 1) is None

@@ -40,7 +40,7 @@ from stockflow._faust.epochs import stored_epoch
 from stockflow._faust.membership import MembershipLease, MembershipLost
 from stockflow._faust.producing import BatchSender, Sent
 from stockflow.errors import StockflowError
-from stockflow.fencing import epoch_header, next_epoch
+from stockflow.fencing import OwnOffsets, epoch_header, next_epoch
 
 __all__ = ["ChangelogWriter", "SealedStore", "check_delivery"]
 
@@ -82,6 +82,9 @@ class ChangelogWriter:
         self._epochs: dict[tuple[str, int], int] = {}  # changelog partition -> its epoch now
         self._headers: dict[tuple[str, int], list[tuple[str, bytes]] | None] = {}
         self._previous: dict[tuple[str, int], int] = {}  # the last epoch written, any round
+        self._own = OwnOffsets()
+        self.foreign_records = 0
+        """Records another writer put between this worker's in its changelog partitions."""
 
     @property
     def pending(self) -> int:
@@ -144,6 +147,7 @@ class ChangelogWriter:
             self._round = current
             self._epochs.clear()
             self._headers.clear()
+            self._own.forget()
 
     def _stamp(self, topic: str, partition: int) -> list[tuple[str, bytes]] | None:
         """The headers of this round's records of a changelog partition: its epoch
@@ -193,6 +197,7 @@ class ChangelogWriter:
         last: dict[tuple[str, int], tuple[asyncio.Future[Any], int]] = {}
         for topic, partition, future, count in sent:
             last[(topic, partition)] = (future, count)
+            future.add_done_callback(partial(self._landed, topic, partition, count))
         sealed: dict[tuple[str, int], tuple[SealedStore, list[Writes]]] = {}
         for sealed_store, partition, writes in seals:
             tp = (self._topic(sealed_store.table), partition)
@@ -210,6 +215,23 @@ class ChangelogWriter:
             epoch = self._epochs.get((topic, partition))
             future.add_done_callback(
                 partial(self._acknowledged, store, partition, batches, count, generation, epoch)
+            )
+
+    def _landed(self, topic: str, partition: int, count: int, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        foreign = self._own.acknowledged((topic, partition), future.result().offset, count)
+        if foreign is not None:
+            first, last = foreign
+            self.foreign_records += last - first + 1
+            log.warning(
+                "%s partition %d: offsets %d..%d were written by another worker between this "
+                "worker's records (one of the two had lost the partition: every reader skips "
+                "the records of the lower epoch)",
+                topic,
+                partition,
+                first,
+                last,
             )
 
     def _acknowledged(
