@@ -1,12 +1,21 @@
-"""Build script: pure Python by default; ``STOCKFLOW_COMPILE=1`` compiles the hot path.
+"""Build script: a wheel compiles the hot path with mypyc where it can, else is pure Python.
 
-Everything about the package is in pyproject.toml. This file only adds the optional compiled
-build: ``STOCKFLOW_COMPILE=1 pip install .`` (or ``pip wheel .``) compiles the decision core,
-the processors and the key codec with mypyc into C extensions (a C compiler and the Python
-headers are needed; mypy, pydantic and sortedcontainers are fetched into the build
-environment). Measured on this machine: ``LocalPipeline`` 1.65x the pure build, a worker's
-CPU per order 0.84x on 3-line orders and 0.88x on single-line ones (docs/benchmarks.md). The
-sources are the same: the whole unit and agent suite runs on both (scripts/test.sh).
+Everything about the package is in pyproject.toml. This file only adds the compiled build, as
+mypy and black ship theirs: ``pip install .`` (or ``pip wheel .``) compiles the decision core,
+the processors and the key codec with mypyc into C extensions, and falls back to the same code
+as pure Python where it cannot (no C compiler, no mypyc in a ``--no-build-isolation`` build, a
+compile that fails). Measured on this machine: ``LocalPipeline`` 1.63-1.71x the pure build, a
+worker's CPU per order 0.84x on 3-line orders and 0.88x on single-line ones
+(docs/benchmarks.md). The sources are the same: the whole unit and agent suite runs on both
+(scripts/test.sh). ``stockflow --version`` and the worker's first log lines say which build
+runs.
+
+``STOCKFLOW_COMPILE`` chooses (read by :func:`compile_mode`):
+
+- unset, empty or ``auto``: compile where possible, else pure Python;
+- ``1``/``true``/``yes``: compile, and fail the build where it cannot (a CI's or a packager's
+  build, which must not ship the slower build without noticing);
+- ``0``/``false``/``no``: pure Python.
 
 An editable install (``pip install -e .``) is never compiled: the extensions would sit next
 to the sources in src/ and be imported instead of them, so an edit would silently not run.
@@ -14,13 +23,21 @@ to the sources in src/ and be imported instead of them, so an edit would silentl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shlex
+import shutil
 import sys
+import sysconfig
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, ExecError, PlatformError
 
 MYPY = "mypy==2.4.1"
 """The mypyc the compiled build was measured and tested with."""
@@ -36,6 +53,22 @@ NOT_COMPILED = {
     # The memory store binds its dict's methods to the instance (a native class cannot).
     "src/stockflow/processing/store.py",
 }
+
+Mode = Literal["auto", "required", "pure"]
+
+_MODES: dict[str, Mode] = {
+    "": "auto",
+    "auto": "auto",
+    "1": "required",
+    "true": "required",
+    "yes": "required",
+    "0": "pure",
+    "false": "pure",
+    "no": "pure",
+}
+
+_EDITABLE = ("editable_wheel", "develop")
+_BUILDING = ("bdist_wheel", "build_ext", "build")
 
 
 def compiled_sources(root: Path) -> list[str]:
@@ -62,43 +95,134 @@ def build_requirements(root: Path) -> list[str]:
     return [MYPY, *typed]
 
 
-def _compile_requested() -> bool:
-    return os.environ.get("STOCKFLOW_COMPILE", "").strip().lower() in {"1", "true", "yes"}
+def compile_mode(environ: dict[str, str] | os._Environ[str]) -> Mode:
+    """What ``STOCKFLOW_COMPILE`` asks for. A value it does not know stops the build: a typo
+    must not choose a build silently."""
+    raw = environ.get("STOCKFLOW_COMPILE", "")
+    mode = _MODES.get(raw.strip().lower())
+    if mode is None:
+        sys.exit(f"STOCKFLOW_COMPILE={raw!r}: use 1 (compile or fail), 0 (pure Python) or auto")
+    return mode
+
+
+def c_compiler(environ: dict[str, str] | os._Environ[str]) -> str | None:
+    """The C compiler the build would run (``CC``, else Python's own), if it is on PATH."""
+    command = environ.get("CC") or str(sysconfig.get_config_var("CC") or "cc")
+    words = shlex.split(command)
+    return shutil.which(words[0]) if words else None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`main` hands setuptools."""
+
+    compile: bool = False
+    """mypycify the sources (a build pass)."""
+    requires: tuple[str, ...] = ()
+    """``setup_requires``: what a PEP 517 frontend installs in the build environment."""
+    optional: bool = False
+    """A failed compile falls back to pure Python (auto) instead of failing the build."""
+    note: str = ""
+    """Why a wheel is pure Python although compiling was asked for (printed)."""
+    error: str = ""
+    """Why the build stops (required, but impossible)."""
+
+
+def plan(
+    mode: Mode, argv: list[str], requirements: list[str], has_mypyc: bool, compiler: str | None
+) -> Plan:
+    """What this run of setup.py does (a pure function of what it finds, for the tests)."""
+    if mode == "pure":
+        return Plan()
+    if any(command in argv for command in _EDITABLE):
+        if mode == "required":
+            return Plan(
+                error="STOCKFLOW_COMPILE=1 builds a wheel; an editable install stays pure Python "
+                "(its extensions would shadow the sources you edit). Use `pip install .`."
+            )
+        return Plan()
+    if not any(command in argv for command in _BUILDING):
+        # A pass of a PEP 517 build that only asks what the build needs (``egg_info``: mypy is
+        # then fetched into the build environment) or writes the metadata. In auto mode mypy
+        # is asked for in that pass alone: in a later one setuptools would fetch it itself, where
+        # a --no-build-isolation build without mypy should fall back instead.
+        wanted = mode == "required" or "egg_info" in argv
+        return Plan(requires=tuple(requirements) if wanted else ())
+    if mode == "required":
+        if not has_mypyc:
+            return Plan(requires=tuple(requirements))  # setuptools fetches it, as it always did
+        return Plan(compile=True, requires=tuple(requirements))
+    if not has_mypyc:
+        return Plan(note=f"mypyc is not in the build environment (it needs {requirements[0]})")
+    if compiler is None:
+        return Plan(note="no C compiler on PATH (CC, or Python's own)")
+    return Plan(compile=True, optional=True)
+
+
+class FallbackBuildExt(build_ext):
+    """``build_ext`` that leaves the wheel pure Python when the C compiler fails (auto mode):
+    every extension or none, since the compiled modules share one library."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except (CCompilerError, ExecError, PlatformError, OSError) as error:
+            for output in self.get_outputs():
+                Path(output).unlink(missing_ok=True)
+            # And a wheel tagged as pure Python, as the build without a compiler is:
+            # bdist_wheel chose its tag from the extensions before they failed.
+            self.distribution.ext_modules = []
+            wheel = self.distribution.command_obj.get("bdist_wheel")
+            if wheel is not None:
+                wheel.root_is_pure = True
+            first = (str(error).splitlines() or [""])[0]
+            _say(f"compiling failed ({first[:200]}{'...' if len(first) > 200 else ''})")
+
+
+def _say(why: str) -> None:
+    print(
+        f"stockflow: building pure Python: {why}. It runs the same code, slower "
+        "(docs/benchmarks.md); STOCKFLOW_COMPILE=1 makes this an error.",
+        file=sys.stderr,
+    )
 
 
 def main() -> None:
-    if not _compile_requested():
-        setup()
-        return
-    if any(command in sys.argv for command in ("editable_wheel", "develop")):
-        sys.exit(
-            "STOCKFLOW_COMPILE=1 builds a wheel; an editable install stays pure Python "
-            "(its extensions would shadow the sources you edit). Use `pip install .`."
-        )
     root = Path(__file__).resolve().parent
-    requirements = build_requirements(root)
-    building = any(command in sys.argv for command in ("bdist_wheel", "build_ext", "build"))
-    try:
+    mypycify: Any = None
+    # Without mypyc, auto builds pure Python (and says so); required has setuptools fetch it.
+    with contextlib.suppress(ImportError):
         from mypyc.build import mypycify
-    except ImportError:
-        building = False
-    if not building:
-        # A pass of a PEP 517 build that only asks what the build needs (mypy is then fetched
-        # into the build environment) or writes the metadata: nothing to compile yet.
-        setup(setup_requires=requirements)
-        return
-    os.chdir(root)  # mypycify takes paths relative to here
-    setup(
-        setup_requires=requirements,
-        ext_modules=mypycify(
+    chosen = plan(
+        compile_mode(os.environ),
+        sys.argv,
+        build_requirements(root),
+        mypycify is not None,
+        c_compiler(os.environ),
+    )
+    if chosen.error:
+        sys.exit(chosen.error)
+    if chosen.note:
+        _say(chosen.note)
+    options: dict[str, Any] = {"setup_requires": list(chosen.requires)}
+    if chosen.compile and mypycify is not None:
+        os.chdir(root)  # mypycify takes paths relative to here
+        arguments = [
             # Not pyproject.toml's strict checks (scripts/test.sh runs them on the whole
             # package): a build environment holds only TYPED_BY of the dependencies, and what
             # comes from the others (Faust) is Any, which strict mode refuses.
-            ["--config-file", os.devnull, "--ignore-missing-imports", *compiled_sources(root)],
-            opt_level="3",
-            debug_level="1",
-        ),
-    )
+            *("--config-file", os.devnull, "--ignore-missing-imports"),
+            *compiled_sources(root),
+        ]
+        try:
+            options["ext_modules"] = mypycify(arguments, opt_level="3", debug_level="1")
+        except (Exception, SystemExit) as error:  # mypyc exits on a type error
+            if not chosen.optional:
+                raise
+            _say(f"mypyc failed ({error!r})")
+        if chosen.optional:
+            options["cmdclass"] = {"build_ext": FallbackBuildExt}
+    setup(**options)
 
 
 if __name__ == "__main__":

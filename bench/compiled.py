@@ -1,6 +1,7 @@
 """The core section on the compiled build as well, in the same run as the pure one.
 
-The compiled build (setup.py, ``STOCKFLOW_COMPILE=1``) is opt-in; its figures used to come from
+The compiled build (setup.py: what ``pip install .`` builds where it can) is not what the
+editable install the bench runs from imports; its figures used to come from
 a separate command (a wheel built by hand, then ``PYTHONPATH=<wheel> python -m bench --only
 core``), at another minute than the pure build's. Here the core section builds it from the
 source tree the measured stockflow is imported from (its ``src/``, ``pyproject.toml``,
@@ -31,6 +32,8 @@ __all__ = [
     "BUILD_TIMEOUT",
     "COMPILED",
     "build_compiled",
+    "build_wheel",
+    "compiled_modules",
     "compiled_source_tree",
     "main",
     "run_core_compiled",
@@ -64,10 +67,13 @@ def compiled_source_tree() -> tuple[Path | None, str]:
     return root, ""
 
 
-def build_compiled(tree: Path, into: Path) -> Path:
-    """The compiled wheel of ``tree``, built in ``into`` (an empty directory) and unpacked
-    there: the directory to put on PYTHONPATH. Raises RuntimeError (or OSError,
-    SubprocessError) saying why it could not be built."""
+def build_wheel(tree: Path, into: Path, environ: dict[str, str] | None = None) -> tuple[Path, str]:
+    """The wheel ``pip wheel`` makes of ``tree`` in ``into`` (an empty directory), and the
+    build's output (setup.py's lines among pip's), as a user's
+    ``pip install .`` in a new virtualenv builds it, with ``environ`` added to this process's
+    environment (``STOCKFLOW_COMPILE`` removed first: setup.py's default is what is built
+    unless ``environ`` says otherwise). Raises RuntimeError (or OSError, SubprocessError)
+    saying why it could not be built."""
     copy = into / "tree"
     copy.mkdir()
     for name in _TREE_FILES:
@@ -77,26 +83,48 @@ def build_compiled(tree: Path, into: Path) -> Path:
         copy / "src",
         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.so"),
     )
-    # Built by a new, empty virtualenv's pip, as `STOCKFLOW_COMPILE=1 pip install .` in a user's
-    # new virtualenv builds it. mypy (mypyc) looks for the packages it type-checks against in
-    # the site-packages of the interpreter that builds, even from pip's isolated build
+    # Built by a new, empty virtualenv's pip, as `pip install .` in a user's new virtualenv
+    # builds it. mypy (mypyc) looks for the packages it type-checks against in the
+    # site-packages of the interpreter that builds, even from pip's isolated build
     # environment: from a dev virtualenv it would see Faust and every other dependency, which a
     # user's build does not.
     builder = into / "builder"
     subprocess.run([sys.executable, "-m", "venv", str(builder)], check=True, timeout=120)
     wheel_dir = into / "wheel"
-    command = [str(builder / "bin" / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps"]
+    # -v: setup.py's own lines (why a build fell back to pure Python) are shown only so.
+    command = [str(builder / "bin" / "python"), "-m", "pip", "wheel", "-v", "--no-deps"]
     command += ["-w", str(wheel_dir), str(copy)]  # paths: a bare name is looked up as a package
-    env = {**os.environ, "STOCKFLOW_COMPILE": "1"}
+    env = {k: v for k, v in os.environ.items() if k != "STOCKFLOW_COMPILE"}
+    env.update(environ or {})
     done = subprocess.run(
         command, cwd=into, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT
     )
     wheels = sorted(wheel_dir.glob("stockflow-*.whl"))
     if done.returncode != 0 or not wheels:
         raise RuntimeError(f"the wheel build failed (exit {done.returncode}): {_last(done)}")
+    return wheels[0], done.stdout + done.stderr
+
+
+def compiled_modules(wheel: Path) -> list[str]:
+    """The C extension modules in ``wheel`` (none in a pure Python one)."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    with zipfile.ZipFile(wheel) as archive:
+        return [name for name in archive.namelist() if name.endswith(tuple(EXTENSION_SUFFIXES))]
+
+
+def build_compiled(tree: Path, into: Path) -> Path:
+    """The compiled wheel of ``tree`` (setup.py's default build), built in ``into`` (an empty
+    directory) and unpacked there: the directory to put on PYTHONPATH. Raises RuntimeError (or
+    OSError, SubprocessError) saying why it could not be built, a build that fell back to pure
+    Python included."""
+    wheel, output = build_wheel(tree, into)
+    if not compiled_modules(wheel):
+        said = [line.strip() for line in output.splitlines() if "stockflow: building pure" in line]
+        raise RuntimeError(f"the build fell back to pure Python: {(said or ['(no reason)'])[-1]}")
     unpacked = into / "src"
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        wheel.extractall(unpacked)
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(unpacked)
     return unpacked
 
 

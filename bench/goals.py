@@ -9,8 +9,8 @@ load) is shown with ``met`` = ``None``.
 | CPU per order <= 2x the peer's, every workload | throughput section |
 | p50 <= 1.5x and p99 <= 2x the pipe's, at half stockflow's maximum | latency section |
 | bare ``reserve`` >= 300,000 decisions/s | core section |
-| ``LocalPipeline`` single-line orders >= 50,000 orders/s | core section |
-| the same, compiled build (``STOCKFLOW_COMPILE=1``, opt-in) | core section (bench.compiled) |
+| ``LocalPipeline`` >= 50,000 orders/s, as ``pip install .`` builds it (compiled) | core section |
+| the same, pure build (an editable install, or no C compiler) | core section |
 | recovery at 1,000,000 products <= 3x the raw changelog read | recovery section |
 | peak RSS <= 500 MiB at 1,000,000 products | memory (recovery) section |
 | 2 workers vs 1 (reported, no threshold) | scaleout section |
@@ -115,15 +115,16 @@ def _core_goals(report: Report, add: Any) -> None:
     pipeline = layer("pipeline")
     if pipeline:
         add(
-            f"LocalPipeline single-line orders >= {PIPELINE_GOAL:,}/s",
+            f"LocalPipeline, pure build (editable, or no C compiler), >= {PIPELINE_GOAL:,}/s",
             f"{pipeline['rate']:,.0f} orders/s",
             pipeline["rate"] >= PIPELINE_GOAL,
         )
-    compiled = layer("pipeline-compiled")  # bench.compiled: the same layer, STOCKFLOW_COMPILE=1
+    # bench.compiled: the same layer on setup.py's default build, the one `pip install .` makes.
+    compiled = layer("pipeline-compiled")
     if compiled:
         versus = f" ({compiled['rate'] / pipeline['rate']:.2f}x the pure build)" if pipeline else ""
         add(
-            f"LocalPipeline, compiled build, >= {PIPELINE_GOAL:,}/s",
+            f"LocalPipeline single-line orders >= {PIPELINE_GOAL:,}/s (compiled: pip install .)",
             f"{compiled['rate']:,.0f} orders/s{versus}",
             compiled["rate"] >= PIPELINE_GOAL,
         )

@@ -31,8 +31,8 @@ def machine() -> dict[str, Any]:
 
 
 def build_label() -> str:
-    """`` (compiled)`` when the stockflow measured is the compiled build (setup.py,
-    ``STOCKFLOW_COMPILE=1``), imported ahead of the editable install through PYTHONPATH."""
+    """`` (compiled)`` when the stockflow measured is the compiled build (setup.py's default
+    wheel), imported ahead of the editable install through PYTHONPATH."""
     from importlib.machinery import EXTENSION_SUFFIXES
 
     import stockflow.core.stock

@@ -211,7 +211,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         "--no-compiled",
         action="store_true",
         help="core section: the pure build only (by default it also builds the compiled one, "
-        "STOCKFLOW_COMPILE=1, ~40 s, and measures it in the same run; not with --quick)",
+        "as pip install . does, ~40 s, and measures it in the same run; not with --quick)",
     )
     parser.add_argument(
         "--profile-rate",

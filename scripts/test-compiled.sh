@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The unit and agent tiers again, on the compiled build (setup.py, STOCKFLOW_COMPILE=1): a wheel
+# The unit and agent tiers again, on the compiled build (setup.py's default wheel): a wheel
 # built from a copy of this tree, unpacked into a temporary src/ that is imported ahead of the
 # editable install. Arguments go to pytest (default: tests/unit tests/agents).
 . "$(dirname "$0")/_venv.sh"
@@ -15,7 +15,8 @@ fi
 dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
 # The bench's build of this tree (bench/compiled.py: a copy of the tree built by a new, empty
-# virtualenv's pip, as a user's `STOCKFLOW_COMPILE=1 pip install .` builds it), unpacked.
+# virtualenv's pip, as a user's `pip install .` builds it; a build that fell back to pure
+# Python stops here with setup.py's reason), unpacked.
 src="$(python -m bench.compiled . "$dir")"
 # What the tests will import: the compiled modules, not the editable install's sources.
 PYTHONPATH="$src" python - <<'PY'

@@ -11,7 +11,7 @@ fi
 # starts its own broker on a free port: three run at a time (about half the wall time). The
 # chaos tier times kills, takeovers and outages, so it runs alone, after them.
 python -m pytest -q -n 3 --dist loadfile --ignore=tests/chaos tests
-# The optional compiled build (setup.py, STOCKFLOW_COMPILE=1) runs the unit and agent tiers too:
-# it compiles the same sources, and mypyc enforces their annotations at run time.
+# The compiled build (setup.py's default wheel, what `pip install .` installs) runs the unit and
+# agent tiers too: the tiers above ran the editable install's pure sources, the same code.
 bash "$(dirname "$0")/test-compiled.sh"
 exec python -m pytest -q tests/chaos

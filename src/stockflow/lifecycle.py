@@ -4,6 +4,8 @@ process that ends within a bound once it has crashed or been asked to stop.
 :func:`attach` (called by :func:`stockflow.install`) hooks the app's first start, which Faust
 runs before it starts its producer, consumer and agents:
 
+0. One log line names the version and the build (compiled or pure, setup.py): what an
+   operator reading a slow worker's log asks first.
 1. An :class:`ExitWatchdog` thread starts. Once the app has crashed (an agent's exception, a
    failed changelog write, a lost broker (:mod:`stockflow.brokerwatch`), any crash Faust passes
    on to the app), the process gets ``STOCKFLOW_CRASH_EXIT_TIMEOUT`` (default 30 s) to stop,
@@ -33,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from stockflow._version import __version__, build
 from stockflow.errors import StockflowError
 from stockflow.garbage import tune_garbage_collector
 from stockflow.settings import Settings
@@ -163,6 +166,7 @@ def attach(
         return await create_and_check(settings, specs, servers=servers, client_kwargs=auth)
 
     async def on_first_start() -> None:
+        log.info("stockflow %s (%s build) starting", __version__, build())
         watchdog.start()
         try:
             await (provision or default_provision)()

@@ -5,6 +5,7 @@ The app is never started; what each setting configures is read from the objects 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import Any
 
@@ -15,6 +16,7 @@ import stockflow
 from stockflow import application
 from stockflow._faust.inline import InlineConsumerThread
 from stockflow._faust.transport import TunedConsumerThread
+from stockflow._version import build as installed_build
 from stockflow.lifecycle import ExitWatchdog
 from stockflow.observability import LoopWatch
 from stockflow.tables import SelfHealingRecovery, SelfHealingTableManager
@@ -188,9 +190,12 @@ def test_fast_restore(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
     assert recovery.fast_restore is fast
 
 
-def test_provisioning_and_exit_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first start provisions topics from the settings (partitions, retention), starts
-    the exit watchdog with the crash and stop bounds and tunes the garbage collector."""
+def test_provisioning_and_exit_bounds(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first start names the version and build, provisions topics from the settings
+    (partitions, retention), starts the exit watchdog with the crash and stop bounds and
+    tunes the garbage collector."""
     seen: dict[str, Any] = {}
 
     async def fake_provision(settings: Any, specs: Any, **kwargs: Any) -> list[Any]:
@@ -215,7 +220,10 @@ def test_provisioning_and_exit_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
         gc_threshold=1234,
     )
     monkeypatch.setattr(app, "_create_directories", lambda: None)
-    asyncio.run(app.on_first_start())
+    with caplog.at_level(logging.INFO, logger="stockflow.lifecycle"):
+        asyncio.run(app.on_first_start())
+    starting = f"stockflow {stockflow.__version__} ({installed_build()} build) starting"
+    assert starting in caplog.messages
     assert seen["bounds"] == (3, 4)
     assert seen["gc"] == 1234  # the collector tuned with the setting, once the app has started
     assert list(seen["specs"]) == list(required_topics(handle.settings, app.conf.id))

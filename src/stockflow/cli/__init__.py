@@ -56,7 +56,24 @@ class LazyGroup(click.Group):
             raise SystemExit(EXIT_CONFIGURATION) from None
 
 
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from stockflow._version import __version__, build
+
+    # Which build runs (setup.py): the compiled one, or the same code as pure Python.
+    click.echo(f"stockflow, version {__version__} ({build()} build)")
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup)
-@click.version_option(package_name="stockflow")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show the version and which build is installed (compiled or pure), then exit.",
+)
 def main() -> None:
     """stockflow: no unit sold twice. The worker itself runs as ``faust -A stockflow worker``."""
