@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -45,11 +46,38 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 
 
+_LISTEN_PORTS = range(10_000, 32_768)
+"""Where :func:`free_port` looks first: below Linux's default ephemeral range (32768-60999),
+from which every outgoing connection takes its local port. A port the kernel hands out for
+``bind(0)`` comes from that range too, and between choosing it and the server's bind, one of
+the hundreds of connections a chaos run opens took it: a worker's web server failed with
+"address already in use" (a soak, 2026-12-06)."""
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range
+    where one can be found (see :data:`_LISTEN_PORTS`), else any the kernel gives."""
+    low, _high = _ephemeral_range()
+    candidates = [port for port in random.sample(_LISTEN_PORTS, 64) if port < low]
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+            low, high = (int(part) for part in handle.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default; elsewhere (macOS: 49152-65535) also above
 
 
 def wait_for_port(port: int, *, timeout: float, host: str = "127.0.0.1") -> None:

@@ -40,6 +40,9 @@ def fast_test_env() -> dict[str, str]:
     }
 
 
+_PORT_TAKEN = "error while attempting to bind on address"
+
+
 class WorkerProcess:
     """One worker. ``env`` holds ``STOCKFLOW_*`` settings (the broker among them)."""
 
@@ -55,6 +58,7 @@ class WorkerProcess:
         self.env = dict(env)
         self.datadir = datadir or Path(tempfile.mkdtemp(prefix="stockflow-worker-"))
         self.web_port = web_port or free_port()
+        self._own_port = web_port is None  # chosen here: another may be chosen if it is taken
         self.log_path = log_path or self.datadir / "worker.log"
         self.app = app
         self.process: subprocess.Popen[bytes] | None = None
@@ -115,9 +119,18 @@ class WorkerProcess:
         """Wait until the worker logged ``count`` recoveries since start; seconds waited."""
         started = time.monotonic()
         deadline = started + timeout
+        retries = 3
         while self.ready_count() < count:
             if not self.running:
-                raise WorkerError(f"worker exited early:\n{self.log_text()[-4000:]}")
+                text = self.log_text()
+                if self._own_port and retries and _PORT_TAKEN in text and count == 1:
+                    # Taken between free_port() and the web server's bind: another port.
+                    retries -= 1
+                    self.stop()
+                    self.web_port = free_port()
+                    self.start()
+                    continue
+                raise WorkerError(f"worker exited early:\n{text[-4000:]}")
             if time.monotonic() > deadline:
                 raise WorkerError(f"worker not ready in {timeout}s:\n{self.log_text()[-4000:]}")
             time.sleep(0.05)
