@@ -8,13 +8,13 @@ checks at startup.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from faust.tables import TableManager
     from faust.types import TP, AppT
 
-__all__ = ["committed_offset", "tables_recovered"]
+__all__ = ["committed_offset", "rebalance_round", "tables_recovered"]
 
 
 def tables_recovered(app: AppT) -> bool:
@@ -30,3 +30,12 @@ def committed_offset(app: AppT, tp: TP) -> int | None:
         return None
     value = committed.get(tp)
     return value if isinstance(value, int) else None
+
+
+def rebalance_round(app: Any) -> object:
+    """Which rebalance ``app`` is in (``None`` without an app): Faust's consumer generation and
+    its count of rebalances, the count too because tansu has answered a rejoin at the same
+    generation. What holds for one rebalance only is kept under it."""
+    if app is None:
+        return None
+    return (getattr(app, "consumer_generation_id", None), getattr(app, "rebalancing_count", None))

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from faust.types import TP
 
+from stockflow._faust.app_state import rebalance_round
 from stockflow._faust.epochs import stored_epoch
 from stockflow._faust.membership import MembershipLease, MembershipLost
 from stockflow._faust.producing import BatchSender, Sent
@@ -138,11 +139,7 @@ class ChangelogWriter:
     def _check_round(self) -> None:
         """Epochs are taken anew after each rebalance: records are never pending across one
         (the batch consumer sends them before it lets a rebalance go on)."""
-        app = self.app
-        current = (
-            getattr(app, "consumer_generation_id", None),
-            getattr(app, "rebalancing_count", None),
-        )
+        current = rebalance_round(self.app)
         if current != self._round:
             self._round = current
             self._epochs.clear()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, TypeGuard, cast
 
 from rocksdict import WriteBatch
 
+from stockflow._faust.app_state import rebalance_round
 from stockflow._faust.changelog import ChangelogWriter
 from stockflow._faust.epochs import mark_position
 from stockflow.errors import StockflowError
@@ -93,9 +94,7 @@ class TableStore:
         self._partition = partition
 
     def _generation(self) -> object:
-        # Faust's count too: tansu has answered a rejoin at the same generation.
-        app = self._app
-        return None if app is None else (app.consumer_generation_id, app.rebalancing_count)
+        return rebalance_round(self._app)
 
     def _seal(self) -> None:
         """The partition's records are done: its writes wait for their changelog records'
