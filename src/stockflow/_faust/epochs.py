@@ -58,15 +58,11 @@ def stored_epoch(store: Any, partition: int) -> int | None:
     return epochs.get(partition)
 
 
-def save_epoch(store: Any, partition: int, epoch: int, batch: Any = None) -> None:
-    """Remember ``epoch`` as ``partition``'s highest: in RocksDB through ``batch`` (the
-    ``WriteBatch`` that carries the records and the offset; ``None``: written at once)."""
+def save_epoch(store: Any, partition: int, epoch: int) -> None:
+    """Remember ``epoch`` as ``partition``'s highest, at once (Faust's restore path; the
+    batched writers put it in their ``WriteBatch`` with :func:`mark_position`)."""
     if _rocksdb(store):
-        raw = str(epoch).encode()
-        if batch is None:
-            store._db_for_partition(partition).put(EPOCH_KEY, raw)
-        else:
-            batch.put(EPOCH_KEY, raw)
+        store._db_for_partition(partition).put(EPOCH_KEY, str(epoch).encode())
         return
     epochs = getattr(store, _MEMORY_EPOCHS, None)
     if epochs is None:
