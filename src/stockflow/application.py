@@ -206,8 +206,6 @@ def _declare_tables(app: AppT, settings: Settings) -> _State:
         )
         for name, help in _TABLES
     )
-    for table in (product_table, order_table):
-        fence_faust_restore(table)  # the batched restore and the standbys fence on their own
     tables = app.tables
     if isinstance(tables, SelfHealingTableManager):
         tables.fast_restore = settings.fast_restore
@@ -230,12 +228,14 @@ def _declare_tables(app: AppT, settings: Settings) -> _State:
         output_order=settings.output_order,
     )
     changelog = ChangelogWriter(app, sender)  # one for both tables: writes keep their order
-    return _State(
-        TableStore(product_table, changelog),
-        TableStore(order_table, changelog),
-        sender,
-        changelog,
-    )
+    for table in (product_table, order_table):
+        # The batched restore and the standbys fence on their own. A key whose late record a
+        # reader skipped is written again once its partition is active here.
+        fence_faust_restore(table, changelog.repairs.skipped)
+    products, orders = TableStore(product_table, changelog), TableStore(order_table, changelog)
+    for store in (products, orders):
+        changelog.register(store)  # keys written again take their values from it
+    return _State(products, orders, sender, changelog)
 
 
 def _agent_table(

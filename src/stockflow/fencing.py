@@ -25,7 +25,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-__all__ = ["EPOCH_HEADER", "Fence", "OwnOffsets", "epoch_header", "next_epoch", "record_epoch"]
+__all__ = [
+    "EPOCH_HEADER",
+    "Fence",
+    "OwnOffsets",
+    "epoch_header",
+    "foreign_keys",
+    "next_epoch",
+    "record_epoch",
+]
 
 EPOCH_HEADER: Final = "stockflow-epoch"
 """The record header that carries a changelog record's epoch (ASCII digits)."""
@@ -84,14 +92,21 @@ class Fence:
 
 class OwnOffsets:
     """Where one writer's acknowledged record batches lie in each changelog partition it
-    writes, to notice records another writer put between two of them (a worker that had lost
-    the partition). Readers skip those; on a compacted changelog they can still outlive the
-    owner's record of the same key, which only the owner writing the key again would mend."""
+    writes, to notice records another writer put between two of them, or between where this
+    writer's restore stopped reading and its first batch (a worker that had lost the
+    partition). Readers skip those; a record that precedes every one of a higher epoch, or
+    that a compacted changelog keeps instead of the owner's record of the same key, is mended
+    only by the owner writing its keys again (:mod:`stockflow._faust.repairs`)."""
 
     __slots__ = ("_last",)
 
     def __init__(self) -> None:
         self._last: dict[tuple[str, int], tuple[int, int]] = {}  # tp -> (base, end) of a batch
+
+    def begin(self, tp: tuple[str, int], end: int) -> None:
+        """This writer's view of ``tp`` holds its records below ``end`` (where its restore
+        stopped reading): every record from there on is its own or foreign."""
+        self._last[tp] = (end, end)
 
     def acknowledged(self, tp: tuple[str, int], base: int, count: int) -> tuple[int, int] | None:
         """A batch of ``count`` of this writer's records acknowledged at ``base`` (batches of a
@@ -100,16 +115,41 @@ class OwnOffsets:
         between it and the partition's batch before, if there are any."""
         end = base + count
         last = self._last.get(tp)
-        self._last[tp] = (base, end)
         if last is None:
+            self._last[tp] = (base, end)
             return None
         last_base, last_end = last
+        if base < last_base:  # a batch of a round before :meth:`begin`, acknowledged late
+            return None
         if base == last_base:
             self._last[tp] = (base, max(end, last_end))
             return None
+        self._last[tp] = (base, end)
         return (last_end, base - 1) if base > last_end else None
 
     def forget(self) -> None:
         """A rebalance: what other writers did before this worker's next batch is the
         restore's to read, not a sign of a late record."""
         self._last.clear()
+
+
+def foreign_keys(
+    records: Iterable[Any], first: int, last: int, epoch: int
+) -> tuple[set[bytes], bool]:
+    """The keys of ``records`` (aiokafka's, of one partition, in offset order) at offsets
+    ``first..last`` written in an epoch below ``epoch`` (the reader's own) or in none, and
+    whether ``last`` was reached. A record of a higher epoch is the reader's successor's: not
+    the reader's to write again."""
+    keys: set[bytes] = set()
+    for record in records:
+        offset = record.offset
+        if offset > last:
+            return keys, True
+        if offset < first or record.key is None:
+            continue
+        written_in = record_epoch(record.headers)
+        if written_in is None or written_in < epoch:
+            keys.add(record.key)
+        if offset == last:
+            return keys, True
+    return keys, False

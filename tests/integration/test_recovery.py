@@ -8,13 +8,17 @@
 3. A replacement restores its tables in batches straight into RocksDB
    (stockflow._faust.fast_restore), to exactly what the changelogs hold.
 4. A changelog record that a worker wrote after it had lost the partition, landed behind its
-   successor's, is skipped by the restore (stockflow.fencing).
+   successor's, is skipped by the restore (stockflow.fencing), and its keys are written again by
+   the partition's owner, so that a compacting broker keeps the owner's record of each
+   (stockflow._faust.repairs).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +216,11 @@ def test_a_late_record_of_a_lost_partition_is_not_restored(tmp_path, fast_restor
         replacement = harness.worker("replacement", STOCKFLOW_FAST_RESTORE=str(fast_restore))
         replacement.start().wait_ready(60)
         assert "skipped 1 changelog record(s) written in an epoch below" in replacement.log_text()
+        # The key is written again, with the value the replacement restored, after the late
+        # record: a compacting broker keeps that one.
+        _wait_for(lambda: "writing 1 key(s) again" in replacement.log_text())
+        assert harness.changelog("products", compacted=True) == harness.changelog("products")
+        assert _last_write(harness, topic, stock_key("sku")).epoch > stale.epoch
         harness.send([order_placed("more", ("sku", 3))])
         decisions = harness.wait_outcomes(["more"])
         outcome = next(d for d in decisions if d["type"] in OUTCOMES and d["order_id"] == "more")
@@ -223,3 +232,59 @@ def test_a_late_record_of_a_lost_partition_is_not_restored(tmp_path, fast_restor
         local = _local_state(replacement.datadir, f"{app_id}-products")
         assert local == harness.changelog("products")
         assert harness.stock_state()["sku"] == {"on_hand": 5, "reserved": 3, "pending_sum": 3}
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _last_write(harness: Harness, topic: str, key: str) -> Any:
+    return [r for r in harness.read(topic)[topic] if r.key == key.encode()][-1]
+
+
+def test_a_late_record_landing_while_its_successor_writes_has_its_keys_written_again(
+    tmp_path: Path,
+) -> None:
+    # The late record lands while the successor owns the partition. Read whole, the log skips
+    # it; a compacting broker would keep it instead of the successor's record of the same key
+    # (the successor never writes that key again by itself): the successor notices the record
+    # when its next batch lands, reads its keys back and writes them again.
+    with Harness(workdir=tmp_path, partitions=1) as harness:
+        first = harness.start_worker("first")
+        harness.stock_many({"sku": 5, "other": 5})
+        harness.send([order_placed("a", ("sku", 1))])
+        harness.wait_outcomes(["a"])
+        harness.wait_settled()
+        first.kill()
+        second = harness.start_worker("second")
+        harness.send([order_placed("b", ("other", 1))])
+        harness.wait_outcomes(["b"])
+        harness.wait_settled()
+        topic = harness.changelog_topic("products")
+        records = harness.read(topic)[topic]
+        stale = next(r for r in records if r.key == stock_key("sku").encode())  # reserved 0
+        successor = _last_write(harness, topic, stock_key("other")).epoch
+        assert stale.epoch is not None and successor is not None and stale.epoch < successor
+        asyncio.run(_produce_late(harness.bootstrap, topic, stale, stale.epoch))
+        late = harness.read(topic)[topic][-1].offset
+        # Compacted, the late record would now be the key's only one, and the key lost.
+        assert harness.changelog("products", compacted=True) != harness.changelog("products")
+
+        harness.send([order_placed("c", ("other", 1))])  # the successor's next batch
+        harness.wait_outcomes(["c"])
+        _wait_for(lambda: "writing 1 key(s) again" in second.log_text())
+        log = second.log_text()
+        assert f"offsets {late}..{late} were written by another worker" in log
+        harness.wait_settled()
+        again = _last_write(harness, topic, stock_key("sku"))
+        assert again.offset > late and again.epoch == successor
+        assert harness.changelog("products", compacted=True) == harness.changelog("products")
+        state = harness.stock_state()
+        assert state["sku"] == {"on_hand": 5, "reserved": 1, "pending_sum": 1}
+        assert state["other"] == {"on_hand": 5, "reserved": 2, "pending_sum": 2}
+        second.stop()
+        local = _local_state(second.datadir, f"{harness.settings.app_id}-products")
+        assert local == harness.changelog("products", compacted=True)

@@ -505,3 +505,88 @@ async def test_records_another_writer_put_between_this_writer_s_are_counted_and_
     await settle()
     assert writer.foreign_records == 3
     assert "offsets 1..3 were written by another worker" in caplog.text
+
+
+@dataclass
+class HoldingStore(SealedFake):
+    """A sealed store that says which value it holds for a key (``TableStore.current``)."""
+
+    values: dict[bytes, bytes] = field(default_factory=dict)
+
+    def current(self, partition: int, key: bytes) -> bytes | None:
+        return self.values.get(key)
+
+
+def owning_app(generation: int, active: set[int]) -> FakeApp:
+    """An app in a consumer group at ``generation`` whose worker holds the ``active``
+    partitions, its tables recovered."""
+    lease = MembershipLease(5.0)
+    lease._coordinator = FakeCoordinator(generation=generation)
+    lease.confirm(time.monotonic(), generation)
+    app = FakeApp(FakeProducer(), consumer=FakeConsumer(lease))
+    recovered = asyncio.Event()
+    recovered.set()
+    app.tables = SimpleNamespace(recovery=SimpleNamespace(completed=recovered))  # type: ignore[attr-defined]
+    app.assignor = SimpleNamespace(is_active=lambda tp: tp.partition in active)  # type: ignore[attr-defined]
+    return app
+
+
+async def test_keys_of_records_another_writer_put_between_this_writer_s_are_written_again() -> None:
+    # stockflow._faust.repairs: a compacted changelog keeps each key's last record, so the
+    # owner's record of a key a late record wrote must come after it.
+    app = owning_app(generation=3, active={0})
+    asked: list[tuple[str, int, int, int, int]] = []
+
+    async def read_keys(_app: Any, topic: str, partition: int, *span: int) -> set[bytes]:
+        asked.append((topic, partition, *span))
+        return {b"k", b"gone"}
+
+    writer = ChangelogWriter(app, read_keys=read_keys)
+    store = HoldingStore(FakeTable("products"), values={b"k": b"mine"})
+    writer.register(store)
+    writer.adopt({("products-changelog", 0): 0})  # its restore read nothing
+    for key, value in ((b"k", b"mine"), (b"j", b"x")):
+        writer.add(store.table, 0, key, value)
+        writer.seal(store, 0, {key: value})
+        await writer.send()
+        assert await writer.settled(1.0)
+        if key == b"k":
+            app.producer.offsets[("products-changelog", 0)] += 2  # a frozen worker's landed
+    for _ in range(3):
+        await settle()
+        await writer.sender.flushed()
+    assert asked == [("products-changelog", 0, 1, 2, 3)]
+    again = {(key, value) for _t, key, value, _p in app.producer.sent[2:]}
+    assert again == {(b"k", b"mine"), (b"gone", None)}  # after every write; a delete if unheld
+    assert {h for _t, _p, h in app.producer.headers} == {(("stockflow-epoch", b"3"),)}
+    assert [offset for _p, _w, offset in store.applied] == [0, 3]  # they move no offset
+    assert writer.repairs.written == 2 and writer.foreign_records == 2
+    assert app.crashed == []
+
+
+async def test_keys_a_reader_skipped_are_written_again_once_their_partition_is_active_here() -> (
+    None
+):
+    app = owning_app(generation=3, active={0})
+    writer = ChangelogWriter(app)
+    store = HoldingStore(FakeTable("products"), values={b"a": b"1", b"b": b"2"})
+    writer.register(store)
+    writer.repairs.skipped("products-changelog", 0, b"a")  # the restore skipped them
+    writer.repairs.skipped("products-changelog", 1, b"b")  # a standby replica skipped it
+    writer.adopt({("products-changelog", 0): 7})
+    for _ in range(2):
+        await settle()
+        await writer.sender.flushed()
+    assert app.producer.sent == [("products-changelog", b"a", b"1", 0)]
+
+    # The next rebalance makes partition 1 active here.
+    app.consumer_generation_id = 4  # type: ignore[attr-defined]
+    app.consumer.membership.confirm(time.monotonic(), 4)
+    app.assignor = SimpleNamespace(is_active=lambda tp: True)  # type: ignore[attr-defined]
+    writer.adopt({("products-changelog", 0): 8, ("products-changelog", 1): 0})
+    for _ in range(2):
+        await settle()
+        await writer.sender.flushed()
+    assert app.producer.sent[1:] == [("products-changelog", b"b", b"2", 1)]
+    assert app.producer.headers[-1] == ("products-changelog", 1, (("stockflow-epoch", b"4"),))
+    assert writer.repairs.written == 2

@@ -44,7 +44,8 @@ def stamped(offset: int, key: bytes, value: bytes | None, epoch: int | None) -> 
 
 def test_the_batched_restore_skips_a_late_record_and_keeps_the_epoch(tmp_path: Path) -> None:
     store = RocksStore(tmp_path)
-    target = RestoreTarget(store=store, first=0, end=100)
+    skipped: list[tuple[str, int, bytes]] = []
+    target = RestoreTarget(store=store, first=0, end=100, skipped=lambda *s: skipped.append(s))
     log = [
         stamped(0, b"s:a", b"10", 3),
         stamped(1, b"s:a", b"8", 4),  # the successor
@@ -58,16 +59,25 @@ def test_the_batched_restore_skips_a_late_record_and_keeps_the_epoch(tmp_path: P
     # A restore from the persisted offset on still skips what the first one skipped.
     assert write_records(target, CHANGELOG, [stamped(4, b"s:a", b"9", 3)]) == 4
     assert db[b"s:a"] == b"8"
+    # Each skipped record's key is written again once the partition is active here.
+    assert skipped == [(CHANGELOG.topic, 0, b"s:a")] * 2
 
 
 def test_faust_s_restore_path_is_fenced_too(caplog: Any) -> None:
     applied: list[Any] = []
     store = SimpleNamespace()  # a memory store: its epochs live on the object
     table = SimpleNamespace(name="products", data=store, apply_changelog_batch=applied.extend)
-    fence_faust_restore(table)
+    skipped: list[tuple[str, int, bytes]] = []
+    fence_faust_restore(table, lambda *s: skipped.append(s))
 
     def event(offset: int, epoch: int) -> Any:
-        message = SimpleNamespace(partition=0, offset=offset, headers=epoch_header(epoch))
+        message = SimpleNamespace(
+            topic="products-changelog",
+            partition=0,
+            offset=offset,
+            key=b"k%d" % offset,
+            headers=epoch_header(epoch),
+        )
         return SimpleNamespace(message=message)
 
     with caplog.at_level(logging.WARNING):
@@ -76,6 +86,7 @@ def test_faust_s_restore_path_is_fenced_too(caplog: Any) -> None:
     assert [e.message.offset for e in applied] == [0, 1]
     assert stored_epoch(store, 0) == 5
     assert caplog.text.count("skipped 1 changelog record") == 2
+    assert skipped == [("products-changelog", 0, b"k2"), ("products-changelog", 0, b"k3")]
 
 
 def test_acknowledged_writes_keep_their_epoch_or_mark_an_unconfirmed_partition(

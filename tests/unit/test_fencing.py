@@ -11,11 +11,12 @@ from stockflow.fencing import (
     Fence,
     OwnOffsets,
     epoch_header,
+    foreign_keys,
     next_epoch,
     record_epoch,
 )
 from stockflow.kafka import Record
-from stockflow.testing.harness import fold_changelog
+from stockflow.testing.harness import compact_changelog, fold_changelog
 
 
 def test_headers_carry_the_epoch_both_ways() -> None:
@@ -105,3 +106,108 @@ def test_own_offsets_find_records_another_writer_put_between_this_writer_s() -> 
     assert own.acknowledged(("orders-changelog", 0), 0, 1) is None
     own.forget()
     assert own.acknowledged(tp, 40, 1) is None
+
+
+def test_own_offsets_find_records_between_where_the_restore_stopped_and_the_first_batch() -> None:
+    own = OwnOffsets()
+    tp = ("products-changelog", 0)
+    own.begin(tp, 20)  # the restore read offsets 0..19
+    assert own.acknowledged(tp, 12, 3) is None  # a batch of the round before, acknowledged late
+    assert own.acknowledged(tp, 22, 1) == (20, 21)  # landed after the restore, before this batch
+    own.begin(tp, 30)
+    assert own.acknowledged(tp, 30, 2) is None  # nothing between
+
+
+class _Raw:
+    """An aiokafka record as :func:`foreign_keys` reads it."""
+
+    def __init__(self, offset: int, key: bytes | None, epoch: int | None) -> None:
+        self.offset, self.key = offset, key
+        self.headers = [] if epoch is None else epoch_header(epoch)
+
+
+def test_foreign_keys_are_those_of_a_lower_epoch_or_none_within_the_range() -> None:
+    records = [
+        _Raw(4, b"before", 1),
+        _Raw(5, b"late", 1),
+        _Raw(6, b"successor", 9),  # a higher epoch: not this reader's to write again
+        _Raw(7, b"old-writer", None),
+        _Raw(8, None, 1),
+        _Raw(9, b"after", 1),
+    ]
+    assert foreign_keys(records, 5, 8, 3) == ({b"late", b"old-writer"}, True)
+    assert foreign_keys(records[:3], 5, 8, 3) == ({b"late"}, False)  # read on
+    assert foreign_keys([], 5, 8, 3) == (set(), False)
+    assert foreign_keys([_Raw(10, b"x", 1)], 5, 8, 3) == (set(), True)  # the range is gone
+
+
+_Write = tuple[str, int]
+_writes = st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 9)), max_size=4)
+
+
+@given(
+    before=_writes,
+    held=st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 9)), min_size=1, max_size=4),
+    batches=st.lists(_writes, min_size=1, max_size=4),
+    landed=st.integers(0, 3),
+    delay=st.integers(0, 2),
+)
+def test_keys_written_again_make_the_compacted_log_say_what_the_owner_holds(
+    before: list[_Write],
+    held: list[_Write],
+    batches: list[list[_Write]],
+    landed: int,
+    delay: int,
+) -> None:
+    """A worker wrote ``before`` and froze with ``held`` in flight. Its successor restores,
+    starts where its restore stopped (OwnOffsets.begin) and writes ``batches``; the held records
+    land after ``landed`` of them. When the successor's next batch is acknowledged it notices
+    them, reads their keys back (foreign_keys) and, ``delay`` batches later, writes those keys
+    again with the values it holds (a delete for a key it does not hold). Then the log, read
+    whole or as a compacting broker keeps it, says what the successor holds, even where the
+    late records preceded all of its own."""
+    first, second = 1, 2
+    landed = min(landed, len(batches) - 1)
+    log: list[Record] = []
+
+    def append(writes: list[tuple[str, bytes | None, int]]) -> int:
+        base = len(log)
+        for i, (key, value, epoch) in enumerate(writes):
+            log.append(Record("changelog", 0, base + i, key.encode(), value, 0, epoch))
+        return base
+
+    def encoded(writes: list[_Write], epoch: int) -> list[tuple[str, bytes | None, int]]:
+        return [(k, str(v).encode(), epoch) for k, v in writes]
+
+    append(encoded(before, first))
+    holds: dict[str, bytes] = {k: str(v).encode() for k, v in before}  # the successor's store
+    tp = ("changelog", 0)
+    own = OwnOffsets()
+    own.begin(tp, len(log))
+    due: set[str] = set()
+    wait = 0
+    for number, batch in enumerate(batches):
+        if number == landed:
+            append(encoded(held, first))  # the late records
+        if not batch:
+            continue
+        base = append(encoded(batch, second))
+        holds.update((k, str(v).encode()) for k, v in batch)
+        found = own.acknowledged(tp, base, len(batch))
+        if found is not None:
+            start, end = found
+            raw = [_Raw(r.offset, r.key, r.epoch) for r in log[start : end + 1]]
+            keys, done = foreign_keys(raw, start, end, second)
+            assert done and keys == {k.encode() for k, _v in held}
+            due |= {key.decode() for key in keys}
+            wait = delay
+        elif due and wait <= 0:
+            again = [(k, holds.get(k), second) for k in sorted(due)]
+            own.acknowledged(tp, append(again), len(again))
+            due = set()
+        wait -= 1
+    if due:  # with the next send at the latest
+        append([(k, holds.get(k), second) for k in sorted(due)])
+    if any(batches[landed:]):  # a batch of the successor's after the late records noticed them
+        assert fold_changelog(log) == holds
+        assert fold_changelog(compact_changelog(log)) == holds

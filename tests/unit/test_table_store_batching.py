@@ -302,3 +302,27 @@ def test_writes_acknowledged_without_an_offset_leave_the_persisted_offset(world:
     assert store.unacknowledged == 0
     store.partition = 0
     assert store.get("s:1:p") == b"9"
+
+
+def test_current_is_the_last_value_written_in_any_stage(world: Any) -> None:
+    # What a key written again after a lost writer's late record carries
+    # (stockflow._faust.repairs): the value every read of this worker sees.
+    store, data, changelog = world
+    store.partition = 0
+    store.put("s:1:p", b"1")
+    store.put("s:2:p", b"2")
+    store.partition = None
+    changelog.ack()  # in the database (and among the recent writes)
+    store.partition = 0
+    store.put("s:1:p", b"3")  # sealed below, not acknowledged
+    store.partition = None
+    store.partition = 0
+    store.delete("s:2:p")  # gathered, the batch not done
+    assert store.current(0, b"s:1:p") == b"3"
+    assert store.current(0, b"s:2:p") is None
+    assert store.current(0, b"s:9:p") is None  # never written
+    store.partition = None
+    changelog.ack()
+    assert store.current(0, b"s:1:p") == b"3" and store.current(0, b"s:2:p") is None
+    data.dbs[0].put(b"s:7:p", b"7")  # restored straight into the database
+    assert store.current(0, b"s:7:p") == b"7"

@@ -24,14 +24,17 @@ placed were answered ``unknown_order``.
 
 Each record carries its writer's epoch for the partition (:mod:`stockflow.fencing`), so that
 such a late record, landed behind its successor's, is skipped by every later reader instead of
-rolling its keys back.
+rolling its keys back; the keys of a late record the writer notices are written again
+(:mod:`stockflow._faust.repairs`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from functools import partial
+from itertools import chain
 from typing import Any, Protocol
 
 from faust.types import TP
@@ -40,6 +43,7 @@ from stockflow._faust.app_state import rebalance_round
 from stockflow._faust.epochs import stored_epoch
 from stockflow._faust.membership import MembershipLease, MembershipLost
 from stockflow._faust.producing import BatchSender, Sent
+from stockflow._faust.repairs import KeyReader, Repairs
 from stockflow.errors import StockflowError
 from stockflow.fencing import OwnOffsets, epoch_header, next_epoch
 
@@ -55,6 +59,7 @@ class SealedStore(Protocol):
 
     table: Any
 
+    def current(self, partition: int, key: bytes) -> bytes | None: ...
     def acknowledged(
         self, partition: int, writes: list[Writes], offset: int | None, epoch: int | None
     ) -> None: ...
@@ -69,9 +74,13 @@ class ChangelogWriter:
     the order they were applied (what a restore replays).
     """
 
-    def __init__(self, app: Any, sender: BatchSender | None = None) -> None:
+    def __init__(
+        self, app: Any, sender: BatchSender | None = None, read_keys: KeyReader | None = None
+    ) -> None:
         self.app = app
         self.sender = sender or BatchSender(app)
+        self.repairs = Repairs(app, read_keys)
+        self.repairs.flush = self.send
         self._pending: list[tuple[Any, int, bytes, bytes | None]] = []
         self._shared: dict[tuple[int, int, bytes], int] = {}  # slot -> index in _pending
         self._seals: list[tuple[SealedStore, int, Writes]] = []
@@ -79,6 +88,7 @@ class ChangelogWriter:
         self._lock = asyncio.Lock()
         self._tables: dict[str, Any] = {}  # changelog topic -> table
         self._topics: dict[str, str] = {}  # table name -> changelog topic
+        self._stores: list[SealedStore] = []  # what holds each table's values (register)
         self._round: object = None  # the rebalance the epochs below were taken in
         self._epochs: dict[tuple[str, int], int] = {}  # changelog partition -> its epoch now
         self._headers: dict[tuple[str, int], list[tuple[str, bytes]] | None] = {}
@@ -111,30 +121,79 @@ class ChangelogWriter:
         else:
             self._pending[at] = (table, partition, key, value)
 
+    def register(self, store: SealedStore) -> None:
+        """``store`` holds its table's current values: keys written again come from it."""
+        self._stores.append(store)
+
+    def adopt(self, ends: Mapping[tuple[str, int], int]) -> None:
+        """A rebalance's recovery is complete: these are the changelog partitions this worker
+        writes now, each with the offset its restore stopped reading at (records from there on
+        are this worker's own, or another's that it writes the keys of again)."""
+        self._check_round()
+        for tp, end in ends.items():
+            self._own.begin(tp, end)
+        self.repairs.adopt(ends)
+
     def seal(self, store: SealedStore, partition: int, writes: Writes) -> None:
         """``writes``, whose records were :meth:`add`-ed before, go to ``store``'s database
         (:meth:`SealedStore.acknowledged`) once the broker has acknowledged those records."""
         self._seals.append((store, partition, writes))
 
     async def send(self) -> None:
-        """Hand every pending record to the producer client, in write order. Returns once the
-        client holds them (its flush, which precedes every commit, waits for the broker)."""
+        """Hand every pending record to the producer client, in write order, then the records
+        of keys due to be written again. Returns once the client holds them (its flush, which
+        precedes every commit, waits for the broker)."""
         async with self._lock:  # a second agent's records wait behind the first one's
-            while self._pending:
+            while self._pending or self.repairs.due:
                 records, self._pending = self._pending, []
                 self._shared = {}
                 seals, self._seals = self._seals, []
                 topic = self._topic
                 self._check_round()
+                again = self._again() if self.repairs.due else []
+                if not records and not again:
+                    return
                 sent = await self.sender.send(
-                    (
-                        (topic(table), partition, key, value)
-                        for table, partition, key, value in records
+                    chain(
+                        (
+                            (topic(table), partition, key, value)
+                            for table, partition, key, value in records
+                        ),
+                        again,
                     ),
                     headers=self._stamp,
                 )
                 check_delivery(self.app, sent, "a changelog write")
-                self._persist_offsets(sent, seals)
+                only_again: set[tuple[str, int]] = set()
+                if again:  # rare: no walk of the records otherwise
+                    only_again = {(t, p) for t, p, _k, _v in again}.difference(
+                        (topic(table), partition) for table, partition, _k, _v in records
+                    )
+                self._persist_offsets(sent, seals, only_again)
+
+    def _again(self) -> list[tuple[str, int, bytes, bytes | None]]:
+        """Records of the keys due to be written again (:mod:`stockflow._faust.repairs`),
+        each with its store's current value: after every pending write, so that value is the
+        last one written."""
+        due = self.repairs.take()
+        if not due:
+            return []
+        stores = {self._topic(store.table): store for store in self._stores}
+        again: list[tuple[str, int, bytes, bytes | None]] = []
+        for (topic, partition), keys in due.items():
+            store = stores.get(topic)
+            if store is None:
+                continue
+            again.extend((topic, partition, key, store.current(partition, key)) for key in keys)
+            log.warning(
+                "%s partition %d: writing %d key(s) again that another worker's late records "
+                "wrote (so that each key's last record is this worker's)",
+                topic,
+                partition,
+                len(keys),
+            )
+        self.repairs.written += len(again)
+        return again
 
     def _check_round(self) -> None:
         """Epochs are taken anew after each rebalance: records are never pending across one
@@ -188,7 +247,12 @@ class ChangelogWriter:
         lease = getattr(getattr(self.app, "consumer", None), "membership", None)
         return lease if isinstance(lease, MembershipLease) else None
 
-    def _persist_offsets(self, sent: Sent, seals: list[tuple[SealedStore, int, Writes]]) -> None:
+    def _persist_offsets(
+        self,
+        sent: Sent,
+        seals: list[tuple[SealedStore, int, Writes]],
+        only_again: set[tuple[str, int]],
+    ) -> None:
         lease = self._lease()
         generation = None if lease is None else lease.generation
         last: dict[tuple[str, int], tuple[asyncio.Future[Any], int]] = {}
@@ -202,6 +266,8 @@ class ChangelogWriter:
                 raise StockflowError(f"table writes sealed without changelog records: {tp}")
             sealed.setdefault(tp, (sealed_store, []))[1].append(writes)
         for (topic, partition), (future, count) in last.items():
+            if (topic, partition) in only_again:
+                continue  # values the store holds: no offset to move, nothing to wait for
             seal = sealed.get((topic, partition))
             if seal is None:  # a store that writes at once (memory://)
                 table = self._tables[topic]
@@ -221,10 +287,13 @@ class ChangelogWriter:
         if foreign is not None:
             first, last = foreign
             self.foreign_records += last - first + 1
+            epoch = self._epochs.get((topic, partition))
+            if epoch is not None:  # no epoch, no group: nobody else writes
+                self.repairs.foreign(topic, partition, first, last, epoch)
             log.warning(
                 "%s partition %d: offsets %d..%d were written by another worker between this "
                 "worker's records (one of the two had lost the partition: every reader skips "
-                "the records of the lower epoch)",
+                "the records of the lower epoch, and their keys are written again)",
                 topic,
                 partition,
                 first,

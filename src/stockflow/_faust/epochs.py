@@ -21,7 +21,7 @@ A memory store (``memory://``) persists nothing; its highest epochs live on the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from stockflow.fencing import Fence, record_epoch
@@ -29,6 +29,7 @@ from stockflow.fencing import Fence, record_epoch
 __all__ = [
     "EPOCH_KEY",
     "UNCONFIRMED_KEY",
+    "Skipped",
     "fence_faust_restore",
     "is_unconfirmed",
     "load_fence",
@@ -39,6 +40,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+Skipped = Callable[[str, int, bytes], None]
+"""Told the changelog topic, partition and key of each late record a reader skips
+(:meth:`stockflow._faust.repairs.Repairs.skipped`)."""
 
 EPOCH_KEY: Final = b"__stockflow\0epoch__"
 UNCONFIRMED_KEY: Final = b"__stockflow\0unconfirmed__"
@@ -105,9 +110,10 @@ def log_skipped(table: str, partition: int, skipped: int, highest: int) -> None:
     )
 
 
-def fence_faust_restore(table: Any) -> None:
+def fence_faust_restore(table: Any, skipped: Skipped | None = None) -> None:
     """Skip late records on Faust's own restore path too (``Table.apply_changelog_batch``:
-    the memory store, and what the batched restore left to Faust)."""
+    the memory store, and what the batched restore left to Faust), telling ``skipped`` each
+    one's changelog topic, partition and key."""
     apply = table.apply_changelog_batch
 
     def fenced(batch: Iterable[Any]) -> None:
@@ -115,17 +121,19 @@ def fence_faust_restore(table: Any) -> None:
         events = list(batch)
         fence = load_fence(store, {event.message.partition for event in events})
         admitted = []
-        skipped: dict[int, int] = {}
+        counts: dict[int, int] = {}
         for event in events:
             message = event.message
             if fence.admit(message.partition, record_epoch(message.headers)):
                 admitted.append(event)
-            else:
-                skipped[message.partition] = skipped.get(message.partition, 0) + 1
+                continue
+            counts[message.partition] = counts.get(message.partition, 0) + 1
+            if skipped is not None and message.key is not None:
+                skipped(message.topic, message.partition, message.key)
         apply(admitted)
         for partition, epoch in fence.highest.items():
             save_epoch(store, partition, epoch)  # after the records: never ahead of them
-        for partition, count in skipped.items():
+        for partition, count in counts.items():
             log_skipped(table.name, partition, count, fence.highest[partition])
 
     table.apply_changelog_batch = fenced

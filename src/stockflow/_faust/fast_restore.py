@@ -27,7 +27,7 @@ from aiokafka import TopicPartition
 from faust.types import TP
 from rocksdict import WriteBatch
 
-from stockflow._faust.epochs import load_fence, log_skipped, mark_position
+from stockflow._faust.epochs import Skipped, load_fence, log_skipped, mark_position
 from stockflow.fencing import record_epoch
 from stockflow.kafka import groupless_consumer
 
@@ -46,6 +46,8 @@ class RestoreTarget:
     store: Any
     first: int
     end: int
+    skipped: Skipped | None = None
+    """Told the key of each late record skipped (:mod:`stockflow._faust.repairs`)."""
 
 
 async def restore_partitions(
@@ -121,6 +123,8 @@ def write_records(target: RestoreTarget, tp: TP, batch: Sequence[Any]) -> int | 
         last = record.offset
         if not admit(partition, record_epoch(record.headers)):
             skipped += 1
+            if target.skipped is not None and record.key is not None:
+                target.skipped(tp.topic, partition, record.key)
         elif record.value is None:
             write.delete(record.key)
         else:

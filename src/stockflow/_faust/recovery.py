@@ -31,6 +31,7 @@ from faust.types import TP
 
 from stockflow._faust.epochs import is_unconfirmed
 from stockflow._faust.fast_restore import RestoreTarget, restore_partitions
+from stockflow._faust.repairs import app_repairs
 from stockflow._faust.transport import client_settings
 
 __all__ = [
@@ -134,13 +135,17 @@ class SelfHealingRecovery(Recovery):
         """Bring the active partitions' local stores up to the changelog's end with
         :func:`restore_partitions`, and start Faust's restore where that stopped."""
         targets: dict[TP, RestoreTarget] = {}
+        repairs = app_repairs(self.app)
+        skipped = None if repairs is None else repairs.skipped
         for tp in tps:
             table: Any = self.tp_to_table.get(tp)
             end = highwaters.get(tp)
             store = None if table is None else table.data
             if end is None or not getattr(store, "use_rocksdict", False):
                 continue  # memory:// (nothing persists) or another RocksDB binding: Faust's path
-            targets[tp] = RestoreTarget(store=store, first=destination[tp] + 1, end=end)
+            targets[tp] = RestoreTarget(
+                store=store, first=destination[tp] + 1, end=end, skipped=skipped
+            )
         if not targets:
             return
         servers, auth = client_settings(self.app, self.app.transport)
@@ -188,6 +193,16 @@ class SelfHealingRecovery(Recovery):
         # From here to resume_flow() nothing awaits: no record is fetched before the streams'
         # queues are emptied and flow resumes.
         self.completed.set()
+        writer = getattr(getattr(self.app, "transport", None), "changelog", None)
+        if writer is not None:
+            # Records of these partitions from where the restore stopped on are this worker's
+            # own, or a lost writer's whose keys it writes again (stockflow._faust.repairs).
+            writer.adopt(
+                {
+                    (tp.topic, tp.partition): self.active_offsets.get(tp, -1) + 1
+                    for tp in self.active_tps
+                }
+            )
         self.app.flow_control.resume()
         consumer.resume_flow()
         await cast(Any, self.app)._fetcher.maybe_start()

@@ -24,6 +24,7 @@ from typing import Any
 from faust.types import TP
 
 from stockflow._faust.fast_restore import RestoreTarget, write_records
+from stockflow._faust.repairs import app_repairs
 
 __all__ = ["StandbyApplier"]
 
@@ -55,6 +56,8 @@ class StandbyApplier:
         ready = not recovery.in_recovery and recovery.completed.is_set()
         applied: dict[TP, int] = {}
         again: dict[TP, int] = {}
+        repairs = app_repairs(self.app)  # a key skipped here is written again if promoted
+        skipped = None if repairs is None else repairs.skipped
         for tp in [tp for tp in records if tp in standby]:
             table = recovery.tp_to_table.get(tp)
             store = None if table is None else table.data
@@ -68,7 +71,8 @@ class StandbyApplier:
             seen = recovery.standby_offsets.get(tp)
             if seen is not None:
                 batch = [record for record in batch if record.offset > seen]
-            last = write_records(RestoreTarget(store=store, first=0, end=_NO_END), tp, batch)
+            target = RestoreTarget(store=store, first=0, end=_NO_END, skipped=skipped)
+            last = write_records(target, tp, batch)
             if last is None:
                 continue
             recovery.standby_offsets[tp] = last

@@ -163,6 +163,26 @@ class TableStore:
         self._writers.pop(partition, None)
         self._recent.drop(partition)
 
+    def current(self, partition: int, key: bytes) -> bytes | None:
+        """The value this worker holds for raw ``key`` of ``partition``: its last write,
+        acknowledged or not (what a key written again carries, ``stockflow._faust.repairs``)."""
+        if partition == self._partition and key in self._pending:
+            return self._pending[key]
+        unacked = self._unacked.get(partition)
+        if unacked and key in unacked:
+            return unacked[key]
+        self._recent.check(self._generation())
+        found = self._recent.find(partition, key)
+        if found is not ABSENT:
+            return cast("bytes | None", found)
+        data = self.table.data
+        value: RawValue | None
+        if self._rocksdb(data):
+            value = data._db_for_partition(partition).get(key)
+        else:
+            value = self.table.get(key)
+        return value if value is None or isinstance(value, bytes) else _as_bytes(value)
+
     @property
     def unacknowledged(self) -> int:
         """Keys written whose changelog records are not acknowledged yet (all partitions)."""

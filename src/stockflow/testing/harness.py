@@ -24,7 +24,7 @@ from stockflow.testing.topics import Record, consumed_to_end, produce, read_topi
 from stockflow.testing.worker import LOOPBACK_ENV, WorkerProcess, fast_test_env
 from stockflow.topics import required_topics
 
-__all__ = ["OUTCOME_TYPES", "Harness", "fold_changelog", "outcome_counts"]
+__all__ = ["OUTCOME_TYPES", "Harness", "compact_changelog", "fold_changelog", "outcome_counts"]
 
 OUTCOME_TYPES = frozenset({"OrderReserved", "OrderRejected"})
 
@@ -44,6 +44,16 @@ def fold_changelog(records: Iterable[Record]) -> dict[str, bytes]:
         else:
             state[key] = record.value
     return state
+
+
+def compact_changelog(records: Iterable[Record]) -> list[Record]:
+    """What a compacting broker (``cleanup.policy=compact``) keeps of a changelog at the most:
+    each key's last record per partition, in offset order. Its fold must say what the whole
+    log's says (a worker writes a lost writer's keys again, :mod:`stockflow._faust.repairs`)."""
+    last: dict[tuple[int, bytes | None], Record] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        last[(record.partition, record.key)] = record
+    return sorted(last.values(), key=lambda r: (r.partition, r.offset))
 
 
 class Harness:
@@ -300,10 +310,12 @@ class Harness:
         app_id = self.settings.app_id
         return f"{app_id}-{app_id}-{table}-changelog"
 
-    def changelog(self, table: str) -> dict[str, bytes]:
-        """Current contents of ``products`` or ``orders`` state, folded from the changelog."""
+    def changelog(self, table: str, *, compacted: bool = False) -> dict[str, bytes]:
+        """Current contents of ``products`` or ``orders`` state, folded from the changelog
+        (``compacted``: from what a compacting broker would keep of it)."""
         topic = self.changelog_topic(table)
-        return fold_changelog(self.read(topic)[topic])
+        records = self.read(topic)[topic]
+        return fold_changelog(compact_changelog(records) if compacted else records)
 
     def stock_state(self) -> dict[str, dict[str, int]]:
         """``{product_id: {"on_hand", "reserved", "pending_sum"}}`` from the changelog."""
