@@ -20,8 +20,7 @@ a lost reservation or a re-applied adjustment would oversell.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, TypeGuard, cast
+from typing import TYPE_CHECKING, cast
 
 from rocksdict import WriteBatch
 
@@ -29,24 +28,21 @@ from stockflow._faust.app_state import rebalance_round
 from stockflow._faust.changelog import ChangelogWriter
 from stockflow._faust.epochs import mark_position
 from stockflow.errors import StockflowError
-from stockflow.keys import TIMER_KEYS
-from stockflow.tables.overlay import ABSENT, newest_held, overlaid
+from stockflow.tables.ordered import TIMERS_RAW, OrderedReads, as_bytes
+from stockflow.tables.overlay import ABSENT
 from stockflow.tables.recent import RecentWrites
 
 if TYPE_CHECKING:
     from stockflow.tables.protocols import (
         FaustTable,
-        MemoryTableData,
         PartitionDB,
         RawValue,
-        RocksDBTableData,
-        TableData,
     )
 
 __all__ = ["TableStore"]
 
 
-class TableStore:
+class TableStore(OrderedReads):
     """Adapts one Faust table with raw (bytes) keys and values."""
 
     def __init__(self, table: FaustTable, changelog: ChangelogWriter) -> None:
@@ -181,7 +177,7 @@ class TableStore:
             value = data._db_for_partition(partition).get(key)
         else:
             value = self.table.get(key)
-        return value if value is None or isinstance(value, bytes) else _as_bytes(value)
+        return value if value is None or isinstance(value, bytes) else as_bytes(value)
 
     @property
     def unacknowledged(self) -> int:
@@ -224,7 +220,7 @@ class TableStore:
             value = self.table.get(raw)
         if value is None or isinstance(value, bytes):
             return value
-        return _as_bytes(value)
+        return as_bytes(value)
 
     # Writes go to the local store here and to the changelog through ``changelog`` (sent at the
     # end of the agent's batch), instead of Faust's per-key path (``table[key] = value``).
@@ -247,7 +243,7 @@ class TableStore:
         # Once known to gather, without asking the table for its store (a property) again.
         if self._rocksdict or self._gathering(self.table.data):
             self._pending[raw] = value
-            if raw.startswith(_TIMERS):
+            if raw.startswith(TIMERS_RAW):
                 floor = self._timer_floor.get(partition)
                 if floor is not None and raw < floor:
                     self._timer_floor[partition] = raw
@@ -280,13 +276,6 @@ class TableStore:
             raise StockflowError("a table was written outside of the processing of a record")
         return partition
 
-    def _rocksdb(self, data: TableData) -> TypeGuard[RocksDBTableData]:
-        """Whether ``data`` (this table's store) is Faust's RocksDB store: one database per
-        partition, written and read directly. Else it is the memory store."""
-        if self._partition_dbs is None:
-            self._partition_dbs = hasattr(data, "_db_for_partition")
-        return self._partition_dbs
-
     def _databases(self) -> dict[int, PartitionDB] | None:
         """The RocksDB store's open partition databases, or ``None`` (the memory store).
 
@@ -301,124 +290,3 @@ class TableStore:
         dbs = getattr(data, "_dbs", None)
         self._dbs = dbs if isinstance(dbs, dict) else {}
         return self._dbs
-
-    def _gathering(self, data: TableData) -> bool:
-        """RocksDB through rocksdict (Faust's default binding): writes wait in ``_pending``."""
-        if self._rocksdict is None:
-            self._rocksdict = self._rocksdb(data) and bool(getattr(data, "use_rocksdict", False))
-        return self._rocksdict
-
-    def scan(
-        self, prefix: str, *, partition: int, start: str | None = None
-    ) -> Iterator[tuple[str, bytes]]:
-        """Keys with ``prefix`` in one partition, ascending. Only for partitions this worker
-        holds (actively or as standby)."""
-        store = self.table.data
-        first = max(prefix, start or prefix)
-        if self._rocksdb(store):  # RocksDB: an ordered range read
-            db = store._db_for_partition(partition)
-            wanted, low = prefix.encode(), first.encode()
-            stored = ((key, value) for key, value in db.items(from_key=low))
-            changed = self._changes(partition, wanted, low)
-            for raw_key, value in overlaid(stored, changed) if changed else stored:
-                if not raw_key.startswith(wanted):
-                    return
-                yield raw_key.decode(), value
-            return
-        # Memory store: a dictionary; sort the matching keys (memory:// is for tests and demos).
-        data = cast("MemoryTableData", store).data
-        matching = sorted(
-            key_str
-            for key_str in (_as_str(key) for key in list(data))
-            if key_str.startswith(prefix) and key_str >= first
-        )
-        for key_str in matching:
-            found = data.get(key_str)
-            if found is None:
-                found = data.get(key_str.encode())
-            if found is not None:
-                yield key_str, _as_bytes(found)
-
-    def first_key(self, prefix: str, *, partition: int) -> str | None:
-        """The smallest key with ``prefix`` in ``partition``: the first item of :meth:`scan`.
-
-        For timer prefixes (the scheduler asks for every partition's first timer twice a
-        second) the writes not in the database yet are not walked while
-        :attr:`_timer_floor` answers: the database's first key that those writes do not
-        delete is the answer if the floor is not below it; else the floor is, if it is a
-        live key of the prefix. Otherwise the walk also sets the floor exactly."""
-        data = self.table.data
-        if not (prefix.startswith(TIMER_KEYS) and self._gathering(data) and self._rocksdb(data)):
-            return next((key for key, _value in self.scan(prefix, partition=partition)), None)
-        wanted = prefix.encode()
-        layers = self._layers(partition)
-        stored = self._first_stored(data, partition, wanted, layers)
-        floor = self._timer_floor.get(partition)
-        if floor is not None:
-            if stored is not None and floor >= stored:
-                return stored.decode()  # every newer timer key is at or above the floor
-            if floor.startswith(wanted):
-                value = newest_held(layers, floor)
-                if value is not None and value is not ABSENT:
-                    return floor.decode()  # live, and no newer timer key is below it
-            elif floor > wanted:  # past every key of the prefix: none of them is newer
-                return None if stored is None else stored.decode()
-        newest: dict[bytes, bytes | None] = {}
-        for layer in layers:
-            for key, value in layer.items():
-                if key.startswith(_TIMERS):
-                    newest[key] = value
-        live = [key for key, value in newest.items() if value is not None]
-        self._timer_floor[partition] = min(live, default=_NO_TIMERS)
-        first = min((key for key in live if key.startswith(wanted)), default=None)
-        if stored is not None and (first is None or stored < first):
-            first = stored
-        return None if first is None else first.decode()
-
-    def _layers(self, partition: int) -> list[dict[bytes, bytes | None]]:
-        """The partition's writes not in its database yet, oldest first."""
-        layers = []
-        unacked = self._unacked.get(partition)
-        if unacked:
-            layers.append(unacked)
-        if partition == self._partition and self._pending:
-            layers.append(self._pending)
-        return layers
-
-    @staticmethod
-    def _first_stored(
-        data: RocksDBTableData,
-        partition: int,
-        wanted: bytes,
-        layers: list[dict[bytes, bytes | None]],
-    ) -> bytes | None:
-        """The database's first key with prefix ``wanted`` that ``layers`` do not delete."""
-        for key in data._db_for_partition(partition).keys(from_key=wanted):
-            if not key.startswith(wanted):
-                return None
-            if newest_held(layers, key) is not None:  # a newer value, or none at all (ABSENT)
-                return key
-        return None
-
-    def _changes(self, partition: int, wanted: bytes, low: bytes) -> dict[bytes, bytes | None]:
-        """The writes of ``partition`` not in its database yet, of keys with prefix ``wanted``
-        from ``low`` on."""
-        changed: dict[bytes, bytes | None] = {}
-        for layer in self._layers(partition):
-            for key, value in layer.items():
-                if key >= low and key.startswith(wanted):
-                    changed[key] = value
-        return changed
-
-
-_TIMERS = TIMER_KEYS.encode()
-_NO_TIMERS = b"t;"
-"""A floor above every timer key (``;`` follows ``:``): no timer write is held back."""
-
-
-def _as_str(key: object) -> str:
-    return key.decode() if isinstance(key, bytes | bytearray) else str(key)
-
-
-def _as_bytes(value: RawValue) -> bytes:
-    return value.encode() if isinstance(value, str) else bytes(value)
