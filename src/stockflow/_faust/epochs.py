@@ -112,8 +112,9 @@ def log_skipped(table: str, partition: int, skipped: int, highest: int) -> None:
 
 def fence_faust_restore(table: Any, skipped: Skipped | None = None) -> None:
     """Skip late records on Faust's own restore path too (``Table.apply_changelog_batch``:
-    the memory store, and what the batched restore left to Faust), telling ``skipped`` each
-    one's changelog topic, partition and key."""
+    the memory store, and what the batched restore left to Faust), telling ``skipped`` the
+    changelog topic, partition and key of each record skipped that no later record of the
+    batch wrote again."""
     apply = table.apply_changelog_batch
 
     def fenced(batch: Iterable[Any]) -> None:
@@ -122,18 +123,24 @@ def fence_faust_restore(table: Any, skipped: Skipped | None = None) -> None:
         fence = load_fence(store, {event.message.partition for event in events})
         admitted = []
         counts: dict[int, int] = {}
+        late: dict[tuple[str, int, bytes], None] = {}  # skipped, not written again after
         for event in events:
             message = event.message
             if fence.admit(message.partition, record_epoch(message.headers)):
                 admitted.append(event)
+                if late:
+                    late.pop((message.topic, message.partition, message.key), None)
                 continue
             counts[message.partition] = counts.get(message.partition, 0) + 1
-            if skipped is not None and message.key is not None:
-                skipped(message.topic, message.partition, message.key)
+            if message.key is not None:
+                late[(message.topic, message.partition, message.key)] = None
         apply(admitted)
         for partition, epoch in fence.highest.items():
             save_epoch(store, partition, epoch)  # after the records: never ahead of them
         for partition, count in counts.items():
             log_skipped(table.name, partition, count, fence.highest[partition])
+        if skipped is not None:
+            for topic, partition, key in late:
+                skipped(topic, partition, key)
 
     table.apply_changelog_batch = fenced

@@ -47,7 +47,8 @@ class RestoreTarget:
     first: int
     end: int
     skipped: Skipped | None = None
-    """Told the key of each late record skipped (:mod:`stockflow._faust.repairs`)."""
+    """Told the key of each late record skipped that no later record of its fetched batch
+    wrote again (:mod:`stockflow._faust.repairs`)."""
 
 
 async def restore_partitions(
@@ -117,15 +118,19 @@ def write_records(target: RestoreTarget, tp: TP, batch: Sequence[Any]) -> int | 
     fence = load_fence(store, (partition,))
     admit = fence.admit
     skipped = 0
+    late: set[bytes] = set()  # keys of skipped records no later record of the batch wrote
     for record in batch:
         if record.offset >= target.end:
             break
         last = record.offset
         if not admit(partition, record_epoch(record.headers)):
             skipped += 1
-            if target.skipped is not None and record.key is not None:
-                target.skipped(tp.topic, partition, record.key)
-        elif record.value is None:
+            if record.key is not None:
+                late.add(record.key)
+            continue
+        if late:
+            late.discard(record.key)  # written again after it already: its last word
+        if record.value is None:
             write.delete(record.key)
         else:
             write.put(record.key, record.value)
@@ -136,4 +141,7 @@ def write_records(target: RestoreTarget, tp: TP, batch: Sequence[Any]) -> int | 
     store._db_for_partition(partition).write(write)
     if skipped:
         log_skipped(tp.topic, partition, skipped, highest or 0)
+        if target.skipped is not None:
+            for key in late:
+                target.skipped(tp.topic, partition, key)
     return last
