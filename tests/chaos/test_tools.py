@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from stockflow.audit import audit_records
-from stockflow.chaos.checks import Topics, awaiting_expiry, check_run
+from stockflow.chaos.checks import Topics, awaiting_expiry, check_run, compaction_problems
 from stockflow.chaos.garbage import KINDS
 from stockflow.chaos.lifecycle import lifecycle_problems
 from stockflow.chaos.proxy import TcpProxy, tcp_connections
 from stockflow.chaos.watch import assigned_partitions
 from stockflow.processing.pipeline import LocalPipeline
+from stockflow.testing.harness import compact_changelog, fold_changelog
 from stockflow.testing.topics import Record
 
 pytestmark = pytest.mark.chaos
@@ -340,3 +341,23 @@ def test_the_timeouts_option_runs_workers_at_the_settings_defaults(
     assert defaults.commit_interval == Settings.model_fields["commit_interval"].default
     assert fast.session_timeout < defaults.session_timeout
     assert defaults.web_bind == fast.web_bind == "127.0.0.1"
+
+
+def test_a_late_record_left_as_a_key_s_last_word_is_a_compaction_problem() -> None:
+    def record(offset: int, key: bytes, value: bytes, epoch: int) -> Record:
+        return Record("changelog", 0, offset, key, value, 0, epoch)
+
+    owner = [record(0, b"s:a", b"1", 1), record(1, b"s:a", b"2", 2), record(2, b"s:b", b"1", 2)]
+    late = record(3, b"s:a", b"1", 1)  # a lost writer's, behind the owner's
+    again = record(4, b"s:a", b"2", 2)  # the owner writes the key again
+    logs = {"products": [*owner, late], "orders": [*owner, late, again]}
+
+    def changelog(table: str, *, compacted: bool = False) -> dict[str, bytes]:
+        records = logs[table]
+        return fold_changelog(compact_changelog(records) if compacted else records)
+
+    problems = compaction_problems(changelog, ("products", "orders"))
+    assert problems == [
+        "the products changelog, compacted, differs from the whole at 1 key(s), e.g. ['s:a']: "
+        "a late record is a key's last word"
+    ]

@@ -11,7 +11,10 @@ table state folded from the changelog, after the run has settled.
   and after it, payment confirms and cancellation releases every held line (see
   :func:`lifecycle_problems`);
 * every abandoned order (a TTL of its own, reserved, never paid or cancelled) expired within
-  :data:`EXPIRY_GRACE_MS` of its TTL (:func:`awaiting_expiry`).
+  :data:`EXPIRY_GRACE_MS` of its TTL (:func:`awaiting_expiry`);
+* each table's changelog says the same read whole and as a compacting broker would keep it
+  (each key's last record; the embedded broker does not compact): a lost writer's late
+  record is never a key's last word (:func:`compaction_problems`).
 
 It also measures the input mix from the topics themselves (duplicates, bad inputs, lifecycle
 commands before/after/twice): the report states what was on the broker, not what was intended.
@@ -24,7 +27,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from stockflow.chaos.lifecycle import lifecycle_problems
 from stockflow.chaos.records import COMMANDS, OUTCOMES, is_bad, json_value
@@ -36,6 +39,7 @@ __all__ = [
     "Topics",
     "awaiting_expiry",
     "check_run",
+    "compaction_problems",
 ]
 
 EXPIRY_GRACE_MS = 30_000
@@ -64,6 +68,28 @@ class CheckReport:
         self.counts["problems"] += 1
 
 
+class Changelogs(Protocol):
+    """A table's state folded from its changelog (``Harness.changelog``)."""
+
+    def __call__(self, table: str, *, compacted: bool = False) -> dict[str, bytes]: ...
+
+
+def compaction_problems(changelog: Changelogs, tables: tuple[str, ...]) -> list[str]:
+    """Keys whose state differs between each table's changelog read whole and compacted."""
+    problems = []
+    for table in tables:
+        whole, compacted = changelog(table), changelog(table, compacted=True)
+        differing = sorted(
+            key for key in whole.keys() | compacted.keys() if whole.get(key) != compacted.get(key)
+        )
+        if differing:
+            problems.append(
+                f"the {table} changelog, compacted, differs from the whole at {len(differing)} "
+                f"key(s), e.g. {differing[:3]}: a late record is a key's last word"
+            )
+    return problems
+
+
 def check_run(
     topics: Topics,
     initial: Mapping[str, int],
@@ -71,12 +97,13 @@ def check_run(
     *,
     settle: float = 20.0,
     reservations: Callable[[], list[Record]] | None = None,
+    changelog: Changelogs | None = None,
 ) -> CheckReport:
     """All checks; ``stock_state`` is re-read for up to ``settle`` seconds while the table has
     not caught up with the events yet (the changelog is written after the decision), and with
     it ``reservations``, the reservations topic read again: reservations still expire after
     ``topics`` was read (orders with a TTL of seconds), and their events are as late as the
-    tables' changes."""
+    tables' changes. ``changelog`` folds the tables' changelogs for the compaction check."""
     report = CheckReport()
     _measure_inputs(topics, report)
     decisions = _decisions(topics.reservations)
@@ -120,6 +147,9 @@ def check_run(
             pending, confirmed = _holdings(decisions)
     for mismatch in mismatches:
         report.add(mismatch)
+    if changelog is not None:
+        for problem in compaction_problems(changelog, ("products", "orders")):
+            report.add(problem)
     # Liveness of expiry, on the reservations as last read: an abandoned order must expire.
     now_ms = int(time.time() * 1000)
     due, expired = _abandoned(topics.orders, decisions)
