@@ -107,7 +107,8 @@ def _kind(value: bytes) -> str:
 
 def write_topics(records: Mapping[str, Iterable[Record]], target: Path) -> None:
     """One ``{topic}.jsonl`` per topic under ``target``: partition, offset, stamp, key and value
-    (UTF-8 text, or ``b64:...`` for bytes that are not)."""
+    (UTF-8 text, or ``b64:...`` for bytes that are not), and a changelog record's epoch
+    (:mod:`stockflow.fencing`) where it has one."""
     target.mkdir(parents=True, exist_ok=True)
     for name, rows in records.items():
         with open(target / f"{name}.jsonl", "w", encoding="utf-8") as handle:
@@ -119,6 +120,8 @@ def write_topics(records: Mapping[str, Iterable[Record]], target: Path) -> None:
                     "key": _text(r.key),
                     "value": _text(r.value),
                 }
+                if r.epoch is not None:
+                    row["epoch"] = r.epoch
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
