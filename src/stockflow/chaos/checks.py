@@ -27,11 +27,12 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from stockflow.chaos.lifecycle import lifecycle_problems
 from stockflow.chaos.records import COMMANDS, OUTCOMES, is_bad, json_value
 from stockflow.kafka import Record
+from stockflow.testing.harness import compact_changelog, fold_changelog
 
 __all__ = [
     "EXPIRY_GRACE_MS",
@@ -68,17 +69,15 @@ class CheckReport:
         self.counts["problems"] += 1
 
 
-class Changelogs(Protocol):
-    """A table's state folded from its changelog (``Harness.changelog``)."""
-
-    def __call__(self, table: str, *, compacted: bool = False) -> dict[str, bytes]: ...
-
-
-def compaction_problems(changelog: Changelogs, tables: tuple[str, ...]) -> list[str]:
-    """Keys whose state differs between each table's changelog read whole and compacted."""
+def compaction_problems(
+    changelog: Callable[[str], list[Record]], tables: tuple[str, ...]
+) -> list[str]:
+    """Keys whose state differs between each table's changelog (``changelog(table)``: its
+    records, read once) folded whole and as a compacting broker keeps it."""
     problems = []
     for table in tables:
-        whole, compacted = changelog(table), changelog(table, compacted=True)
+        records = changelog(table)  # one read: records may still land between two
+        whole, compacted = fold_changelog(records), fold_changelog(compact_changelog(records))
         differing = sorted(
             key for key in whole.keys() | compacted.keys() if whole.get(key) != compacted.get(key)
         )
@@ -97,13 +96,14 @@ def check_run(
     *,
     settle: float = 20.0,
     reservations: Callable[[], list[Record]] | None = None,
-    changelog: Changelogs | None = None,
+    changelog: Callable[[str], list[Record]] | None = None,
 ) -> CheckReport:
     """All checks; ``stock_state`` is re-read for up to ``settle`` seconds while the table has
     not caught up with the events yet (the changelog is written after the decision), and with
     it ``reservations``, the reservations topic read again: reservations still expire after
     ``topics`` was read (orders with a TTL of seconds), and their events are as late as the
-    tables' changes. ``changelog`` folds the tables' changelogs for the compaction check."""
+    tables' changes. ``changelog`` reads a table's changelog records for the compaction
+    check."""
     report = CheckReport()
     _measure_inputs(topics, report)
     decisions = _decisions(topics.reservations)

@@ -327,7 +327,7 @@ class ChaosSession:
             self.catalog.stock,
             h.stock_state,
             reservations=lambda: h.read(settings.reservations_topic)[settings.reservations_topic],
-            changelog=h.changelog,
+            changelog=h.changelog_records,
         )
         counts = report.counts
         result.check_problems = report.problems

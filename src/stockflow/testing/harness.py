@@ -313,9 +313,13 @@ class Harness:
     def changelog(self, table: str, *, compacted: bool = False) -> dict[str, bytes]:
         """Current contents of ``products`` or ``orders`` state, folded from the changelog
         (``compacted``: from what a compacting broker would keep of it)."""
-        topic = self.changelog_topic(table)
-        records = self.read(topic)[topic]
+        records = self.changelog_records(table)
         return fold_changelog(compact_changelog(records) if compacted else records)
+
+    def changelog_records(self, table: str) -> list[Record]:
+        """Every record of the ``products`` or ``orders`` changelog."""
+        topic = self.changelog_topic(table)
+        return self.read(topic)[topic]
 
     def stock_state(self) -> dict[str, dict[str, int]]:
         """``{product_id: {"on_hand", "reserved", "pending_sum"}}`` from the changelog."""
