@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from faust.tables import TableManager
     from faust.types import TP, AppT
 
-__all__ = ["committed_offset", "rebalance_round", "tables_recovered"]
+__all__ = ["changelog_writer", "committed_offset", "rebalance_round", "tables_recovered"]
 
 
 def tables_recovered(app: AppT) -> bool:
@@ -39,3 +39,9 @@ def rebalance_round(app: Any) -> object:
     if app is None:
         return None
     return (getattr(app, "consumer_generation_id", None), getattr(app, "rebalancing_count", None))
+
+
+def changelog_writer(app: Any) -> Any:
+    """The app's :class:`~stockflow._faust.changelog.ChangelogWriter`, which
+    :func:`stockflow.install` gives its transport (``None`` before that)."""
+    return getattr(getattr(app, "transport", None), "changelog", None)

@@ -29,6 +29,7 @@ from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
+from stockflow._faust.app_state import changelog_writer
 from stockflow._faust.epochs import is_unconfirmed
 from stockflow._faust.fast_restore import RestoreTarget, restore_partitions
 from stockflow._faust.repairs import app_repairs
@@ -193,7 +194,7 @@ class SelfHealingRecovery(Recovery):
         # From here to resume_flow() nothing awaits: no record is fetched before the streams'
         # queues are emptied and flow resumes.
         self.completed.set()
-        writer = getattr(getattr(self.app, "transport", None), "changelog", None)
+        writer = changelog_writer(self.app)
         if writer is not None:
             # Records of these partitions from where the restore stopped on are this worker's
             # own, or a lost writer's whose keys it writes again (stockflow._faust.repairs).

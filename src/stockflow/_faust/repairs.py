@@ -35,7 +35,7 @@ from typing import Any
 
 from faust.types import TP
 
-from stockflow._faust.app_state import rebalance_round, tables_recovered
+from stockflow._faust.app_state import changelog_writer, rebalance_round, tables_recovered
 from stockflow.fencing import foreign_keys
 
 __all__ = ["KeyReader", "Repairs", "app_repairs", "read_foreign_keys"]
@@ -156,8 +156,7 @@ class Repairs:
 def app_repairs(app: Any) -> Repairs | None:
     """The repairs of ``app``'s changelog writer (``None`` before :func:`stockflow.install`
     gave the transport one)."""
-    writer = getattr(getattr(app, "transport", None), "changelog", None)
-    repairs = getattr(writer, "repairs", None)
+    repairs = getattr(changelog_writer(app), "repairs", None)
     return repairs if isinstance(repairs, Repairs) else None
 
 
