@@ -232,6 +232,12 @@ def _declare_tables(app: AppT, settings: Settings) -> _State:
         # The batched restore and the standbys fence on their own. A key whose late record a
         # reader skipped is written again once its partition is active here.
         fence_faust_restore(table, changelog.repairs.skipped)
+    repairs = changelog.repairs
+
+    async def _close_repairs(sender: object, **kwargs: object) -> None:
+        await repairs.close()  # no read of a changelog range outlives the worker's consumer
+
+    app.on_before_shutdown.connect(_close_repairs)  # type: ignore[arg-type]  # as in orders_api
     products, orders = TableStore(product_table, changelog), TableStore(order_table, changelog)
     for store in (products, orders):
         changelog.register(store)  # keys written again take their values from it

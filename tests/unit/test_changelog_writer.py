@@ -590,3 +590,24 @@ async def test_keys_a_reader_skipped_are_written_again_once_their_partition_is_a
     assert app.producer.sent[1:] == [("products-changelog", b"b", b"2", 1)]
     assert app.producer.headers[-1] == ("products-changelog", 1, (("stockflow-epoch", b"4"),))
     assert writer.repairs.written == 2
+
+
+async def test_closing_the_repairs_cancels_reads_under_way_and_waits_for_them() -> None:
+    # At shutdown no read of a changelog range may outlive the worker (its consumer stopped).
+    app = owning_app(generation=3, active={0})
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def read_keys(*_args: Any) -> set[bytes]:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            stopped.set()  # as read_foreign_keys stops its consumer
+        return {b"never"}
+
+    writer = ChangelogWriter(app, read_keys=read_keys)
+    writer.repairs.foreign("products-changelog", 0, 1, 2, 3)
+    await asyncio.wait_for(started.wait(), 1.0)
+    await asyncio.wait_for(writer.repairs.close(timeout=1.0), 2.0)
+    assert stopped.is_set()
+    assert not writer.repairs.due and app.producer.sent == []

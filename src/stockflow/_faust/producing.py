@@ -12,11 +12,9 @@ aiokafka accepts a partition's next record batch only once the previous one has 
 broker, and it keeps one request in flight per broker: submitting inline made the processor
 wait for a broker round trip per batch (a worker at 40% CPU). So builders are submitted by
 tasks, in order per topic partition, while the processor goes on with the next batch; a
-partition's builder still waiting for its turn takes the partition's next records too, so a
-client that falls behind gets fewer, fuller record batches rather than more of them. Handed
-to the client, it goes on taking them until aiokafka builds it into a produce request
-(:class:`OpenBuilder`): records that would have waited for the batch before them to leave
-travel with it, a round trip earlier.
+partition's builder takes the partition's next records until aiokafka builds it into a
+produce request (:class:`OpenBuilder`), so a client that falls behind gets fewer, fuller
+record batches rather than more of them.
 :meth:`BatchSender.flushed` waits for every submission made before it; the producer's flush,
 which precedes every offset commit, calls it first (:func:`stockflow._faust.transport.
 complete_producer_flush`), so a commit never covers a record that is not on the broker. Its
@@ -114,9 +112,8 @@ class _Queued:
         """With the output order ``acks``: the deliveries of the changelog batches that must be
         acknowledged before this one goes."""
         self.fixed = False
-        """Waiting for ``acks``: records that must wait start another batch (joining this
-        one, they would add acknowledgements to wait for, and a busy worker's outputs could
-        wait for ever)."""
+        """Waiting for ``acks``: records that must wait start another batch (joining, they
+        would add acks to wait for: a busy worker's outputs could wait for ever)."""
         self.output = False
         """Sent with ``after_state``: outputs, not changelog writes."""
 
@@ -258,11 +255,9 @@ class BatchSender:
 
     def _builder(self, topic: str) -> OpenBuilder:
         conf = self.app.conf
-        if self._codec is None or topic in self._public:
+        codec = self._codec  # stockflow's internal records get theirs, public ones the producer's
+        if codec is None or topic in self._public:
             codec = _producer_codec(conf.producer_compression_type)
-        else:
-            # The producer's own batches share one codec; stockflow's internal records get theirs.
-            codec = self._codec
         return mark_gated(OpenBuilder(conf.producer_max_batch_size, codec))  # type: ignore[no-any-return]
 
     def _acks_first(self, producer: Any) -> bool:

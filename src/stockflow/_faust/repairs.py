@@ -61,7 +61,8 @@ class Repairs:
         self._due: dict[Partition, set[bytes]] = {}  # to write in this rebalance round
         self._remembered: dict[Partition, set[bytes]] = {}  # for when the partition is active
         self._round: object = None
-        self._tasks: set[asyncio.Future[Any]] = set()
+        self._reads: set[asyncio.Future[Any]] = set()
+        self._flushes: set[asyncio.Future[Any]] = set()
         self.flush: Callable[[], Awaitable[None]] | None = None
         """The writer's send, run when keys become due between batches."""
         self.written = 0
@@ -93,8 +94,8 @@ class Repairs:
         by another worker: their keys are read back and written again."""
         self._check_round()
         task = asyncio.ensure_future(self._read(topic, partition, first, last, epoch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
 
     async def _read(self, topic: str, partition: int, first: int, last: int, epoch: int) -> None:
         started = self._round
@@ -117,6 +118,16 @@ class Repairs:
         due.setdefault((topic, partition), set()).update(keys)
         if self._due:
             self._kick()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """At shutdown: reads still under way are cancelled (their consumers stopped; the next
+        owner's restore skips those records and writes their keys again), and a send of keys
+        already read is given up to ``timeout`` seconds to be handed to the producer."""
+        for task in self._reads:
+            task.cancel()
+        pending = self._reads | self._flushes
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
 
     def take(self) -> dict[Partition, set[bytes]]:
         """The keys due in the partitions this worker holds now; those of a partition it does
@@ -144,11 +155,11 @@ class Repairs:
         if flush is None:
             return
         task = asyncio.ensure_future(flush())
-        self._tasks.add(task)
+        self._flushes.add(task)
         task.add_done_callback(self._flushed)
 
     def _flushed(self, task: asyncio.Future[Any]) -> None:
-        self._tasks.discard(task)
+        self._flushes.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("writing keys again failed: %r", task.exception())
 
