@@ -16,6 +16,7 @@ from stockflow._faust.internals import check_internals
 from stockflow._faust.producing import BatchSender
 from stockflow._faust.transport import TunedTransport, complete_producer_flush
 from stockflow._faust.wiring import use_tuned_transport
+from stockflow._faust.zstd import use_reused_contexts
 from stockflow.agents import Batching, Handler, register_agents, register_scheduler, routes
 from stockflow.agents.publish import Publisher
 from stockflow.brokerwatch import register_broker_watch
@@ -148,6 +149,7 @@ def install(app: AppT, settings: Settings | None = None) -> Stockflow:
 def _prepare_transport(app: AppT, settings: Settings) -> None:
     """stockflow's transport (fetch wait, batch consumer) unless the app has one already."""
     check_internals()  # before anything is patched: a clear error, not a broken rebalance
+    use_reused_contexts()  # zstd batches without a new context each (stockflow._faust.zstd)
     transport = getattr(app, "_transport", None)
     if transport is None:
         use_tuned_transport(

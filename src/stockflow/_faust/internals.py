@@ -4,7 +4,7 @@ startup.
 stockflow works around measured defects and costs inside faust-streaming, mode and aiokafka
 (the modules of :mod:`stockflow._faust`: the transport and consumer, the consumer on the main
 loop, the fetch lanes, the batch processor and sender, the changelog writer, the recovery and
-the batch restore; and :mod:`stockflow.tables.store`).
+the batch restore, the zstd codec; and :mod:`stockflow.tables.store`).
 Those names are not public API: another release may rename or drop one, and the workaround
 would then fail in the middle of a rebalance or a restore, or silently stop working. So every
 name is listed here and :func:`check_internals` runs before an app is built; a missing one
@@ -112,8 +112,11 @@ REQUIRED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 MODULE_NAMES: tuple[tuple[str, str], ...] = (
     ("faust.transport.drivers.aiokafka", "credentials_to_aiokafka_auth"),
     ("faust.transport.drivers.aiokafka", "server_list"),
+    # Replaced by stockflow._faust.zstd (the C extension's module has the same two names).
+    ("aiokafka.record.default_records", "zstd_encode"),
+    ("aiokafka.record.default_records", "zstd_decode"),
 )
-"""``(module, name)``: module-level functions stockflow calls."""
+"""``(module, name)``: module-level functions stockflow calls or replaces."""
 
 CONSUMER_STATE = ("_read_offset", "_acked", "_committed_offset", "_buffered_partitions")
 """Attributes a started Faust consumer has (checked on the instance, see
