@@ -91,13 +91,19 @@ def _throughput(plan: Plan, report: Report) -> None:
 def _spread_maximum(plan: Plan, report: Report) -> tuple[float, str]:
     """stockflow's spread throughput of this run and where it came from, measured now if no
     section did yet."""
-    maximum = report.rate("stockflow", "spread")
+    return _maximum(plan, report, "spread")
+
+
+def _maximum(plan: Plan, report: Report, kind: str) -> tuple[float, str]:
+    """stockflow's throughput on workload ``kind`` in this run and where it came from,
+    measured now if no section did yet."""
+    maximum = report.rate("stockflow", kind)
     basis = "throughput section"
     if maximum is None:
         basis = "probe run"
         probe = throughput_run(
             "stockflow",
-            workload("spread", plan.orders, plan.products),
+            workload(kind, plan.orders, plan.products),
             partitions=plan.partitions,
             env=plan.env,
             timeout=plan.timeout,
@@ -107,59 +113,82 @@ def _spread_maximum(plan: Plan, report: Report) -> tuple[float, str]:
 
 
 def _latency(plan: Plan, report: Report) -> None:
-    """Every system at the same offered load, half stockflow's own spread maximum (from the
-    throughput section of this run, or a probe run). The pipe always runs when stockflow does:
-    the latency goals are ratios to the pipe at that load."""
-    maximum, basis = _spread_maximum(plan, report)
-    rate = max(maximum / 2, 1.0)
-    report.meta["latency_load"] = {"stockflow_max": maximum, "offered": rate, "from": basis}
-    count = max(int(rate * plan.latency_seconds), 50)
+    """Every system at the same offered load, half stockflow's own maximum on each workload of
+    the run (from its throughput section, or a probe run). The pipe always runs when stockflow
+    does: the latency goals are ratios to the pipe at that load. The 10 ms fetch wait and the
+    lighter loads run on the first workload only (spread by default)."""
     systems = plan.systems
     if "stockflow" in systems and "pipe" not in systems:
         systems = ("pipe", *systems)
-    for fetch_wait in plan.latency_fetch_waits:
-        for system in systems:
-            if fetch_wait is not None and system not in LATENCY_VARIANT_SYSTEMS:
-                continue
-            env = _env_for(plan, system)
-            if fetch_wait is not None:
-                env = {**env, "STOCKFLOW_FETCH_MAX_WAIT_MS": str(fetch_wait)}
-            load = workload("spread", count, plan.products, prefix="lat-")
-            result = latency_run(
-                system, load, rate, partitions=plan.partitions, env=env, timeout=plan.timeout
+    loads = report.meta.setdefault("latency_loads", {})
+    for index, kind in enumerate(plan.workloads):
+        maximum, basis = _maximum(plan, report, kind)
+        rate = max(maximum / 2, 1.0)
+        loads[kind] = {"stockflow_max": maximum, "offered": rate, "from": basis}
+        if index == 0:
+            report.meta["latency_load"] = loads[kind]
+        count = max(int(rate * plan.latency_seconds), 50)
+        waits = plan.latency_fetch_waits if index == 0 else (None,)
+        for fetch_wait in waits:
+            for system in systems:
+                if fetch_wait is not None and system not in LATENCY_VARIANT_SYSTEMS:
+                    continue
+                env = _env_for(plan, system)
+                if fetch_wait is not None:
+                    env = {**env, "STOCKFLOW_FETCH_MAX_WAIT_MS": str(fetch_wait)}
+                load = workload(kind, count, plan.products, prefix="lat-")
+                result = latency_run(
+                    system, load, rate, partitions=plan.partitions, env=env, timeout=plan.timeout
+                )
+                result.note = f"fetch wait {env.get('STOCKFLOW_FETCH_MAX_WAIT_MS', 50)} ms"
+                report.latency.append(result.as_dict())
+        if index > 0:
+            continue
+        for fraction in plan.latency_fractions:  # stockflow alone at lighter loads
+            light = max(maximum * fraction, 1.0)
+            load = workload(
+                kind, max(int(light * plan.latency_seconds), 50), plan.products, prefix="lat-"
             )
-            result.note = f"fetch wait {env.get('STOCKFLOW_FETCH_MAX_WAIT_MS', 50)} ms"
+            result = latency_run(
+                "stockflow",
+                load,
+                light,
+                partitions=plan.partitions,
+                env=plan.env,
+                timeout=plan.timeout,
+            )
+            result.note = f"{fraction:.0%} of max"
             report.latency.append(result.as_dict())
-    for fraction in plan.latency_fractions:  # stockflow alone at lighter loads
-        light = max(maximum * fraction, 1.0)
-        load = workload(
-            "spread", max(int(light * plan.latency_seconds), 50), plan.products, prefix="lat-"
-        )
-        result = latency_run(
-            "stockflow", load, light, partitions=plan.partitions, env=plan.env, timeout=plan.timeout
-        )
-        result.note = f"{fraction:.0%} of max"
-        report.latency.append(result.as_dict())
 
 
 def _hops(plan: Plan, report: Report) -> None:
-    """The latency section's load (half stockflow's spread maximum), split hop by hop from the
-    records' timestamps, for the pipe and stockflow (:mod:`bench.hops`)."""
+    """The latency section's load (half stockflow's maximum on ``--workload``, spread by
+    default), split hop by hop from the records' timestamps, for the pipe and stockflow
+    (:mod:`bench.hops`). A multi-line order's chain has one topic more: the line answers its
+    order desk waits for."""
     from bench.baseline_pipe import MIDDLE_TOPIC
     from bench.hops import hop_run
 
-    rate = max(_spread_maximum(plan, report)[0] / 2, 1.0)
+    kind = plan.workload
+    rate = max(_maximum(plan, report, kind)[0] / 2, 1.0)
     count = max(int(rate * plan.latency_seconds), 50)
     # The bench's stockflow app id is "stockflow" (bench.stockflow_systems.stockflow_env).
-    middle = {"pipe": MIDDLE_TOPIC, "stockflow": "stockflow-product-commands"}
+    commands, replies = "stockflow-product-commands", "stockflow-order-replies"
+    saga = workload(kind, count, plan.products).lines > 1
+    chains: dict[str, tuple[tuple[str, ...], bytes | None]] = {
+        "pipe": ((MIDDLE_TOPIC,), None),  # its outcome: the order's last line record
+        "stockflow": ((commands, replies) if saga else (commands,), b'{"type":"Order'),
+    }
     for system in ("pipe", "stockflow"):
-        load = workload("spread", count, plan.products, prefix="hop-")
+        load = workload(kind, count, plan.products, prefix="hop-")
+        middle, outcome = chains[system]
         report.hops.extend(
             hop_run(
                 system,
                 load,
                 rate,
-                middle_topic=middle[system],
+                middle_topics=middle,
+                outcome_prefix=outcome,
                 partitions=plan.partitions,
                 env=_env_for(plan, system),
                 timeout=plan.timeout,

@@ -86,7 +86,8 @@ def _latency(report: Report, path: Path) -> Path | None:
     figure, (axes,) = _figure(8, 5)
     for row in rows:
         points = sorted((float(ms), float(q)) for q, ms in row["cdf"])
-        label = f"{row['system']} ({row['note']}, {row['offered']:,.0f}/s offered)"
+        kind = row.get("workload", "spread")
+        label = f"{row['system']} {kind} ({row['note']}, {row['offered']:,.0f}/s)"
         axes.step([ms for ms, _ in points], [q for _, q in points], where="post", label=label)
     axes.set_xscale("log")
     axes.set_xlabel("latency, order produced -> outcome consumed (ms, log scale)")

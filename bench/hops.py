@@ -2,13 +2,15 @@
 
 Every record on the broker carries its producer's append time (``CreateTime``, one clock: all
 processes run on this machine). For each timed order, :func:`hop_figures` splits its latency
-(send -> outcome at the harness) into:
+(send -> outcome at the harness) along a chain of intermediate topics:
 
-- ``order -> <middle topic>``: from the order's record to the first record on the intermediate
-  topic that names the order (stockflow's product command, the pipe's product-keyed record):
-  the first hop, fetch wait and queueing included (stockflow's line answers to its order desk
-  follow the outcome, off the order's path, and are not counted);
-- ``<middle topic> -> outcome``: from there to the order's first record on ``reservations``;
+- ``order -> <first middle topic>``: from the order's record to the last record on that topic
+  that names the order (stockflow's product commands, the pipe's product-keyed records; the
+  last, because the order moves on only once every line has: a single-line order has one);
+- ``<middle> -> <next middle>``, for each further topic of the chain (stockflow's multi-line
+  orders: the line answers its order desk waits for, on the order replies topic);
+- ``<last middle topic> -> outcome``: from there to the order's outcome on ``reservations``
+  (stockflow's ``Order*`` record; the pipe's last line record);
 - ``outcome -> harness``: from the outcome's record to its arrival at the harness consumer
   (the harness's own fetch: the same for every system).
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -38,26 +40,35 @@ TimedRecord = tuple[str, bytes | None, bytes | None, int]
 """``(topic, key, value, timestamp_ms)`` as read back from the broker."""
 
 
-def _first_times(
-    records: Iterable[TimedRecord], prefix: bytes, middle_topic: str
+def _times(
+    records: Iterable[TimedRecord],
+    prefix: bytes,
+    middle_topics: Sequence[str],
+    outcome_prefix: bytes | None,
 ) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, int]]:
-    """Per order (keys starting with ``prefix``): its order record's time, the first record
-    on ``middle_topic`` naming it, and its first outcome's time."""
+    """Per order (keys starting with ``prefix``): its order record's time, the last record on
+    each of ``middle_topics`` naming it, and its outcome's time (the first record on
+    ``reservations`` starting with ``outcome_prefix``; without one, the last keyed by it)."""
     orders: dict[str, int] = {}
-    middle: dict[str, dict[str, int]] = {}
+    middle: dict[str, dict[str, int]] = {topic: {} for topic in middle_topics}
     outcomes: dict[str, int] = {}
     for topic, key, value, timestamp in records:
         if topic == ORDERS:
             if key is not None and key.startswith(prefix):
                 orders.setdefault(key.decode(), timestamp)
         elif topic == RESERVATIONS:
-            if key is not None and key.startswith(prefix):
+            if key is None or not key.startswith(prefix):
+                continue
+            if outcome_prefix is None:
+                outcomes[key.decode()] = max(timestamp, outcomes.get(key.decode(), timestamp))
+            elif value is not None and value.startswith(outcome_prefix):
                 outcomes.setdefault(key.decode(), timestamp)
-        elif topic == middle_topic and value is not None and prefix in value:
-            seen = middle.setdefault(topic, {})
+        elif topic in middle and value is not None and prefix in value:
+            seen = middle[topic]
             for order_id in ORDER_ID.findall(value):
                 if order_id.startswith(prefix):
-                    seen.setdefault(order_id.decode(), timestamp)
+                    name = order_id.decode()
+                    seen[name] = max(timestamp, seen.get(name, timestamp))
     return orders, middle, outcomes
 
 
@@ -77,22 +88,25 @@ def hop_figures(
     arrived: Mapping[str, float],
     records: Iterable[TimedRecord],
     prefix: bytes,
-    middle_topic: str,
+    middle_topics: Sequence[str],
+    outcome_prefix: bytes | None = None,
 ) -> list[dict[str, Any]]:
     """Per hop, over the orders answered: p50, mean and p90 in ms (``sent``/``arrived``: the
-    harness's ``time.time()`` per order; record timestamps in ms). Hops through an
-    intermediate topic count only the orders found on it."""
-    orders, middle, outcomes = _first_times(records, prefix, middle_topic)
+    harness's ``time.time()`` per order; record timestamps in ms). The hops through the
+    intermediate topics count only the orders found on every one of them."""
+    orders, middle, outcomes = _times(records, prefix, middle_topics, outcome_prefix)
     hops: dict[str, list[float]] = {}
     for raw_key, sent_at in sent.items():
         order_id = raw_key.decode()
         if order_id not in arrived or order_id not in orders or order_id not in outcomes:
             continue
         placed, outcome = orders[order_id], outcomes[order_id]
-        for topic, seen in sorted(middle.items()):
-            if order_id in seen:
-                hops.setdefault(f"order -> {topic}", []).append(seen[order_id] - placed)
-                hops.setdefault(f"{topic} -> outcome", []).append(outcome - seen[order_id])
+        if all(order_id in middle[topic] for topic in middle_topics):
+            names = ["order", *middle_topics, "outcome"]
+            times = [placed, *(middle[topic][order_id] for topic in middle_topics), outcome]
+            for i in range(len(times) - 1):
+                hop = f"{names[i]} -> {names[i + 1]}"
+                hops.setdefault(hop, []).append(times[i + 1] - times[i])
         hops.setdefault("order -> outcome", []).append(outcome - placed)
         hops.setdefault("outcome -> harness", []).append(arrived[order_id] * 1000 - outcome)
         hops.setdefault("total", []).append((arrived[order_id] - sent_at) * 1000)
@@ -131,13 +145,14 @@ def hop_run(
     load: Workload,
     rate: float,
     *,
-    middle_topic: str,
+    middle_topics: Sequence[str],
+    outcome_prefix: bytes | None = None,
     partitions: int,
     env: Mapping[str, str] | None = None,
     timeout: float = 300.0,
 ) -> list[dict[str, Any]]:
     """``load`` offered at ``rate`` to ``name`` (as the latency section does), then its hops
-    through ``middle_topic``."""
+    through ``middle_topics``."""
     result, sent, arrived, records = offered_run(
         name,
         load,
@@ -147,7 +162,9 @@ def hop_run(
         timeout=timeout,
         read_back=lambda broker: asyncio.run(read_topics(broker.bootstrap)),
     )
-    rows = hop_figures(sent, arrived, records or [], load.prefix.encode(), middle_topic)
+    rows = hop_figures(
+        sent, arrived, records or [], load.prefix.encode(), middle_topics, outcome_prefix
+    )
     for row in rows:
-        row.update(system=name, offered=rate, cpu_cores=result.cpu_cores)
+        row.update(system=name, workload=load.kind, offered=rate, cpu_cores=result.cpu_cores)
     return rows

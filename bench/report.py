@@ -182,10 +182,11 @@ class Report:
         )
         table = Table(
             title="Latency at a fixed offered load, the same for every system "
-            f"(half stockflow's spread maximum{basis})"
+            f"(half stockflow's maximum on each workload; spread{basis})"
         )
         for col in (
             "system",
+            "workload",
             "settings",
             "offered/s",
             "sent/s",
@@ -198,11 +199,14 @@ class Report:
             "p50 first/last fifth",
             "cpu cores",
         ):
-            table.add_column(col, justify="left" if col in ("system", "settings") else "right")
+            table.add_column(
+                col, justify="left" if col in ("system", "workload", "settings") else "right"
+            )
         for row in self.latency:
             pipe = pipe_row(self.latency, row)
             table.add_row(
                 row["system"],
+                row.get("workload", "spread"),
                 row["note"],
                 _num(row["offered"]),
                 _num(row.get("sent_rate")),
@@ -220,8 +224,9 @@ class Report:
     def _hops_table(self) -> Table | None:
         if not self.hops:
             return None
-        offered = self.hops[0].get("offered")
-        table = Table(title=f"Latency hop by hop at {_num(offered)} orders/s (record timestamps)")
+        offered, kind = self.hops[0].get("offered"), self.hops[0].get("workload", "spread")
+        title = f"Latency hop by hop, {kind}, at {_num(offered)} orders/s (record timestamps)"
+        table = Table(title=title)
         for col in ("system", "hop", "orders", "p50 ms", "mean ms", "p90 ms", "cpu cores"):
             table.add_column(col, justify="left" if col in ("system", "hop") else "right")
         for row in self.hops:

@@ -28,12 +28,13 @@ def rss_at_million(rec: dict[str, Any]) -> float | None:
 
 
 def pipe_row(rows: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any] | None:
-    """The pipe's latency run at ``row``'s offered load and settings (``None`` if there is no
-    such run: a ratio to a pipe at another load would mean nothing)."""
+    """The pipe's latency run at ``row``'s workload, offered load and settings (``None`` if
+    there is no such run: a ratio to a pipe at another load would mean nothing)."""
     for other in rows:
         if (
             other["system"] == "pipe"
             and other["note"] == row["note"]
+            and other.get("workload", "spread") == row.get("workload", "spread")
             and other["offered"] is not None
             and row["offered"] is not None
             and math.isclose(other["offered"], row["offered"], rel_tol=1e-6)

@@ -168,6 +168,23 @@ def test_latency_goal_needs_the_pipe_at_the_same_load() -> None:
     assert "no pipe run at that load" in p50["measured"]
 
 
+def test_latency_goals_are_judged_per_workload_against_that_workload_s_pipe() -> None:
+    report = _fabricated()
+    multi = {"workload": "multi", "note": "fetch wait 50 ms", "offered": 1_500.0}
+    report.latency += [
+        {**multi, "system": "pipe", "p50_ms": 60.0, "p99_ms": 150.0},
+        {**multi, "system": "stockflow", "p50_ms": 120.0, "p99_ms": 240.0},
+        # A pipe at the same load on another workload is not multi's reference.
+        {**multi, "workload": "hot", "system": "pipe", "p50_ms": 1.0, "p99_ms": 1.0},
+    ]
+    goals = {g["goal"]: g for g in evaluate_goals(report)}
+    assert goals["latency p50 at half max <= 1.5x the pipe's"]["met"] is True  # spread, 1.25x
+    p50 = goals["latency p50 (multi) at half max <= 1.5x the pipe's"]
+    assert p50["met"] is False and p50["measured"].startswith("2.00x (120.0 vs 60.0 ms")
+    assert goals["latency p99 (multi) at half max <= 2.0x the pipe's"]["met"] is True  # 1.6x
+    assert not any("(hot)" in goal and "latency" in goal for goal in goals)
+
+
 def test_recovery_below_a_million_products_is_not_judged() -> None:
     report = _fabricated()
     assert report.recovery is not None
