@@ -40,11 +40,14 @@ def test_record_batches_use_the_reused_contexts_and_read_back_as_before() -> Non
     assert all(value in decoded for value in values)
 
 
-def test_a_frame_without_its_content_size_is_read_by_aiokafka_s_own_function() -> None:
+def test_what_zstandard_cannot_read_in_one_call_is_read_by_aiokafka_s_own_function() -> None:
     use_reused_contexts()
     data = b"a streaming producer's batch " * 40
     frame = zstandard.ZstdCompressor(write_content_size=False).compress(data)
     assert default_records.zstd_decode(frame) == data
+    # Two frames in one payload: zstandard alone would return the first and drop the second.
+    two = zstandard.ZstdCompressor().compress(b"first ") + zstandard.ZstdCompressor().compress(b"x")
+    assert default_records.zstd_decode(two) == b"first x"
 
 
 def test_each_thread_gets_contexts_of_its_own() -> None:

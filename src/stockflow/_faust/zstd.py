@@ -13,8 +13,9 @@ builder and reader look them up in their module's globals at each call) at the `
 library's compressor and decompressor, one of each per thread (a context is not thread-safe: the
 event loop compresses, a consumer thread may decompress). The format and the level are
 aiokafka's (level 3, Kafka's default, KIP-390), so every consumer reads the batches as before. A
-frame that ``zstandard`` cannot decompress in one call (one without its content size in the
-header, as a streaming compressor writes it) goes to aiokafka's own function.
+payload that ``zstandard`` cannot decompress in one call (a frame without its content size in
+the header, as a streaming compressor writes it, or several frames) goes to aiokafka's own
+function.
 """
 
 from __future__ import annotations
@@ -63,8 +64,10 @@ class ZstdCodec:
 
     def decode(self, payload: Any) -> bytes:
         try:
-            return self._contexts()[1].decompress(payload)  # type: ignore[no-any-return]
-        except self._zstandard.ZstdError:  # no content size in the frame header: stream it
+            # Extra data refused: by default zstandard reads the first frame and drops the rest,
+            # where aiokafka's function decodes every frame of the payload.
+            return self._contexts()[1].decompress(payload, allow_extra_data=False)  # type: ignore[no-any-return]
+        except self._zstandard.ZstdError:  # no content size in its header, or several frames
             return self._fallback(payload)
 
 
