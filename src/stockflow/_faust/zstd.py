@@ -39,7 +39,8 @@ _MARK = "_stockflow_zstd"
 
 class ZstdCodec:
     """``encode(payload, level=None)`` and ``decode(payload)`` with aiokafka's signatures, on
-    contexts kept per thread; ``fallback_decode``: aiokafka's, for a frame without its size."""
+    contexts kept per thread; ``fallback_decode``: aiokafka's, for what zstandard cannot read
+    in one call (a frame without its content size, several frames)."""
 
     def __init__(self, fallback_decode: Callable[[Any], bytes]) -> None:
         import zstandard
