@@ -139,10 +139,11 @@ class ChangelogWriter:
         (:meth:`SealedStore.acknowledged`) once the broker has acknowledged those records."""
         self._seals.append((store, partition, writes))
 
-    async def send(self) -> None:
+    async def send(self, *, after_state: bool = False) -> None:
         """Hand every pending record to the producer client, in write order, then the records
         of keys due to be written again. Returns once the client holds them (its flush, which
-        precedes every commit, waits for the broker)."""
+        precedes every commit, waits for the broker). ``after_state``: these writes go only
+        after the changelog writes sent before them, as outputs do (``BatchSender.send``)."""
         async with self._lock:  # a second agent's records wait behind the first one's
             while self._pending or self.repairs.due:
                 records, self._pending = self._pending, []
@@ -161,6 +162,8 @@ class ChangelogWriter:
                         ),
                         again,
                     ),
+                    after_state=after_state,
+                    output=False,
                     headers=self._stamp,
                 )
                 check_delivery(self.app, sent, "a changelog write")

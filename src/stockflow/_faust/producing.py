@@ -115,7 +115,8 @@ class _Queued:
         """Waiting for ``acks``: records that must wait start another batch (joining, they
         would add acks to wait for: a busy worker's outputs could wait for ever)."""
         self.output = False
-        """Sent with ``after_state``: outputs, not changelog writes."""
+        """Sent with ``after_state`` (outputs, or waiting changelog writes): never sent after
+        a lost changelog write."""
 
 
 class BatchSender:
@@ -199,6 +200,7 @@ class BatchSender:
         records: Iterable[tuple[str, int, bytes | None, bytes | None]],
         *,
         after_state: bool = False,
+        output: bool | None = None,
         headers: Callable[[str, int], Sequence[tuple[str, bytes]] | None] | None = None,
     ) -> Sent:
         """Queue ``(topic, partition, key, value)`` records for the producer, in order per
@@ -212,6 +214,11 @@ class BatchSender:
         in another order of its answers, and answered twice (found by the interleavings
         property test).
 
+        ``output=False`` with ``after_state``: changelog writes that wait so (a saga's writes
+        decided by an answer applied in this process: :mod:`stockflow._faust.answers`); later
+        outputs wait for them in turn. Each call starts new record batches for them, which
+        later waits never join: a batch that waits on state never becomes a wait of its own.
+
         ``headers``: asked once per topic partition of the call for its records' headers."""
         producer = self._client()
         touched: dict[tuple[str, int], _Queued] = {}
@@ -222,6 +229,10 @@ class BatchSender:
             state = list(self._state.values())
             if self._unacked and self._acks_first(producer):
                 acks = list(self._unacked)
+        # Nothing to wait for (and nothing lost): plain changelog writes.
+        waiting_state = output is False and bool(state or acks or self._state_lost)
+        if output is False and not waiting_state:
+            state = None
         stamps: dict[tuple[str, int], Sequence[tuple[str, bytes]] | None] = {}
         stamp = None
         for topic, partition, key, value in records:
@@ -233,8 +244,12 @@ class BatchSender:
                 # The partition's last batch takes these too, and from then on waits for what
                 # these wait for; handed to the client, it can no longer wait.
                 batch = self._queued.get(tp)
-                if batch is None or ((batch.handed or batch.fixed) and (state or acks)):
-                    batch = self._queue(producer, tp, state, acks)
+                if (
+                    batch is None
+                    or waiting_state
+                    or ((batch.handed or batch.fixed) and (state or acks))
+                ):
+                    batch = self._queue(producer, tp, state, acks, waiting_state)
                 elif state or acks:
                     batch.after.extend(state or ())
                     batch.acks.extend(acks)
@@ -242,7 +257,7 @@ class BatchSender:
                 # Full or built: the partition's next batch starts with this record.
                 if tp in touched:
                     sent.append((topic, partition, batch.delivery, batch.count))
-                batch = self._queue(producer, tp, state, acks)
+                batch = self._queue(producer, tp, state, acks, waiting_state)
                 if batch.builder.add(timestamp=None, key=key, value=value, headers=stamp) is None:
                     raise ValueError(f"a record for {topic} does not fit in a producer batch")
             touched[tp] = batch
@@ -277,20 +292,22 @@ class BatchSender:
         tp: tuple[str, int],
         after: list[asyncio.Task[None]] | None,
         acks: Sequence[asyncio.Future[Any]] = (),
+        state: bool = False,
     ) -> _Queued:
         """A new record batch for ``tp``, handed to the client after the partition's previous
         one (and the batches in ``after``, and once ``acks`` are acknowledged: see
-        :meth:`send`); until then the partition's next records are appended to it."""
+        :meth:`send`); until then the partition's next records are appended to it. ``state``:
+        changelog writes although they wait (``send``'s ``output=False``)."""
         batch = _Queued(self._builder(tp[0]))
         if after is not None:
             batch.after = list(after)  # its own: a queued batch's list grows (see send)
             batch.acks = list(acks)
-            batch.output = True
+            batch.output = True  # also for waiting state: none goes after a lost write
         self._queued[tp] = batch
         task = asyncio.ensure_future(self._submit(self._tails.get(tp), producer, tp, batch))
         self._tails[tp] = task
         self._outstanding[task] = None
-        if after is None:
+        if after is None or state:
             self._state[tp] = task
             self._unacked[batch.delivery] = None
             batch.delivery.add_done_callback(self._state_settled)
