@@ -292,7 +292,10 @@ def _processor(
         outputs=publisher,
         # A heartbeat is due every heartbeat_interval: a slice must leave room for it.
         slice_seconds=min(SLICE_SECONDS, settings.heartbeat_interval / 2),
+        replies=topics["order_replies"].get_topic_name() if settings.local_answers else None,
     )
+    if processor.replies is not None:
+        metrics.answers = processor.answers
     transport = app.transport
     if isinstance(transport, TunedTransport):
         transport.changelog = state.changelog  # waited for at every revocation

@@ -194,6 +194,14 @@ class Settings(BaseSettings):
     connection per agent and broker. Applies to the batch consumer (``consumer="batch"``, the
     default). Default true; env ``STOCKFLOW_FETCH_LANES``."""
 
+    local_answers: bool = True
+    """Let the order desk apply a line's answer in the worker that decided it, when the
+    order's reply partition is active there too, instead of waiting for the answer to come
+    back through the broker: one broker hop fewer for a multi-line order's outcome. The answer
+    is still published and the desk's writes still go after the writes that decided it (see
+    :mod:`stockflow._faust.answers`). Applies to the batch consumer. Default true; env
+    ``STOCKFLOW_LOCAL_ANSWERS``."""
+
     consumer_thread: bool = False
     """Run aiokafka's consumer in Faust's consumer thread (``True``, Faust's way) or as tasks of
     the main event loop (``False``: no loop crossings, no GIL contention at socket operations;

@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
+from test_read_model import scrape, total
 
 from stockflow.testing.harness import Harness
 
@@ -109,3 +110,9 @@ def test_two_workers_mixed_flash_sale(stockflow_harness: Harness, output_order: 
         assert state[product]["reserved"] == state[product]["pending_sum"]
     compensations = [d for d in decisions if d["type"] == "ReservationReleased"]
     assert compensations and {d["reason"] for d in compensations} == {"compensation"}
+    # Answers whose reply partition was the deciding worker's own were applied there
+    # (stockflow._faust.answers); the others came through the broker.
+    scrapes = [scrape(f"http://127.0.0.1:{w.web_port}") for w in (first, second)]
+    applied = total(scrapes, "stockflow_local_answers_total", stage="applied")
+    assert 0 < applied <= total(scrapes, "stockflow_events_out_total", type="LineAnswer")
+    assert total(scrapes, "stockflow_local_answers_total", stage="skipped") <= applied

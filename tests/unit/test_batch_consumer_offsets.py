@@ -31,8 +31,10 @@ from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 
+from stockflow._faust.answers import LocalAnswers
 from stockflow._faust.consumer import BatchConsumer
 from stockflow._faust.membership import MembershipLease
+from stockflow.processing.records import Step
 
 COMMANDS = TP("product-commands", 0)
 OTHER = TP("someone-elses", 0)
@@ -42,10 +44,14 @@ OTHER = TP("someone-elses", 0)
 class FakeProcessor:
     topics: frozenset[str] = frozenset({COMMANDS.topic})
     processed: list[tuple[TP, list[int]]] = field(default_factory=list)
+    replies: str | None = None
+    answers: LocalAnswers = field(default_factory=LocalAnswers)
+    local: Any = None
 
     async def process(
-        self, batches: list[tuple[TP, list[FakeRecord]]], *, proceed: Any = None
+        self, batches: list[tuple[TP, list[FakeRecord]]], *, proceed: Any = None, local: Any = None
     ) -> None:
+        self.local = local
         self.processed.extend((tp, [r.offset for r in batch]) for tp, batch in batches)
 
 
@@ -385,6 +391,7 @@ def test_a_batch_that_ends_during_a_revocation_leaves_no_offset_to_commit(
         fetching = asyncio.ensure_future(drain_once(consumer))
         while consumer._in_flight is None:
             await asyncio.sleep(0)
+        consumer.processor.answers.note(0, b"an answer applied here", Step())
         await consumer.on_partitions_revoked({COMMANDS})
         await fetching
 
@@ -392,6 +399,7 @@ def test_a_batch_that_ends_during_a_revocation_leaves_no_offset_to_commit(
 
     assert consumer.processor.processed == [(COMMANDS, [5, 6])]
     assert consumer.app.consumer_generation_id == 1  # unchanged: the check that missed it
+    assert len(consumer.processor.answers) == 0  # forgotten at the revocation
     assert COMMANDS not in consumer._processed
     assert COMMANDS not in consumer._read_offset and COMMANDS not in consumer._acked
 
@@ -449,7 +457,7 @@ def test_a_revocation_stops_a_fetch_applied_in_slices_and_leaves_no_offset(
     second_slice = asyncio.Event()
     revoking = asyncio.Event()
 
-    async def sliced(batches: Any, *, proceed: Any = None) -> None:
+    async def sliced(batches: Any, *, proceed: Any = None, local: Any = None) -> None:
         for _tp, records in batches:
             for record in records:  # one record per slice
                 applied.append(record.offset)

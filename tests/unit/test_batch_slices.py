@@ -54,14 +54,15 @@ class World:
         timers = [f"timer-{meta.offset}"] if raw == b"fires" else []
         return Step([out], timers)
 
-    async def send(self) -> None:
+    async def send(self, *, after_state: bool = False) -> None:
         self.events.append("changelog")
 
     async def settled(self, timeout: float) -> bool:
         return True
 
-    async def publish(self, outputs: Iterable[Out]) -> None:
+    async def publish(self, outputs: Iterable[Out]) -> list[tuple[int, bytes | None, bytes]]:
         self.events.append(f"publish {len(list(outputs))}")
+        return []
 
     async def flush(self) -> None:
         self.events.append("flush")

@@ -14,6 +14,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from stockflow._faust.answers import LocalAnswers
 from stockflow.core.policy import Policy
 from stockflow.keys import partition_for, stock_key
 from stockflow.models import (
@@ -403,3 +404,15 @@ def test_sasl_settings_install_the_redaction() -> None:
         logger.removeFilter(existing)
     Settings(security_protocol="SASL_PLAINTEXT", sasl_username="u").faust_kwargs()
     assert [type(f).__name__ for f in logger.filters].count("_RedactSaslTokens") == 1
+
+
+def test_answers_applied_where_they_were_decided_are_counted() -> None:
+    metrics = Metrics()
+    assert value(metrics, "stockflow_local_answers_total", stage="applied") is None  # not wired
+    answers = LocalAnswers()
+    metrics.answers = answers
+    answers.note(0, b"one", Step())
+    answers.note(1, b"two", Step())
+    answers.take(0, b"one")
+    assert value(metrics, "stockflow_local_answers_total", stage="applied") == 2
+    assert value(metrics, "stockflow_local_answers_total", stage="skipped") == 1

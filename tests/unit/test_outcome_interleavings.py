@@ -11,7 +11,11 @@ adversarial than :class:`~stockflow.processing.pipeline.LocalPipeline`'s FIFO:
   already in the table: "the table may hold later writes than the committed input offset");
 * the last step may be torn: a suffix of its writes lost, its outputs kept or lost, and its
   input delivered again;
-* any input may be produced again (a producer retry), timers fire whenever the clock passes them.
+* any input may be produced again (a producer retry), timers fire whenever the clock passes them;
+* a batch may apply the line answers it published itself, as the worker does when the order's
+  reply partition is its own (stockflow._faust.answers): the desk's step right after the
+  publish, its writes and outputs handed over after the batch's, and the answer record skipped
+  when it is read, unless a crash or a rebalance came in between.
 
 After every action no order has two distinct outcomes, and every confirmation or release on the
 reservations topic follows its reservation's ProductReserved; once everything is drained every
@@ -110,6 +114,8 @@ class World:
     last: LastStep | None = None
     produced: list[LogId | None] | None = None
     """While a batch runs, where each of its outputs went (``None``: ``emitted``)."""
+    skip: dict[LogId, list[bytes]] = field(default_factory=dict)
+    """Answer records a batch applied when it published them, not yet read back."""
 
     def __post_init__(self) -> None:
         self.restart()
@@ -123,6 +129,7 @@ class World:
         partitions over) starts with nothing in memory but what the tables hold."""
         self.writer = ProductWriter(self.products, POLICY)
         self.desk = OrderDesk(self.orders, POLICY)
+        self.skip.clear()  # in memory only
 
     # --- producing ------------------------------------------------------------------------
 
@@ -171,6 +178,11 @@ class World:
         offset = self.position[log]
         key, value, timestamp = self.logs[log][offset]
         self.position[log] = offset + 1
+        applied = self.skip.get(log)
+        if applied and value in applied:  # applied when it was published
+            applied.remove(value)
+            self.last = None
+            return
         # The worker's clock as it takes the record: the saga's answer deadline counts from it.
         meta = Meta(role, partition, offset, timestamp, key, self.now)
         store = self.products if role == "product_commands" else self.orders
@@ -192,7 +204,7 @@ class World:
         writes = len(store.journal) - written
         self.last = LastStep(log, store, writes, len(result.after_flush), appended, emitted_before)
 
-    def batch(self, pick: int, count: int, lost: int | None = None) -> None:
+    def batch(self, pick: int, count: int, lost: int | None = None, *, local: bool = False) -> None:
         """Up to ``count`` records in one go, as the worker processes a fetch: the timers they
         fired are deleted only at the end, once everything the batch caused is durable
         (``BatchProcessor.process``).
@@ -202,7 +214,11 @@ class World:
         order: the table writes (the changelog), then the outputs, then the fired timers'
         deletions once the outputs are acknowledged; one broker takes them in that order, so
         what is lost is a suffix: outputs first, then writes. Every record of the batch is
-        delivered again, and new processors take over."""
+        delivered again, and new processors take over.
+
+        ``local``: then the desk applies the line answers the batch published, handing over
+        its writes and then its outputs after everything else (a suffix lost from there
+        first)."""
         deferred: list[tuple[Journal, str]] = []
         started = dict(self.position)
         # A fetch holds what was on the broker before it; the batch's outputs are not yet.
@@ -219,11 +235,23 @@ class World:
         finally:
             self.produced = None
         self.last = None
+        here: list[LogId | None] = []
+        here_writes = self.answer_here(produced, fetched, deferred, here) if local else 0
         if not lost:
             for store, timer in deferred:
                 store.delete(timer)
         if lost is None:
             return
+        if local:  # what the desk applied here was handed over last: lost first
+            outputs = min(lost, len(here))
+            for log in reversed(here[len(here) - outputs :]):
+                if log is None:
+                    self.emitted.pop()
+                else:
+                    self.logs[log].pop()
+            writes = min(lost - outputs, here_writes)
+            self.orders.undo(writes)
+            lost -= outputs + writes
         for log in reversed(produced[len(produced) - min(lost, len(produced)) :]):
             if log is None:
                 self.emitted.pop()
@@ -236,15 +264,41 @@ class World:
         self.position.update(started)
         self.restart()
 
+    def answer_here(
+        self,
+        produced: list[LogId | None],
+        fetched: dict[LogId, int],
+        deferred: list[tuple[Journal, str]],
+        here: list[LogId | None],
+    ) -> int:
+        """The desk applies the answer records the batch published (``BatchProcessor.
+        _answer``); where its outputs went is appended to ``here``. Returns its write count."""
+        written = len(self.orders.journal)
+        self.produced = here
+        try:
+            for log in dict.fromkeys(p for p in produced if p and p[0] == "order_replies"):
+                for key, value, _timestamp in self.logs[log][fetched[log] :]:
+                    meta = Meta("order_replies", log[1], -1, self.now, key, self.now)
+                    result = self.desk.handle_reply(value, meta)
+                    for out in result.outputs:
+                        self.produce(out)
+                    deferred.extend((self.orders, timer) for timer in result.after_flush)
+                    self.skip.setdefault(log, []).append(value)
+        finally:
+            self.produced = None
+        return len(self.orders.journal) - written
+
     def rewind(self, log: LogId, count: int) -> None:
         """A crash: records up to ``count`` back are delivered again; their writes stay."""
         self.last = None
+        self.skip.clear()  # a crash or a rebalance: what was applied here is forgotten
         self.position[log] = max(self.position[log] - count, 0)
 
     def tear(self, lost: int, outputs_lost: bool) -> None:
         """A crash in the last step: a suffix of its writes lost, maybe its outputs too; its
         input is delivered again."""
         last = self.last
+        self.skip.clear()  # a crash: what was applied here is forgotten
         if last is None:
             return
         self.last = None
@@ -300,6 +354,10 @@ ACTIONS = st.one_of(
     st.tuples(st.just("batch"), st.integers(0, 20), st.integers(2, 8)),
     st.tuples(st.just("restart")),
     st.tuples(st.just("batch"), st.integers(0, 20), st.integers(1, 8), st.integers(0, 12)),
+    st.tuples(st.just("batch"), st.integers(0, 20), st.integers(2, 8), st.none(), st.just(True)),
+    st.tuples(
+        st.just("batch"), st.integers(0, 20), st.integers(1, 8), st.integers(0, 12), st.just(True)
+    ),
 )
 
 
@@ -521,7 +579,8 @@ def apply(
     elif kind == "restart":
         world.restart()
     elif kind == "batch":
-        world.batch(action[1], action[2], action[3] if len(action) > 3 else None)
+        lost = action[3] if len(action) > 3 else None
+        world.batch(action[1], action[2], lost, local=len(action) > 4 and action[4])
     elif kind == "tear":
         world.tear(action[1], action[2])
     elif kind == "crash":  # a step torn at once

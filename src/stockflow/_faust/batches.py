@@ -23,13 +23,16 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Protocol
 
+from stockflow._faust.answers import LocalAnswers
 from stockflow.processing.records import Meta, Out, Step
 
 __all__ = [
     "SLICE_SECONDS",
     "YIELD_TURNS",
+    "Answers",
     "BatchProcessor",
     "Changelog",
+    "Local",
     "Record",
     "RecordLike",
     "Route",
@@ -91,13 +94,21 @@ class PartitionedStore(Protocol):
 
 
 class Changelog(Protocol):
-    async def send(self) -> None: ...
+    async def send(self, *, after_state: bool = False) -> None: ...
     async def settled(self, timeout: float) -> bool: ...
 
 
+Answers = list[tuple[int, bytes | None, bytes]]
+"""The reply records a publish sent: ``(partition, key, value)``."""
+
+
 class Outputs(Protocol):
-    async def publish(self, outputs: Iterable[Out]) -> None: ...
+    async def publish(self, outputs: Iterable[Out]) -> Answers: ...
     async def flush(self) -> None: ...
+
+
+Local = Callable[[int], bool]
+"""Whether a partition of the reply topic is active in this worker right now."""
 
 
 Probe = Callable[[Any, RecordLike, Step, float], None]
@@ -134,6 +145,7 @@ class BatchProcessor:
         changelog: Changelog,
         outputs: Outputs,
         slice_seconds: float = SLICE_SECONDS,
+        replies: str | None = None,
     ) -> None:
         self.app = app
         self.slice_seconds = slice_seconds
@@ -141,12 +153,17 @@ class BatchProcessor:
         self.topics = frozenset(routes)
         self.changelog = changelog
         self.outputs = outputs
+        self.replies = replies if replies in self.routes else None
+        """The reply topic, whose answers are applied here when their partition is
+        (:mod:`stockflow._faust.answers`); ``None``: never."""
+        self.answers = LocalAnswers()
 
     async def process(
         self,
         batches: Iterable[tuple[Any, Sequence[RecordLike]]],
         *,
         proceed: Callable[[], bool] | None = None,
+        local: Local | None = None,
     ) -> None:
         """Apply ``(tp, records)`` pairs (``tp``: a Faust ``TP``), then send what they caused.
         An exception from a processor is a bug: it stops the worker (:func:`crash`).
@@ -155,13 +172,21 @@ class BatchProcessor:
         each sent before the loop is given back (:data:`YIELD_TURNS`) and the next one begins,
         so that heartbeats, the fetcher and the web server keep running under a backlog.
         ``proceed()`` is asked between slices; when it says no (a rebalance began), the rest
-        is left unapplied and the caller must not count the records as processed."""
+        is left unapplied and the caller must not count the records as processed.
+
+        ``local(partition)``: whether that reply partition is active here, asked (after
+        ``proceed()``) for each answer record the batch published; those it says yes to are
+        applied at once (:mod:`stockflow._faust.answers`). ``None``: none is."""
         try:
             pending = batches if isinstance(batches, list) else list(batches)
             at: tuple[int, int] | None = (0, 0)
+            if self.replies is None:
+                local = None
+            elif local is not None and proceed is not None:
+                local = _unless_rebalanced(proceed, local)
             while at is not None:
                 outputs, fired, at = self._apply(pending, at)
-                await self._send(outputs, fired)
+                await self._send(outputs, fired, local)
                 if at is not None:
                     for _ in range(YIELD_TURNS):
                         await asyncio.sleep(0)
@@ -172,10 +197,19 @@ class BatchProcessor:
             raise
 
     async def _send(
-        self, outputs: list[Out], fired: list[tuple[PartitionedStore, int, Sequence[str]]]
+        self,
+        outputs: list[Out],
+        fired: list[tuple[PartitionedStore, int, Sequence[str]]],
+        local: Local | None = None,
     ) -> None:
         await self.changelog.send()
-        await self.outputs.publish(outputs)
+        answers = await self.outputs.publish(outputs)
+        if answers and local is not None:
+            decided = self._answer(answers, local, fired)
+            if decided is not None:
+                # The desk's writes go after the writes that decided the answers (see answers).
+                await self.changelog.send(after_state=True)
+                await self.outputs.publish(decided)
         if fired:
             await self.outputs.flush()
             for store, partition, keys in fired:
@@ -186,6 +220,39 @@ class BatchProcessor:
                 finally:
                     store.partition = None
             await self.changelog.send()
+
+    def _answer(
+        self,
+        answers: Answers,
+        local: Local,
+        fired: list[tuple[PartitionedStore, int, Sequence[str]]],
+    ) -> list[Out] | None:
+        """Apply the answer records whose reply partition is active here; returns what they
+        caused (``None``: none was applied). No await: see :meth:`_apply`."""
+        topic = self.replies
+        assert topic is not None  # process() passes no local without it
+        route = self.routes[topic]
+        handle, store = route.handle, route.store
+        remember = self.answers.note
+        outputs: list[Out] | None = None
+        clock_ms = int(time.time() * 1000)
+        for partition, key, value in answers:
+            if not local(partition):
+                continue
+            store.partition = partition
+            try:
+                # No offset yet: the desk reads an answer's only for a dead letter, and its own
+                # answers always parse.
+                step = handle(value, Meta(topic, partition, -1, clock_ms, key, clock_ms))
+            finally:
+                store.partition = None
+            remember(partition, value, step)
+            if outputs is None:
+                outputs = []
+            outputs.extend(step.outputs)
+            if step.after_flush:
+                fired.append((store, partition, step.after_flush))
+        return outputs
 
     def _apply(
         self, batches: Sequence[tuple[Any, Sequence[RecordLike]]], at: tuple[int, int]
@@ -208,12 +275,18 @@ class BatchProcessor:
             topic, partition = tp
             route = routes[topic]
             handle, store, probe = route.handle, route.store, route.probe
+            applied = self.answers if topic == self.replies and self.answers else None
             store.partition = partition
             try:
                 for position, record in enumerate(
                     records[first_record:] if first_record else records, first_record
                 ):
                     started = perf_counter()
+                    done = None if applied is None else applied.take(partition, record.value)
+                    if done is not None:  # applied when it was published (answers)
+                        if probe is not None:
+                            probe(tp, record, done, started)
+                        continue
                     meta = Meta(
                         topic, partition, record.offset, record.timestamp, record.key, clock_ms
                     )
@@ -233,6 +306,13 @@ class BatchProcessor:
                 store.partition = None
             first_record = 0
         return outputs, fired, None
+
+
+def _unless_rebalanced(proceed: Callable[[], bool], local: Local) -> Local:
+    def here(partition: int) -> bool:
+        return proceed() and local(partition)
+
+    return here
 
 
 async def crash(app: Any, name: str, exc: BaseException) -> None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from faust.types import TP
@@ -261,7 +261,7 @@ class BatchConsumer(TunedConsumer):
 
         # A long fetch is applied in slices (BatchProcessor.process): one that a rebalance
         # interrupts stops at the next slice, and a revocation waits for less.
-        await processor.process(batches, proceed=unchanged)
+        await processor.process(batches, proceed=unchanged, local=self._active_replies(processor))
         if not unchanged():
             # A revocation waits for this batch (wait_empty) after it has forgotten the
             # partitions' offsets: recorded now, they came back for the next commit. A worker
@@ -280,6 +280,20 @@ class BatchConsumer(TunedConsumer):
             self._read_offset[tp] = end
             acked.setdefault(tp, [])  # makes Faust's commit look at this partition
             monitor.track_tp_end_offset(tp, self.highwater(tp))
+
+    def _active_replies(self, processor: BatchProcessor) -> Callable[[int], bool] | None:
+        """Whether a partition of the reply topic is active here (assigned, not paused for
+        a rebalance or a recovery), for the answers applied in process
+        (:mod:`stockflow._faust.answers`)."""
+        topic = processor.replies
+        if topic is None:
+            return None
+
+        def active(partition: int) -> bool:
+            partitions = self._active_partitions
+            return partitions is not None and TP(topic, partition) in partitions
+
+        return active
 
     async def _faust_messages(
         self, records: dict[TP, Any], generation: int
@@ -351,6 +365,9 @@ class BatchConsumer(TunedConsumer):
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self._revocations += 1
+        processor = self.processor
+        if processor is not None:
+            processor.answers.clear()  # applied here: whoever owns them next applies them again
         for tp in revoked:
             self._processed.pop(tp, None)
             self._gap_fetched_from.pop(tp, None)

@@ -118,7 +118,13 @@ MODULE_NAMES: tuple[tuple[str, str], ...] = (
 )
 """``(module, name)``: module-level functions stockflow calls or replaces."""
 
-CONSUMER_STATE = ("_read_offset", "_acked", "_committed_offset", "_buffered_partitions")
+CONSUMER_STATE = (
+    "_read_offset",
+    "_acked",
+    "_committed_offset",
+    "_buffered_partitions",
+    "_active_partitions",
+)
 """Attributes a started Faust consumer has (checked on the instance, see
 :meth:`stockflow._faust.consumer.BatchConsumer.__init__`)."""
 

@@ -42,7 +42,10 @@ class Publisher:
         self.partitions = partitions
         self.sender = sender
 
-    async def publish(self, outputs: Iterable[Out]) -> None:
+    async def publish(self, outputs: Iterable[Out]) -> list[tuple[int, bytes | None, bytes]]:
+        """Send ``outputs``; returns the answer records sent (``order_replies``), as
+        ``(partition, key, value)``: the processor may apply them here (stockflow._faust.
+        answers)."""
         names = self.names
         records: list[tuple[str, int, bytes | None, bytes]] = []
         batches: dict[tuple[Role, int], list[Out]] = {}
@@ -61,15 +64,19 @@ class Publisher:
                     count = counts[topic] = await self.sender.partitions(topic)
                 partition = partition_for(out.key or b"", count)
             records.append((topic, partition, out.key, out.value))
+        answers: list[tuple[int, bytes | None, bytes]] = []
         for (role, partition), batch in batches.items():
             if len(batch) == 1:
                 key, value = batch[0].key, batch[0].value
             else:
                 key, value = None, _BATCH_PREFIX[role] + b",".join(o.value for o in batch) + b"]}"
             records.append((names[role], partition, key, value))
+            if role == "order_replies":
+                answers.append((partition, key, value))
         if records:
             sent = await self.sender.send(records, after_state=True)
             check_delivery(self.app, sent, "an output")
+        return answers
 
     async def flush(self) -> None:
         """Wait until everything published so far is acknowledged by the broker."""

@@ -35,7 +35,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from stockflow.observability.logs import DecisionLog
     from stockflow.processing.records import Step
 
-__all__ = ["LagSource", "Metrics", "PendingSource", "StepProbe"]
+__all__ = ["AnswerCounts", "LagSource", "Metrics", "PendingSource", "StepProbe"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,15 @@ LagSource = Callable[[], Iterable[tuple[str, int, int]]]
 """Returns ``(topic, partition, lag)`` for each partition this worker processes."""
 PendingSource = Callable[[], int | None]
 """Returns the units held by pending reservations on this worker (``None``: not known)."""
+
+
+class AnswerCounts(Protocol):
+    """:class:`stockflow._faust.answers.LocalAnswers`' counts, read at scrape time."""
+
+    @property
+    def applied(self) -> int: ...
+    @property
+    def skipped(self) -> int: ...
 
 
 class _Histogram:
@@ -119,6 +128,8 @@ class Metrics:
         self.loop_stalls = _Histogram(STALL_BUCKETS)
         self.lag_source: LagSource | None = None
         self.pending_source: PendingSource | None = None
+        self.answers: AnswerCounts | None = None
+        """Line answers the desk applied where they were decided (set by the wiring)."""
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -303,6 +314,16 @@ class _Collector:
         )
         stalls.add_metric([], m.loop_stalls.buckets(), sum_value=m.loop_stalls.total)
         yield stalls
+        if m.answers is not None:
+            answers = CounterMetricFamily(
+                "stockflow_local_answers_total",
+                "Line answer records the order desk applied in the worker that published them "
+                "(applied), and those of them skipped when read back from the broker (skipped).",
+                labels=["stage"],
+            )
+            answers.add_metric(["applied"], m.answers.applied)
+            answers.add_metric(["skipped"], m.answers.skipped)
+            yield answers
         yield from self._gauges()
 
     def _gauges(self) -> Iterator[Metric]:
