@@ -19,7 +19,8 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 
 from stockflow._faust.membership import MembershipLease, gate_sends
-from stockflow._faust.producing import BatchSender, OpenBuilder, seal_on_drain
+from stockflow._faust.open_batches import OpenBuilder, seal_on_drain
+from stockflow._faust.producing import BatchSender
 
 BATCH_BYTES = 64 * 1024
 CHANGELOG = "app-orders-changelog"
