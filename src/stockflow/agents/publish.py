@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from stockflow._faust.batches import Answers
 from stockflow._faust.changelog import check_delivery
 from stockflow._faust.producing import BatchSender
 from stockflow.keys import partition_for
@@ -42,7 +43,7 @@ class Publisher:
         self.partitions = partitions
         self.sender = sender
 
-    async def publish(self, outputs: Iterable[Out]) -> list[tuple[int, bytes | None, bytes]]:
+    async def publish(self, outputs: Iterable[Out]) -> Answers:
         """Send ``outputs``; returns the answer records sent (``order_replies``), as
         ``(partition, key, value)``: the processor may apply them here (stockflow._faust.
         answers)."""
@@ -64,7 +65,7 @@ class Publisher:
                     count = counts[topic] = await self.sender.partitions(topic)
                 partition = partition_for(out.key or b"", count)
             records.append((topic, partition, out.key, out.value))
-        answers: list[tuple[int, bytes | None, bytes]] = []
+        answers: Answers = []
         for (role, partition), batch in batches.items():
             if len(batch) == 1:
                 key, value = batch[0].key, batch[0].value
