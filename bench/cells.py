@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["fifths_cell", "num", "others", "pct", "ratio", "runs"]
+__all__ = ["fifths_cell", "num", "others", "pct", "ratio", "rounds_cell", "runs"]
 
 
 def ratio(value: float | None, base: float | None) -> str:
@@ -38,6 +38,12 @@ def runs(row: dict[str, Any]) -> str:
     """Every run's orders/s when the figure is a median of several."""
     runs = row.get("runs") or []
     return " ".join(f"{r:,.0f}" for r in runs) if len(runs) > 1 else ""
+
+
+def rounds_cell(row: dict[str, Any]) -> str:
+    """Every round's p50 (ms) when a latency row is the median of several."""
+    runs = row.get("runs") or []
+    return " / ".join(f"{r:.1f}" for r in runs) if len(runs) > 1 else ""
 
 
 def pct(value: float | None) -> str:

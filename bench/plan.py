@@ -177,7 +177,13 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         "--in-flight", type=int, default=1000, help="checkout: calls started at once (1,000)"
     )
     parser.add_argument(
-        "--repeat", type=int, default=1, help="throughput and knob runs: the median of this many"
+        "--repeat",
+        type=int,
+        default=1,
+        help=(
+            "throughput, latency and knob runs: the median of this many "
+            "(latency: rounds interleaved)"
+        ),
     )
     parser.add_argument(
         "--env",

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from bench.cells import fifths_cell, num, others, ratio, runs
+from bench.cells import fifths_cell, num, others, ratio, rounds_cell, runs
 from bench.knob_tables import KnobTables
 from bench.rows import ONE_MILLION, pipe_row, restore_seconds, rss_at_million
 
@@ -111,6 +111,7 @@ class ReportTables(KnobTables):
             "p50 vs pipe",
             "p99 vs pipe",
             "p50 first/last fifth",
+            "p50 each round",
             "cpu cores",
         ):
             table.add_column(
@@ -131,6 +132,7 @@ class ReportTables(KnobTables):
                 ratio(row["p50_ms"], pipe["p50_ms"] if pipe else None),
                 ratio(row["p99_ms"], pipe["p99_ms"] if pipe else None),
                 fifths_cell(row),
+                rounds_cell(row),
                 num(row["cpu_cores"], 2),
             )
         return table

@@ -663,3 +663,37 @@ def test_knob_rounds_alternate_their_order(monkeypatch: pytest.MonkeyPatch) -> N
     plan = bench_plan.plan_of(["--only", "knobs", "--knob", "K=1", "--repeat", "4"])
     bench_main._knobs(plan, Report())
     assert ran == ["defaults", "1", "1", "defaults", "defaults", "1", "1", "defaults"]
+
+
+def test_latency_rounds_are_interleaved_and_each_system_keeps_its_median_p50(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench.harness import RunResult
+
+    calls: list[str] = []
+    p50s = {"pipe": iter([60.0, 80.0, 70.0]), "stockflow": iter([90.0, 150.0, 100.0])}
+
+    def fake_run(system: str, load: Any, rate: float, **_kwargs: Any) -> RunResult:
+        calls.append(system)
+        p50 = next(p50s[system], 50.0)  # then the 10 ms fetch wait and the lighter loads, once
+        return RunResult(system, load.kind, load.orders, offered=rate, p50_ms=p50, p99_ms=2 * p50)
+
+    monkeypatch.setattr(bench_main, "latency_run", fake_run)
+    monkeypatch.setattr(bench_main, "_maximum", lambda *_args: (8000.0, "probe run"))
+    only = ["--only", "latency", "--systems", "pipe,stockflow", "--workloads", "multi"]
+    plan = bench_plan.plan_of([*only, "--repeat", "3"])
+    report = Report()
+    bench_main._latency(plan, report)
+    # Round by round, the order reversed every other round: neither system always runs first.
+    assert calls[:6] == ["pipe", "stockflow", "stockflow", "pipe", "pipe", "stockflow"]
+    assert calls[6:] == ["pipe", "stockflow", "stockflow", "stockflow"]
+    rows = {row["system"]: row for row in report.latency if row["note"] == "fetch wait 50 ms"}
+    assert set(rows) == {"pipe", "stockflow"}
+    variants = [row for row in report.latency if row["note"] != "fetch wait 50 ms"]
+    assert [row["runs"] for row in variants] == [[50.0], [50.0], [], []]
+    assert (rows["pipe"]["p50_ms"], rows["pipe"]["p99_ms"]) == (70.0, 140.0)
+    assert rows["stockflow"]["p50_ms"] == 100.0
+    assert rows["stockflow"]["runs"] == [90.0, 150.0, 100.0]
+    goals = {goal["goal"]: goal for goal in evaluate_goals(report)}
+    multi = next(g for name, g in goals.items() if "p50 (multi)" in name)
+    assert multi["met"] is True  # 100 / 70 = 1.43x, where the first round alone was 1.5x
