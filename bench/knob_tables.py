@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from bench.cells import num, pct, ratio, runs
+from bench.cells import num, pct, ratio, rounds_cell, runs
 
 __all__ = ["KnobTables"]
 
@@ -73,7 +73,6 @@ class KnobTables:
         base = rows[0]["p50_ms"]
         pipe = next((r["p50_ms"] for r in rows if r.get("system") == "pipe"), None)
         for row in rows:
-            runs = row.get("runs") or []
             table.add_row(
                 row["note"],
                 num(row["p50_ms"], 1),
@@ -81,7 +80,7 @@ class KnobTables:
                 ratio(row["p50_ms"], pipe),
                 num(row["p99_ms"], 1),
                 num(row["cpu_cores"], 2),
-                " ".join(f"{r:,.1f}" for r in runs),
+                rounds_cell(row),
             )
         return table
 

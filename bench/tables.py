@@ -111,7 +111,7 @@ class ReportTables(KnobTables):
             "p50 vs pipe",
             "p99 vs pipe",
             "p50 first/last fifth",
-            "p50 each round",
+            "p50 of each run",
             "cpu cores",
         ):
             table.add_column(
