@@ -25,8 +25,9 @@ from importlib.machinery import EXTENSION_SUFFIXES
 
 import stockflow.core.stock
 import stockflow.processing.products
+import stockflow.tables.store
 
-for module in (stockflow.core.stock, stockflow.processing.products):
+for module in (stockflow.core.stock, stockflow.processing.products, stockflow.tables.store):
     if not module.__file__.endswith(tuple(EXTENSION_SUFFIXES)):
         sys.exit(f"test-compiled: {module.__name__} imports from {module.__file__}, not compiled")
 print("test-compiled: importing the compiled build", file=sys.stderr)

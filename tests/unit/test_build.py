@@ -125,7 +125,10 @@ def test_the_compiled_sources_leave_out_the_store_and_the_legacy_shapes(
     sources = setup_py.compiled_sources(ROOT)
     assert "src/stockflow/core/stock.py" in sources
     assert "src/stockflow/keys.py" in sources
+    assert "src/stockflow/tables/store.py" in sources
     assert not set(sources) & setup_py.NOT_COMPILED
+    # A module renamed or moved must not drop out of the build (or break it) unnoticed.
+    assert all((ROOT / source).is_file() for source in sources)
 
 
 def test_build_says_what_is_imported() -> None:
