@@ -293,9 +293,12 @@ def _processor(
         # A heartbeat is due every heartbeat_interval: a slice must leave room for it.
         slice_seconds=min(SLICE_SECONDS, settings.heartbeat_interval / 2),
         replies=topics["order_replies"].get_topic_name() if settings.local_answers else None,
+        commands=(topics["product_commands"].get_topic_name() if settings.local_commands else None),
     )
     if processor.replies is not None:
         metrics.answers = processor.answers
+    if processor.commands is not None:
+        metrics.commands = processor.here
     transport = app.transport
     if isinstance(transport, TunedTransport):
         transport.changelog = state.changelog  # waited for at every revocation

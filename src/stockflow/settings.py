@@ -202,6 +202,14 @@ class Settings(BaseSettings):
     :mod:`stockflow._faust.answers`). Applies to the batch consumer. Default true; env
     ``STOCKFLOW_LOCAL_ANSWERS``."""
 
+    local_commands: bool = True
+    """Let a product writer apply a line command in the worker whose order desk published it,
+    when the command's partition is active there too, as soon as the broker acknowledges the
+    record, instead of waiting for a fetch to bring it back: the record is processed as its
+    fetched copy would be (same bytes, offset and timestamp, in log order only), and the copy
+    is then skipped (see :mod:`stockflow._faust.commands_here`). Applies to the batch consumer.
+    Default true; env ``STOCKFLOW_LOCAL_COMMANDS``."""
+
     consumer_thread: bool = False
     """Run aiokafka's consumer in Faust's consumer thread (``True``, Faust's way) or as tasks of
     the main event loop (``False``: no loop crossings, no GIL contention at socket operations;

@@ -32,6 +32,7 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 
 from stockflow._faust.answers import LocalAnswers
+from stockflow._faust.commands_here import CommandsHere, Published
 from stockflow._faust.consumer import BatchConsumer
 from stockflow._faust.membership import MembershipLease
 from stockflow.processing.records import Step
@@ -46,10 +47,17 @@ class FakeProcessor:
     processed: list[tuple[TP, list[int]]] = field(default_factory=list)
     replies: str | None = None
     answers: LocalAnswers = field(default_factory=LocalAnswers)
+    commands: str | None = None
+    here: CommandsHere = field(default_factory=CommandsHere)
     local: Any = None
 
     async def process(
-        self, batches: list[tuple[TP, list[FakeRecord]]], *, proceed: Any = None, local: Any = None
+        self,
+        batches: list[tuple[TP, list[FakeRecord]]],
+        *,
+        proceed: Any = None,
+        local: Any = None,
+        here: Any = None,
     ) -> None:
         self.local = local
         self.processed.extend((tp, [r.offset for r in batch]) for tp, batch in batches)
@@ -75,6 +83,8 @@ def make_consumer(fetches: list[dict[TP, list[FakeRecord]]], read_offset: dict[T
     consumer._processed = {}
     consumer._acked = {}
     consumer._in_flight = None
+    consumer._here_started = False
+    consumer._applied_here = {}
     consumer.membership = MembershipLease(3.0)  # no coordinator watched: always held
     consumer._holding = False
     consumer._revocations = 0
@@ -457,7 +467,7 @@ def test_a_revocation_stops_a_fetch_applied_in_slices_and_leaves_no_offset(
     second_slice = asyncio.Event()
     revoking = asyncio.Event()
 
-    async def sliced(batches: Any, *, proceed: Any = None, local: Any = None) -> None:
+    async def sliced(batches: Any, *, proceed: Any = None, local: Any = None, **_: Any) -> None:
         for _tp, records in batches:
             for record in records:  # one record per slice
                 applied.append(record.offset)
@@ -523,3 +533,88 @@ def test_a_fetch_waits_for_the_batch_still_in_flight() -> None:
     asyncio.run(run())
 
     assert events == ["begin [5]", "end [5]", "begin [6]", "end [6]"]
+
+
+# --- product commands applied where they were published (stockflow._faust.commands_here) ---
+
+
+def acknowledge(consumer: Any, *, round_: tuple[int, int] = (1, 0)) -> Any:
+    """The processor published one command record to COMMANDS in ``round_``; returns its
+    delivery, which :func:`acked` resolves."""
+    processor = consumer.processor
+    processor.commands = COMMANDS.topic
+    consumer._active_partitions = {COMMANDS}
+    published = consumer._commands_published(processor, round_)
+    delivery = asyncio.get_running_loop().create_future()
+    published([Published(COMMANDS.topic, 0, None, b"cmd", 1_700_000_000_000, delivery, 1)])
+    return delivery
+
+
+async def acked(consumer: Any, delivery: Any, offset: int) -> None:
+    delivery.set_result(SimpleNamespace(offset=offset, timestamp_type=0))
+    for _ in range(3):  # the callback, then the chained batch
+        await asyncio.sleep(0)
+    if consumer._in_flight is not None:
+        await consumer._in_flight
+
+
+def test_a_command_acknowledged_as_its_partitions_next_record_is_applied_at_once() -> None:
+    consumer = make_consumer([{COMMANDS: batch(10, 11, 12)}], {COMMANDS: 10})
+
+    async def run() -> None:
+        await acked(consumer, acknowledge(consumer), 10)
+        # Applied without a fetch, and counted for the next commit as a fetch's record is.
+        assert consumer.processor.processed == [(COMMANDS, [10])]
+        assert consumer._processed == {COMMANDS: 11} and consumer._read_offset[COMMANDS] == 11
+        await drain_once(consumer)
+
+    asyncio.run(run())
+
+    # Its fetched copy was delivered already: dropped.
+    assert consumer.processor.processed == [(COMMANDS, [10]), (COMMANDS, [11, 12])]
+    assert consumer.processor.here.applied == 1
+    assert consumer._processed == {COMMANDS: 13}
+
+
+def test_a_command_not_next_in_its_partition_or_of_an_earlier_round_waits_for_the_fetch() -> None:
+    consumer = make_consumer([{COMMANDS: batch(10, 11, 12)}], {COMMANDS: 10})
+
+    async def run() -> None:
+        await acked(consumer, acknowledge(consumer), 11)  # 10 is not processed yet
+        assert consumer.processor.processed == []
+        consumer._revocations = 1  # a revocation began after 10 was published
+        await acked(consumer, acknowledge(consumer), 10)
+        assert consumer.processor.processed == []
+        await drain_once(consumer)
+
+    asyncio.run(run())
+
+    assert consumer.processor.processed == [(COMMANDS, [10, 11, 12])]
+    assert consumer.processor.here.dropped == 2
+
+
+def test_a_command_applied_while_a_fetched_batch_waits_is_dropped_from_that_batch() -> None:
+    # The fetch was taken (10..12) while the batch before it was still in flight, and the
+    # command at 10 was acknowledged then: it is applied first, and the fetch's batch skips it.
+    consumer = make_consumer([{COMMANDS: batch(10, 11, 12)}], {COMMANDS: 10})
+    release = asyncio.Event()
+
+    async def run() -> None:
+        async def before() -> None:
+            await release.wait()
+
+        consumer._chained(before)  # the batch in flight
+        delivery = acknowledge(consumer)
+        fetch = asyncio.ensure_future(drain_once(consumer))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        delivery.set_result(SimpleNamespace(offset=10, timestamp_type=0))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        release.set()
+        await asyncio.wait_for(fetch, 1.0)
+
+    asyncio.run(run())
+
+    assert consumer.processor.processed == [(COMMANDS, [10]), (COMMANDS, [11, 12])]
+    assert consumer._processed == {COMMANDS: 13}

@@ -24,6 +24,7 @@ from time import perf_counter
 from typing import Any, Protocol
 
 from stockflow._faust.answers import LocalAnswers
+from stockflow._faust.commands_here import CommandsHere, Published
 from stockflow.processing.records import Meta, Out, Step
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Answers",
     "BatchProcessor",
     "Changelog",
+    "Here",
     "Local",
     "Record",
     "RecordLike",
@@ -103,12 +105,18 @@ Answers = list[tuple[int, bytes | None, bytes]]
 
 
 class Outputs(Protocol):
-    async def publish(self, outputs: Iterable[Out]) -> Answers: ...
+    async def publish(
+        self, outputs: Iterable[Out], *, commands: list[Published] | None = None
+    ) -> Answers: ...
     async def flush(self) -> None: ...
 
 
 Local = Callable[[int], bool]
 """Whether a partition of the reply topic is active in this worker right now."""
+
+Here = Callable[[list[Published]], None]
+"""Given the product command records a batch published (:mod:`stockflow._faust.
+commands_here`)."""
 
 
 Probe = Callable[[Any, RecordLike, Step, float], None]
@@ -146,6 +154,7 @@ class BatchProcessor:
         outputs: Outputs,
         slice_seconds: float = SLICE_SECONDS,
         replies: str | None = None,
+        commands: str | None = None,
     ) -> None:
         self.app = app
         self.slice_seconds = slice_seconds
@@ -157,6 +166,12 @@ class BatchProcessor:
         """The reply topic, whose answers are applied here when their partition is
         (:mod:`stockflow._faust.answers`); ``None``: never."""
         self.answers = LocalAnswers()
+        self.commands = commands if commands in self.routes else None
+        """The product command topic, whose records a batch publishes are applied here once
+        acknowledged when their partition is active here (:mod:`stockflow._faust.
+        commands_here`, by the batch consumer); ``None``: never."""
+        self.here = CommandsHere()
+        """Those records, acknowledged, until the consumer applies them."""
 
     async def process(
         self,
@@ -164,6 +179,7 @@ class BatchProcessor:
         *,
         proceed: Callable[[], bool] | None = None,
         local: Local | None = None,
+        here: Here | None = None,
     ) -> None:
         """Apply ``(tp, records)`` pairs (``tp``: a Faust ``TP``), then send what they caused.
         An exception from a processor is a bug: it stops the worker (:func:`crash`).
@@ -176,7 +192,10 @@ class BatchProcessor:
 
         ``local(partition)``: whether that reply partition is active here, asked (after
         ``proceed()``) for each answer record the batch published; those it says yes to are
-        applied at once (:mod:`stockflow._faust.answers`). ``None``: none is."""
+        applied at once (:mod:`stockflow._faust.answers`). ``None``: none is.
+
+        ``here(published)``: given the product command records each handover published
+        (:mod:`stockflow._faust.commands_here`)."""
         try:
             pending = batches if isinstance(batches, list) else list(batches)
             at: tuple[int, int] | None = (0, 0)
@@ -186,7 +205,7 @@ class BatchProcessor:
                 local = _unless_rebalanced(proceed, local)
             while at is not None:
                 outputs, fired, at = self._apply(pending, at)
-                await self._send(outputs, fired, local)
+                await self._send(outputs, fired, local, here)
                 if at is not None:
                     for _ in range(YIELD_TURNS):
                         await asyncio.sleep(0)
@@ -201,15 +220,20 @@ class BatchProcessor:
         outputs: list[Out],
         fired: list[tuple[PartitionedStore, int, Sequence[str]]],
         local: Local | None = None,
+        here: Here | None = None,
     ) -> None:
         await self.changelog.send()
-        answers = await self.outputs.publish(outputs)
+        commands: list[Published] | None = None if here is None else []
+        answers = await self._publish(outputs, commands)
         if answers and local is not None:
             decided = self._answer(answers, local, fired)
             if decided is not None:
                 # The desk's writes go after the writes that decided the answers (see answers).
                 await self.changelog.send(after_state=True)
-                await self.outputs.publish(decided)
+                await self._publish(decided, commands)
+        if commands:
+            assert here is not None
+            here(commands)
         if fired:
             await self.outputs.flush()
             for store, partition, keys in fired:
@@ -220,6 +244,11 @@ class BatchProcessor:
                 finally:
                     store.partition = None
             await self.changelog.send()
+
+    async def _publish(self, outputs: list[Out], commands: list[Published] | None) -> Answers:
+        if commands is None:  # the stream path's and the tests' outputs need not take it
+            return await self.outputs.publish(outputs)
+        return await self.outputs.publish(outputs, commands=commands)
 
     def _answer(
         self,

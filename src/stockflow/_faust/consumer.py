@@ -26,6 +26,10 @@ to commit for stockflow's partitions come from here:
   began: a worker dropped from the group keeps its generation until it joins again) does not
   move the offsets: its records are fetched again from the committed offset (processing is
   idempotent; skipping is not);
+- a product command this worker published to a partition active here is applied as soon as
+  the broker acknowledges it, when it is the partition's next record, through the same path
+  as a fetched batch and one batch at a time with them; its fetched copy is then dropped as
+  delivered (:mod:`~stockflow._faust.commands_here`);
 - records are processed only while the group coordinator has confirmed this worker's
   membership recently (:class:`~stockflow._faust.membership.MembershipLease`): a worker
   frozen or cut off past its session timeout may have lost its partitions to another one,
@@ -36,12 +40,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from functools import partial
+from typing import Any, cast
 
 from faust.types import TP
 
-from stockflow._faust.batches import BatchProcessor, Changelog
+from stockflow._faust.batches import BatchProcessor, Changelog, Record
+from stockflow._faust.commands_here import Published
 from stockflow._faust.internals import CONSUMER_STATE, check_internals
 from stockflow._faust.membership import MembershipLease
 from stockflow._faust.standby import StandbyApplier
@@ -79,6 +85,10 @@ class BatchConsumer(TunedConsumer):
         self.membership = MembershipLease(float(self.app.conf.broker_session_timeout) / 2)
         """Confirmed by the consumer thread's heartbeats (see ``TunedConsumerThread``)."""
         self._holding = False
+        self._here_started = False
+        self._applied_here: dict[TP, int] = {}
+        """Per partition, where the records applied here (:meth:`_apply_here`) since the last
+        fetch was taken end: that fetch's batch drops what it has before it."""
         self._revocations = 0
         """Revocations begun: a batch that ends after one began records no offsets, and a
         commit whose offsets were taken before one commits none of stockflow's."""
@@ -133,6 +143,9 @@ class BatchConsumer(TunedConsumer):
         if again:
             await self._fetch_again(again, "standby records fetched before recovery completed")
         generation = self.app.consumer_generation_id
+        # What is applied here from now on until this fetch's batch starts, it must not apply
+        # again; what was applied before moved the read offsets below.
+        self._applied_here = {}
         mine: list[tuple[TP, Sequence[Any]]] = []
         theirs: dict[TP, Any] = {}
         gaps: dict[TP, tuple[int, int]] = {}
@@ -162,10 +175,8 @@ class BatchConsumer(TunedConsumer):
             log.info("membership confirmed again: processing resumes")
             self._holding = False
         if mine:
-            task = asyncio.ensure_future(
-                self._process(processor, mine, generation, self._revocations)
-            )
-            self._in_flight = task
+            revocations = self._revocations
+            task = self._chained(lambda: self._process(processor, mine, generation, revocations))
             await asyncio.shield(task)
         if theirs:
             async for item in self._faust_messages(theirs, generation):
@@ -240,19 +251,44 @@ class BatchConsumer(TunedConsumer):
             self._gap_fetched_from[tp] = start
         await self._fetch_again({tp: start for tp, (start, _after) in gaps.items()}, "offset gaps")
 
+    def _chained(self, work: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
+        """Run ``work()`` once the batch in flight is done, as the batch in flight: fetched
+        batches and those applied here (:mod:`stockflow._faust.commands_here`) one at a time,
+        in the order they were started."""
+        previous = self._in_flight
+
+        async def after() -> None:
+            if previous is not None and not previous.done():
+                await asyncio.wait({previous})
+            await work()
+
+        task = asyncio.ensure_future(after())
+        # Its failure stops the worker (batches.crash); the next batch only waits for it.
+        task.add_done_callback(_retrieved)
+        self._in_flight = task
+        return task
+
     async def _process(
         self,
         processor: BatchProcessor,
         batches: list[tuple[TP, Sequence[Any]]],
         generation: int,
         revocations: int,
+        *,
+        fetched: bool = True,
     ) -> None:
-        # Let aiokafka's fetcher send its next request first. Taking these records woke its
-        # routine, which needs two turns of the loop to put a fetch on the wire, and applying
-        # a batch holds the loop for milliseconds: without these turns the next records were
-        # asked for only after the batch, a broker round trip added to every hop at part load.
-        for _ in range(FETCHER_TURNS):
-            await asyncio.sleep(0)
+        if fetched:
+            # Let aiokafka's fetcher send its next request first. Taking these records woke
+            # its routine, which needs two turns of the loop to put a fetch on the wire, and
+            # applying a batch holds the loop for milliseconds: without these turns the next
+            # records were asked for only after the batch, a broker round trip added to every
+            # hop at part load.
+            for _ in range(FETCHER_TURNS):
+                await asyncio.sleep(0)
+            # Records applied here since the fetch was taken (commands_here) are delivered.
+            batches = _undelivered(batches, self._applied_here)
+            if not batches:
+                return
 
         def unchanged() -> bool:
             return (
@@ -261,7 +297,12 @@ class BatchConsumer(TunedConsumer):
 
         # A long fetch is applied in slices (BatchProcessor.process): one that a rebalance
         # interrupts stops at the next slice, and a revocation waits for less.
-        await processor.process(batches, proceed=unchanged, local=self._active_replies(processor))
+        await processor.process(
+            batches,
+            proceed=unchanged,
+            local=self._active_replies(processor),
+            here=self._commands_published(processor, (generation, revocations)),
+        )
         if not unchanged():
             # A revocation waits for this batch (wait_empty) after it has forgotten the
             # partitions' offsets: recorded now, they came back for the next commit. A worker
@@ -278,6 +319,8 @@ class BatchConsumer(TunedConsumer):
             end = batch[-1].offset + 1
             processed[tp] = end
             self._read_offset[tp] = end
+            if not fetched:
+                self._applied_here[tp] = end
             acked.setdefault(tp, [])  # makes Faust's commit look at this partition
             monitor.track_tp_end_offset(tp, self.highwater(tp))
 
@@ -294,6 +337,72 @@ class BatchConsumer(TunedConsumer):
             return partitions is not None and TP(topic, partition) in partitions
 
         return active
+
+    def _commands_published(
+        self, processor: BatchProcessor, round_: tuple[int, int]
+    ) -> Callable[[list[Published]], None] | None:
+        """What to do with the product command records a batch published: those of a
+        partition active here are applied here once acknowledged (:meth:`_acknowledged`)."""
+        if processor.commands is None:
+            return None
+
+        def published(records: list[Published]) -> None:
+            partitions = self._active_partitions
+            if partitions is None:
+                return
+            for record in records:
+                if TP(record.topic, record.partition) in partitions:
+                    record.delivery.add_done_callback(
+                        partial(self._acknowledged, processor, round_, record)
+                    )
+
+        return published
+
+    def _acknowledged(
+        self,
+        processor: BatchProcessor,
+        round_: tuple[int, int],
+        published: Published,
+        _delivery: Any,
+    ) -> None:
+        here = processor.here
+        offset = published.offset()
+        if offset is None:  # lost, or stamped by the broker: the fetch decides
+            here.dropped += 1
+            return
+        record = Record(
+            published.topic, offset, published.timestamp, published.key, published.value
+        )
+        here.add(TP(published.topic, published.partition), record, round_)
+        if not self._here_started:
+            # One batch for every record acknowledged until it starts (one produce response
+            # acknowledges the partitions of a request together).
+            self._here_started = True
+            self._chained(lambda: self._apply_here(processor))
+
+    async def _apply_here(self, processor: BatchProcessor) -> None:
+        """The acknowledged command records that are next in their partitions, applied as
+        their fetch would apply them (see :mod:`stockflow._faust.commands_here`)."""
+        self._here_started = False
+        generation, revocations = round_ = (self.app.consumer_generation_id, self._revocations)
+        partitions = self._active_partitions
+        if (
+            partitions is None
+            or not self.flow_active
+            or self.should_stop
+            or self._holding
+            or not self.membership.holds()
+        ):
+            processor.here.clear()
+            return
+        read_offset = self._read_offset
+
+        def next_offset(tp: Hashable) -> int | None:
+            return read_offset.get(tp) if tp in partitions else None
+
+        ready = cast("list[tuple[TP, Sequence[Any]]]", processor.here.take(next_offset, round_))
+        if ready:
+            await self._process(processor, ready, generation, revocations, fetched=False)
 
     async def _faust_messages(
         self, records: dict[TP, Any], generation: int
@@ -368,7 +477,30 @@ class BatchConsumer(TunedConsumer):
         processor = self.processor
         if processor is not None:
             processor.answers.clear()  # applied here: whoever owns them next applies them again
+            processor.here.clear()  # left to the fetch, from the committed offsets
         for tp in revoked:
             self._processed.pop(tp, None)
             self._gap_fetched_from.pop(tp, None)
         await super().on_partitions_revoked(revoked)
+
+
+def _undelivered(
+    batches: list[tuple[TP, Sequence[Any]]], applied: Mapping[TP, int]
+) -> list[tuple[TP, Sequence[Any]]]:
+    """``batches`` without the records before the offset each partition was applied to."""
+    if not applied:
+        return batches
+    kept: list[tuple[TP, Sequence[Any]]] = []
+    for tp, batch in batches:
+        start = applied.get(tp)
+        if start is not None and batch[0].offset < start:
+            batch = [record for record in batch if record.offset >= start]
+            if not batch:
+                continue
+        kept.append((tp, batch))
+    return kept
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -173,6 +173,7 @@ class BatchSender:
         after_state: bool = False,
         output: bool | None = None,
         headers: Callable[[str, int], Sequence[tuple[str, bytes]] | None] | None = None,
+        timestamp: int | None = None,
     ) -> Sent:
         """Queue ``(topic, partition, key, value)`` records for the producer, in order per
         topic partition. Returns at once unless :data:`MAX_OUTSTANDING` batches wait.
@@ -190,7 +191,9 @@ class BatchSender:
         outputs wait for them in turn. Each call starts new record batches for them, which
         later waits never join: a batch that waits on state never becomes a wait of its own.
 
-        ``headers``: asked once per topic partition of the call for its records' headers."""
+        ``headers``: asked once per topic partition of the call for its records' headers.
+        ``timestamp``: the records' timestamp in milliseconds (``None``: the client's clock
+        when each is added)."""
         producer = self._client()
         touched: dict[tuple[str, int], _Queued] = {}
         sent: Sent = []
@@ -224,12 +227,13 @@ class BatchSender:
                 elif state or acks:
                     batch.after.extend(state or ())
                     batch.acks.extend(acks)
-            if batch.builder.add(timestamp=None, key=key, value=value, headers=stamp) is None:
+            if batch.builder.add(timestamp=timestamp, key=key, value=value, headers=stamp) is None:
                 # Full or built: the partition's next batch starts with this record.
                 if tp in touched:
                     sent.append((topic, partition, batch.delivery, batch.count))
                 batch = self._queue(producer, tp, state, acks, waiting_state)
-                if batch.builder.add(timestamp=None, key=key, value=value, headers=stamp) is None:
+                added = batch.builder.add(timestamp=timestamp, key=key, value=value, headers=stamp)
+                if added is None:
                     raise ValueError(f"a record for {topic} does not fit in a producer batch")
             touched[tp] = batch
             batch.count += 1

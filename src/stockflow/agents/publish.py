@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from stockflow._faust.batches import Answers
 from stockflow._faust.changelog import check_delivery
+from stockflow._faust.commands_here import Published
 from stockflow._faust.producing import BatchSender
 from stockflow.keys import partition_for
 from stockflow.processing.records import Out, Role
@@ -43,10 +45,13 @@ class Publisher:
         self.partitions = partitions
         self.sender = sender
 
-    async def publish(self, outputs: Iterable[Out]) -> Answers:
+    async def publish(
+        self, outputs: Iterable[Out], *, commands: list[Published] | None = None
+    ) -> Answers:
         """Send ``outputs``; returns the answer records sent (``order_replies``), as
         ``(partition, key, value)``: the processor may apply them here (stockflow._faust.
-        answers)."""
+        answers). ``commands``: the product command records sent are appended to it, with
+        their deliveries (:mod:`stockflow._faust.commands_here`)."""
         names = self.names
         records: list[tuple[str, int, bytes | None, bytes]] = []
         batches: dict[tuple[Role, int], list[Out]] = {}
@@ -66,6 +71,7 @@ class Publisher:
                 partition = partition_for(out.key or b"", count)
             records.append((topic, partition, out.key, out.value))
         answers: Answers = []
+        written: list[tuple[int, bytes | None, bytes]] = []
         for (role, partition), batch in batches.items():
             if len(batch) == 1:
                 key, value = batch[0].key, batch[0].value
@@ -74,9 +80,28 @@ class Publisher:
             records.append((names[role], partition, key, value))
             if role == "order_replies":
                 answers.append((partition, key, value))
+            elif commands is not None:
+                written.append((partition, key, value))
         if records:
-            sent = await self.sender.send(records, after_state=True)
+            # Stamped here, not by the client: a command applied where it was published
+            # must carry the timestamp its fetched copy will (its clock for the decision).
+            timestamp = int(time.time() * 1000)
+            sent = await self.sender.send(records, after_state=True, timestamp=timestamp)
             check_delivery(self.app, sent, "an output")
+            if written:
+                assert commands is not None
+                topic = names["product_commands"]
+                # Each command partition has one record in the call: the last it went into.
+                where = {
+                    partition: (delivery, count)
+                    for to, partition, delivery, count in sent
+                    if to == topic
+                }
+                for partition, key, value in written:
+                    delivery, count = where[partition]
+                    commands.append(
+                        Published(topic, partition, key, value, timestamp, delivery, count)
+                    )
         return answers
 
     async def flush(self) -> None:

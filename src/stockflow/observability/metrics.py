@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from stockflow.observability.logs import DecisionLog
     from stockflow.processing.records import Step
 
-__all__ = ["AnswerCounts", "LagSource", "Metrics", "PendingSource", "StepProbe"]
+__all__ = ["AnswerCounts", "CommandCounts", "LagSource", "Metrics", "PendingSource", "StepProbe"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,15 @@ class AnswerCounts(Protocol):
     def applied(self) -> int: ...
     @property
     def skipped(self) -> int: ...
+
+
+class CommandCounts(Protocol):
+    """:class:`stockflow._faust.commands_here.CommandsHere`' counts, read at scrape time."""
+
+    @property
+    def applied(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
 
 
 class _Histogram:
@@ -130,6 +139,8 @@ class Metrics:
         self.pending_source: PendingSource | None = None
         self.answers: AnswerCounts | None = None
         """Line answers the desk applied where they were decided (set by the wiring)."""
+        self.commands: CommandCounts | None = None
+        """Product commands applied where they were published (set by the wiring)."""
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -324,6 +335,17 @@ class _Collector:
             answers.add_metric(["applied"], m.answers.applied)
             answers.add_metric(["skipped"], m.answers.skipped)
             yield answers
+        if m.commands is not None:
+            commands = CounterMetricFamily(
+                "stockflow_local_commands_total",
+                "Product command records applied in the worker that published them once the "
+                "broker acknowledged them (applied), and those left to the fetch: not next in "
+                "their partition, or a rebalance came in between (dropped).",
+                labels=["stage"],
+            )
+            commands.add_metric(["applied"], m.commands.applied)
+            commands.add_metric(["dropped"], m.commands.dropped)
+            yield commands
         yield from self._gauges()
 
     def _gauges(self) -> Iterator[Metric]:
