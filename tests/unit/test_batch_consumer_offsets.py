@@ -32,6 +32,7 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 
 from stockflow._faust.answers import LocalAnswers
+from stockflow._faust.applied_here import AppliedHere
 from stockflow._faust.commands_here import CommandsHere, Published
 from stockflow._faust.consumer import BatchConsumer
 from stockflow._faust.membership import MembershipLease
@@ -83,8 +84,7 @@ def make_consumer(fetches: list[dict[TP, list[FakeRecord]]], read_offset: dict[T
     consumer._processed = {}
     consumer._acked = {}
     consumer._in_flight = None
-    consumer._here_started = False
-    consumer._applied_here = {}
+    consumer._here = AppliedHere(consumer)
     consumer.membership = MembershipLease(3.0)  # no coordinator watched: always held
     consumer._holding = False
     consumer._revocations = 0
@@ -544,7 +544,7 @@ def acknowledge(consumer: Any, *, round_: tuple[int, int] = (1, 0)) -> Any:
     processor = consumer.processor
     processor.commands = COMMANDS.topic
     consumer._active_partitions = {COMMANDS}
-    published = consumer._commands_published(processor, round_)
+    published = consumer._here.published(processor, round_)
     delivery = asyncio.get_running_loop().create_future()
     published([Published(COMMANDS.topic, 0, None, b"cmd", 1_700_000_000_000, delivery, 1)])
     return delivery

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from stockflow._faust.answers import LocalAnswers
+from stockflow._faust.commands_here import CommandsHere
 from stockflow.core.policy import Policy
 from stockflow.keys import partition_for, stock_key
 from stockflow.models import (
@@ -416,3 +418,15 @@ def test_answers_applied_where_they_were_decided_are_counted() -> None:
     answers.take(0, b"one")
     assert value(metrics, "stockflow_local_answers_total", stage="applied") == 2
     assert value(metrics, "stockflow_local_answers_total", stage="skipped") == 1
+
+
+def test_commands_applied_where_they_were_published_are_counted() -> None:
+    metrics = Metrics()
+    assert value(metrics, "stockflow_local_commands_total", stage="applied") is None  # not wired
+    here = CommandsHere()
+    metrics.commands = here
+    for offset in (4, 5, 7):
+        here.add("tp", SimpleNamespace(offset=offset), "round")
+    here.take({"tp": 4}.get, "round")  # 4 and 5 follow on; 7 is left to the fetch
+    assert value(metrics, "stockflow_local_commands_total", stage="applied") == 2
+    assert value(metrics, "stockflow_local_commands_total", stage="dropped") == 1

@@ -40,14 +40,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
-from functools import partial
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 from faust.types import TP
 
-from stockflow._faust.batches import BatchProcessor, Changelog, Record
-from stockflow._faust.commands_here import Published
+from stockflow._faust.applied_here import AppliedHere
+from stockflow._faust.batches import BatchProcessor, Changelog
 from stockflow._faust.internals import CONSUMER_STATE, check_internals
 from stockflow._faust.membership import MembershipLease
 from stockflow._faust.standby import StandbyApplier
@@ -85,10 +84,8 @@ class BatchConsumer(TunedConsumer):
         self.membership = MembershipLease(float(self.app.conf.broker_session_timeout) / 2)
         """Confirmed by the consumer thread's heartbeats (see ``TunedConsumerThread``)."""
         self._holding = False
-        self._here_started = False
-        self._applied_here: dict[TP, int] = {}
-        """Per partition, where the records applied here (:meth:`_apply_here`) since the last
-        fetch was taken end: that fetch's batch drops what it has before it."""
+        self._here = AppliedHere(self)
+        """Product commands published here, applied once acknowledged (commands_here)."""
         self._revocations = 0
         """Revocations begun: a batch that ends after one began records no offsets, and a
         commit whose offsets were taken before one commits none of stockflow's."""
@@ -143,9 +140,7 @@ class BatchConsumer(TunedConsumer):
         if again:
             await self._fetch_again(again, "standby records fetched before recovery completed")
         generation = self.app.consumer_generation_id
-        # What is applied here from now on until this fetch's batch starts, it must not apply
-        # again; what was applied before moved the read offsets below.
-        self._applied_here = {}
+        self._here.fetch_taken()  # what is applied here from now on, its batch must skip
         mine: list[tuple[TP, Sequence[Any]]] = []
         theirs: dict[TP, Any] = {}
         gaps: dict[TP, tuple[int, int]] = {}
@@ -286,7 +281,7 @@ class BatchConsumer(TunedConsumer):
             for _ in range(FETCHER_TURNS):
                 await asyncio.sleep(0)
             # Records applied here since the fetch was taken (commands_here) are delivered.
-            batches = _undelivered(batches, self._applied_here)
+            batches = self._here.undelivered(batches)
             if not batches:
                 return
 
@@ -301,7 +296,7 @@ class BatchConsumer(TunedConsumer):
             batches,
             proceed=unchanged,
             local=self._active_replies(processor),
-            here=self._commands_published(processor, (generation, revocations)),
+            here=self._here.published(processor, (generation, revocations)),
         )
         if not unchanged():
             # A revocation waits for this batch (wait_empty) after it has forgotten the
@@ -320,7 +315,7 @@ class BatchConsumer(TunedConsumer):
             processed[tp] = end
             self._read_offset[tp] = end
             if not fetched:
-                self._applied_here[tp] = end
+                self._here.applied(tp, end)
             acked.setdefault(tp, [])  # makes Faust's commit look at this partition
             monitor.track_tp_end_offset(tp, self.highwater(tp))
 
@@ -337,72 +332,6 @@ class BatchConsumer(TunedConsumer):
             return partitions is not None and TP(topic, partition) in partitions
 
         return active
-
-    def _commands_published(
-        self, processor: BatchProcessor, round_: tuple[int, int]
-    ) -> Callable[[list[Published]], None] | None:
-        """What to do with the product command records a batch published: those of a
-        partition active here are applied here once acknowledged (:meth:`_acknowledged`)."""
-        if processor.commands is None:
-            return None
-
-        def published(records: list[Published]) -> None:
-            partitions = self._active_partitions
-            if partitions is None:
-                return
-            for record in records:
-                if TP(record.topic, record.partition) in partitions:
-                    record.delivery.add_done_callback(
-                        partial(self._acknowledged, processor, round_, record)
-                    )
-
-        return published
-
-    def _acknowledged(
-        self,
-        processor: BatchProcessor,
-        round_: tuple[int, int],
-        published: Published,
-        _delivery: Any,
-    ) -> None:
-        here = processor.here
-        offset = published.offset()
-        if offset is None:  # lost, or stamped by the broker: the fetch decides
-            here.dropped += 1
-            return
-        record = Record(
-            published.topic, offset, published.timestamp, published.key, published.value
-        )
-        here.add(TP(published.topic, published.partition), record, round_)
-        if not self._here_started:
-            # One batch for every record acknowledged until it starts (one produce response
-            # acknowledges the partitions of a request together).
-            self._here_started = True
-            self._chained(lambda: self._apply_here(processor))
-
-    async def _apply_here(self, processor: BatchProcessor) -> None:
-        """The acknowledged command records that are next in their partitions, applied as
-        their fetch would apply them (see :mod:`stockflow._faust.commands_here`)."""
-        self._here_started = False
-        generation, revocations = round_ = (self.app.consumer_generation_id, self._revocations)
-        partitions = self._active_partitions
-        if (
-            partitions is None
-            or not self.flow_active
-            or self.should_stop
-            or self._holding
-            or not self.membership.holds()
-        ):
-            processor.here.clear()
-            return
-        read_offset = self._read_offset
-
-        def next_offset(tp: Hashable) -> int | None:
-            return read_offset.get(tp) if tp in partitions else None
-
-        ready = cast("list[tuple[TP, Sequence[Any]]]", processor.here.take(next_offset, round_))
-        if ready:
-            await self._process(processor, ready, generation, revocations, fetched=False)
 
     async def _faust_messages(
         self, records: dict[TP, Any], generation: int
@@ -482,23 +411,6 @@ class BatchConsumer(TunedConsumer):
             self._processed.pop(tp, None)
             self._gap_fetched_from.pop(tp, None)
         await super().on_partitions_revoked(revoked)
-
-
-def _undelivered(
-    batches: list[tuple[TP, Sequence[Any]]], applied: Mapping[TP, int]
-) -> list[tuple[TP, Sequence[Any]]]:
-    """``batches`` without the records before the offset each partition was applied to."""
-    if not applied:
-        return batches
-    kept: list[tuple[TP, Sequence[Any]]] = []
-    for tp, batch in batches:
-        start = applied.get(tp)
-        if start is not None and batch[0].offset < start:
-            batch = [record for record in batch if record.offset >= start]
-            if not batch:
-                continue
-        kept.append((tp, batch))
-    return kept
 
 
 def _retrieved(task: asyncio.Future[None]) -> None:

@@ -326,26 +326,22 @@ class _Collector:
         stalls.add_metric([], m.loop_stalls.buckets(), sum_value=m.loop_stalls.total)
         yield stalls
         if m.answers is not None:
-            answers = CounterMetricFamily(
+            yield _stages(
                 "stockflow_local_answers_total",
                 "Line answer records the order desk applied in the worker that published them "
                 "(applied), and those of them skipped when read back from the broker (skipped).",
-                labels=["stage"],
+                applied=m.answers.applied,
+                skipped=m.answers.skipped,
             )
-            answers.add_metric(["applied"], m.answers.applied)
-            answers.add_metric(["skipped"], m.answers.skipped)
-            yield answers
         if m.commands is not None:
-            commands = CounterMetricFamily(
+            yield _stages(
                 "stockflow_local_commands_total",
                 "Product command records applied in the worker that published them once the "
                 "broker acknowledged them (applied), and those left to the fetch: not next in "
                 "their partition, or a rebalance came in between (dropped).",
-                labels=["stage"],
+                applied=m.commands.applied,
+                dropped=m.commands.dropped,
             )
-            commands.add_metric(["applied"], m.commands.applied)
-            commands.add_metric(["dropped"], m.commands.dropped)
-            yield commands
         yield from self._gauges()
 
     def _gauges(self) -> Iterator[Metric]:
@@ -376,3 +372,11 @@ def _safely(source: Callable[[], Any], what: str) -> Any:
     except Exception:  # a gauge must never break the scrape (e.g. during a rebalance)
         log.warning("metrics: could not compute %s", what, exc_info=True)
         return None
+
+
+def _stages(name: str, documentation: str, **counts: int) -> CounterMetricFamily:
+    """A counter with one ``stage`` label value per keyword."""
+    family = CounterMetricFamily(name, documentation, labels=["stage"])
+    for stage, count in counts.items():
+        family.add_metric([stage], count)
+    return family
